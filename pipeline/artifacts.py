@@ -1,0 +1,577 @@
+"""The typed values that cross stage boundaries, validated on construction.
+
+Each artifact saves itself as JSON (the canonical form, with a ``socialpipe`` type tag
+and a format version) and loads back from it. Other file formats (MOT csv, RTTM,
+WebVTT, SRT) live in :mod:`pipeline.formats`.
+
+Time base everywhere: float seconds from the start of the video; 0-based frame indices.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import InputError
+from pipeline.timebase import frame_to_time
+from pipeline.io import write_text_atomic
+
+FORMAT_VERSION = 1
+TRACK_KINDS = ("face", "person")
+# Boxes and times may overrun the frame or the clip by this much (rounding in
+# annotation tools) before they count as outside.
+BOX_TOLERANCE_PX = 1.0
+TIME_TOLERANCE_S = 0.05
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)
+
+
+class _SavesJson:
+    """Mixin: ``artifact.save(path)`` writes the canonical JSON atomically."""
+
+    def save(self, path: str | Path) -> Path:
+        return save_json(self, path)
+
+
+# ----------------------------------------------------------------------------- video
+
+
+@dataclass(frozen=True)
+class VideoInfo(_SavesJson):
+    """What the pipeline needs to know about an input video."""
+
+    path: str
+    fps: float  # average frame rate, frames per second
+    frame_count: int
+    width: int  # pixels
+    height: int  # pixels
+    duration_s: float
+    has_audio: bool
+
+    def __post_init__(self) -> None:
+        _check(math.isfinite(self.fps) and self.fps > 0, f"video fps must be a positive number, got {self.fps}")
+        _check(self.frame_count > 0, f"video must have at least one frame, got {self.frame_count}")
+        _check(self.width > 0 and self.height > 0, f"video size must be positive, got {self.width}x{self.height}")
+        _check(self.duration_s > 0, f"video duration must be positive, got {self.duration_s}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"socialpipe": "video", "version": FORMAT_VERSION, **self.__dict__}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], source: str = "video json") -> VideoInfo:
+        body = _unwrap(data, "video", source)
+        fields = ("path", "fps", "frame_count", "width", "height", "duration_s", "has_audio")
+        return _build(cls, source, **{name: body.get(name) for name in fields})
+
+
+# ----------------------------------------------------------------------------- tracks
+
+
+@dataclass(frozen=True, eq=False)
+class Tracks(_SavesJson):
+    """Boxes on stable track ids, one row per (track, frame) observation.
+
+    Parallel arrays over ``n`` observations (the layout of supervision's ``Detections``):
+
+    - ``track_id``: (n,) int
+    - ``frame_index``: (n,) int, 0-based frame of the video
+    - ``xyxy``: (n, 4) float pixels, (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1
+    - ``confidence``: (n,) float in [0, 1]
+    - ``landmarks``: (n, 5, 2) float pixels (left eye, right eye, nose, left and right
+      mouth corner) or None; rows without landmarks are NaN.
+
+    ``kinds`` maps every track id to "face" or "person". ``meta`` carries provenance and
+    notes (for example why two track pieces were joined).
+    """
+
+    fps: float
+    track_id: np.ndarray
+    frame_index: np.ndarray
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    kinds: Mapping[int, str]
+    landmarks: np.ndarray | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.track_id)
+        _check(math.isfinite(self.fps) and self.fps > 0, f"tracks fps must be a positive number, got {self.fps}")
+        _check(self.track_id.shape == (n,), f"track_id must have shape (n,), got {self.track_id.shape}")
+        _check(self.frame_index.shape == (n,), f"frame_index must have shape ({n},), got {self.frame_index.shape}")
+        _check(self.xyxy.shape == (n, 4), f"xyxy must have shape ({n}, 4), got {self.xyxy.shape}")
+        _check(self.confidence.shape == (n,), f"confidence must have shape ({n},), got {self.confidence.shape}")
+        if self.landmarks is not None:
+            _check(self.landmarks.shape == (n, 5, 2), f"landmarks must have shape ({n}, 5, 2), got {self.landmarks.shape}")
+        if n == 0:
+            return
+        _check(bool(np.isfinite(self.xyxy).all()), "boxes must be finite numbers")
+        bad = np.flatnonzero((self.xyxy[:, 2] < self.xyxy[:, 0]) | (self.xyxy[:, 3] < self.xyxy[:, 1]))
+        _check(bad.size == 0, _describe_rows(bad, self, "has x2 < x1 or y2 < y1; expected (x1, y1, x2, y2) corners"))
+        _check(bool((self.frame_index >= 0).all()), "frame indices must be >= 0")
+        conf_ok = np.isfinite(self.confidence) & (self.confidence >= 0) & (self.confidence <= 1)
+        _check(bool(conf_ok.all()), "confidence must lie in [0, 1]")
+        pairs = self.track_id.astype(np.int64) * (int(self.frame_index.max()) + 1) + self.frame_index
+        _check(len(np.unique(pairs)) == n, "a track has two boxes on the same frame; expected one per (track, frame)")
+        missing = sorted(set(self.track_ids) - set(self.kinds))
+        _check(not missing, f"tracks {missing} have no kind; expected one of {TRACK_KINDS} per track")
+        wrong = {k: v for k, v in self.kinds.items() if v not in TRACK_KINDS}
+        _check(not wrong, f"unknown track kinds {wrong}; expected one of {TRACK_KINDS}")
+
+    @classmethod
+    def empty(cls, fps: float, meta: Mapping[str, Any] | None = None) -> Tracks:
+        return cls.from_rows([], fps=fps, meta=meta)
+
+    @classmethod
+    def from_rows(
+        cls,
+        rows: Sequence[Mapping[str, Any]],
+        fps: float,
+        kinds: Mapping[int, str] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        default_kind: str = "face",
+    ) -> Tracks:
+        """Build from dict rows with keys track_id, frame_index, xyxy, confidence, optional landmarks.
+
+        Rows are sorted by (frame, track). Tracks missing from ``kinds`` get ``default_kind``.
+        """
+        rows = sorted(rows, key=lambda r: (int(r["frame_index"]), int(r["track_id"])))
+        n = len(rows)
+        has_landmarks = any(r.get("landmarks") is not None for r in rows)
+        landmarks = np.full((n, 5, 2), np.nan) if has_landmarks else None
+        for i, row in enumerate(rows):
+            if has_landmarks and row.get("landmarks") is not None:
+                landmarks[i] = np.asarray(row["landmarks"], dtype=np.float64).reshape(5, 2)
+        track_id = np.array([int(r["track_id"]) for r in rows], dtype=np.int64)
+        all_kinds = {int(t): default_kind for t in np.unique(track_id)}
+        all_kinds.update({int(k): v for k, v in (kinds or {}).items()})
+        return cls(
+            fps=float(fps),
+            track_id=track_id,
+            frame_index=np.array([int(r["frame_index"]) for r in rows], dtype=np.int64),
+            xyxy=np.array([r["xyxy"] for r in rows], dtype=np.float64).reshape(n, 4),
+            confidence=np.array([float(r.get("confidence", 1.0)) for r in rows], dtype=np.float64),
+            kinds=all_kinds,
+            landmarks=landmarks,
+            meta=dict(meta or {}),
+        )
+
+    def __len__(self) -> int:
+        return len(self.track_id)
+
+    def __getitem__(self, mask: np.ndarray) -> Tracks:
+        """Rows selected by a boolean mask or index array, as a new Tracks."""
+        ids = set(int(t) for t in self.track_id[mask])
+        return Tracks(
+            fps=self.fps,
+            track_id=self.track_id[mask],
+            frame_index=self.frame_index[mask],
+            xyxy=self.xyxy[mask],
+            confidence=self.confidence[mask],
+            kinds={k: v for k, v in self.kinds.items() if k in ids},
+            landmarks=None if self.landmarks is None else self.landmarks[mask],
+            meta=self.meta,
+        )
+
+    @property
+    def time_s(self) -> np.ndarray:
+        """(n,) start time in seconds of each observation's frame."""
+        return frame_to_time(self.frame_index, self.fps) if len(self) else np.zeros(0)
+
+    @property
+    def track_ids(self) -> list[int]:
+        return [int(t) for t in np.unique(self.track_id)]
+
+    def at_frame(self, frame_index: int) -> Tracks:
+        return self[self.frame_index == frame_index]
+
+    def for_track(self, track_id: int) -> Tracks:
+        return self[self.track_id == track_id]
+
+    def validate_against(self, video: VideoInfo) -> None:
+        """Raise InputError unless every box lies inside the frame and every frame exists."""
+        if len(self) == 0:
+            return
+        last = int(self.frame_index.max())
+        _check(last < video.frame_count, f"tracks reach frame {last} but the video has frames 0..{video.frame_count - 1}")
+        tol = BOX_TOLERANCE_PX
+        outside = np.flatnonzero(
+            (self.xyxy[:, 0] < -tol) | (self.xyxy[:, 1] < -tol)
+            | (self.xyxy[:, 2] > video.width + tol) | (self.xyxy[:, 3] > video.height + tol)
+        )
+        _check(
+            outside.size == 0,
+            _describe_rows(outside, self, f"lies outside the {video.width}x{video.height} frame; expected boxes inside it"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        tracks = []
+        for tid in self.track_ids:
+            rows = np.flatnonzero(self.track_id == tid)
+            observations = []
+            for i in rows:
+                obs = {
+                    "frame": int(self.frame_index[i]),
+                    "time_s": round(float(self.frame_index[i]) / self.fps, 6),
+                    "xyxy": [round(float(v), 3) for v in self.xyxy[i]],
+                    "confidence": round(float(self.confidence[i]), 6),
+                }
+                if self.landmarks is not None and np.isfinite(self.landmarks[i]).all():
+                    obs["landmarks"] = [[round(float(x), 3), round(float(y), 3)] for x, y in self.landmarks[i]]
+                observations.append(obs)
+            tracks.append({"track_id": tid, "kind": self.kinds[tid], "observations": observations})
+        return {"socialpipe": "tracks", "version": FORMAT_VERSION, "fps": self.fps, "meta": dict(self.meta), "tracks": tracks}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], source: str = "tracks json") -> Tracks:
+        body = _unwrap(data, "tracks", source)
+        try:
+            rows, kinds = [], {}
+            for track in body["tracks"]:
+                tid = int(track["track_id"])
+                kinds[tid] = track.get("kind", "face")
+                for obs in track["observations"]:
+                    rows.append({"track_id": tid, "frame_index": obs["frame"], "xyxy": obs["xyxy"],
+                                 "confidence": obs.get("confidence", 1.0), "landmarks": obs.get("landmarks")})
+            return cls.from_rows(rows, fps=float(body["fps"]), kinds=kinds, meta=body.get("meta", {}))
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"{source}: malformed tracks ({_describe(exc)}); expected "
+                '{"fps": F, "tracks": [{"track_id": N, "kind": "face", "observations": [{"frame": N, "xyxy": [x1, y1, x2, y2]}]}]}'
+            ) from None
+
+
+def _describe_rows(rows: np.ndarray, tracks: Tracks, problem: str) -> str:
+    """Name the first offending observation of a Tracks for an error message."""
+    if rows.size == 0:
+        return ""
+    i = int(rows[0])
+    box = ", ".join(f"{v:g}" for v in tracks.xyxy[i])
+    more = f" (and {rows.size - 1} more)" if rows.size > 1 else ""
+    return f"box [{box}] of track {int(tracks.track_id[i])} at frame {int(tracks.frame_index[i])} {problem}{more}"
+
+
+# ----------------------------------------------------------------------------- transcript
+
+
+@dataclass(frozen=True)
+class Word:
+    start_s: float
+    end_s: float
+    text: str
+    score: float | None = None  # recogniser confidence in [0, 1] when known
+
+    def __post_init__(self) -> None:
+        _check_span(self.start_s, self.end_s, f"word {self.text!r}")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One speaker turn: who (a voice label such as "SPEAKER_01" or a name) said what, when."""
+
+    start_s: float
+    end_s: float
+    speaker: str
+    text: str = ""
+    words: tuple[Word, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _check_span(self.start_s, self.end_s, f"utterance of {self.speaker!r}")
+        _check(isinstance(self.speaker, str) and self.speaker.strip() != "",
+               f"utterance at {self.start_s:.2f}s has an empty speaker label; expected a voice label or name")
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+def _check_span(start_s: float, end_s: float, what: str) -> None:
+    _check(all(isinstance(v, (int, float)) and math.isfinite(v) for v in (start_s, end_s)),
+           f"{what} has non-numeric times ({start_s!r}, {end_s!r}); expected seconds")
+    _check(start_s >= 0, f"{what} starts at {start_s}s; expected times >= 0")
+    _check(end_s >= start_s, f"{what} ends ({end_s}s) before it starts ({start_s}s); expected end >= start")
+
+
+@dataclass(frozen=True)
+class Transcript(_SavesJson):
+    """Utterances in time order (overlapping speech allowed)."""
+
+    utterances: tuple[Utterance, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        starts = [u.start_s for u in self.utterances]
+        _check(starts == sorted(starts), "utterances must be sorted by start time; use Transcript.from_utterances")
+
+    @classmethod
+    def from_utterances(cls, utterances: Sequence[Utterance], meta: Mapping[str, Any] | None = None) -> Transcript:
+        return cls(tuple(sorted(utterances, key=lambda u: (u.start_s, u.end_s, u.speaker))), dict(meta or {}))
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    @property
+    def speakers(self) -> list[str]:
+        """Voice labels in order of first appearance."""
+        return list(dict.fromkeys(u.speaker for u in self.utterances))
+
+    @property
+    def end_s(self) -> float:
+        return max((u.end_s for u in self.utterances), default=0.0)
+
+    def talk_time_s(self) -> dict[str, float]:
+        """Seconds each voice speaks (its own overlapping turns counted once)."""
+        annotation = self.to_annotation()
+        return {str(label): float(annotation.label_duration(label)) for label in annotation.labels()}
+
+    def to_annotation(self, uri: str = "video"):
+        """The speaker turns as a ``pyannote.core.Annotation``."""
+        from pyannote.core import Annotation, Segment
+
+        annotation = Annotation(uri=uri)
+        for i, u in enumerate(self.utterances):
+            if u.end_s > u.start_s:
+                annotation[Segment(u.start_s, u.end_s), i] = u.speaker
+        return annotation
+
+    def validate_against(self, video: VideoInfo) -> None:
+        late = [u for u in self.utterances if u.end_s > video.duration_s + TIME_TOLERANCE_S]
+        _check(not late, f"utterance of {late[0].speaker!r} ends at {late[0].end_s:.2f}s but the video lasts "
+                         f"{video.duration_s:.2f}s; expected times inside the video" if late else "")
+
+    def to_json(self) -> dict[str, Any]:
+        utterances = []
+        for u in self.utterances:
+            item: dict[str, Any] = {"start_s": u.start_s, "end_s": u.end_s, "speaker": u.speaker, "text": u.text}
+            if u.words is not None:
+                item["words"] = [{"start_s": w.start_s, "end_s": w.end_s, "text": w.text,
+                                  **({"score": w.score} if w.score is not None else {})} for w in u.words]
+            utterances.append(item)
+        return {"socialpipe": "transcript", "version": FORMAT_VERSION, "meta": dict(self.meta), "utterances": utterances}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], source: str = "transcript json") -> Transcript:
+        body = _unwrap(data, "transcript", source)
+        try:
+            utterances = []
+            for item in body["utterances"]:
+                words = item.get("words")
+                if words is not None:
+                    words = tuple(Word(float(w["start_s"]), float(w["end_s"]), str(w["text"]), w.get("score"))
+                                  for w in words)
+                utterances.append(Utterance(float(item["start_s"]), float(item["end_s"]), str(item["speaker"]),
+                                            str(item.get("text", "")), words))
+            return cls.from_utterances(utterances, body.get("meta", {}))
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"{source}: malformed transcript ({_describe(exc)}); expected "
+                '{"utterances": [{"start_s": S, "end_s": S, "speaker": "name", "text": "..."}]}'
+            ) from None
+
+
+# ----------------------------------------------------------------------------- links
+
+
+@dataclass(frozen=True)
+class SpeakerLink:
+    """One voice tied to an on-screen track, or left unlinked (``track_id`` None: off screen)."""
+
+    voice: str
+    track_id: int | None
+    confidence: float = 1.0
+    display_name: str | None = None  # a name to show instead of the voice label
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.voice, str) and self.voice.strip() != "", "a link has an empty voice label")
+        _check(self.track_id is None or isinstance(self.track_id, int),
+               f"link of {self.voice!r} has track {self.track_id!r}; expected an integer track id or null")
+        _check(0.0 <= self.confidence <= 1.0, f"link of {self.voice!r} has confidence {self.confidence}; expected [0, 1]")
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.voice
+
+
+@dataclass(frozen=True)
+class SpeakerLinks(_SavesJson):
+    links: tuple[SpeakerLink, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        voices = [link.voice for link in self.links]
+        dupes = sorted({v for v in voices if voices.count(v) > 1})
+        _check(not dupes, f"voices {dupes} are linked more than once; expected one link per voice")
+
+    def __len__(self) -> int:
+        return len(self.links)
+
+    def track_for(self, voice: str) -> int | None:
+        return next((link.track_id for link in self.links if link.voice == voice), None)
+
+    def name_for(self, voice: str) -> str:
+        return next((link.name for link in self.links if link.voice == voice), voice)
+
+    def validate_against(self, tracks: Tracks, transcript: Transcript) -> None:
+        known_tracks = set(tracks.track_ids)
+        bad = [link for link in self.links if link.track_id is not None and link.track_id not in known_tracks]
+        _check(not bad, f"voice {bad[0].voice!r} is linked to track {bad[0].track_id}, which does not exist; "
+                        f"expected one of the tracks {sorted(known_tracks)} or null" if bad else "")
+        voices = set(transcript.speakers)
+        unknown = [link.voice for link in self.links if link.voice not in voices]
+        _check(not unknown, f"links name voice {unknown[0]!r}, which the transcript does not have; "
+                            f"expected one of {sorted(voices)}" if unknown else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "socialpipe": "links", "version": FORMAT_VERSION, "meta": dict(self.meta),
+            "links": [{"voice": link.voice, "track_id": link.track_id, "confidence": link.confidence,
+                       "display_name": link.display_name, "evidence": dict(link.evidence)} for link in self.links],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], source: str = "links json") -> SpeakerLinks:
+        """Read the canonical form, or a plain mapping ``{"voice": track_id_or_null}``."""
+        try:
+            if isinstance(data, Mapping) and "socialpipe" not in data and "links" not in data:
+                links = [SpeakerLink(str(voice), None if tid is None else int(tid)) for voice, tid in data.items()]
+                return cls(tuple(links), {})
+            body = _unwrap(data, "links", source)
+            links = [SpeakerLink(str(item["voice"]), None if item.get("track_id") is None else int(item["track_id"]),
+                                 float(item.get("confidence", 1.0)), item.get("display_name"),
+                                 dict(item.get("evidence") or {})) for item in body["links"]]
+            return cls(tuple(links), body.get("meta", {}))
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"{source}: malformed links ({_describe(exc)}); expected "
+                '{"links": [{"voice": "name", "track_id": N or null}]} or {"name": N or null}'
+            ) from None
+
+
+# ----------------------------------------------------------------------------- answer
+
+
+@dataclass(frozen=True)
+class Answer(_SavesJson):
+    """The answer stage's result for one question."""
+
+    question: str
+    text: str
+    options: tuple[str, ...] = ()
+    chosen_option: int | None = None  # index into options for multiple choice
+    option_scores: tuple[float, ...] | None = None  # one score per option (e.g. log-likelihood)
+    model: str | None = None
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.question, str) and self.question.strip() != "",
+               "the question is empty; expected a question such as --question 'Who is Alice talking to?'")
+        if self.chosen_option is not None:
+            _check(0 <= self.chosen_option < len(self.options),
+                   f"chosen option {self.chosen_option} is not one of the {len(self.options)} options")
+        if self.option_scores is not None:
+            _check(len(self.option_scores) == len(self.options),
+                   f"{len(self.option_scores)} option scores for {len(self.options)} options; expected one each")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"socialpipe": "answer", "version": FORMAT_VERSION, "question": self.question, "text": self.text,
+                "options": list(self.options), "chosen_option": self.chosen_option,
+                "option_scores": None if self.option_scores is None else list(self.option_scores),
+                "model": self.model, "diagnostics": dict(self.diagnostics)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], source: str = "answer json") -> Answer:
+        body = _unwrap(data, "answer", source)
+        try:
+            scores = body.get("option_scores")
+            return cls(str(body["question"]), str(body["text"]), tuple(body.get("options", ())),
+                       body.get("chosen_option"), None if scores is None else tuple(float(s) for s in scores),
+                       body.get("model"), dict(body.get("diagnostics") or {}))
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"{source}: malformed answer ({_describe(exc)})") from None
+
+
+# ----------------------------------------------------------------------------- JSON helpers
+
+ARTIFACT_TYPES = {"video": VideoInfo, "tracks": Tracks, "transcript": Transcript, "links": SpeakerLinks, "answer": Answer}
+
+
+def save_json(artifact, path: str | Path) -> Path:
+    """Write an artifact's JSON atomically (a reader never sees a half-written file)."""
+    return write_text_atomic(path, dumps_readable(artifact.to_json()) + "\n")
+
+
+def dumps_readable(value: Any, depth: int = 0, max_depth: int = 4) -> str:
+    """JSON indented down to ``max_depth`` levels and compact below, so per-frame rows stay one line each."""
+    if depth >= max_depth or not isinstance(value, (dict, list)) or not value:
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    pad, inner = " " * depth, " " * (depth + 1)
+    if isinstance(value, dict):
+        items = [f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {dumps_readable(v, depth + 1, max_depth)}"
+                 for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    items = [f"{inner}{dumps_readable(v, depth + 1, max_depth)}" for v in value]
+    return "[\n" + ",\n".join(items) + f"\n{pad}]"
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read it as UTF-8 JSON text ({type(exc).__name__})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+
+
+def load_json(cls, path: str | Path):
+    """Load an artifact of type ``cls`` from its JSON file, naming the file in any error."""
+    return cls.from_json(read_json(path), source=str(path))
+
+
+def _unwrap(data: Any, kind: str, source: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise InputError(f"{source}: expected a JSON object holding a socialpipe {kind}, found {type(data).__name__}")
+    found = data.get("socialpipe", kind)
+    if found != kind:
+        raise InputError(f"{source}: holds a socialpipe {found}, expected a {kind}")
+    version = data.get("version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise InputError(f"{source}: format version {version}; this socialpipe reads version {FORMAT_VERSION}")
+    return data
+
+
+def _build(cls, source: str, **kwargs):
+    missing = [k for k, v in kwargs.items() if v is None]
+    if missing:
+        raise InputError(f"{source}: missing fields {missing}")
+    try:
+        return cls(**kwargs)
+    except InputError as exc:
+        raise InputError(f"{source}: {exc}") from None
+    except TypeError as exc:
+        raise InputError(f"{source}: {exc}") from None
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    return str(exc)

@@ -1,0 +1,178 @@
+"""The ``socialpipe`` command: run, inspect, score."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline import __version__
+from pipeline.errors import SocialpipeError, StageUnavailable
+
+STAGE_CHOICE = click.Choice(["people", "speech", "link", "answer"])
+_existing = click.Path(path_type=Path)
+
+
+def _progress(stage: str, message: str) -> None:
+    click.echo(f"[{stage}] {message}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="socialpipe")
+def cli() -> None:
+    """Answer social questions about conversation video: who speaks, to whom, about whom."""
+
+
+@cli.command()
+@click.argument("video", type=_existing)
+@click.option("--out", type=_existing, help="Run folder. Default: socialpipe_runs/<video>-<hash>.")
+@click.option("--question", help="The question to answer about the video.")
+@click.option("--option", "options", multiple=True, help="A multiple-choice option (repeat for each).")
+@click.option("--tracks", type=_existing, help="Ground-truth tracks (.json or MOT .csv) instead of the people stage.")
+@click.option("--transcript", type=_existing,
+              help="Ground-truth transcript (.json, .rttm, .vtt or .srt) instead of the speech stage.")
+@click.option("--links", type=_existing, help="Ground-truth voice -> track links (.json) instead of the link stage.")
+@click.option("--until", type=STAGE_CHOICE, default="answer", show_default=True, help="Last stage to run.")
+@click.option("--config", "config_path", type=_existing, help="A YAML config (see configs/). Default: built-in defaults.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
+@click.option("--model", help="Answer model: a hub id or a local folder (same as --set answer.model=...).")
+@click.option("--force", is_flag=True, help="Recompute stages even when their artifacts are up to date.")
+def run(video, out, question, options, tracks, transcript, links, until, config_path, overrides, model, force):
+    """Run the pipeline on VIDEO and write every stage's artifact to the run folder."""
+    from pipeline.config import load_config
+    from pipeline.orchestrator import RunRequest
+    from pipeline.orchestrator import run as run_pipeline
+
+    overrides = list(overrides) + ([f"answer.model={model}"] if model else [])
+    request = RunRequest(video=video, config=load_config(config_path, overrides), out=out, question=question,
+                         options=tuple(options), tracks_file=tracks, transcript_file=transcript, links_file=links,
+                         until=until, force=force)
+    result = run_pipeline(request, progress=_progress)
+    for note in result.notes:
+        click.echo(note, err=True)
+    if result.answer is not None:
+        click.echo(result.answer.text)
+    click.echo(f"run folder: {result.folder.path} (stopped after {result.stopped_after}); "
+               f"see it with: socialpipe inspect {result.folder.path}", err=True)
+
+
+@cli.command()
+@click.argument("run_dir", type=_existing)
+@click.option("--render/--no-render", default=True, show_default=True,
+              help="Write preview.mp4 and contact_sheet.png into the run folder.")
+def inspect(run_dir, render):
+    """Summarise a run folder and render a preview video and contact sheet."""
+    from pipeline.report import load_run, render_contact_sheet, render_preview, summary
+
+    contents = load_run(run_dir)
+    click.echo(summary(contents))
+    if render:
+        sheet = render_contact_sheet(contents, contents.path / "contact_sheet.png")
+        with click.progressbar(length=contents.video.frame_count, label="rendering preview", file=sys.stderr) as bar:
+            last = [0]
+
+            def advance(done: int, total: int) -> None:
+                bar.update(done - last[0])
+                last[0] = done
+
+            preview = render_preview(contents, contents.path / "preview.mp4", progress=advance)
+        click.echo(f"preview: {preview}\ncontact sheet: {sheet}")
+
+
+@cli.group()
+def score() -> None:
+    """Score a stage's output against ground truth."""
+
+
+def _emit(scores: dict, as_json: bool, title: str) -> None:
+    if as_json:
+        click.echo(json.dumps(scores, sort_keys=True))
+        return
+    click.echo(title)
+    for key, value in scores.items():
+        if isinstance(value, dict):
+            continue
+        click.echo(f"  {key:<22} {value:.4f}" if isinstance(value, float) else f"  {key:<22} {value}")
+
+
+@score.command("people")
+@click.option("--pred", type=_existing, required=True, help="Predicted tracks (.json or MOT .csv).")
+@click.option("--gt", type=_existing, required=True, help="Ground-truth tracks (.json or MOT .csv).")
+@click.option("--fps", type=float, help="Frame rate for MOT csv files (JSON tracks carry their own).")
+@click.option("--min-iou", type=float, default=0.5, show_default=True, help="IoU a match needs.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def score_people_cmd(pred, gt, fps, min_iou, as_json):
+    """IDF1, MOTA and friends (motmetrics) of predicted tracks."""
+    from pipeline.formats import load_tracks
+    from pipeline.scoring import score_people
+
+    gt_tracks = load_tracks(gt, fps if fps else _json_fps(gt, pred))
+    pred_tracks = load_tracks(pred, fps if fps else gt_tracks.fps)
+    _emit(score_people(pred_tracks, gt_tracks, min_iou), as_json, f"people: {pred} against {gt}")
+
+
+def _json_fps(*paths: Path) -> float | None:
+    from pipeline.artifacts import Tracks, load_json
+
+    for path in paths:
+        if Path(path).suffix.lower() == ".json":
+            return load_json(Tracks, path).fps
+    return None
+
+
+@score.command("speech")
+@click.option("--pred", type=_existing, required=True, help="Predicted transcript (.json, .rttm, .vtt or .srt).")
+@click.option("--gt", type=_existing, required=True, help="Ground-truth transcript.")
+@click.option("--collar", type=float, default=0.25, show_default=True,
+              help="Seconds forgiven on each side of every reference speaker boundary.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def score_speech_cmd(pred, gt, collar, as_json):
+    """Diarization error rate (pyannote.metrics) and word error rate (jiwer)."""
+    from pipeline.formats import load_transcript
+    from pipeline.scoring import score_speech
+
+    scores = score_speech(load_transcript(pred), load_transcript(gt), collar)
+    _emit(scores, as_json, f"speech: {pred} against {gt} (DER collar +-{collar:g} s, overlap scored)")
+
+
+@score.command("link")
+@click.option("--pred", type=_existing, required=True, help="Predicted links (.json).")
+@click.option("--gt", type=_existing, required=True, help="Ground-truth links (.json).")
+@click.option("--transcript", type=_existing, help="Ground-truth transcript, to score speech time.")
+@click.option("--pred-transcript", type=_existing, help="Transcript the predicted voice labels come from.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def score_link_cmd(pred, gt, transcript, pred_transcript, as_json):
+    """Share of voices, and of speech time, attributed to the right track."""
+    from pipeline.formats import load_links, load_transcript
+    from pipeline.scoring import score_link
+
+    scores = score_link(load_links(pred), load_links(gt), load_transcript(transcript) if transcript else None,
+                        load_transcript(pred_transcript) if pred_transcript else None)
+    _emit(scores, as_json, f"link: {pred} against {gt}")
+    if not as_json:
+        for voice, row in scores["voices"].items():
+            click.echo(f"  {voice}: expected {row['expected']}, predicted {row['predicted']}"
+                       f"{'' if row['correct'] else '  <- wrong'}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except StageUnavailable as exc:
+        click.echo(f"socialpipe: {exc}", err=True)
+        sys.exit(3)
+    except SocialpipeError as exc:
+        click.echo(f"socialpipe: error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

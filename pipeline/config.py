@@ -1,0 +1,176 @@
+"""Settings: one frozen dataclass per stage; YAML files in configs/ only set values.
+
+Model choice (which checkpoint) sits beside the tunable knobs but under its own key
+(``*_model``), so swapping a model never silently changes a knob. Unknown keys and
+values of the wrong type are errors that name what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import InputError
+from pipeline.io import write_text_atomic
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass(frozen=True)
+class PeopleConfig:
+    detector: str = "mtcnn"  # face detector: mtcnn (weights in the wheel, offline), yolo (hub weights), opencv (cascade)
+    detector_model: str | None = None  # yolo only: a weights file or hub name; None uses the detector's default
+    detect_fps: float = 5.0  # detection rate; higher follows fast motion better, costs time linearly
+    tracker: str = "bytetrack"  # ultralytics tracker: bytetrack or botsort
+    min_track_s: float = 0.5  # tracks shorter than this are dropped; raising it removes more false positives
+    head_expand: float = 2.2  # face box -> head-and-shoulders speaker box scale when no person box exists
+
+    choices = {"detector": ("mtcnn", "yolo", "opencv"), "tracker": ("bytetrack", "botsort")}
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    asr_model: str = "bundled:tiny.en"  # faster-whisper model: "bundled:tiny.en" (offline), a hub name or a folder
+    language: str | None = "en"  # spoken language code; None lets the recogniser detect it
+    diarization: str = "offline"  # offline (bundled models) or a pyannote pipeline name / folder
+    num_speakers: int | None = None  # exact number of voices when known; overrides min/max
+    min_speakers: int | None = None  # lower bound for the automatic speaker count
+    max_speakers: int | None = None  # upper bound for the automatic speaker count
+    device: str = "cpu"  # cpu or cuda
+    compute_type: str = "int8"  # CTranslate2 compute type: int8 on CPU, float16 on GPU
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    min_score: float = 0.3  # a voice links to a track only above this agreement; raising it leaves more voices off screen
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    model: str = "Qwen/Qwen2.5-VL-3B-Instruct"  # hub id or local folder of a Qwen2.5-VL, LLaVA-NeXT-Video or InternVL3 checkpoint
+    num_frames: int = 8  # frames shown to the model; more frames cost more visual tokens
+    variant: str = "align"  # none, box (box coordinates in the prompt), visual (boxes drawn), align (attention alignment)
+    alpha: float = 1.0  # bias strength; 0 leaves attention unchanged
+    head_threshold: float = 5e-5  # lambda: a head is active when its speaker-text -> speaker-box attention exceeds it
+    bias_source: str = "logit"  # logit (default) or prob: what the adaptive bias is measured in
+    layer_range: tuple[float, float] = (1 / 3, 2 / 3)  # fractions of decoder depth where the bias applies
+    device: str = "auto"  # auto (cuda when available), cpu or cuda
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16
+
+    choices = {"variant": ("none", "box", "visual", "align"), "bias_source": ("logit", "prob"),
+               "dtype": ("auto", "float32", "bfloat16", "float16")}
+
+
+@dataclass(frozen=True)
+class Config:
+    people: PeopleConfig = field(default_factory=PeopleConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
+    link: LinkConfig = field(default_factory=LinkConfig)
+    answer: AnswerConfig = field(default_factory=AnswerConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {f.name: _section_dict(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def save(self, path: str | Path) -> Path:
+        return write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _section_dict(section) -> dict[str, Any]:
+    return {f.name: list(v) if isinstance(v := getattr(section, f.name), tuple) else v
+            for f in dataclasses.fields(section)}
+
+
+SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}
+
+
+def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
+    """Check ``value`` against a field's type; ints are accepted for floats, lists for tuples."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(section, key, value, inner[0])
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise InputError(f"config {section}.{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(section, key, v, a) for v, a in zip(value, args))
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if annotation in (str, bool) and isinstance(value, annotation):
+        return value
+    raise InputError(f"config {section}.{key}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
+
+
+def _build_section(name: str, values: dict[str, Any]):
+    cls = type(SECTIONS[name]())
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise InputError(f"config: unknown key {name}.{unknown[0]}; valid keys in '{name}' are {valid}")
+    checked = {key: _coerce(name, key, value, hints[key]) for key, value in values.items()}
+    for key, allowed in getattr(cls, "choices", {}).items():
+        if key in checked and checked[key] not in allowed:
+            raise InputError(f"config {name}.{key}: {checked[key]!r} is not one of {list(allowed)}")
+    return cls(**checked)
+
+
+def build_config(values: dict[str, Any]) -> Config:
+    if not isinstance(values, dict):
+        raise InputError(f"config: expected a mapping of sections {list(SECTIONS)}, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(SECTIONS))
+    if unknown:
+        raise InputError(f"config: unknown section {unknown[0]!r}; valid sections are {list(SECTIONS)}")
+    sections = {}
+    for name, section_values in values.items():
+        if section_values is not None and not isinstance(section_values, dict):
+            raise InputError(f"config section {name!r}: expected a mapping of keys to values")
+        sections[name] = _build_section(name, section_values or {})
+    return Config(**sections)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` -> (section, key, YAML-parsed value)."""
+    target, sep, raw = text.partition("=")
+    section, dot, key = target.strip().partition(".")
+    if not sep or not dot or not key:
+        raise InputError(f"--set {text!r}: expected section.key=value, e.g. --set answer.alpha=0.5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return section, key, value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults, then the YAML file (if any), then ``section.key=value`` overrides."""
+    values: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such config file; see configs/ for examples") from None
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise InputError(f"{path}: expected a mapping of sections {list(SECTIONS)}")
+        values = {k: dict(v or {}) if isinstance(v, dict) or v is None else v for k, v in (loaded or {}).items()}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section not in SECTIONS:
+            raise InputError(f"--set {text!r}: unknown section {section!r}; valid sections are {list(SECTIONS)}")
+        values.setdefault(section, {})[key] = value
+    try:
+        return build_config(values)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}" if path is not None else str(exc)) from None

@@ -1,0 +1,19 @@
+"""Errors a user can cause. The CLI prints them as one line and exits non-zero."""
+
+from __future__ import annotations
+
+
+class SocialpipeError(Exception):
+    """A problem with the user's input or setup, stated as what was wrong and what is expected."""
+
+
+class InputError(SocialpipeError, ValueError):
+    """An input file or value is malformed or inconsistent with the video."""
+
+
+class NoAudioError(InputError):
+    """The video has no audio stream, so the speech stage cannot run."""
+
+
+class StageUnavailable(SocialpipeError):
+    """A stage this version cannot run; the message says how to supply its output instead."""

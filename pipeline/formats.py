@@ -1,0 +1,251 @@
+"""File formats other tools read and write, beside the canonical JSON.
+
+- Tracks <-> MOT-challenge csv: ``frame,id,bb_left,bb_top,bb_width,bb_height,conf,x,y,z``
+  with 1-based frames. MOT has no track kind nor landmarks: they are not written, and
+  tracks read from MOT get the kind the caller names.
+- Transcript <-> RTTM (speaker turns, no text), through ``pyannote.core``. RTTM fields are
+  space-separated, so a label's spaces are written as underscores.
+- Transcript <-> WebVTT, one cue per utterance with a ``<v Speaker>`` voice span.
+- Transcript <- SRT whose cue lines begin with ``Name:`` or ``(Name:)`` (TVQA style).
+
+``load_tracks``, ``load_transcript`` and ``load_links`` pick the format from the extension.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from pathlib import Path
+
+from pipeline.artifacts import (
+    SpeakerLinks,
+    Tracks,
+    Transcript,
+    Utterance,
+    load_json,
+)
+from pipeline.errors import InputError
+from pipeline.io import write_text_atomic
+
+TRACK_SUFFIXES = (".json", ".csv", ".txt")
+TRANSCRIPT_SUFFIXES = (".json", ".rttm", ".vtt", ".srt")
+LINK_SUFFIXES = (".json",)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read it as UTF-8 text ({type(exc).__name__})") from None
+
+
+def _suffix(path: Path, allowed: tuple[str, ...], what: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in allowed:
+        raise InputError(f"{path}: unknown {what} format {suffix or '(no extension)'!r}; expected one of {list(allowed)}")
+    return suffix
+
+
+# ----------------------------------------------------------------------------- MOT csv
+
+
+def write_mot(tracks: Tracks, path: str | Path) -> Path:
+    lines = []
+    for i in range(len(tracks)):
+        x1, y1, x2, y2 = (float(v) for v in tracks.xyxy[i])
+        lines.append(f"{int(tracks.frame_index[i]) + 1},{int(tracks.track_id[i])},{x1:.2f},{y1:.2f},"
+                     f"{x2 - x1:.2f},{y2 - y1:.2f},{float(tracks.confidence[i]):.4f},-1,-1,-1")
+    return write_text_atomic(path, "".join(line + "\n" for line in lines))
+
+
+def read_mot(path: str | Path, fps: float, kind: str = "face") -> Tracks:
+    """Read a MOT-challenge csv. A confidence of -1 (MOT's "unknown") reads as 1.0."""
+    path = Path(path)
+    rows = []
+    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        try:
+            if len(fields) < 6:
+                raise ValueError(f"{len(fields)} fields")
+            frame, track_id = int(float(fields[0])), int(float(fields[1]))
+            left, top, width, height = (float(f) for f in fields[2:6])
+            conf = float(fields[6]) if len(fields) > 6 else 1.0
+        except ValueError:
+            raise InputError(f"{path} line {lineno}: {line.strip()[:60]!r} is not a MOT row; expected "
+                             "'frame,id,bb_left,bb_top,bb_width,bb_height[,conf,x,y,z]' numbers, frames from 1") from None
+        if frame < 1:
+            raise InputError(f"{path} line {lineno}: frame {frame}; MOT frames count from 1")
+        if width < 0 or height < 0:
+            raise InputError(f"{path} line {lineno}: negative box size {width}x{height}; expected width, height >= 0")
+        rows.append({"track_id": track_id, "frame_index": frame - 1,
+                     "xyxy": [left, top, left + width, top + height],
+                     "confidence": 1.0 if conf < 0 else min(conf, 1.0)})
+    try:
+        return Tracks.from_rows(rows, fps=fps, default_kind=kind, meta={"source": str(path)})
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- RTTM
+
+
+def rttm_label(speaker: str) -> str:
+    return re.sub(r"\s+", "_", speaker.strip())
+
+
+def write_rttm(transcript: Transcript, path: str | Path, uri: str = "video") -> Path:
+    annotation = transcript.to_annotation(uri=rttm_label(uri) or "video")
+    annotation = annotation.rename_labels({label: rttm_label(label) for label in annotation.labels()})
+    buffer = io.StringIO()
+    annotation.write_rttm(buffer)
+    return write_text_atomic(path, buffer.getvalue())
+
+
+_RTTM_OTHER_TYPE = re.compile(r"(?!SPEAKER$)[A-Z][A-Z-]+")  # SPKR-INFO, LEXEME, NON-SPEECH, ...
+
+
+def read_rttm(path: str | Path) -> Transcript:
+    """Read SPEAKER lines of an RTTM file as utterances without text (other line types are skipped)."""
+    path = Path(path)
+    utterances = []
+    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith(";;") or _RTTM_OTHER_TYPE.fullmatch(fields[0]):
+            continue
+        try:
+            if fields[0] != "SPEAKER" or len(fields) < 8:
+                raise ValueError
+            start, duration = float(fields[3]), float(fields[4])
+        except ValueError:
+            raise InputError(f"{path} line {lineno}: {line.strip()[:60]!r} is not an RTTM SPEAKER line; expected "
+                             "'SPEAKER <file> <channel> <start> <duration> <NA> <NA> <speaker> <NA> <NA>'") from None
+        if duration < 0:
+            raise InputError(f"{path} line {lineno}: negative duration {duration}; expected >= 0")
+        try:
+            utterances.append(Utterance(start, start + duration, fields[7]))
+        except InputError as exc:
+            raise InputError(f"{path} line {lineno}: {exc}") from None
+    return Transcript.from_utterances(utterances, {"source": str(path), "format": "rttm"})
+
+
+# ----------------------------------------------------------------------------- WebVTT / SRT
+
+_TIME = r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})"
+_TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}")
+_VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]+)>")
+_TAG = re.compile(r"</?[^>]+>")
+# "Name: text" or TVQA's "(Name:) text"; a name starts with a letter and has at most four words.
+_NAME_PREFIX = re.compile(r"^\s*(?:-\s*)?\(?\s*([A-Za-z][\w.'&-]*(?: [\w.'&-]+){0,3})\s*:\s*\)?\s*(.*)$")
+
+
+def _seconds(groups: tuple[str | None, ...]) -> float:
+    hours, minutes, seconds, millis = groups
+    return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(millis.ljust(3, "0")) / 1000
+
+
+def _clock(time_s: float) -> str:
+    millis = int(round(time_s * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    seconds, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
+
+
+def write_vtt(transcript: Transcript, path: str | Path) -> Path:
+    blocks = ["WEBVTT\n"]
+    for i, u in enumerate(transcript.utterances, start=1):
+        text = html.escape(u.text.strip(), quote=False)
+        blocks.append(f"{i}\n{_clock(u.start_s)} --> {_clock(u.end_s)}\n<v {html.escape(u.speaker, quote=False)}>{text}</v>\n")
+    return write_text_atomic(path, "\n".join(blocks))
+
+
+def _cues(path: Path, text: str):
+    """Yield (lineno, start_s, end_s, payload_lines) for each timed cue of a VTT or SRT file."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        match = _TIMING.match(lines[i])
+        if not match:
+            if "-->" in lines[i]:
+                raise InputError(f"{path} line {i + 1}: bad cue timing {lines[i].strip()!r}; "
+                                 "expected 'HH:MM:SS.mmm --> HH:MM:SS.mmm'")
+            i += 1
+            continue
+        lineno = i + 1
+        start, end = _seconds(match.groups()[:4]), _seconds(match.groups()[4:])
+        i += 1
+        payload = []
+        while i < len(lines) and lines[i].strip():
+            payload.append(lines[i])
+            i += 1
+        yield lineno, start, end, payload
+
+
+def _cue_utterances(path: Path, lineno: int, start: float, end: float, payload: list[str]) -> list[Utterance]:
+    """Split a cue's lines into utterances by voice span or ``Name:`` prefix."""
+    turns: list[list[str]] = []  # [speaker, text]
+    for raw in payload:
+        voice = _VOICE.search(raw)
+        plain = html.unescape(_TAG.sub("", raw)).strip()
+        prefix = _NAME_PREFIX.match(plain) if not voice else None
+        if voice:
+            turns.append([html.unescape(voice.group(1)).strip(), plain])
+        elif prefix:
+            turns.append([prefix.group(1).strip(), prefix.group(2).strip()])
+        elif turns:
+            turns[-1][1] = f"{turns[-1][1]} {plain}".strip()
+        elif plain:
+            raise InputError(f"{path} line {lineno}: cue {plain[:40]!r} names no speaker; expected a "
+                             "'<v Name>' voice span or a line starting 'Name:'")
+    try:
+        return [Utterance(start, end, speaker, text) for speaker, text in turns]
+    except InputError as exc:
+        raise InputError(f"{path} line {lineno}: {exc}") from None
+
+
+def read_vtt(path: str | Path) -> Transcript:
+    path = Path(path)
+    text = _read_text(path)
+    if not text.lstrip().startswith("WEBVTT"):
+        raise InputError(f"{path}: not a WebVTT file; expected it to begin with 'WEBVTT'")
+    utterances = [u for cue in _cues(path, text) for u in _cue_utterances(path, *cue)]
+    return Transcript.from_utterances(utterances, {"source": str(path), "format": "vtt"})
+
+
+def read_srt(path: str | Path) -> Transcript:
+    path = Path(path)
+    text = _read_text(path)
+    utterances = [u for cue in _cues(path, text) for u in _cue_utterances(path, *cue)]
+    if text.strip() and not utterances:
+        raise InputError(f"{path}: no SRT cues found; expected blocks of 'N', 'HH:MM:SS,mmm --> HH:MM:SS,mmm', 'Name: text'")
+    return Transcript.from_utterances(utterances, {"source": str(path), "format": "srt"})
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+
+def load_tracks(path: str | Path, fps: float | None, kind: str = "face") -> Tracks:
+    """Tracks from JSON, or from MOT csv (``.csv``/``.txt``, which needs the video's ``fps``)."""
+    path = Path(path)
+    if _suffix(path, TRACK_SUFFIXES, "tracks") == ".json":
+        return load_json(Tracks, path)
+    if fps is None:
+        raise InputError(f"{path}: a MOT csv carries no frame rate; give the video's fps (score: --fps)")
+    return read_mot(path, fps, kind)
+
+
+def load_transcript(path: str | Path) -> Transcript:
+    path = Path(path)
+    readers = {".json": lambda p: load_json(Transcript, p), ".rttm": read_rttm, ".vtt": read_vtt, ".srt": read_srt}
+    return readers[_suffix(path, TRANSCRIPT_SUFFIXES, "transcript")](path)
+
+
+def load_links(path: str | Path) -> SpeakerLinks:
+    path = Path(path)
+    _suffix(path, LINK_SUFFIXES, "links")
+    return load_json(SpeakerLinks, path)

@@ -1,0 +1,206 @@
+"""The run, as numbered steps: video -> people -> speech -> link -> answer.
+
+Each step writes its artifact atomically into the run folder, is skipped when an
+up-to-date artifact exists (same inputs and settings), and reports through one
+progress hook. Ground truth given for a step replaces that step; its file is
+validated against the video (and the earlier artifacts) first.
+
+Stages that this version does not implement say so and name the ground-truth
+option that can stand in for them; nothing fakes their output.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
+from pipeline.config import Config
+from pipeline.errors import InputError, NoAudioError, StageUnavailable
+from pipeline.formats import load_links, load_tracks, load_transcript, write_mot, write_rttm, write_vtt
+from pipeline.io import sha256_file
+from pipeline.rundir import RunFolder, default_run_dir, stage_key
+from pipeline.video import probe
+
+STAGES = ("people", "speech", "link", "answer")
+Progress = Callable[[str, str], None]
+
+
+def _quiet(stage: str, message: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    video: Path
+    config: Config = field(default_factory=Config)
+    out: Path | None = None  # None: socialpipe_runs/<stem>-<hash>
+    question: str | None = None
+    options: tuple[str, ...] = ()
+    tracks_file: Path | None = None  # ground truth for the people stage
+    transcript_file: Path | None = None  # ground truth for the speech stage
+    links_file: Path | None = None  # ground truth for the link stage
+    until: str = "answer"  # last stage to run
+    force: bool = False  # recompute stages even when their artifacts are up to date
+
+    def __post_init__(self) -> None:
+        if self.until not in STAGES:
+            raise InputError(f"--until {self.until!r}: expected one of {list(STAGES)}")
+        if self.question is not None and not self.question.strip():
+            raise InputError("--question is empty; expected a question such as 'Who is Alice talking to?'")
+        for flag, path in (("--tracks", self.tracks_file), ("--transcript", self.transcript_file),
+                           ("--links", self.links_file)):
+            if path is not None and not Path(path).is_file():
+                raise InputError(f"{flag} {path}: no such file")
+
+
+@dataclass
+class RunResult:
+    folder: RunFolder
+    video: VideoInfo
+    tracks: Tracks | None = None
+    transcript: Transcript | None = None
+    links: SpeakerLinks | None = None
+    answer: Answer | None = None
+    stopped_after: str = "video"
+    notes: list[str] = field(default_factory=list)
+
+
+class Run:
+    """One pipeline run over one video; ``execute()`` performs the steps in order."""
+
+    def __init__(self, request: RunRequest, progress: Progress = _quiet):
+        self.request = request
+        self.progress = progress
+
+    def execute(self) -> RunResult:
+        request = self.request
+        # 0. the video: probe it before anything is written
+        video = probe(request.video)
+        video_sha = sha256_file(request.video)
+        folder = RunFolder.open(request.out or default_run_dir(Path(request.video), video_sha), Path(request.video),
+                                video_sha)
+        request.config.save(folder.path / "config.yaml")
+        result = RunResult(folder=folder, video=video)
+        self._step(result, "video", stage_key("video", video_sha), lambda: video,
+                   source="probe", inputs={"video": video_sha})
+        self.progress("video", f"{video.path}: {video.width}x{video.height}, {video.fps:g} fps, "
+                               f"{video.duration_s:.1f} s, {'with' if video.has_audio else 'no'} audio")
+
+        # 1. people
+        result.tracks = self._people(result, video_sha)
+        if request.until == "people":
+            return self._stop(result, "people")
+        # 2. speech
+        result.transcript = self._speech(result, video_sha)
+        if request.until == "speech":
+            return self._stop(result, "speech")
+        # 3. link
+        result.links = self._link(result)
+        if request.until == "link":
+            return self._stop(result, "link")
+        # 4. answer
+        if request.question is None:
+            result.notes.append("no --question given: stopped after the link stage")
+            return self._stop(result, "link")
+        raise StageUnavailable(
+            "the answer stage (multimodal LLM with speaker attention alignment) is not in this version yet; "
+            f"the perception artifacts are in {folder.path}")
+
+    # ------------------------------------------------------------------ steps
+
+    def _people(self, result: RunResult, video_sha: str) -> Tracks:
+        given = self.request.tracks_file
+        if given is None:
+            raise StageUnavailable(
+                "the people stage (face detection and tracking) is not in this version yet; "
+                "give ground-truth tracks with --tracks FILE (.json or MOT .csv)")
+        key = stage_key("people", video_sha, "ground-truth", sha256_file(given))
+
+        def make() -> Tracks:
+            tracks = load_tracks(given, result.video.fps)
+            _validated(given, lambda: tracks.validate_against(result.video))
+            return tracks
+
+        return self._step(result, "people", key, make, source=f"ground truth: {given}",
+                          inputs={"tracks": str(given)},
+                          exports=lambda t: write_mot(t, result.folder.path / "people.mot.csv"))
+
+    def _speech(self, result: RunResult, video_sha: str) -> Transcript:
+        given = self.request.transcript_file
+        if given is None:
+            if not result.video.has_audio:
+                raise NoAudioError(f"{result.video.path}: has no audio track; the speech stage needs one "
+                                   "(or give the transcript with --transcript FILE)")
+            raise StageUnavailable(
+                "the speech stage (WhisperX + diarization) is not in this version yet; "
+                "give a ground-truth transcript with --transcript FILE (.json, .rttm, .vtt or .srt)")
+        key = stage_key("speech", video_sha, "ground-truth", sha256_file(given))
+
+        def make() -> Transcript:
+            transcript = load_transcript(given)
+            _validated(given, lambda: transcript.validate_against(result.video))
+            return transcript
+
+        def export(transcript: Transcript) -> None:
+            write_rttm(transcript, result.folder.path / "speech.rttm", uri=Path(result.video.path).stem)
+            write_vtt(transcript, result.folder.path / "speech.vtt")
+
+        return self._step(result, "speech", key, make, source=f"ground truth: {given}",
+                          inputs={"transcript": str(given)}, exports=export)
+
+    def _link(self, result: RunResult) -> SpeakerLinks:
+        given = self.request.links_file
+        if given is None:
+            raise StageUnavailable(
+                "the link stage (active-speaker linking) is not in this version yet; "
+                "give ground-truth links with --links FILE (.json)")
+        key = stage_key("link", result.folder.key_of("people"), result.folder.key_of("speech"),
+                        "ground-truth", sha256_file(given))
+
+        def make() -> SpeakerLinks:
+            links = load_links(given)
+            _validated(given, lambda: links.validate_against(result.tracks, result.transcript))
+            return links
+
+        return self._step(result, "link", key, make, source=f"ground truth: {given}", inputs={"links": str(given)})
+
+    # ------------------------------------------------------------------ machinery
+
+    def _step(self, result: RunResult, stage: str, key: str, make: Callable, source: str,
+              inputs: dict[str, str], exports: Callable | None = None):
+        folder = result.folder
+        artifact_type = {"video": VideoInfo, "people": Tracks, "speech": Transcript, "link": SpeakerLinks,
+                         "answer": Answer}[stage]
+        if folder.is_current(stage, key) and not self.request.force:
+            if stage != "video":
+                self.progress(stage, f"up to date, kept {folder.file(stage)}")
+            return load_json(artifact_type, folder.file(stage))
+        started = time.perf_counter()
+        artifact = make()
+        artifact.save(folder.file(stage))
+        if exports is not None:
+            exports(artifact)
+        seconds = time.perf_counter() - started
+        folder.record(stage, key, source, seconds, inputs)
+        if stage != "video":
+            self.progress(stage, f"wrote {folder.file(stage)} ({source}, {seconds:.2f} s)")
+        return artifact
+
+    def _stop(self, result: RunResult, stage: str) -> RunResult:
+        result.stopped_after = stage
+        return result
+
+
+def _validated(path: Path, check: Callable[[], None]) -> None:
+    """Run a consistency check, naming the ground-truth file in its error."""
+    try:
+        check()
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def run(request: RunRequest, progress: Progress = _quiet) -> RunResult:
+    return Run(request, progress).execute()

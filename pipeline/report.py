@@ -1,0 +1,195 @@
+"""``socialpipe inspect``: a readable summary of a run folder and rendered previews.
+
+The preview video shows every track's box with its id and linked speaker name, the
+current speaker's box highlighted, and the current subtitle; the contact sheet shows
+a few evenly spread frames the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
+from pipeline.errors import InputError
+from pipeline.io import temporary_sibling, write_bytes_atomic
+from pipeline.rundir import ARTIFACT_FILES, MANIFEST
+from pipeline.timebase import format_clock, frame_to_time
+from pipeline.video import read_frames, stream_frames, uniform_frame_indices
+
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+           (240, 50, 230), (210, 245, 60)]  # RGB, one per track
+
+
+@dataclass
+class RunContents:
+    path: Path
+    video: VideoInfo
+    tracks: Tracks | None
+    transcript: Transcript | None
+    links: SpeakerLinks | None
+    answer: Answer | None
+    manifest: dict
+
+
+def load_run(path: str | Path) -> RunContents:
+    path = Path(path)
+    if not (path / MANIFEST).is_file() or not (path / ARTIFACT_FILES["video"]).is_file():
+        raise InputError(f"{path}: not a socialpipe run folder (no {MANIFEST} / {ARTIFACT_FILES['video']}); "
+                         "expected the --out folder of 'socialpipe run'")
+
+    def maybe(stage, cls):
+        file = path / ARTIFACT_FILES[stage]
+        return load_json(cls, file) if file.is_file() else None
+
+    return RunContents(path, load_json(VideoInfo, path / ARTIFACT_FILES["video"]), maybe("people", Tracks),
+                       maybe("speech", Transcript), maybe("link", SpeakerLinks), maybe("answer", Answer),
+                       json.loads((path / MANIFEST).read_text(encoding="utf-8")))
+
+
+def summary(run: RunContents) -> str:
+    video = run.video
+    lines = [f"run {run.path}",
+             f"video   {video.path}: {video.width}x{video.height}, {video.fps:g} fps, {video.duration_s:.1f} s, "
+             f"{'with' if video.has_audio else 'no'} audio"]
+    for stage, entry in run.manifest.get("stages", {}).items():
+        if stage != "video":
+            lines.append(f"stage   {stage:<7} {entry.get('source')} ({entry.get('seconds', 0):.2f} s)")
+    names = _track_names(run.links)
+    if run.tracks is not None:
+        lines.append(f"people  {len(run.tracks.track_ids)} tracks, {len(run.tracks)} boxes")
+        for tid in run.tracks.track_ids:
+            track = run.tracks.for_track(tid)
+            first, last = frame_to_time(int(track.frame_index.min()), video.fps), frame_to_time(
+                int(track.frame_index.max()), video.fps)
+            label = f" ({names[tid]})" if tid in names else ""
+            lines.append(f"  track {tid}{label}: {run.tracks.kinds[tid]}, {len(track)} boxes, "
+                         f"{format_clock(first)}-{format_clock(last)}")
+    if run.transcript is not None:
+        talk = run.transcript.talk_time_s()
+        lines.append(f"speech  {len(run.transcript)} utterances, {len(talk)} voices")
+        for voice in run.transcript.speakers:
+            count = sum(u.speaker == voice for u in run.transcript.utterances)
+            lines.append(f"  {voice}: {talk.get(voice, 0.0):.1f} s talking, {count} utterances")
+    if run.links is not None:
+        lines.append(f"links   {len(run.links)} voices")
+        for link in run.links.links:
+            target = "off screen (unlinked)" if link.track_id is None else f"track {link.track_id}"
+            name = f" as {link.display_name}" if link.display_name and link.display_name != link.voice else ""
+            evidence = f"; evidence {json.dumps(dict(link.evidence))}" if link.evidence else ""
+            lines.append(f"  {link.voice}{name} -> {target} (confidence {link.confidence:.2f}{evidence})")
+    if run.answer is not None:
+        lines.append(f"answer  Q: {run.answer.question}")
+        lines.append(f"        A: {run.answer.text}")
+    return "\n".join(lines)
+
+
+def _track_names(links: SpeakerLinks | None) -> dict[int, str]:
+    if links is None:
+        return {}
+    return {link.track_id: link.name for link in links.links if link.track_id is not None}
+
+
+def _speaking_now(transcript: Transcript | None, time_s: float):
+    if transcript is None:
+        return []
+    return [u for u in transcript.utterances if u.start_s <= time_s < u.end_s]
+
+
+def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: dict[int, str],
+                 width: int | None = None) -> np.ndarray:
+    """Boxes, ids, names and the subtitle drawn on an RGB frame, resized first to ``width`` pixels if given."""
+    scale = 1.0 if width is None else width / frame.shape[1]
+    out = frame.copy() if scale == 1.0 else cv2.resize(
+        frame, (width, int(round(frame.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+    time_s = frame_to_time(frame_index, run.video.fps)
+    current = _speaking_now(run.transcript, time_s)
+    speaking_tracks = {run.links.track_for(u.speaker) for u in current} if run.links is not None else set()
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    if run.tracks is not None:
+        here = run.tracks.at_frame(frame_index)
+        for i, tid in enumerate(here.track_id.tolist()):
+            x1, y1, x2, y2 = (int(round(v * scale)) for v in here.xyxy[i])
+            color = PALETTE[tid % len(PALETTE)]
+            speaking = tid in speaking_tracks
+            cv2.rectangle(out, (x1, y1), (x2, y2), color, 4 if speaking else 2)
+            label = f"{tid} {names.get(tid, '')}".strip() + (" speaking" if speaking else "")
+            (tw, th), _ = cv2.getTextSize(label, font, 0.45, 1)
+            top = max(y1 - th - 6, 0)
+            cv2.rectangle(out, (x1, top), (x1 + tw + 4, top + th + 6), color, -1)
+            cv2.putText(out, label, (x1 + 2, top + th + 2), font, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+            if here.landmarks is not None and np.isfinite(here.landmarks[i]).all():
+                for x, y in here.landmarks[i] * scale:
+                    cv2.circle(out, (int(round(x)), int(round(y))), 2, color, -1)
+    lines = [f"{run.links.name_for(u.speaker) if run.links is not None else u.speaker}: {u.text}"
+             for u in current[:2]]
+    if lines:
+        band_top = out.shape[0] - 8 - 20 * len(lines)
+        shade = out[band_top:].astype(np.float32) * 0.35
+        out[band_top:] = shade.astype(np.uint8)
+        for row, text in enumerate(lines):
+            cv2.putText(out, _fit(text, out.shape[1] - 16, font, 0.45), (8, band_top + 18 + 20 * row), font, 0.45,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+    clock = format_clock(time_s)
+    cv2.putText(out, clock, (out.shape[1] - 52, 18), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def _fit(text: str, max_width: int, font: int, size: float) -> str:
+    """``text`` shortened with an ellipsis until it fits ``max_width`` pixels."""
+    while len(text) > 4 and cv2.getTextSize(text, font, size, 1)[0][0] > max_width:
+        text = text[:-5] + "..."
+    return text
+
+
+def render_preview(run: RunContents, out_path: Path, progress=None) -> Path:
+    """An h264 mp4 of the whole video with overlays and the original audio; written atomically."""
+    video, names = run.video, _track_names(run.links)
+    if not Path(video.path).is_file():
+        raise InputError(f"{video.path}: the run's video is gone; the preview needs it")
+    tmp = temporary_sibling(out_path)
+    command = ["ffmpeg", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{video.width}x{video.height}", "-r", f"{video.fps}", "-i", "pipe:0"]
+    if video.has_audio:
+        command += ["-i", video.path, "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "64k", "-shortest"]
+    command += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p", "-f", "mp4", str(tmp)]
+    encoder = subprocess.Popen(command, stdin=subprocess.PIPE)
+    try:
+        for frame_index, frame in stream_frames(video):
+            encoder.stdin.write(draw_overlay(frame, frame_index, run, names).tobytes())
+            if progress is not None:
+                progress(frame_index + 1, video.frame_count)
+        encoder.stdin.close()
+        if encoder.wait() != 0:
+            raise InputError(f"ffmpeg could not encode the preview {out_path}")
+        os.replace(tmp, out_path)
+    finally:
+        if encoder.poll() is None:
+            encoder.kill()
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+def render_contact_sheet(run: RunContents, out_path: Path, count: int = 8, columns: int = 2,
+                         thumb_width: int = 480) -> Path:
+    """A PNG grid of ``count`` evenly spread annotated frames."""
+    names = _track_names(run.links)
+    indices = uniform_frame_indices(run.video, min(count, run.video.frame_count))
+    frames = read_frames(run.video, indices)
+    thumb_height = int(round(run.video.height * thumb_width / run.video.width))
+    thumbs = [draw_overlay(f, i, run, names, width=thumb_width) for f, i in zip(frames, indices)]
+    rows = -(-len(thumbs) // columns)
+    sheet = np.full((rows * thumb_height, columns * thumb_width, 3), 255, np.uint8)
+    for k, thumb in enumerate(thumbs):
+        r, c = divmod(k, columns)
+        sheet[r * thumb_height:(r + 1) * thumb_height, c * thumb_width:(c + 1) * thumb_width] = thumb
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputError(f"could not encode the contact sheet {out_path}")
+    return write_bytes_atomic(out_path, encoded.tobytes())

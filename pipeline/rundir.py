@@ -1,0 +1,106 @@
+"""The run folder: one artifact file per stage, exports beside them, and a manifest.
+
+``manifest.json`` records the video's hash, library versions, and per stage the key
+(a hash of its inputs and settings), where its output came from, and how long it took.
+A stage whose key is unchanged and whose files exist is skipped. A folder holding a
+run of a different video is never written into.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.errors import InputError
+from pipeline.io import sha256_text, write_text_atomic
+
+ARTIFACT_FILES = {
+    "video": "video.json",
+    "people": "people.json",
+    "speech": "speech.json",
+    "link": "links.json",
+    "answer": "answer.json",
+}
+EXPORT_FILES = {"people": ["people.mot.csv"], "speech": ["speech.rttm", "speech.vtt"]}
+MANIFEST = "manifest.json"
+DEFAULT_RUNS_DIR = Path("socialpipe_runs")
+_REPORTED_PACKAGES = ("torch", "transformers", "whisperx", "pyannote.audio", "ultralytics", "facenet-pytorch",
+                      "decord", "numpy")
+
+
+def stage_key(*parts: Any) -> str:
+    """A stable hash of a stage's inputs and settings."""
+    return sha256_text(json.dumps(parts, sort_keys=True, default=str))[:16]
+
+
+def default_run_dir(video_path: Path, video_sha256: str) -> Path:
+    """``socialpipe_runs/<video stem>-<hash prefix>``: a different video never lands in the same folder."""
+    return DEFAULT_RUNS_DIR / f"{video_path.stem}-{video_sha256[:8]}"
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "socialpipe": __version__}
+    for name in _REPORTED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+@dataclass
+class RunFolder:
+    path: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: str | Path, video_path: Path, video_sha256: str) -> RunFolder:
+        """Open (or create) the run folder for this video, refusing one that holds anything else."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise InputError(f"--out {path}: is a file; expected a folder for the run's artifacts")
+        manifest_path = path / MANIFEST
+        if manifest_path.exists():
+            try:
+                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+                recorded = manifest["video"]["sha256"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise InputError(f"{manifest_path}: unreadable run manifest; choose another --out folder") from None
+            if recorded != video_sha256:
+                raise InputError(
+                    f"--out {path}: holds the run of another video ({manifest['video'].get('path')}, "
+                    f"sha256 {recorded[:12]}); expected a new folder or one made for {video_path}")
+        elif path.exists() and any(path.iterdir()):
+            raise InputError(f"--out {path}: is a non-empty folder that is not a socialpipe run; "
+                             "expected a new or empty folder")
+        else:
+            manifest = {"video": {"path": str(video_path), "sha256": video_sha256}, "stages": {}}
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path, manifest)
+
+    def file(self, stage: str) -> Path:
+        return self.path / ARTIFACT_FILES[stage]
+
+    def is_current(self, stage: str, key: str) -> bool:
+        entry = self.manifest["stages"].get(stage)
+        return bool(entry and entry.get("key") == key and self.file(stage).exists())
+
+    def key_of(self, stage: str) -> str | None:
+        return self.manifest["stages"].get(stage, {}).get("key")
+
+    def record(self, stage: str, key: str, source: str, seconds: float, inputs: dict[str, str] | None = None) -> None:
+        """Note a finished stage and save the manifest (after the stage's files are in place)."""
+        self.manifest["stages"][stage] = {
+            "key": key, "source": source, "seconds": round(seconds, 3),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inputs": inputs or {},
+            "files": [ARTIFACT_FILES[stage], *EXPORT_FILES.get(stage, [])],
+        }
+        self.manifest["socialpipe_version"] = __version__
+        self.manifest["versions"] = _versions()
+        write_text_atomic(self.path / MANIFEST, json.dumps(self.manifest, indent=1) + "\n")

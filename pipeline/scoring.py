@@ -1,0 +1,151 @@
+"""Scores of each perception stage against ground truth, with the field's own metric libraries.
+
+- people: multi-object tracking metrics from motmetrics (IDF1, MOTA, ...) with IoU >= 0.5 matching.
+- speech: diarization error rate from pyannote.metrics (collar stated) and word error rate from jiwer.
+- link: share of voices linked to the right track, and share of speech time attributed to the right track.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from pipeline.artifacts import SpeakerLinks, Tracks, Transcript
+from pipeline.errors import InputError
+
+UNLINKED = "<off screen>"
+
+
+def score_people(pred: Tracks, gt: Tracks, min_iou: float = 0.5) -> dict[str, Any]:
+    """CLEAR-MOT and identity metrics over every frame that has a ground-truth or predicted box."""
+    import motmetrics as mm
+
+    accumulator = mm.MOTAccumulator(auto_id=False)
+    frames = np.union1d(np.unique(gt.frame_index), np.unique(pred.frame_index))
+    for frame in frames:
+        g, p = gt.at_frame(int(frame)), pred.at_frame(int(frame))
+        distances = iou_distances(g.xyxy, p.xyxy, min_iou)
+        accumulator.update(g.track_id.tolist(), p.track_id.tolist(), distances, frameid=int(frame))
+    names = ["idf1", "idp", "idr", "mota", "motp", "precision", "recall", "num_switches", "num_fragmentations",
+             "num_false_positives", "num_misses", "num_objects", "num_frames"]
+    if len(frames) == 0:
+        raise InputError("both track files are empty; nothing to score")
+    summary = mm.metrics.create().compute(accumulator, metrics=names, name="people")
+    scores = {name: _plain(summary[name].iloc[0]) for name in names}
+    scores["min_iou"] = min_iou
+    return scores
+
+
+def iou_distances(gt_xyxy: np.ndarray, pred_xyxy: np.ndarray, min_iou: float) -> np.ndarray:
+    """(n_gt, n_pred) 1 - IoU, NaN where IoU < min_iou: motmetrics' distance convention.
+
+    motmetrics 1.4.0's own ``iou_matrix`` calls ``np.asfarray``, which numpy 2 removed.
+    """
+    a = np.asarray(gt_xyxy, np.float64).reshape(-1, 1, 4)
+    b = np.asarray(pred_xyxy, np.float64).reshape(1, -1, 4)
+    width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = width * height  # (n_gt, n_pred)
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return np.where(iou >= min_iou, 1.0 - iou, np.nan)
+
+
+def _plain(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
+def normalise_text(text: str) -> str:
+    """Lower case, punctuation removed (apostrophes kept), single spaces: the text WER compares."""
+    text = re.sub(r"[^\w\s']", " ", text.lower())
+    return " ".join(text.split())
+
+
+def score_speech(pred: Transcript, gt: Transcript, collar_s: float = 0.25) -> dict[str, Any]:
+    """DER with ``collar_s`` forgiven on each side of every reference boundary (overlap scored),
+    and WER over the whole text in time order when both transcripts have words."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    from pyannote.core import Segment, Timeline
+
+    reference, hypothesis = gt.to_annotation(), pred.to_annotation()
+    if not reference:
+        raise InputError("the ground-truth transcript has no speech; nothing to score")
+    extent = reference.get_timeline().extent() | hypothesis.get_timeline().extent() if hypothesis else \
+        reference.get_timeline().extent()
+    metric = DiarizationErrorRate(collar=2 * collar_s, skip_overlap=False)
+    components = metric(reference, hypothesis, uem=Timeline([Segment(extent.start, extent.end)]), detailed=True)
+    total = components["total"]
+    scores: dict[str, Any] = {
+        "der": float(components["diarization error rate"]),
+        "collar_s": collar_s,
+        "missed_speech": float(components["missed detection"] / total) if total else None,
+        "false_alarm": float(components["false alarm"] / total) if total else None,
+        "speaker_confusion": float(components["confusion"] / total) if total else None,
+        "reference_speech_s": float(total),
+        "reference_speakers": len(gt.speakers),
+        "predicted_speakers": len(pred.speakers),
+    }
+    reference_text = normalise_text(" ".join(u.text for u in gt.utterances))
+    hypothesis_text = normalise_text(" ".join(u.text for u in pred.utterances))
+    if reference_text and hypothesis_text:
+        import jiwer
+
+        measures = jiwer.process_words(reference_text, hypothesis_text)
+        scores.update(wer=float(measures.wer), substitutions=measures.substitutions,
+                      deletions=measures.deletions, insertions=measures.insertions,
+                      reference_words=len(reference_text.split()))
+    else:
+        scores["wer"] = None  # one side has no words (an RTTM, say): WER does not apply
+    return scores
+
+
+def score_link(pred: SpeakerLinks, gt: SpeakerLinks, gt_transcript: Transcript | None = None,
+               pred_transcript: Transcript | None = None) -> dict[str, Any]:
+    """How well voices were tied to tracks.
+
+    Voice labels and track ids of ``pred`` must be those of ``gt`` (oracle perception), or
+    ``pred_transcript`` gives the predicted voices' timing so speech time can be compared.
+    ``voice_accuracy``: share of ground-truth voices whose predicted track (or "unlinked") is right.
+    ``time_accuracy``: share of ground-truth speech time during which the predicted speaker's track
+    is the true speaker's track (needs ``gt_transcript``).
+    """
+    if not gt.links:
+        raise InputError("the ground-truth links are empty; nothing to score")
+    per_voice = {}
+    for link in gt.links:
+        predicted = pred.track_for(link.voice) if any(p.voice == link.voice for p in pred.links) else "missing"
+        per_voice[link.voice] = {"expected": link.track_id, "predicted": predicted,
+                                 "correct": predicted == link.track_id}
+    scores: dict[str, Any] = {
+        "voice_accuracy": sum(v["correct"] for v in per_voice.values()) / len(per_voice),
+        "voices": per_voice,
+    }
+    if gt_transcript is not None:
+        reference = _by_track(gt_transcript, gt)
+        hypothesis = _by_track(pred_transcript or gt_transcript, pred)
+        total = sum(reference.label_duration(label) for label in reference.labels())
+        right = 0.0
+        for label in reference.labels():
+            if label in hypothesis.labels():
+                truth = reference.label_timeline(label).support()
+                guess = hypothesis.label_timeline(label).support()
+                right += truth.crop(guess, mode="intersection").duration()
+        scores["time_accuracy"] = right / total if total else None
+        scores["speech_s"] = float(total)
+    return scores
+
+
+def _by_track(transcript: Transcript, links: SpeakerLinks):
+    """The transcript's speech relabelled with the track each voice is linked to."""
+    annotation = transcript.to_annotation()
+    mapping = {}
+    for voice in annotation.labels():
+        track = links.track_for(voice)
+        mapping[voice] = UNLINKED if track is None else f"track {track}"
+    return annotation.rename_labels(mapping)

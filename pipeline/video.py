@@ -1,0 +1,144 @@
+"""Reading videos: probing, frames (RGB, uint8, (H, W, 3)) through decord, audio through ffmpeg.
+
+Frames are always RGB. Nothing here holds a whole video in memory except
+:func:`read_frames`, whose caller names the frames it wants.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.artifacts import VideoInfo
+from pipeline.errors import InputError, NoAudioError, SocialpipeError
+from pipeline.timebase import frame_to_time, time_to_frame
+
+AUDIO_SAMPLE_RATE = 16_000
+
+
+def _require(tool: str) -> str:
+    found = shutil.which(tool)
+    if found is None:
+        raise SocialpipeError(f"{tool} is not installed; socialpipe needs ffmpeg's tools (Debian: apt-get install ffmpeg)")
+    return found
+
+
+def _ffprobe_streams(path: Path) -> list[dict]:
+    result = subprocess.run(
+        [_require("ffprobe"), "-v", "error", "-show_entries", "stream=codec_type,codec_name,width,height",
+         "-of", "json", str(path)],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["unreadable"])[-1]
+        raise InputError(f"{path}: not a readable video ({reason}); expected a video file such as mp4, mkv, mov or avi")
+    return json.loads(result.stdout or "{}").get("streams", [])
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Check that ``path`` is a decodable video and describe it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file; expected a video file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; expected a video file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: is empty (0 bytes); expected a video file")
+    streams = _ffprobe_streams(path)
+    if not any(s.get("codec_type") == "video" for s in streams):
+        raise InputError(f"{path}: has no video stream; expected a video file")
+    has_audio = any(s.get("codec_type") == "audio" for s in streams)
+    reader = _open(path)
+    frame_count, fps = len(reader), float(reader.get_avg_fps())
+    height, width = reader[0].shape[:2]
+    if frame_count < 1 or not fps > 0:
+        raise InputError(f"{path}: reports {frame_count} frames at {fps} fps; expected a video with frames")
+    return VideoInfo(path=str(path), fps=fps, frame_count=frame_count, width=int(width), height=int(height),
+                     duration_s=float(frame_to_time(frame_count, fps)), has_audio=has_audio)
+
+
+def _open(path: Path):
+    import decord
+
+    try:
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    except decord.DECORDError as exc:
+        message = str(exc).strip().splitlines()[0][:120]
+        raise InputError(f"{path}: cannot decode the video ({message}); expected an intact video file") from None
+
+
+def read_frames(video: VideoInfo, frame_indices: Sequence[int]) -> np.ndarray:
+    """The given frames as an (n, H, W, 3) RGB uint8 array."""
+    indices = [int(i) for i in frame_indices]
+    bad = [i for i in indices if not 0 <= i < video.frame_count]
+    if bad:
+        raise InputError(f"frame {bad[0]} is outside the video's frames 0..{video.frame_count - 1}")
+    if not indices:
+        return np.zeros((0, video.height, video.width, 3), np.uint8)
+    return _open(Path(video.path)).get_batch(indices).asnumpy()
+
+
+def uniform_frame_indices(video: VideoInfo, count: int, start_s: float = 0.0, end_s: float | None = None) -> list[int]:
+    """``count`` frame indices spread evenly over [start_s, end_s): the centres of equal slices."""
+    if count < 1:
+        raise InputError(f"asked for {count} frames; expected at least 1")
+    end_s = video.duration_s if end_s is None else min(end_s, video.duration_s)
+    if not 0 <= start_s < end_s:
+        raise InputError(f"time window {start_s:.2f}-{end_s:.2f}s is empty or outside the video (0-{video.duration_s:.2f}s)")
+    slice_s = (end_s - start_s) / count
+    return [time_to_frame(start_s + (k + 0.5) * slice_s, video.fps, video.frame_count) for k in range(count)]
+
+
+def read_uniform_frames(video: VideoInfo, count: int, start_s: float = 0.0, end_s: float | None = None):
+    """(frames (n, H, W, 3) RGB, frame indices, times in seconds) for ``count`` evenly spread frames."""
+    indices = uniform_frame_indices(video, count, start_s, end_s)
+    return read_frames(video, indices), indices, [frame_to_time(i, video.fps) for i in indices]
+
+
+def read_frames_at(video: VideoInfo, times_s: Sequence[float]) -> np.ndarray:
+    """The frames shown at the given times, (n, H, W, 3) RGB."""
+    late = [t for t in times_s if not 0 <= t <= video.duration_s]
+    if late:
+        raise InputError(f"time {late[0]:.2f}s is outside the video (0-{video.duration_s:.2f}s)")
+    return read_frames(video, [time_to_frame(t, video.fps, video.frame_count) for t in times_s])
+
+
+def stream_frames(video: VideoInfo, step: int = 1, batch_size: int = 16) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (frame index, (H, W, 3) RGB frame) for every ``step``-th frame, decoding ``batch_size`` at a time,
+    so memory stays bounded whatever the video's length."""
+    if step < 1 or batch_size < 1:
+        raise InputError(f"frame step and batch size must be >= 1, got {step} and {batch_size}")
+    reader = _open(Path(video.path))
+    indices = range(0, video.frame_count, step)
+    for first in range(0, len(indices), batch_size):
+        chunk = list(indices[first:first + batch_size])
+        frames = reader.get_batch(chunk).asnumpy()
+        yield from zip(chunk, frames)
+
+
+def frame_step_for(video: VideoInfo, target_fps: float) -> int:
+    """The frame step that samples a video at about ``target_fps`` (1 when the video is slower)."""
+    if not target_fps > 0:
+        raise InputError(f"sampling rate must be positive, got {target_fps}")
+    return max(1, int(round(video.fps / target_fps)))
+
+
+def read_audio(video: VideoInfo, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
+    """The audio track as mono float32 samples in [-1, 1] at ``sample_rate`` Hz."""
+    if not video.has_audio:
+        raise NoAudioError(f"{video.path}: has no audio track; the speech stage needs one "
+                           "(or give the transcript with --transcript FILE)")
+    result = subprocess.run(
+        [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", video.path, "-vn", "-ac", "1",
+         "-ar", str(sample_rate), "-f", "f32le", "pipe:1"],
+        capture_output=True,
+    )
+    if result.returncode != 0:
+        reason = (result.stderr.decode(errors="replace").strip().splitlines() or ["unknown error"])[-1]
+        raise InputError(f"{video.path}: cannot decode the audio ({reason})")
+    return np.frombuffer(result.stdout, dtype=np.float32).copy()
