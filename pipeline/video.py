@@ -7,6 +7,7 @@ Frames are always RGB. Nothing here holds a whole video in memory except
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -55,21 +56,33 @@ def probe(path: str | Path) -> VideoInfo:
     has_audio = any(s.get("codec_type") == "audio" for s in streams)
     reader = _open(path)
     frame_count, fps = len(reader), float(reader.get_avg_fps())
-    height, width = reader[0].shape[:2]
     if frame_count < 1 or not fps > 0:
         raise InputError(f"{path}: reports {frame_count} frames at {fps} fps; expected a video with frames")
+    height, width = _decode(path, lambda: reader[0]).shape[:2]
+    _decode(path, lambda: reader[frame_count - 1])  # a truncated file fails here, not halfway through a stage
     return VideoInfo(path=str(path), fps=fps, frame_count=frame_count, width=int(width), height=int(height),
                      duration_s=float(frame_to_time(frame_count, fps)), has_audio=has_audio)
 
 
 def _open(path: Path):
+    return _decode(path, lambda: _decord().VideoReader(str(path), ctx=_decord().cpu(0), num_threads=1))
+
+
+def _decord():
     import decord
 
+    decord.logging.set_level(decord.logging.QUIET)  # errors reach the user through InputError instead
+    return decord
+
+
+def _decode(path: Path, action):
+    """Run a decord call, turning its failure into one readable line."""
     try:
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-    except decord.DECORDError as exc:
-        message = str(exc).strip().splitlines()[0][:120]
-        raise InputError(f"{path}: cannot decode the video ({message}); expected an intact video file") from None
+        return action()
+    except _decord().DECORDError as exc:
+        message = re.sub(r"^\[[^\]]*\]\s*\S+:\d+:\s*(Error:\s*)?", "", str(exc).strip().splitlines()[0])[:120]
+        raise InputError(f"{path}: cannot decode the video, it looks truncated or corrupt ({message}); "
+                         "expected an intact video file") from None
 
 
 def read_frames(video: VideoInfo, frame_indices: Sequence[int]) -> np.ndarray:

@@ -1,0 +1,25 @@
+# The README's two commands. PYTHON picks the interpreter that builds the venv.
+PYTHON ?= python3
+VENV ?= .venv
+SAMPLE = sample_videos/conversation
+
+.PHONY: demo test install
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade "pip>=24"
+	$(VENV)/bin/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Set up, then run the pipeline on the bundled sample (stages 1-3 from its ground truth
+# until they are built) and render the inspection previews.
+demo: install
+	$(VENV)/bin/socialpipe run $(SAMPLE).mp4 --out socialpipe_runs/sample \
+		--tracks $(SAMPLE).tracks.json --transcript $(SAMPLE).transcript.json --links $(SAMPLE).links.json \
+		--until link
+	$(VENV)/bin/socialpipe inspect socialpipe_runs/sample
+
+test: install
+	$(VENV)/bin/python -m pytest -q

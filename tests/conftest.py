@@ -1,0 +1,65 @@
+"""Shared builders: the bundled sample, tiny generated videos, and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = REPO / "sample_videos"
+SAMPLE_VIDEO = SAMPLE_DIR / "conversation.mp4"
+SAMPLE_TRACKS = SAMPLE_DIR / "conversation.tracks.json"
+SAMPLE_TRANSCRIPT = SAMPLE_DIR / "conversation.transcript.json"
+SAMPLE_LINKS = SAMPLE_DIR / "conversation.links.json"
+GROUND_TRUTH_ARGS = ["--tracks", str(SAMPLE_TRACKS), "--transcript", str(SAMPLE_TRANSCRIPT),
+                     "--links", str(SAMPLE_LINKS)]
+
+
+def make_video(path: Path, seconds: float = 2.0, size: str = "160x90", fps: int = 10, audio: bool = True) -> Path:
+    """A small h264 (+ aac sine) mp4 made by ffmpeg's test sources."""
+    command = ["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={fps}:duration={seconds}"]
+    if audio:
+        command += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=16000:duration={seconds}", "-c:a", "aac"]
+    command += ["-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(command, check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_video(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("videos") / "tiny.mp4")
+
+
+@pytest.fixture(scope="session")
+def silent_video(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("videos") / "silent.mp4", audio=False)
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"CliResult(code={self.code}, out={self.out!r}, err={self.err[-2000:]!r})"
+
+
+@pytest.fixture
+def socialpipe(capsys, monkeypatch):
+    """Call the real console entry point in-process: ``socialpipe("run", ...) -> CliResult``."""
+    from pipeline.cli import main
+
+    def invoke(*args: str) -> CliResult:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["socialpipe", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke

@@ -1,0 +1,232 @@
+"""The socialpipe command end to end on the bundled sample with its ground truth, and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import pytest
+
+from pipeline.artifacts import Tracks, Transcript, Utterance
+from pipeline.orchestrator import RunRequest, run
+from pipeline.video import probe
+from tests.conftest import (
+    GROUND_TRUTH_ARGS,
+    SAMPLE_LINKS,
+    SAMPLE_TRACKS,
+    SAMPLE_TRANSCRIPT,
+    SAMPLE_VIDEO,
+)
+
+RUN_FILES = {"video.json", "people.json", "speech.json", "links.json", "people.mot.csv", "speech.rttm",
+             "speech.vtt", "config.yaml", "manifest.json"}
+
+
+@pytest.fixture(scope="module")
+def pristine_run(tmp_path_factory) -> Path:
+    """A finished ground-truth run of the sample up to the link stage."""
+    out = tmp_path_factory.mktemp("runs") / "sample"
+    run(RunRequest(video=SAMPLE_VIDEO, out=out, tracks_file=SAMPLE_TRACKS, transcript_file=SAMPLE_TRANSCRIPT,
+                   links_file=SAMPLE_LINKS, until="link"))
+    return out
+
+
+@pytest.fixture
+def run_copy(pristine_run, tmp_path) -> Path:
+    return Path(shutil.copytree(pristine_run, tmp_path / "run"))
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_run_with_ground_truth_writes_every_artifact(socialpipe, tmp_path):
+    out = tmp_path / "run"
+    result = socialpipe("run", SAMPLE_VIDEO, "--out", out, *GROUND_TRUTH_ARGS, "--until", "link")
+    assert result.code == 0, result
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["stages"]) == {"video", "people", "speech", "link"}
+    assert manifest["stages"]["people"]["source"].startswith("ground truth")
+    assert manifest["video"]["sha256"] == hashlib.sha256(SAMPLE_VIDEO.read_bytes()).hexdigest()
+    assert "torch" in manifest["versions"]
+    assert "[people] wrote" in result.err and "stopped after link" in result.err
+
+
+def test_unchanged_stages_are_skipped_and_force_recomputes(socialpipe, run_copy):
+    before = digests(run_copy)
+    people_mtime = (run_copy / "people.json").stat().st_mtime_ns
+    again = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, *GROUND_TRUTH_ARGS, "--until", "link")
+    assert again.code == 0 and again.err.count("up to date") == 3, again
+    assert (run_copy / "people.json").stat().st_mtime_ns == people_mtime and digests(run_copy) == before
+    forced = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, *GROUND_TRUTH_ARGS, "--until", "link", "--force")
+    assert forced.code == 0 and "up to date" not in forced.err
+    assert (run_copy / "people.json").stat().st_mtime_ns != people_mtime
+
+
+def test_changed_ground_truth_reruns_its_stage_and_the_ones_after(socialpipe, run_copy, tmp_path):
+    transcript = Transcript.from_json(json.loads(SAMPLE_TRANSCRIPT.read_text()))
+    edited = Transcript.from_utterances(transcript.utterances[:-1]).save(tmp_path / "shorter.json")
+    result = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, "--tracks", SAMPLE_TRACKS, "--transcript", edited,
+                        "--links", SAMPLE_LINKS, "--until", "link")
+    assert result.code == 0, result
+    assert "[people] up to date" in result.err
+    assert "[speech] wrote" in result.err and "[link] wrote" in result.err
+
+
+def test_stages_not_built_yet_say_so(socialpipe, run_copy):
+    result = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy)
+    assert result.code == 3
+    assert "people stage (face detection and tracking) is not in this version yet" in result.err
+    assert "--tracks FILE" in result.err and "Traceback" not in result.err
+    asked = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, *GROUND_TRUTH_ARGS, "--question", "Who left?")
+    assert asked.code == 3 and "answer stage" in asked.err and not (run_copy / "answer.json").exists()
+    no_question = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, *GROUND_TRUTH_ARGS)
+    assert no_question.code == 0 and "no --question given" in no_question.err
+
+
+def test_default_out_folder_is_per_video(socialpipe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "other" / SAMPLE_VIDEO.name  # same file name, different content
+    other.parent.mkdir()
+    shutil.copy(SAMPLE_VIDEO, other)
+    with open(other, "ab") as handle:
+        handle.write(b"\0" * 16)
+    assert socialpipe("run", SAMPLE_VIDEO, "--tracks", SAMPLE_TRACKS, "--until", "people").code == 0
+    assert socialpipe("run", other, "--tracks", SAMPLE_TRACKS, "--until", "people").code == 0
+    folders = sorted(p.name for p in (tmp_path / "socialpipe_runs").iterdir())
+    assert len(folders) == 2 and all(name.startswith("conversation-") for name in folders)
+
+
+def test_a_run_of_another_video_is_never_written_into(socialpipe, run_copy, tiny_video):
+    before = digests(run_copy)
+    result = socialpipe("run", tiny_video, "--out", run_copy, "--until", "people")
+    assert result.code == 2 and "holds the run of another video" in result.err
+    assert digests(run_copy) == before
+
+
+def test_a_failed_stage_keeps_the_earlier_stages(socialpipe, silent_video, tmp_path):
+    empty_tracks = Tracks.empty(fps=10.0).save(tmp_path / "none.json")
+    out = tmp_path / "silent"
+    result = socialpipe("run", silent_video, "--out", out, "--tracks", empty_tracks, "--until", "speech")
+    assert result.code == 2 and "has no audio track; the speech stage needs one" in result.err
+    assert (out / "people.json").exists() and not (out / "speech.json").exists()
+    with_transcript = Transcript.from_utterances([Utterance(0.1, 1.0, "A", "hi")]).save(tmp_path / "t.json")
+    ok = socialpipe("run", silent_video, "--out", out, "--tracks", empty_tracks, "--transcript", with_transcript,
+                    "--until", "speech")
+    assert ok.code == 0, ok
+
+
+def test_inspect_summarises_and_renders(socialpipe, run_copy):
+    result = socialpipe("inspect", run_copy)
+    assert result.code == 0, result
+    assert "3 tracks" in result.out and "track 3 (Carol)" in result.out
+    assert "Dana -> off screen (unlinked)" in result.out and "Alice:" in result.out and "s talking" in result.out
+    preview = probe(run_copy / "preview.mp4")
+    source = probe(SAMPLE_VIDEO)
+    assert preview.frame_count == source.frame_count and preview.has_audio
+    sheet = cv2.imread(str(run_copy / "contact_sheet.png"))
+    assert sheet is not None and sheet.shape[0] > 300 and sheet.shape[1] > 300
+
+
+def test_inspect_without_rendering_and_on_a_non_run(socialpipe, run_copy, tmp_path):
+    assert socialpipe("inspect", run_copy, "--no-render").code == 0
+    assert not (run_copy / "preview.mp4").exists()
+    result = socialpipe("inspect", tmp_path)
+    assert result.code == 2 and "not a socialpipe run folder" in result.err
+
+
+@pytest.mark.parametrize("stage, files, expected", [
+    ("people", (SAMPLE_TRACKS, SAMPLE_TRACKS), {"idf1": 1.0, "mota": 1.0}),
+    ("speech", (SAMPLE_TRANSCRIPT, SAMPLE_TRANSCRIPT), {"der": 0.0, "wer": 0.0}),
+    ("link", (SAMPLE_LINKS, SAMPLE_LINKS), {"voice_accuracy": 1.0, "time_accuracy": 1.0}),
+])
+def test_ground_truth_scores_perfectly_against_itself(socialpipe, stage, files, expected):
+    extra = ["--transcript", SAMPLE_TRANSCRIPT] if stage == "link" else []
+    result = socialpipe("score", stage, "--pred", files[0], "--gt", files[1], *extra, "--json")
+    assert result.code == 0, result
+    scores = json.loads(result.out)
+    assert {key: scores[key] for key in expected} == expected
+
+
+def test_score_reads_exported_formats(socialpipe, run_copy):
+    people = socialpipe("score", "people", "--pred", run_copy / "people.mot.csv", "--gt", SAMPLE_TRACKS, "--json")
+    assert json.loads(people.out)["idf1"] == 1.0
+    speech = socialpipe("score", "speech", "--pred", run_copy / "speech.vtt", "--gt", SAMPLE_TRANSCRIPT)
+    assert speech.code == 0 and "collar +-0.25 s" in speech.out
+
+
+def _write(tmp_path: Path, name: str, content) -> Path:
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+def _shifted_tracks(tmp_path: Path) -> Path:
+    data = json.loads(SAMPLE_TRACKS.read_text())
+    data["tracks"][0]["observations"][0]["xyxy"] = [600, 10, 700, 60]
+    return _write(tmp_path, "outside.json", data)
+
+
+BAD_INPUTS = [
+    # (name, argv builder, expected message)
+    ("missing video", lambda t, r: ["run", t / "missing.mp4", "--out", r], "missing.mp4: no such file"),
+    ("not a video", lambda t, r: ["run", _write(t, "notes.mp4", "hello"), "--out", r], "not a readable video"),
+    ("zero-length mp4", lambda t, r: ["run", _write(t, "zero.mp4", ""), "--out", r], r"is empty \(0 bytes\)"),
+    ("truncated mp4", lambda t, r: ["run", _truncated(t), "--out", r], "truncated or corrupt"),
+    ("malformed json", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", _write(t, "t.json", "{oops")],
+     "not valid JSON"),
+    ("malformed csv", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", _write(t, "t.csv", "1,a,b\n")],
+     "is not a MOT row"),
+    ("malformed rttm", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", SAMPLE_TRACKS, "--transcript",
+                                     _write(t, "s.rttm", "SPEAKER x 1 zero one\n")], "not an RTTM SPEAKER line"),
+    ("malformed vtt", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", SAMPLE_TRACKS, "--transcript",
+                                    _write(t, "s.vtt", "hello\n")], "begin with 'WEBVTT'"),
+    ("boxes outside the frame", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", _shifted_tracks(t)],
+     "lies outside the 640x360 frame"),
+    ("negative times", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", SAMPLE_TRACKS, "--transcript",
+                                     _write(t, "s.rttm", "SPEAKER x 1 -1.5 2 <NA> <NA> A <NA> <NA>\n")],
+     "starts at -1.5s; expected times >= 0"),
+    ("reversed times", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", SAMPLE_TRACKS, "--transcript",
+                                     _write(t, "s.json", {"utterances": [
+                                         {"start_s": 5, "end_s": 4, "speaker": "A", "text": "x"}]})],
+     r"ends \(4.0s\) before it starts \(5.0s\)"),
+    ("times past the video", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", SAMPLE_TRACKS,
+                                           "--transcript", _write(t, "s.rttm", "SPEAKER x 1 50 2 <NA> <NA> A <NA> <NA>\n")],
+     "ends at 52.00s but the video lasts"),
+    ("links to unknown tracks", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", SAMPLE_TRACKS,
+                                              "--transcript", SAMPLE_TRANSCRIPT, "--links",
+                                              _write(t, "l.json", {"Alice": 9})],
+     "linked to track 9, which does not exist"),
+    ("out path is a file", lambda t, r: ["run", SAMPLE_VIDEO, "--out", _write(t, "file.txt", "x")],
+     "is a file; expected a folder"),
+    ("empty question", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, *GROUND_TRUTH_ARGS, "--question", " "],
+     "--question is empty"),
+    ("unknown setting", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--set", "answer.alpah=2"],
+     "unknown key answer.alpah"),
+    ("missing ground truth", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", t / "nope.json"],
+     "--tracks .*nope.json: no such file"),
+]
+
+
+def _truncated(tmp_path: Path) -> Path:
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(SAMPLE_VIDEO.read_bytes()[:150_000])
+    return path
+
+
+@pytest.mark.parametrize("name, argv, message", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_one_line_and_loses_nothing(socialpipe, run_copy, tmp_path, name, argv, message):
+    before = digests(run_copy)
+    result = socialpipe(*argv(tmp_path, run_copy))
+    assert result.code == 2, result
+    lines = result.err.strip().splitlines()  # progress lines may come first; the error is the one last line
+    errors = [line for line in lines if line.startswith("socialpipe")]
+    assert errors == [lines[-1]] and lines[-1].startswith("socialpipe: error: "), result
+    assert "Traceback" not in result.err
+    assert re.search(message, lines[-1]), lines[-1]
+    assert digests(run_copy) == before, "an earlier artifact changed"

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, Utterance
+from pipeline.errors import InputError
+from pipeline.scoring import iou_distances, normalise_text, score_link, score_people, score_speech
+
+
+def two_people(swap_after: int | None = None) -> Tracks:
+    rows = []
+    for frame in range(10):
+        ids = (1, 2) if swap_after is None or frame < swap_after else (2, 1)
+        rows.append({"track_id": ids[0], "frame_index": frame, "xyxy": [10, 10, 50, 60]})
+        rows.append({"track_id": ids[1], "frame_index": frame, "xyxy": [200, 10, 240, 60]})
+    return Tracks.from_rows(rows, fps=10.0)
+
+
+def test_perfect_tracks_score_one():
+    scores = score_people(two_people(), two_people())
+    assert scores["idf1"] == 1.0 and scores["mota"] == 1.0 and scores["num_switches"] == 0
+
+
+def test_identity_swap_costs_idf1_and_mota():
+    scores = score_people(two_people(swap_after=5), two_people())
+    assert scores["num_switches"] == 2
+    assert scores["mota"] == pytest.approx(1 - 2 / 20)
+    assert scores["idf1"] == pytest.approx(0.5)
+
+
+def test_missing_and_false_boxes():
+    gt = two_people()
+    pred = gt[gt.track_id == 1]
+    scores = score_people(pred, gt)
+    assert scores["recall"] == pytest.approx(0.5) and scores["precision"] == 1.0
+    assert scores["num_misses"] == 10 and scores["mota"] == pytest.approx(0.5)
+
+
+def test_iou_distances_follow_motmetrics_convention():
+    d = iou_distances([[0, 0, 10, 10]], [[0, 0, 10, 10], [5, 0, 15, 10], [50, 50, 60, 60]], min_iou=0.3)
+    assert d[0, 0] == 0.0 and d[0, 1] == pytest.approx(1 - 50 / 150) and d.shape == (1, 3)
+    assert d[0, 2] != d[0, 2]  # NaN: no match possible
+
+
+def turns(*spans) -> Transcript:
+    return Transcript.from_utterances([Utterance(s, e, who, text) for s, e, who, text in spans])
+
+
+def test_der_counts_confusion_with_and_without_collar():
+    gt = turns((0, 2, "A", "hello world"), (2, 4, "B", ""))
+    pred = turns((0, 2, "x", "hello word"), (2, 3, "y", ""), (3, 4, "x", ""))
+    strict = score_speech(pred, gt, collar_s=0.0)
+    assert strict["der"] == pytest.approx(0.25) and strict["speaker_confusion"] == pytest.approx(0.25)
+    assert strict["wer"] == pytest.approx(0.5) and strict["substitutions"] == 1
+    forgiving = score_speech(pred, gt, collar_s=0.25)
+    assert forgiving["der"] == pytest.approx(0.75 / 3.0)
+
+
+def test_missed_speech_and_wer_without_hypothesis_words():
+    gt = turns((0, 4, "A", "one two"))
+    scores = score_speech(turns((0, 1, "x", "")), gt, collar_s=0.0)
+    assert scores["missed_speech"] == pytest.approx(0.75) and scores["wer"] is None
+    with pytest.raises(InputError, match="no speech"):
+        score_speech(gt, Transcript())
+
+
+def test_text_normalisation():
+    assert normalise_text("Hello,  WORLD! It's 10:30.") == "hello world it's 10 30"
+
+
+def test_link_scores_by_voice_and_by_speech_time():
+    gt = SpeakerLinks((SpeakerLink("A", 1), SpeakerLink("B", 2), SpeakerLink("C", None)))
+    pred = SpeakerLinks((SpeakerLink("A", 1), SpeakerLink("B", 3), SpeakerLink("C", None)))
+    transcript = turns((0, 2, "A", ""), (2, 4, "B", ""), (4, 5, "C", ""))
+    scores = score_link(pred, gt, transcript)
+    assert scores["voice_accuracy"] == pytest.approx(2 / 3)
+    assert scores["time_accuracy"] == pytest.approx(3 / 5)
+    assert scores["voices"]["B"] == {"expected": 2, "predicted": 3, "correct": False}
+    assert score_link(gt, gt, transcript)["time_accuracy"] == 1.0
+
+
+def test_link_time_uses_the_predicted_transcript_when_given():
+    gt = SpeakerLinks((SpeakerLink("A", 1), SpeakerLink("B", 2)))
+    pred = SpeakerLinks((SpeakerLink("v0", 1), SpeakerLink("v1", 2)))
+    truth = turns((0, 2, "A", ""), (2, 4, "B", ""))
+    guess = turns((0, 3, "v0", ""), (3, 4, "v1", ""))  # v0 runs one second into B's turn
+    scores = score_link(pred, gt, truth, pred_transcript=guess)
+    assert scores["time_accuracy"] == pytest.approx(3 / 4)
+    assert scores["voice_accuracy"] == 0.0  # its voice labels are not the ground truth's

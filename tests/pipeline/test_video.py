@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from pipeline.errors import InputError, NoAudioError
+from pipeline.video import (
+    frame_step_for,
+    probe,
+    read_audio,
+    read_frames_at,
+    read_uniform_frames,
+    stream_frames,
+    uniform_frame_indices,
+)
+from tests.conftest import SAMPLE_VIDEO
+
+
+def test_probe_describes_the_sample():
+    video = probe(SAMPLE_VIDEO)
+    assert (video.width, video.height, video.fps) == (640, 360, 25.0)
+    assert video.has_audio and 20.0 <= video.duration_s <= 40.0
+    assert video.duration_s == pytest.approx(video.frame_count / video.fps)
+
+
+def test_uniform_frames_are_rgb_and_evenly_spread(tiny_video):
+    video = probe(tiny_video)  # 2 s at 10 fps, ffmpeg's testsrc
+    frames, indices, times = read_uniform_frames(video, 4)
+    assert frames.shape == (4, 90, 160, 3) and frames.dtype == np.uint8
+    assert indices == [2, 7, 12, 17] and times == pytest.approx([0.2, 0.7, 1.2, 1.7])
+    assert uniform_frame_indices(video, 2, start_s=1.0, end_s=2.0) == [12, 17]
+
+
+def test_frames_are_rgb(tmp_path):
+    import subprocess
+
+    path = tmp_path / "red.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=0xE01010:size=64x36:duration=0.5",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)], check=True)
+    red = read_uniform_frames(probe(path), 1)[0][0, 18, 32]
+    assert red[0] > 180 and red[1] < 60 and red[2] < 60
+
+
+def test_frames_at_times_and_bad_times(tiny_video):
+    video = probe(tiny_video)
+    assert read_frames_at(video, [0.0, 1.05]).shape[0] == 2
+    with pytest.raises(InputError, match="outside the video"):
+        read_frames_at(video, [5.0])
+    with pytest.raises(InputError, match="empty or outside"):
+        uniform_frame_indices(video, 3, start_s=3.0)
+
+
+def test_stream_visits_every_step_th_frame_in_bounded_batches(tiny_video):
+    video = probe(tiny_video)
+    seen = [(index, frame.shape) for index, frame in stream_frames(video, step=3, batch_size=2)]
+    assert [i for i, _ in seen] == list(range(0, video.frame_count, 3))
+    assert all(shape == (90, 160, 3) for _, shape in seen)
+    assert frame_step_for(video, 5.0) == 2 and frame_step_for(video, 50.0) == 1
+
+
+def test_audio_is_16k_mono(tiny_video):
+    video = probe(tiny_video)
+    audio = read_audio(video)
+    assert audio.dtype == np.float32 and abs(len(audio) - 32000) < 1600
+    assert 0.1 < np.abs(audio).max() <= 1.0
+
+
+def test_no_audio_is_an_error_for_audio_only(silent_video):
+    video = probe(silent_video)
+    assert not video.has_audio
+    assert read_uniform_frames(video, 2)[0].shape[0] == 2
+    with pytest.raises(NoAudioError, match="has no audio track"):
+        read_audio(video)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p, "no such file"),
+    (lambda p: (p.write_bytes(b""), p)[1], "is empty"),
+    (lambda p: (p.write_text("not a video at all"), p)[1], "not a readable video"),
+    (lambda p: (p.write_bytes(SAMPLE_VIDEO.read_bytes()[:150_000]), p)[1], "truncated or corrupt"),
+    (lambda p: (p.write_bytes(SAMPLE_VIDEO.read_bytes()[:3000]), p)[1], "not a readable video"),
+])
+def test_bad_videos_are_clear_errors(tmp_path, make, message):
+    with pytest.raises(InputError, match=message):
+        probe(make(tmp_path / "bad.mp4"))
+
+
+def test_audio_only_file_is_not_a_video(tmp_path):
+    import subprocess
+
+    path = tmp_path / "tone.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=1", str(path)], check=True)
+    with pytest.raises(InputError, match="no video stream"):
+        probe(path)
+
+
+def test_folder_is_not_a_video(tmp_path):
+    with pytest.raises(InputError, match="is a folder"):
+        probe(tmp_path)
+
+
+def test_ffmpeg_is_required():
+    assert shutil.which("ffmpeg") and shutil.which("ffprobe")

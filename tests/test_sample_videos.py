@@ -1,0 +1,99 @@
+"""The bundled sample and its ground truth meet the brief, and the generator reproduces them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pipeline.artifacts import SpeakerLinks, Tracks, Transcript, load_json
+from pipeline.video import probe, read_frames
+from tests.conftest import REPO, SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return load_json(Tracks, SAMPLE_TRACKS), load_json(Transcript, SAMPLE_TRANSCRIPT), load_json(SpeakerLinks, SAMPLE_LINKS)
+
+
+def test_sample_video_shape_and_size():
+    video = probe(SAMPLE_VIDEO)
+    assert (video.width, video.height) == (640, 360) and video.has_audio
+    assert 20 <= video.duration_s <= 40
+    assert SAMPLE_VIDEO.stat().st_size <= 3_000_000
+
+
+def test_ground_truth_is_consistent_with_the_video(truth):
+    tracks, transcript, links = truth
+    video = probe(SAMPLE_VIDEO)
+    tracks.validate_against(video)
+    transcript.validate_against(video)
+    links.validate_against(tracks, transcript)
+
+
+def test_scene_has_what_the_brief_asks_for(truth):
+    tracks, transcript, links = truth
+    on_screen = [link for link in links.links if link.track_id is not None]
+    assert len(on_screen) >= 3 and len(tracks.track_ids) >= 3
+    assert [link.voice for link in links.links if link.track_id is None], "an off-screen voice"
+    gaps = [np.diff(tracks.for_track(t).frame_index).max() for t in tracks.track_ids]
+    assert max(gaps) > 25, "someone leaves the frame for over a second and comes back"
+    assert all(u.text for u in transcript.utterances)
+    moving = tracks.for_track(on_screen[0].track_id).xyxy[:, 0]
+    assert moving.max() - moving.min() >= 5, "heads move"
+
+
+def test_a_real_face_detector_finds_the_faces(truth):
+    from facenet_pytorch import MTCNN
+
+    tracks, _, _ = truth
+    video = probe(SAMPLE_VIDEO)
+    indices = list(range(0, video.frame_count, video.frame_count // 6))[:6]
+    detector = MTCNN(keep_all=True, device="cpu", min_face_size=30)
+    found = expected = 0
+    for index, frame in zip(indices, read_frames(video, indices)):
+        boxes, _ = detector.detect(frame)
+        boxes = np.asarray(boxes if boxes is not None else np.zeros((0, 4)), np.float32).reshape(-1, 4)
+        for gx1, gy1, gx2, gy2 in tracks.at_frame(index).xyxy:
+            expected += 1
+            centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+            found += bool(((centres[:, 0] > gx1) & (centres[:, 0] < gx2) & (centres[:, 1] > gy1)
+                           & (centres[:, 1] < gy2)).any())
+    assert expected >= 15 and found / expected >= 0.9
+
+
+def test_mouths_open_only_while_their_owner_speaks(truth):
+    """The lower third of each face darkens (an open mouth) while its owner talks, and not otherwise."""
+    tracks, transcript, links = truth
+    video = probe(SAMPLE_VIDEO)
+    frames = list(range(0, video.frame_count, 2))
+    pixels = dict(zip(frames, read_frames(video, frames)))
+    for link in links.links:
+        if link.track_id is None:
+            continue
+        spans = [(u.start_s, u.end_s) for u in transcript.utterances if u.speaker == link.voice]
+        track = tracks.for_track(link.track_id)
+        visible = [f for f in frames if len(track.at_frame(f))]
+        talking = np.array([any(s <= f / video.fps < e for s, e in spans) for f in visible])
+        darkness = []
+        for f in visible:
+            x1, y1, x2, y2 = track.at_frame(f).xyxy[0].astype(int)
+            lower_face = pixels[f][y1 + (y2 - y1) * 2 // 3:y2, x1:x2].mean(axis=2)
+            darkness.append(float((lower_face < 80).mean()))
+        opening = np.array(darkness) - min(darkness)  # above the closed mouth's own shadows
+        assert opening[talking].mean() > 10 * opening[~talking].mean() + 0.02, link.voice
+
+
+def test_generator_reproduces_the_ground_truth(tmp_path, truth):
+    subprocess.run([sys.executable, str(REPO / "sample_videos" / "make_sample.py"), "--out", str(tmp_path)],
+                   check=True, capture_output=True)
+    tracks, transcript, links = truth
+    new_transcript = load_json(Transcript, tmp_path / "conversation.transcript.json")
+    assert [(u.speaker, u.text) for u in new_transcript.utterances] == [(u.speaker, u.text) for u in transcript.utterances]
+    assert np.allclose([u.start_s for u in new_transcript.utterances], [u.start_s for u in transcript.utterances],
+                       atol=0.25)
+    assert load_json(Tracks, tmp_path / "conversation.tracks.json").track_ids == tracks.track_ids
+    assert load_json(SpeakerLinks, tmp_path / "conversation.links.json") == links
+    assert probe(tmp_path / "conversation.mp4").frame_count == pytest.approx(probe(SAMPLE_VIDEO).frame_count, abs=10)
