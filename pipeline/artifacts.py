@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,7 +234,8 @@ class Tracks(_SavesJson):
     @classmethod
     def from_json(cls, data: Mapping[str, Any], source: str = "tracks json") -> Tracks:
         body = _unwrap(data, "tracks", source)
-        try:
+        with _reading(source, "tracks", '{"fps": F, "tracks": [{"track_id": N, "kind": "face", '
+                                        '"observations": [{"frame": N, "xyxy": [x1, y1, x2, y2]}]}]}'):
             rows, kinds = [], {}
             for track in body["tracks"]:
                 tid = int(track["track_id"])
@@ -242,13 +244,6 @@ class Tracks(_SavesJson):
                     rows.append({"track_id": tid, "frame_index": obs["frame"], "xyxy": obs["xyxy"],
                                  "confidence": obs.get("confidence", 1.0), "landmarks": obs.get("landmarks")})
             return cls.from_rows(rows, fps=float(body["fps"]), kinds=kinds, meta=body.get("meta", {}))
-        except InputError as exc:
-            raise InputError(f"{source}: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(
-                f"{source}: malformed tracks ({_describe(exc)}); expected "
-                '{"fps": F, "tracks": [{"track_id": N, "kind": "face", "observations": [{"frame": N, "xyxy": [x1, y1, x2, y2]}]}]}'
-            ) from None
 
 
 def _describe_rows(rows: np.ndarray, tracks: Tracks, problem: str) -> str:
@@ -362,7 +357,8 @@ class Transcript(_SavesJson):
     @classmethod
     def from_json(cls, data: Mapping[str, Any], source: str = "transcript json") -> Transcript:
         body = _unwrap(data, "transcript", source)
-        try:
+        with _reading(source, "transcript",
+                      '{"utterances": [{"start_s": S, "end_s": S, "speaker": "name", "text": "..."}]}'):
             utterances = []
             for item in body["utterances"]:
                 words = item.get("words")
@@ -372,13 +368,6 @@ class Transcript(_SavesJson):
                 utterances.append(Utterance(float(item["start_s"]), float(item["end_s"]), str(item["speaker"]),
                                             str(item.get("text", "")), words))
             return cls.from_utterances(utterances, body.get("meta", {}))
-        except InputError as exc:
-            raise InputError(f"{source}: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(
-                f"{source}: malformed transcript ({_describe(exc)}); expected "
-                '{"utterances": [{"start_s": S, "end_s": S, "speaker": "name", "text": "..."}]}'
-            ) from None
 
 
 # ----------------------------------------------------------------------------- links
@@ -444,22 +433,17 @@ class SpeakerLinks(_SavesJson):
     @classmethod
     def from_json(cls, data: Mapping[str, Any], source: str = "links json") -> SpeakerLinks:
         """Read the canonical form, or a plain mapping ``{"voice": track_id_or_null}``."""
-        try:
-            if isinstance(data, Mapping) and "socialpipe" not in data and "links" not in data:
-                links = [SpeakerLink(str(voice), None if tid is None else int(tid)) for voice, tid in data.items()]
-                return cls(tuple(links), {})
-            body = _unwrap(data, "links", source)
+        expected = '{"links": [{"voice": "name", "track_id": N or null}]} or {"name": N or null}'
+        if isinstance(data, Mapping) and "socialpipe" not in data and "links" not in data:
+            with _reading(source, "links", expected):
+                return cls(tuple(SpeakerLink(str(voice), None if tid is None else int(tid))
+                                 for voice, tid in data.items()), {})
+        body = _unwrap(data, "links", source)
+        with _reading(source, "links", expected):
             links = [SpeakerLink(str(item["voice"]), None if item.get("track_id") is None else int(item["track_id"]),
                                  float(item.get("confidence", 1.0)), item.get("display_name"),
                                  dict(item.get("evidence") or {})) for item in body["links"]]
             return cls(tuple(links), body.get("meta", {}))
-        except InputError as exc:
-            raise InputError(f"{source}: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(
-                f"{source}: malformed links ({_describe(exc)}); expected "
-                '{"links": [{"voice": "name", "track_id": N or null}]} or {"name": N or null}'
-            ) from None
 
 
 # ----------------------------------------------------------------------------- answer
@@ -496,13 +480,11 @@ class Answer(_SavesJson):
     @classmethod
     def from_json(cls, data: Mapping[str, Any], source: str = "answer json") -> Answer:
         body = _unwrap(data, "answer", source)
-        try:
+        with _reading(source, "answer", '{"question": "...", "text": "..."}'):
             scores = body.get("option_scores")
             return cls(str(body["question"]), str(body["text"]), tuple(body.get("options", ())),
                        body.get("chosen_option"), None if scores is None else tuple(float(s) for s in scores),
                        body.get("model"), dict(body.get("diagnostics") or {}))
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"{source}: malformed answer ({_describe(exc)})") from None
 
 
 # ----------------------------------------------------------------------------- JSON helpers
@@ -563,12 +545,20 @@ def _build(cls, source: str, **kwargs):
     missing = [k for k, v in kwargs.items() if v is None]
     if missing:
         raise InputError(f"{source}: missing fields {missing}")
-    try:
+    with _reading(source, cls.__name__, ""):
         return cls(**kwargs)
+
+
+@contextmanager
+def _reading(source: str, what: str, expected: str):
+    """Turn any failure while building an artifact from parsed JSON into one InputError naming the file."""
+    try:
+        yield
     except InputError as exc:
         raise InputError(f"{source}: {exc}") from None
-    except TypeError as exc:
-        raise InputError(f"{source}: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        hint = f"; expected {expected}" if expected else ""
+        raise InputError(f"{source}: malformed {what} ({_describe(exc)}){hint}") from None
 
 
 def _describe(exc: Exception) -> str:

@@ -85,7 +85,7 @@ class Run:
         request.config.save(folder.path / "config.yaml")
         result = RunResult(folder=folder, video=video)
         self._step(result, "video", stage_key("video", video_sha), lambda: video,
-                   source="probe", inputs={"video": video_sha})
+                   source="probe", inputs={"video": {"path": str(request.video), "sha256": video_sha}})
         self.progress("video", f"{video.path}: {video.width}x{video.height}, {video.fps:g} fps, "
                                f"{video.duration_s:.1f} s, {'with' if video.has_audio else 'no'} audio")
 
@@ -117,7 +117,8 @@ class Run:
             raise StageUnavailable(
                 "the people stage (face detection and tracking) is not in this version yet; "
                 "give ground-truth tracks with --tracks FILE (.json or MOT .csv)")
-        key = stage_key("people", video_sha, "ground-truth", sha256_file(given))
+        inputs = _ground_truth_input("tracks", given)
+        key = stage_key("people", video_sha, inputs)
 
         def make() -> Tracks:
             tracks = load_tracks(given, result.video.fps)
@@ -125,7 +126,7 @@ class Run:
             return tracks
 
         return self._step(result, "people", key, make, source=f"ground truth: {given}",
-                          inputs={"tracks": str(given)},
+                          inputs=inputs,
                           exports=lambda t: write_mot(t, result.folder.path / "people.mot.csv"))
 
     def _speech(self, result: RunResult, video_sha: str) -> Transcript:
@@ -137,7 +138,8 @@ class Run:
             raise StageUnavailable(
                 "the speech stage (WhisperX + diarization) is not in this version yet; "
                 "give a ground-truth transcript with --transcript FILE (.json, .rttm, .vtt or .srt)")
-        key = stage_key("speech", video_sha, "ground-truth", sha256_file(given))
+        inputs = _ground_truth_input("transcript", given)
+        key = stage_key("speech", video_sha, inputs)
 
         def make() -> Transcript:
             transcript = load_transcript(given)
@@ -149,7 +151,7 @@ class Run:
             write_vtt(transcript, result.folder.path / "speech.vtt")
 
         return self._step(result, "speech", key, make, source=f"ground truth: {given}",
-                          inputs={"transcript": str(given)}, exports=export)
+                          inputs=inputs, exports=export)
 
     def _link(self, result: RunResult) -> SpeakerLinks:
         given = self.request.links_file
@@ -157,15 +159,15 @@ class Run:
             raise StageUnavailable(
                 "the link stage (active-speaker linking) is not in this version yet; "
                 "give ground-truth links with --links FILE (.json)")
-        key = stage_key("link", result.folder.key_of("people"), result.folder.key_of("speech"),
-                        "ground-truth", sha256_file(given))
+        inputs = _ground_truth_input("links", given)
+        key = stage_key("link", result.folder.key_of("people"), result.folder.key_of("speech"), inputs)
 
         def make() -> SpeakerLinks:
             links = load_links(given)
             _validated(given, lambda: links.validate_against(result.tracks, result.transcript))
             return links
 
-        return self._step(result, "link", key, make, source=f"ground truth: {given}", inputs={"links": str(given)})
+        return self._step(result, "link", key, make, source=f"ground truth: {given}", inputs=inputs)
 
     # ------------------------------------------------------------------ machinery
 
@@ -192,6 +194,10 @@ class Run:
     def _stop(self, result: RunResult, stage: str) -> RunResult:
         result.stopped_after = stage
         return result
+
+
+def _ground_truth_input(name: str, path: Path) -> dict[str, dict[str, str]]:
+    return {name: {"path": str(path), "sha256": sha256_file(path)}}
 
 
 def _validated(path: Path, check: Callable[[], None]) -> None:

@@ -94,7 +94,7 @@ class RunFolder:
     def key_of(self, stage: str) -> str | None:
         return self.manifest["stages"].get(stage, {}).get("key")
 
-    def record(self, stage: str, key: str, source: str, seconds: float, inputs: dict[str, str] | None = None) -> None:
+    def record(self, stage: str, key: str, source: str, seconds: float, inputs: dict | None = None) -> None:
         """Note a finished stage and save the manifest (after the stage's files are in place)."""
         self.manifest["stages"][stage] = {
             "key": key, "source": source, "seconds": round(seconds, 3),
