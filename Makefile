@@ -13,12 +13,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Set up, then run the pipeline on the bundled sample (stages 1-3 from its ground truth
-# until they are built) and render the inspection previews.
+# Set up, then run the pipeline on the bundled sample and render the inspection previews.
+# Stages not built yet (speech, link) take the sample's ground truth.
 demo: install
 	$(VENV)/bin/socialpipe run $(SAMPLE).mp4 --out socialpipe_runs/sample \
-		--tracks $(SAMPLE).tracks.json --transcript $(SAMPLE).transcript.json --links $(SAMPLE).links.json \
-		--until link
+		--transcript $(SAMPLE).transcript.json --links $(SAMPLE).links.json --until link
 	$(VENV)/bin/socialpipe inspect socialpipe_runs/sample
 
 test: install

@@ -24,14 +24,26 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 @dataclass(frozen=True)
 class PeopleConfig:
-    detector: str = "mtcnn"  # face detector: mtcnn (weights in the wheel, offline), yolo (hub weights), opencv (cascade)
-    detector_model: str | None = None  # yolo only: a weights file or hub name; None uses the detector's default
+    detector: str = "mtcnn"  # face detector: mtcnn (weights in the wheel, offline), yolo (face weights you give), opencv
+    detector_model: str | None = None  # yolo only: a face model's weights file or hub name
+    person_detector: str = "none"  # none, or yolo: also track people (COCO person class) and tie faces to them
+    person_model: str = "yolo11n.pt"  # weights for person_detector yolo; fetched from the hub on first use
     detect_fps: float = 5.0  # detection rate; higher follows fast motion better, costs time linearly
+    detect_scale: float = 0.5  # frames are shrunk by this before detection; lower is faster but misses small faces
+    min_face_px: float = 40.0  # smallest face side (pixels of the original frame) the detector looks for
+    min_confidence: float = 0.5  # detections below this are ignored
     tracker: str = "bytetrack"  # ultralytics tracker: bytetrack or botsort
-    min_track_s: float = 0.5  # tracks shorter than this are dropped; raising it removes more false positives
+    track_buffer_s: float = 1.0  # how long a lost track may be re-found by the tracker itself
+    min_track_s: float = 0.5  # tracks seen for less than this are dropped; raising it removes more false positives
+    rejoin_max_gap_s: float = 60.0  # two track pieces further apart in time are never joined
+    rejoin_min_similarity: float = 0.8  # appearance (colour histogram correlation) needed to join two pieces
+    rejoin_max_shift: float = 4.0  # largest jump, in face widths, between where one piece ends and the next begins
+    interpolate_max_gap_s: float = 1.0  # boxes are interpolated across gaps up to this long, not longer ones
+    smooth_keyframes: int = 3  # moving-average window over detections; 1 turns smoothing off
     head_expand: float = 2.2  # face box -> head-and-shoulders speaker box scale when no person box exists
 
-    choices = {"detector": ("mtcnn", "yolo", "opencv"), "tracker": ("bytetrack", "botsort")}
+    choices = {"detector": ("mtcnn", "yolo", "opencv"), "person_detector": ("none", "yolo"),
+               "tracker": ("bytetrack", "botsort")}
 
 
 @dataclass(frozen=True)

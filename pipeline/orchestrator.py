@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
@@ -113,10 +113,15 @@ class Run:
 
     def _people(self, result: RunResult, video_sha: str) -> Tracks:
         given = self.request.tracks_file
+        export = lambda t: write_mot(t, result.folder.path / "people.mot.csv")  # noqa: E731
         if given is None:
-            raise StageUnavailable(
-                "the people stage (face detection and tracking) is not in this version yet; "
-                "give ground-truth tracks with --tracks FILE (.json or MOT .csv)")
+            from stages.people import PeopleStage
+
+            settings = self.request.config.people
+            key = stage_key("people", video_sha, asdict(settings))
+            return self._step(result, "people", key, lambda: PeopleStage(settings).run(result.video),
+                              source=f"people stage ({settings.detector}, {settings.tracker})",
+                              inputs={"settings": asdict(settings)}, exports=export)
         inputs = _ground_truth_input("tracks", given)
         key = stage_key("people", video_sha, inputs)
 
@@ -125,9 +130,7 @@ class Run:
             _validated(given, lambda: tracks.validate_against(result.video))
             return tracks
 
-        return self._step(result, "people", key, make, source=f"ground truth: {given}",
-                          inputs=inputs,
-                          exports=lambda t: write_mot(t, result.folder.path / "people.mot.csv"))
+        return self._step(result, "people", key, make, source=f"ground truth: {given}", inputs=inputs, exports=export)
 
     def _speech(self, result: RunResult, video_sha: str) -> Transcript:
         given = self.request.transcript_file

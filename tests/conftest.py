@@ -28,6 +28,20 @@ def make_video(path: Path, seconds: float = 2.0, size: str = "160x90", fps: int 
     return path
 
 
+def video_from_frames(path: Path, frames, fps: float = 10.0) -> Path:
+    """An h264 mp4 of the given RGB frames (n, H, W, 3), H and W even."""
+    frames = list(frames)
+    height, width = frames[0].shape[:2]
+    encoder = subprocess.Popen(["ffmpeg", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                                "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0", "-c:v", "libx264",
+                                "-crf", "18", "-pix_fmt", "yuv420p", str(path)], stdin=subprocess.PIPE)
+    for frame in frames:
+        encoder.stdin.write(frame.astype("uint8").tobytes())
+    encoder.stdin.close()
+    assert encoder.wait() == 0
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_video(tmp_path_factory) -> Path:
     return make_video(tmp_path_factory.mktemp("videos") / "tiny.mp4")

@@ -79,10 +79,10 @@ def test_changed_ground_truth_reruns_its_stage_and_the_ones_after(socialpipe, ru
 
 
 def test_stages_not_built_yet_say_so(socialpipe, run_copy):
-    result = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy)
+    result = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, "--tracks", SAMPLE_TRACKS)
     assert result.code == 3
-    assert "people stage (face detection and tracking) is not in this version yet" in result.err
-    assert "--tracks FILE" in result.err and "Traceback" not in result.err
+    assert "speech stage (WhisperX + diarization) is not in this version yet" in result.err
+    assert "--transcript FILE" in result.err and "Traceback" not in result.err
     asked = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, *GROUND_TRUTH_ARGS, "--question", "Who left?")
     assert asked.code == 3 and "answer stage" in asked.err and not (run_copy / "answer.json").exists()
     no_question = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, *GROUND_TRUTH_ARGS)
@@ -230,3 +230,13 @@ def test_bad_input_is_one_line_and_loses_nothing(socialpipe, run_copy, tmp_path,
     assert "Traceback" not in result.err
     assert re.search(message, lines[-1]), lines[-1]
     assert digests(run_copy) == before, "an earlier artifact changed"
+
+
+def test_run_uses_the_people_stage_without_ground_truth(socialpipe, tiny_video, tmp_path):
+    out = tmp_path / "run"
+    result = socialpipe("run", tiny_video, "--out", out, "--until", "people", "--set", "people.detect_fps=2")
+    assert result.code == 0, result
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"]["people"]["source"] == "people stage (mtcnn, bytetrack)"
+    assert manifest["stages"]["people"]["inputs"]["settings"]["detect_fps"] == 2.0
+    assert (out / "people.mot.csv").exists() and Tracks.from_json(json.loads((out / "people.json").read_text())).fps

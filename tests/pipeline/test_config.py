@@ -19,7 +19,7 @@ def test_default_yaml_uses_only_bundled_perception_models():
 
 def test_hub_yaml_loads_and_names_hub_models():
     config = load_config(CONFIG_DIR / "hub.yaml")
-    assert config.people.detector == "yolo" and "/" in config.answer.model
+    assert config.people.person_detector == "yolo" and "/" in config.answer.model
 
 
 def test_overrides_parse_values_and_apply_last():

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import socket
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.artifacts import Tracks
+from pipeline.boxes import head_and_shoulders, speaker_box
+from pipeline.config import PeopleConfig
+from pipeline.errors import SocialpipeError
+from pipeline.formats import load_tracks
+from pipeline.scoring import score_people
+from pipeline.video import probe
+from stages.people import Detections, PeopleStage, rejoin
+from tests.conftest import SAMPLE_TRACKS, SAMPLE_VIDEO, video_from_frames
+
+
+@pytest.fixture(scope="module")
+def sample_tracks() -> Tracks:
+    return PeopleStage(PeopleConfig()).run(probe(SAMPLE_VIDEO))
+
+
+def test_sample_meets_the_tracking_targets(sample_tracks):
+    scores = score_people(sample_tracks, load_tracks(SAMPLE_TRACKS, fps=None))
+    assert scores["idf1"] >= 0.90 and scores["mota"] >= 0.85, scores
+
+
+def test_sample_tracks_carry_landmarks_and_the_rejoin_reason(sample_tracks):
+    assert len(sample_tracks.track_ids) == 3 and set(sample_tracks.kinds.values()) == {"face"}
+    assert np.isfinite(sample_tracks.landmarks).all(axis=(1, 2)).mean() > 0.95
+    (join,) = sample_tracks.meta["rejoined"]
+    assert join["gap_s"] > 5 and join["appearance_similarity"] >= 0.8 and "looking alike" in join["reason"]
+    sample_tracks.validate_against(probe(SAMPLE_VIDEO))
+
+
+def test_every_frame_between_detections_has_a_box(sample_tracks):
+    alice = sample_tracks.for_track(1)
+    assert len(alice) >= probe(SAMPLE_VIDEO).frame_count - 5
+    assert np.all(np.diff(alice.frame_index) == 1)
+
+
+def test_frames_without_faces_give_empty_tracks(tiny_video):
+    tracks = PeopleStage(PeopleConfig()).run(probe(tiny_video))
+    assert len(tracks) == 0 and tracks.track_ids == [] and tracks.fps == probe(tiny_video).fps
+
+
+def _face_frame(face_px: int, size=(320, 180), x=140, y=60) -> np.ndarray:
+    from skimage import data
+
+    photo = data.astronaut()[40:200, 160:290]  # the face with some margin
+    scale = face_px / 87.0  # the face is 87 px wide in the photo
+    face = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frame = np.full((size[1], size[0], 3), 180, np.uint8)
+    frame[y:y + face.shape[0], x:x + face.shape[1]] = face
+    return frame
+
+
+def test_single_frame_video(tmp_path):
+    video = probe(video_from_frames(tmp_path / "one.mp4", [_face_frame(80, size=(320, 240))]))
+    assert video.frame_count == 1
+    tracks = PeopleStage(PeopleConfig(min_track_s=0.0)).run(video)
+    assert tracks.track_ids == [1] and tracks.frame_index.tolist() == [0]
+
+
+def test_very_small_face_needs_full_resolution_settings(tmp_path):
+    video = probe(video_from_frames(tmp_path / "small.mp4", [_face_frame(22)] * 10))
+    assert len(PeopleStage(PeopleConfig()).run(video)) == 0  # below min_face_px by default
+    small = PeopleStage(PeopleConfig(detect_scale=1.0, min_face_px=14, min_track_s=0.0)).run(video)
+    assert len(small.track_ids) == 1 and len(small) == 10
+    width = small.xyxy[0, 2] - small.xyxy[0, 0]
+    assert 12 <= width <= 36
+
+
+def test_opencv_cascade_backend_runs(tmp_path):
+    video = probe(video_from_frames(tmp_path / "face.mp4", [_face_frame(80, size=(320, 240))] * 10))
+    tracks = PeopleStage(PeopleConfig(detector="opencv", min_track_s=0.0)).run(video)
+    assert tracks.track_ids == [1] and tracks.landmarks is None
+
+
+def test_yolo_paths_run_end_to_end_on_a_random_model(tmp_path):
+    """Plumbing only: a randomly initialised YOLO built from ultralytics' yaml, no weights needed."""
+    video = probe(video_from_frames(tmp_path / "face.mp4", [_face_frame(80, size=(320, 240))] * 6))
+    people = PeopleStage(PeopleConfig(person_detector="yolo", person_model="yolo11n.yaml", min_track_s=0.0,
+                                      min_confidence=0.0)).run(video)
+    assert 1 in people.track_ids and people.kinds[1] == "face"
+    faces = PeopleStage(PeopleConfig(detector="yolo", detector_model="yolo11n.yaml", min_confidence=0.0)).run(video)
+    assert isinstance(faces, Tracks)
+    assert set(faces.kinds.values()) <= {"face"}
+
+
+def _online() -> bool:
+    try:
+        socket.create_connection(("github.com", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(_online(), reason="this machine can download YOLO weights, so there is no offline error")
+def test_yolo_without_weights_offline_is_a_clear_error(tiny_video):
+    with pytest.raises(SocialpipeError, match="not on this machine and could not be fetched.*--set people.person_model"):
+        PeopleStage(PeopleConfig(person_detector="yolo", person_model="yolo11m.pt")).run(probe(tiny_video))
+    with pytest.raises(SocialpipeError, match="needs face weights"):
+        PeopleStage(PeopleConfig(detector="yolo")).run(probe(tiny_video))
+
+
+def test_rejoin_needs_appearance_and_position_to_agree():
+    class V:
+        fps, width, height = 10.0, 640, 360
+
+    look_a, look_b = np.zeros((16, 8), np.float32), np.zeros((16, 8), np.float32)
+    look_a[2, 3], look_b[10, 1] = 1.0, 1.0
+
+    def piece(tid, frames, x, look):
+        return [{"track_id": tid, "frame_index": f, "xyxy": np.array([x, 50, x + 60, 130.0]), "confidence": 1.0,
+                 "landmarks": None, "histogram": look} for f in frames]
+
+    settings = PeopleConfig()
+    rows = piece(1, range(0, 20), 100, look_a) + piece(2, range(40, 60), 110, look_a)
+    joined, why = rejoin(rows, V, settings)
+    assert {r["track_id"] for r in joined} == {1} and why[0]["reason"].startswith("reappeared")
+    other_look = piece(1, range(0, 20), 100, look_a) + piece(2, range(40, 60), 110, look_b)
+    assert {r["track_id"] for r in rejoin(other_look, V, settings)[0]} == {1, 2}
+    far = piece(1, range(0, 20), 100, look_a) + piece(2, range(40, 60), 400, look_a)
+    assert {r["track_id"] for r in rejoin(far, V, settings)[0]} == {1, 2}
+    edge = piece(1, range(0, 20), 575, look_a) + piece(2, range(40, 60), 578, look_a)
+    assert "right edge" in rejoin(edge, V, PeopleConfig(rejoin_max_shift=0.01))[1][0]["reason"]
+
+
+def test_detections_index_like_the_trackers_expect():
+    d = Detections(np.array([[0, 0, 10, 20], [5, 5, 7, 9]]), np.array([0.9, 0.2]), np.zeros((2, 5, 2)))
+    assert d.xywh.tolist() == [[5, 10, 10, 20], [6, 7, 2, 4]]
+    high = d[d.conf > 0.5]
+    assert len(high) == 1 and high.landmarks.shape == (1, 5, 2) and high.cls.tolist() == [0.0]
+
+
+def test_speaker_boxes_grow_faces_and_prefer_person_boxes():
+    face = np.array([[100, 50, 140, 100]])
+    box = head_and_shoulders(face, 2.0, 640, 360)[0]
+    assert box.tolist() == [80, 37.5, 160, 137.5]
+    assert head_and_shoulders(np.array([[0, 0, 40, 50]]), 3.0, 640, 360)[0][0] == 0  # clipped
+    tracks = Tracks.from_rows([
+        {"track_id": 1, "frame_index": 0, "xyxy": [100, 50, 140, 100]},
+        {"track_id": 2, "frame_index": 0, "xyxy": [60, 30, 200, 360]},
+    ], fps=10, kinds={1: "face", 2: "person"}, meta={"person_of_face": {"1": 2}})
+    assert speaker_box(tracks, 1, 0, 640, 360, 2.0).tolist() == [60, 30, 200, 360]
+    assert speaker_box(tracks, 1, 5, 640, 360, 2.0) is None
