@@ -14,10 +14,10 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 # Set up, then run the pipeline on the bundled sample and render the inspection previews.
-# Stages not built yet (speech, link) take the sample's ground truth.
+# The stage not built yet (speech) takes the sample's ground-truth transcript.
 demo: install
 	$(VENV)/bin/socialpipe run $(SAMPLE).mp4 --out socialpipe_runs/sample \
-		--transcript $(SAMPLE).transcript.json --links $(SAMPLE).links.json --until link
+		--transcript $(SAMPLE).transcript.json --until link
 	$(VENV)/bin/socialpipe inspect socialpipe_runs/sample
 
 test: install

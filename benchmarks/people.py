@@ -1,10 +1,12 @@
 """Speed of the people stage at default settings: video-seconds per wall-second, and where time goes.
 
-    python benchmarks/people.py [--video sample_videos/conversation.mp4]
+    python benchmarks/people.py [--video sample_videos/conversation.mp4 --transcript FILE]
 
 Runs the stage once to warm up (model load), then once measured, and prints the real-time
 factor together with the shares of decoding, detection, tracking (with appearance
 histograms) and post-processing (re-join, smoothing, interpolation), all from that one run.
+Then runs the link stage on those tracks and the transcript (the sample's ground truth by
+default) and prints its time as a share of people + link.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ import argparse
 import time
 from pathlib import Path
 
-from pipeline.config import PeopleConfig
+from pipeline.config import LinkConfig, PeopleConfig
+from pipeline.formats import load_transcript
 from pipeline.video import probe
+from stages.link import LinkStage
 from stages.people import PeopleStage
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_videos" / "conversation.mp4"
+SAMPLE_TRANSCRIPT = SAMPLE.with_suffix(".transcript.json")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", type=Path, default=SAMPLE)
+    parser.add_argument("--transcript", type=Path, default=SAMPLE_TRANSCRIPT, help="voices for the link stage")
     args = parser.parse_args()
     video = probe(args.video)
     stage = PeopleStage(PeopleConfig())
@@ -39,6 +45,10 @@ def main() -> None:
         print(f"  {part[:-2]:<7} {seconds:6.2f} s  {seconds / wall_s:6.1%}")
     rest = wall_s - sum(timing.values())
     print(f"  {'other':<7} {rest:6.2f} s  {rest / wall_s:6.1%}")
+    started = time.perf_counter()
+    LinkStage(LinkConfig()).run(video, tracks, load_transcript(args.transcript))
+    link_s = time.perf_counter() - started
+    print(f"link stage: {link_s:.2f} s, {link_s / (wall_s + link_s):.1%} of people + link")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,9 @@ class SpeechConfig:
 
 @dataclass(frozen=True)
 class LinkConfig:
-    min_score: float = 0.3  # a voice links to a track only above this agreement; raising it leaves more voices off screen
+    analysis_fps: float = 12.5  # mouth activity is measured this often; higher resolves quick syllables, costs decode time
+    min_score: float = 0.2  # a voice links to a track only above this agreement; raising it leaves more voices off screen
+    min_coverage: float = 0.3  # the track must be visible for at least this share of the voice's speech
 
 
 @dataclass(frozen=True)

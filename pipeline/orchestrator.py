@@ -159,9 +159,14 @@ class Run:
     def _link(self, result: RunResult) -> SpeakerLinks:
         given = self.request.links_file
         if given is None:
-            raise StageUnavailable(
-                "the link stage (active-speaker linking) is not in this version yet; "
-                "give ground-truth links with --links FILE (.json)")
+            from stages.link import LinkStage
+
+            settings = self.request.config.link
+            key = stage_key("link", result.folder.key_of("people"), result.folder.key_of("speech"), asdict(settings))
+            return self._step(result, "link", key,
+                              lambda: LinkStage(settings).run(result.video, result.tracks, result.transcript),
+                              source="link stage (mouth activity x speech activity)",
+                              inputs={"settings": asdict(settings)})
         inputs = _ground_truth_input("links", given)
         key = stage_key("link", result.folder.key_of("people"), result.folder.key_of("speech"), inputs)
 

@@ -82,12 +82,26 @@ def summary(run: RunContents) -> str:
         for link in run.links.links:
             target = "off screen (unlinked)" if link.track_id is None else f"track {link.track_id}"
             name = f" as {link.display_name}" if link.display_name and link.display_name != link.voice else ""
-            evidence = f"; evidence {json.dumps(dict(link.evidence))}" if link.evidence else ""
+            evidence = f"; {_evidence_line(link)}" if link.evidence else ""
             lines.append(f"  {link.voice}{name} -> {target} (confidence {link.confidence:.2f}{evidence})")
     if run.answer is not None:
         lines.append(f"answer  Q: {run.answer.question}")
         lines.append(f"        A: {run.answer.text}")
     return "\n".join(lines)
+
+
+def _evidence_line(link) -> str:
+    """The evidence behind a link in a few words: the best candidates' scores and the utterance vote."""
+    evidence = dict(link.evidence)
+    candidates = evidence.pop("candidates", None)
+    if not candidates:
+        return f"evidence {json.dumps(evidence)}"
+    parts = [f"track {tid}: score {c['score']:.2f} (corr {c['correlation']:.2f}, visible {c['coverage']:.0%})"
+             for tid, c in list(candidates.items())[:2]]
+    agreement = evidence.get("utterances_on_linked_track")
+    if agreement is not None:
+        parts.append(f"{agreement:.0%} of its utterances on that track")
+    return "; ".join(parts)
 
 
 def _track_names(links: SpeakerLinks | None) -> dict[int, str]:

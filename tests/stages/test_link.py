@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import LinkConfig
+from pipeline.formats import load_links, load_tracks, load_transcript
+from pipeline.scoring import score_link
+from pipeline.video import probe
+from stages.link import LinkStage, mouth_box
+from tests.builders import Head, talking_heads
+from tests.conftest import SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
+
+
+def run_link(video, tracks, transcript, **settings):
+    return LinkStage(LinkConfig(**settings)).run(probe(video), tracks, transcript)
+
+
+def test_sample_voices_link_to_their_faces_and_the_off_screen_voice_stays_unlinked():
+    transcript = load_transcript(SAMPLE_TRANSCRIPT)
+    links = run_link(SAMPLE_VIDEO, load_tracks(SAMPLE_TRACKS, fps=None), transcript)
+    scores = score_link(links, load_links(SAMPLE_LINKS), transcript)
+    assert scores["voice_accuracy"] == 1.0 and scores["time_accuracy"] >= 0.9, scores
+    dana = next(link for link in links.links if link.voice == "Dana")
+    assert dana.track_id is None and dana.evidence["decision"].startswith("unlinked")
+    alice = next(link for link in links.links if link.voice == "Alice")
+    assert alice.display_name == "Alice" and alice.evidence["utterances_on_linked_track"] == 1.0
+    assert alice.evidence["candidates"]["1"]["correlation"] > 0.5
+
+
+def test_voice_with_no_visible_face(tmp_path):
+    video, tracks, transcript = talking_heads(
+        tmp_path / "v.mp4", [Head("A", 60, [(0.5, 2.0), (4.5, 5.5)]), Head("B", 360, [(2.5, 4.0)])], 7.0,
+        off_screen=[("narrator", 5.8, 6.8)])
+    links = run_link(video, tracks, transcript)
+    assert {link.voice: link.track_id for link in links.links} == {"A": 1, "B": 2, "narrator": None}
+
+
+def test_two_people_speaking_at_once(tmp_path):
+    video, tracks, transcript = talking_heads(
+        tmp_path / "v.mp4", [Head("A", 40, [(0.5, 3.0), (5.0, 6.0)]), Head("B", 380, [(2.0, 4.5), (6.5, 7.5)],
+                                                                            tint=(1.1, 0.9, 0.8))], 8.0)
+    links = run_link(video, tracks, transcript)
+    assert {link.voice: link.track_id for link in links.links} == {"A": 1, "B": 2}
+    overlapping = [u for u in links.meta["utterances"] if u["start_s"] in (0.5, 2.0)]
+    assert [u["track_id"] for u in overlapping] == [1, 2]
+
+
+def test_track_visible_only_briefly(tmp_path):
+    video, tracks, transcript = talking_heads(
+        tmp_path / "v.mp4", [Head("A", 40, [(0.5, 2.0), (3.5, 5.0)]),
+                             Head("B", 380, [(2.2, 3.2)], visible=(2.0, 3.4))], 6.0)
+    links = run_link(video, tracks, transcript)
+    assert {link.voice: link.track_id for link in links.links} == {"A": 1, "B": 2}
+    silent_visitor = talking_heads(tmp_path / "w.mp4", [Head("A", 40, [(0.5, 2.0), (3.5, 5.0)]),
+                                                        Head("B", 380, [], visible=(2.0, 2.8))], 6.0)
+    links = run_link(*silent_visitor)
+    assert {link.voice: link.track_id for link in links.links} == {"A": 1}
+
+
+def test_video_with_one_person(tmp_path):
+    video, tracks, transcript = talking_heads(tmp_path / "v.mp4", [Head("SPEAKER_00", 200, [(0.5, 1.5), (2.5, 4.0)])],
+                                              5.0)
+    (link,) = run_link(video, tracks, transcript).links
+    assert link.track_id == 1 and link.display_name is None and 0 < link.confidence <= 1
+
+
+def test_no_faces_leaves_every_voice_unlinked(tmp_path, tiny_video):
+    from pipeline.artifacts import Tracks, Transcript, Utterance
+
+    transcript = Transcript.from_utterances([Utterance(0.2, 1.0, "A", "hi")])
+    (link,) = run_link(tiny_video, Tracks.empty(fps=10.0), transcript).links
+    assert link.track_id is None
+
+
+def test_mouth_box_without_landmarks_uses_the_lower_face():
+    box = mouth_box([100, 100, 200, 220], None)
+    assert box[1] > 160 and box[3] <= 220 and box[0] > 100 and box[2] < 200
+
+
+@pytest.mark.parametrize("min_score", [0.95])
+def test_a_high_threshold_leaves_voices_unlinked(min_score):
+    transcript = load_transcript(SAMPLE_TRANSCRIPT)
+    links = run_link(SAMPLE_VIDEO, load_tracks(SAMPLE_TRACKS, fps=None), transcript, min_score=min_score)
+    assert all(link.track_id is None for link in links.links)
