@@ -50,10 +50,16 @@ class PeopleConfig:
 class SpeechConfig:
     asr_model: str = "bundled:tiny.en"  # faster-whisper model: "bundled:tiny.en" (offline), a hub name or a folder
     language: str | None = "en"  # spoken language code; None lets the recogniser detect it
+    align_model: str | None = None  # WhisperX word alignment: None (faster-whisper's own word times), "auto" or a wav2vec2 name
+    beam_size: int = 5  # ASR beam; 1 is greedy and faster, larger is slower and slightly more accurate
     diarization: str = "offline"  # offline (bundled models) or a pyannote pipeline name / folder
     num_speakers: int | None = None  # exact number of voices when known; overrides min/max
     min_speakers: int | None = None  # lower bound for the automatic speaker count
     max_speakers: int | None = None  # upper bound for the automatic speaker count
+    segmentation_step_s: float = 0.5  # hop of the 5 s segmentation windows; smaller is finer and slower
+    activity_threshold: float = 0.5  # a local speaker is active above this segmentation score
+    cluster_threshold: float = 0.25  # cosine distance that separates voices; raising it merges more voices
+    min_turn_s: float = 0.2  # speech or silence shorter than this inside a speaker's turns is smoothed away
     device: str = "cpu"  # cpu or cuda
     compute_type: str = "int8"  # CTranslate2 compute type: int8 on CPU, float16 on GPU
 

@@ -134,13 +134,22 @@ class Run:
 
     def _speech(self, result: RunResult, video_sha: str) -> Transcript:
         given = self.request.transcript_file
+
+        def export(transcript: Transcript) -> None:
+            write_rttm(transcript, result.folder.path / "speech.rttm", uri=Path(result.video.path).stem)
+            write_vtt(transcript, result.folder.path / "speech.vtt")
+
         if given is None:
             if not result.video.has_audio:
                 raise NoAudioError(f"{result.video.path}: has no audio track; the speech stage needs one "
                                    "(or give the transcript with --transcript FILE)")
-            raise StageUnavailable(
-                "the speech stage (WhisperX + diarization) is not in this version yet; "
-                "give a ground-truth transcript with --transcript FILE (.json, .rttm, .vtt or .srt)")
+            from stages.speech import SpeechStage
+
+            settings = self.request.config.speech
+            key = stage_key("speech", video_sha, asdict(settings))
+            return self._step(result, "speech", key, lambda: SpeechStage(settings).run(result.video),
+                              source=f"speech stage ({settings.asr_model}, {settings.diarization} diarization)",
+                              inputs={"settings": asdict(settings)}, exports=export)
         inputs = _ground_truth_input("transcript", given)
         key = stage_key("speech", video_sha, inputs)
 
@@ -148,10 +157,6 @@ class Run:
             transcript = load_transcript(given)
             _validated(given, lambda: transcript.validate_against(result.video))
             return transcript
-
-        def export(transcript: Transcript) -> None:
-            write_rttm(transcript, result.folder.path / "speech.rttm", uri=Path(result.video.path).stem)
-            write_vtt(transcript, result.folder.path / "speech.vtt")
 
         return self._step(result, "speech", key, make, source=f"ground truth: {given}",
                           inputs=inputs, exports=export)

@@ -109,18 +109,28 @@ def score_link(pred: SpeakerLinks, gt: SpeakerLinks, gt_transcript: Transcript |
                pred_transcript: Transcript | None = None) -> dict[str, Any]:
     """How well voices were tied to tracks.
 
-    Voice labels and track ids of ``pred`` must be those of ``gt`` (oracle perception), or
-    ``pred_transcript`` gives the predicted voices' timing so speech time can be compared.
+    Track ids of ``pred`` must be those of ``gt``. Voice labels must match too, unless
+    ``pred_transcript`` (with ``gt_transcript``) gives the predicted voices' timing: then each
+    ground-truth voice is paired with the predicted voice that overlaps it most (optimal mapping).
     ``voice_accuracy``: share of ground-truth voices whose predicted track (or "unlinked") is right.
     ``time_accuracy``: share of ground-truth speech time during which the predicted speaker's track
     is the true speaker's track (needs ``gt_transcript``).
     """
     if not gt.links:
         raise InputError("the ground-truth links are empty; nothing to score")
+    # predicted voice label standing for each ground-truth voice: itself, or (with a predicted
+    # transcript) the predicted voice that overlaps it most under the optimal one-to-one mapping
+    own_voice = {link.voice: link.voice for link in gt.links}
+    if pred_transcript is not None and gt_transcript is not None:
+        from pyannote.metrics.diarization import DiarizationErrorRate
+
+        mapping = DiarizationErrorRate().optimal_mapping(gt_transcript.to_annotation(), pred_transcript.to_annotation())
+        own_voice = {truth: guess for guess, truth in mapping.items()}
     per_voice = {}
     for link in gt.links:
-        predicted = pred.track_for(link.voice) if any(p.voice == link.voice for p in pred.links) else "missing"
-        per_voice[link.voice] = {"expected": link.track_id, "predicted": predicted,
+        voice = own_voice.get(link.voice)
+        predicted = pred.track_for(voice) if any(p.voice == voice for p in pred.links) else "missing"
+        per_voice[link.voice] = {"expected": link.track_id, "predicted": predicted, "predicted_voice": voice,
                                  "correct": predicted == link.track_id}
     scores: dict[str, Any] = {
         "voice_accuracy": sum(v["correct"] for v in per_voice.values()) / len(per_voice),

@@ -61,7 +61,7 @@ PEOPLE = {
     "Bob": Person("Bob", 2, "en-gb+m3", 30, 150, 245, 70, 0.70, True, (1.12, 0.96, 0.80), 1.7),
     "Carol": Person("Carol", 3, "en-gb-scotland+f2", 55, 170, 455, 82, 0.68, False, (0.82, 0.95, 1.18), 3.1),
 }
-OFF_SCREEN = Person("Dana", 0, "en-us+m7", 15, 140, 0, 0, 0, False, (1, 1, 1), 0)
+OFF_SCREEN = Person("Dana", 0, "en-us+whisper", 50, 150, 0, 0, 0, False, (1, 1, 1), 0)  # a radio whisper
 
 SCRIPT = [
     ("Alice", "Good morning everyone, thanks for joining today."),

