@@ -1,0 +1,369 @@
+"""Speaker attention alignment (../shared/METHOD.md section 2), for any transformers decoder.
+
+For one sequence, layer and head: ``S = q k^T / sqrt(d)``, ``A = softmax(S + causal mask)``.
+``U`` are the transcript tokens, grouped by (speaker s, frame t); ``V_{s,t}`` the visual tokens
+inside speaker s's box on frame t; ``V_all`` their union.
+
+- head selection: head h is active iff ``mean_{i in U, j in V_all} A[h,i,j] > lambda``;
+- bias, active heads and rows in U only: ``S'[h,i,j] = S[h,i,j] + alpha * m[h,i]`` for j in the
+  speaker's own ``V_{s,t}``, with ``m[h,i] = max_{j in V_all} S[h,i,j]`` ("logit") or the same max
+  of ``A`` ("prob"), clamped at 0; ``A' = softmax(S' + mask)``.
+
+The efficient path lets every row go through the model's ordinary fused attention (SDPA) and
+recomputes only the ``|U| x N`` block, in chunks of rows, for the active heads; the dense
+reference builds ``S``, ``A`` and the bias matrix for the whole sequence and is kept for tests.
+
+It is installed as a transformers attention function (``AttentionInterface`` plus the matching
+``AttentionMaskInterface`` entry, without which the mask would silently be dropped). A model set
+to it behaves exactly like SDPA unless a plan is active (``with speaker_alignment(model, plan):``),
+and then only in the chosen decoder layers of the language model, during prefill.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+ATTENTION_NAME = "socialpipe_speaker_alignment"
+DEFAULT_CHUNK_ROWS = 256  # rows of U whose scores are held at once
+
+
+# ----------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class SpeakerGroup:
+    """One (speaker, frame) pair: its transcript token rows and the visual token columns of its box."""
+
+    speaker: str
+    frame: int
+    rows: np.ndarray  # (r,) token indices in U_{s,t}
+    cols: np.ndarray  # (c,) token indices in V_{s,t}
+
+
+@dataclass(frozen=True)
+class SequencePlan:
+    """The groups of one sequence of the batch (indices into that row of ``input_ids``)."""
+
+    groups: tuple[SpeakerGroup, ...] = ()
+
+    @property
+    def rows(self) -> np.ndarray:
+        """U, sorted."""
+        usable = [g.rows for g in self.groups if len(g.rows) and len(g.cols)]
+        return np.unique(np.concatenate(usable)) if usable else np.zeros(0, np.int64)
+
+    @property
+    def cols(self) -> np.ndarray:
+        """V_all, sorted."""
+        usable = [g.cols for g in self.groups if len(g.rows) and len(g.cols)]
+        return np.unique(np.concatenate(usable)) if usable else np.zeros(0, np.int64)
+
+    @property
+    def empty(self) -> bool:
+        return len(self.rows) == 0 or len(self.cols) == 0
+
+
+@dataclass(frozen=True)
+class AlignmentSettings:
+    alpha: float = 1.0  # bias strength; 0 leaves the model exactly as it was
+    head_threshold: float = 5e-5  # lambda
+    bias_source: str = "logit"  # "logit" or "prob"
+    layer_range: tuple[float, float] = (0.357, 0.714)  # layers l with lo <= l / L < hi (10-19 of 28)
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+
+    def __post_init__(self) -> None:
+        if self.bias_source not in ("logit", "prob"):
+            raise ValueError(f"bias_source must be 'logit' or 'prob', got {self.bias_source!r}")
+        lo, hi = self.layer_range
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"layer_range must satisfy 0 <= lo < hi <= 1, got {self.layer_range}")
+        if self.chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be >= 1, got {self.chunk_rows}")
+
+    def layers(self, depth: int) -> list[int]:
+        lo, hi = self.layer_range
+        return [layer for layer in range(depth) if lo * depth - 1e-9 <= layer < hi * depth - 1e-9]
+
+
+@dataclass
+class LayerStats:
+    """Running sums for the diagnostics of one layer."""
+
+    heads: int = 0
+    active: list[int] = field(default_factory=list)  # per sequence, number of active heads
+    max_before: float = 0.0  # sum over (head, row, group) of max_{j in V_{s,t}} A
+    mean_before: float = 0.0
+    max_after: float = 0.0
+    mean_after: float = 0.0
+    pairs: int = 0  # (head, row, group) triples summed
+
+
+@dataclass
+class _State:
+    plans: tuple[SequencePlan, ...]
+    settings: AlignmentSettings
+    layer_of: dict[int, int]  # id(attention module) -> decoder layer index
+    reference: bool
+    stats: dict[int, LayerStats]
+    keep_maps: bool = False
+    maps: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # layer -> per sequence (H, |U|, N) A'
+
+
+_STATE: contextvars.ContextVar[_State | None] = contextvars.ContextVar("socialpipe_alignment", default=None)
+
+
+# ----------------------------------------------------------------------------- registration
+
+
+def register() -> str:
+    """Register the attention function and its mask function with transformers (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION_NAME, aligned_attention)
+    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+    return ATTENTION_NAME
+
+
+def language_layers(model) -> list[torch.nn.Module]:
+    """The self-attention modules of the language model's decoder layers, in order (never the vision tower)."""
+    for path in ("model.language_model.layers", "language_model.model.layers", "model.layers",
+                 "language_model.layers"):
+        node = model
+        for part in path.split("."):
+            node = getattr(node, part, None)
+            if node is None:
+                break
+        if isinstance(node, torch.nn.ModuleList) and len(node) and hasattr(node[0], "self_attn"):
+            return [layer.self_attn for layer in node]
+    raise ValueError(f"cannot find the language model's decoder layers in {type(model).__name__}")
+
+
+def enable(model) -> None:
+    """Make ``model`` use the alignment-capable attention (plain SDPA while no plan is active)."""
+    register()
+    model.set_attn_implementation(ATTENTION_NAME)
+
+
+@dataclass
+class AlignmentReport:
+    """Diagnostics of one aligned forward pass: the paper's AttnMax / AttnMean without and with the
+    bias, and the share of active heads per chosen layer."""
+
+    attn_max_before: float
+    attn_mean_before: float
+    attn_max_after: float
+    attn_mean_after: float
+    active_head_ratio: dict[int, float]
+    maps: dict[int, list[torch.Tensor]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"attn_max_before": self.attn_max_before, "attn_mean_before": self.attn_mean_before,
+                "attn_max_after": self.attn_max_after, "attn_mean_after": self.attn_mean_after,
+                "active_head_ratio": {str(k): v for k, v in self.active_head_ratio.items()}}
+
+
+@contextmanager
+def speaker_alignment(model, plans: list[SequencePlan], settings: AlignmentSettings, reference: bool = False,
+                      keep_maps: bool = False):
+    """Within the block, forward passes of ``model`` (set up by :func:`enable`) apply the alignment
+    to the chosen language layers during prefill. Yields an :class:`AlignmentReport` filled in
+    when the block ends."""
+    if model.config._attn_implementation != ATTENTION_NAME and getattr(
+            getattr(model.config, "text_config", None), "_attn_implementation", None) != ATTENTION_NAME:
+        raise ValueError("call stages.alignment.enable(model) before aligning it")
+    attention = language_layers(model)
+    chosen = settings.layers(len(attention))
+    state = _State(tuple(plans), settings, {id(attention[i]): i for i in chosen}, reference,
+                   {i: LayerStats() for i in chosen}, keep_maps)
+    report = AlignmentReport(math.nan, math.nan, math.nan, math.nan, {})
+    token = _STATE.set(state)
+    try:
+        yield report
+    finally:
+        _STATE.reset(token)
+        pairs = sum(s.pairs for s in state.stats.values())
+        if pairs:
+            report.attn_max_before = sum(s.max_before for s in state.stats.values()) / pairs
+            report.attn_mean_before = sum(s.mean_before for s in state.stats.values()) / pairs
+            report.attn_max_after = sum(s.max_after for s in state.stats.values()) / pairs
+            report.attn_mean_after = sum(s.mean_after for s in state.stats.values()) / pairs
+        report.active_head_ratio = {layer: (sum(s.active) / (s.heads * len(s.active)) if s.active and s.heads else 0.0)
+                                    for layer, s in state.stats.items()}
+        report.maps = state.maps
+
+
+# ----------------------------------------------------------------------------- the attention function
+
+
+def aligned_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                      **kwargs):
+    """transformers attention function: SDPA, plus the alignment where a plan applies."""
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    state = _STATE.get()
+    layer = None if state is None else state.layer_of.get(id(module))
+    prefill = query.shape[2] == key.shape[2]
+    if layer is None or not prefill or state.settings.alpha == 0 and not state.reference:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    mask = _additive_mask(attention_mask, query, key)  # (B, 1, N, N), or None meaning causal
+    groups = getattr(module, "num_key_value_groups", 1)
+    if state.reference:
+        keys, values = repeat_kv(key, groups), repeat_kv(value, groups)  # (B, H, N, D)
+        out = torch.stack([_dense(query[b], keys[b], values[b], _mask_rows(mask, b, query.shape[2], None, query),
+                                  state.plans[b] if b < len(state.plans) else SequencePlan(), state, layer, scale)
+                           for b in range(query.shape[0])])  # (B, H, N, D)
+        return out.transpose(1, 2).contiguous(), None
+    out, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                    is_causal=is_causal, **kwargs)  # (B, N, H, D)
+    if all(plan.empty for plan in state.plans[:query.shape[0]]):
+        return out, None
+    keys, values = repeat_kv(key, groups), repeat_kv(value, groups)  # (B, H, N, D)
+    for b, plan in enumerate(state.plans[:query.shape[0]]):
+        if not plan.empty:
+            _align_rows(out[b], query[b], keys[b], values[b], mask, b, plan, state, layer, scale)
+    return out, None
+
+
+def _additive_mask(attention_mask, query, key):
+    if attention_mask is None:
+        return None
+    mask = attention_mask[:, :, :, : key.shape[-2]]
+    if mask.dtype == torch.bool:
+        return torch.zeros(mask.shape, dtype=query.dtype, device=query.device).masked_fill(~mask, float("-inf"))
+    return mask.to(query.dtype)
+
+
+def _mask_rows(mask, b: int, n: int, rows: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """Additive mask rows (R, n) for sequence b: the given mask, or causal when there is none
+    (prefill: as many keys as queries)."""
+    if mask is not None:
+        selected = mask[b if mask.shape[0] > 1 else 0, 0]
+        return selected if rows is None else selected[rows]
+    positions = torch.arange(n, device=like.device) if rows is None else rows
+    keys = torch.arange(n, device=like.device)
+    allowed = keys[None, :] <= positions[:, None]
+    return torch.zeros(allowed.shape, dtype=like.dtype, device=like.device).masked_fill(~allowed, float("-inf"))
+
+
+def _group_masks(plan: SequencePlan, n_keys: int, device):
+    """(rows U, (|U|, G) row-in-group, (G, N) key-in-group) as tensors."""
+    groups = [g for g in plan.groups if len(g.rows) and len(g.cols)]
+    rows = torch.as_tensor(plan.rows, device=device)
+    position = {int(r): i for i, r in enumerate(plan.rows)}
+    row_in = torch.zeros(len(rows), len(groups), dtype=torch.bool, device=device)
+    key_in = torch.zeros(len(groups), n_keys, dtype=torch.bool, device=device)
+    for g, group in enumerate(groups):
+        row_in[[position[int(r)] for r in group.rows], g] = True
+        key_in[g, torch.as_tensor(group.cols, device=device)] = True
+    return rows, row_in, key_in
+
+
+def _diagnostics(weights: torch.Tensor, row_in: torch.Tensor, key_in: torch.Tensor):
+    """Per head, sums over (row, group) of the max and the mean attention to the group's keys;
+    and the number of (row, group) pairs summed."""
+    total_max = torch.zeros(weights.shape[0], dtype=torch.float64)
+    total_mean = torch.zeros(weights.shape[0], dtype=torch.float64)
+    count = 0
+    for g in range(key_in.shape[0]):
+        rows = row_in[:, g]
+        if not rows.any():
+            continue
+        block = weights[:, rows][:, :, key_in[g]]  # (H, r, c)
+        total_max += block.max(dim=-1).values.sum(dim=-1).double().cpu()
+        total_mean += block.mean(dim=-1).sum(dim=-1).double().cpu()
+        count += block.shape[1]
+    return total_max, total_mean, count
+
+
+def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int, scale: float) -> None:
+    """Efficient path for one sequence: replace the U rows of the active heads in ``out`` (N, H, D)."""
+    settings = state.settings
+    rows, row_in, key_in = _group_masks(plan, key.shape[1], query.device)
+    cols = torch.as_tensor(plan.cols, device=query.device)
+    heads, chunk = query.shape[0], settings.chunk_rows
+    # pass 1, every head: the statistic for head selection, the magnitude m, diagnostics before
+    activity = torch.zeros(heads, dtype=torch.float32, device=query.device)
+    magnitude = torch.empty(heads, len(rows), dtype=torch.float32, device=query.device)
+    before_max = torch.zeros(heads, dtype=torch.float64)
+    before_mean = torch.zeros(heads, dtype=torch.float64)
+    pairs = 0
+    for start in range(0, len(rows), chunk):
+        r = rows[start:start + chunk]
+        scores = (query[:, r].float() @ key.float().transpose(-1, -2)) * scale  # (H, R, N)
+        scores = scores + _mask_rows(mask, b, key.shape[1], r, query).float()
+        weights = scores.softmax(dim=-1)
+        activity += weights[:, :, cols].sum(dim=(1, 2))
+        source = scores if settings.bias_source == "logit" else weights
+        magnitude[:, start:start + len(r)] = source[:, :, cols].max(dim=-1).values.clamp_min(0.0)
+        mx, mn, n = _diagnostics(weights, row_in[start:start + chunk], key_in)
+        before_max, before_mean, pairs = before_max + mx, before_mean + mn, pairs + n
+    activity /= len(rows) * len(cols)
+    active = torch.nonzero(activity > settings.head_threshold).flatten()
+    after_max, after_mean = before_max.clone(), before_mean.clone()
+    if len(active) and settings.alpha != 0:
+        # pass 2, active heads only: the biased rows replace SDPA's
+        q, k, v = query[active], key[active], value[active]
+        after_max[active.cpu()] = 0.0
+        after_mean[active.cpu()] = 0.0
+        maps = []
+        for start in range(0, len(rows), chunk):
+            r = rows[start:start + chunk]
+            own_keys = (row_in[start:start + chunk].float() @ key_in.float()) > 0  # (R, N): the row's own V_{s,t}
+            bias = settings.alpha * magnitude[active, start:start + len(r)]  # (A, R)
+            scores = (q[:, r].float() @ k.float().transpose(-1, -2)) * scale  # (A, R, N)
+            scores = scores + _mask_rows(mask, b, key.shape[1], r, query).float() + bias[:, :, None] * own_keys[None]
+            weights = scores.softmax(dim=-1)
+            out[r[:, None], active[None, :]] = (weights.to(v.dtype) @ v).transpose(0, 1)  # (R, A, D)
+            mx, mn, _ = _diagnostics(weights, row_in[start:start + chunk], key_in)
+            after_max[active.cpu()] += mx
+            after_mean[active.cpu()] += mn
+            if state.keep_maps:
+                maps.append(weights.detach().cpu())
+        if maps:
+            state.maps.setdefault(layer, []).append(torch.cat(maps, dim=1))  # (A, |U|, N)
+    _record(state.stats[layer], heads, len(active), before_max, before_mean, after_max, after_mean, pairs)
+
+
+def _record(stats: LayerStats, heads: int, active: int, before_max, before_mean, after_max, after_mean,
+            pairs: int) -> None:
+    stats.heads = heads
+    stats.active.append(active)
+    stats.max_before += float(before_max.sum())
+    stats.mean_before += float(before_mean.sum())
+    stats.max_after += float(after_max.sum())
+    stats.mean_after += float(after_mean.sum())
+    stats.pairs += pairs * heads
+
+
+def _dense(query, key, value, mask_rows, plan: SequencePlan, state: _State, layer: int, scale: float):
+    """Naive reference for one sequence: explicit S, A and bias matrix over the whole sequence. (H, N, D)."""
+    settings = state.settings
+    scores = (query.float() @ key.float().transpose(-1, -2)) * scale + mask_rows.float()  # (H, N, N)
+    scores = torch.where(torch.isinf(scores).all(dim=-1, keepdim=True), 0.0, scores)  # padding rows: nothing to see
+    weights = scores.softmax(dim=-1)
+    bias = torch.zeros_like(scores)  # (H, N, N)
+    if not plan.empty:
+        rows, row_in, key_in = _group_masks(plan, scores.shape[-1], query.device)
+        cols = torch.as_tensor(plan.cols, device=query.device)
+        activity = weights[:, rows][:, :, cols].mean(dim=(1, 2))  # (H,)
+        active = activity > settings.head_threshold
+        source = scores if settings.bias_source == "logit" else weights
+        magnitude = source[:, rows][:, :, cols].max(dim=-1).values.clamp_min(0.0)  # (H, |U|)
+        own_keys = (row_in.float() @ key_in.float()) > 0  # (|U|, N)
+        for i, row in enumerate(rows.tolist()):
+            bias[:, row] = settings.alpha * magnitude[:, i, None] * own_keys[i][None] * active[:, None]
+        biased = (scores + bias).softmax(dim=-1)
+        before_max, before_mean, pairs = _diagnostics(weights[:, rows], row_in, key_in)
+        after_max, after_mean, _ = _diagnostics(biased[:, rows], row_in, key_in)
+        _record(state.stats[layer], scores.shape[0], int(active.sum()), before_max, before_mean, after_max,
+                after_mean, pairs)
+    return (scores + bias).softmax(dim=-1).to(value.dtype) @ value  # (H, N, D)

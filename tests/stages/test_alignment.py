@@ -1,0 +1,258 @@
+"""Speaker attention alignment on a tiny Qwen2.5-VL loaded back from a saved folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stages.answer.alignment import (
+    AlignmentSettings,
+    SequencePlan,
+    SpeakerGroup,
+    enable,
+    language_layers,
+    speaker_alignment,
+)
+from stages.answer.layout import (
+    FrameGrid,
+    LayoutError,
+    family_of,
+    frame_grids,
+    frames_covered,
+    line_token_spans,
+    speaker_plan,
+)
+from tests.tiny_models import qwen2_5_vl
+
+LINES = ["Alice [00:00-00:02]: Good morning everyone.", "Bob [00:01-00:03]: Happy to be here.",
+         "Alice [00:03-00:04]: Shall we start?"]
+SPEAKERS = ["Alice", "Bob", "Alice"]
+SPANS_S = [(0.0, 2.0), (1.0, 3.0), (3.0, 4.0)]
+ALL_LAYERS = AlignmentSettings(head_threshold=0.0, layer_range=(0.0, 1.0), chunk_rows=16)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    folder = qwen2_5_vl(tmp_path_factory.mktemp("models") / "qwen")
+    processor = AutoProcessor.from_pretrained(folder)
+    model = AutoModelForImageTextToText.from_pretrained(folder, attn_implementation="sdpa").eval()
+    return processor, model
+
+
+def encode(processor, frame_count: int, size=(333, 197), lines=LINES, seed=0, batch=1, padding_side="left"):
+    frames = [list(np.random.default_rng(seed + b).integers(0, 255, (frame_count, size[1], size[0], 3),
+                                                            dtype=np.uint8)) for b in range(batch)]
+    texts = []
+    for b in range(batch):
+        body = "\n".join(lines[: len(lines) - b]) + "\nQuestion: who is talking to whom?"
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": body}]}]
+        texts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+    processor.tokenizer.padding_side = padding_side
+    inputs = processor(text=texts, videos=frames, return_tensors="pt", padding=True, return_offsets_mapping=True)
+    offsets = inputs.pop("offset_mapping")
+    return texts, inputs, offsets
+
+
+def plans_for(processor, model, texts, inputs, offsets, frame_count, size=(333, 197), boxes=None):
+    grids = frame_grids(family_of(model), processor, inputs, size, frame_count, model.config.video_token_id)
+    times = np.linspace(0.25, 3.75, frame_count)
+    boxes = boxes if boxes is not None else {(s, f): ((10, 10, 150, 180) if s == "Alice" else (180, 10, 320, 180))
+                                             for s in ("Alice", "Bob") for f in range(frame_count)}
+    plans = []
+    for b, text in enumerate(texts):
+        present = [line for line in LINES if line in text]
+        spans = line_token_spans(text, present, inputs["input_ids"][b], offsets[b], inputs["attention_mask"][b])
+        frames = [frames_covered(s, e, times) for s, e in SPANS_S[:len(present)]]
+        plans.append(speaker_plan(grids[b], SPEAKERS[:len(present)], spans, frames, boxes))
+    return grids, plans
+
+
+@pytest.mark.parametrize("frame_count, size", [(2, (333, 197)), (4, (640, 360)), (6, (250, 411))])
+def test_grids_match_the_processor_output(tiny, frame_count, size):
+    processor, model = tiny
+    texts, inputs, offsets = encode(processor, frame_count, size)
+    (grids,) = frame_grids("qwen2_5_vl", processor, inputs, size, frame_count, model.config.video_token_id)
+    t, h, w = inputs["video_grid_thw"][0].tolist()
+    assert len(grids) == t == frame_count // 2 and grids[0].rows == h // 2 and grids[0].cols == w // 2
+    video_positions = np.flatnonzero(inputs["input_ids"][0].numpy() == model.config.video_token_id)
+    covered = np.concatenate([g.first_token + np.arange(g.token_count) for g in grids])
+    assert np.array_equal(covered, video_positions)
+    assert [g.frames for g in grids] == [(2 * g, 2 * g + 1) for g in range(t)]
+    whole = grids[0].tokens_in_box((0, 0, size[0], size[1]))
+    assert np.array_equal(whole, grids[0].first_token + np.arange(grids[0].token_count))
+
+
+def test_box_cells_follow_the_resize():
+    grid = FrameGrid(first_token=100, rows=4, cols=6, frames=(0, 1), scale_x=168 / 333, scale_y=112 / 197)
+    left_half = grid.tokens_in_box((0, 0, 333 / 2, 197))  # processed: x 0..84 -> cell centres 14, 42, 70
+    assert sorted(set((left_half - 100) % 6)) == [0, 1, 2] and len(left_half) == 12
+    tiny_box = grid.tokens_in_box((200, 100, 201, 101))  # covers no centre: the cell holding its centre
+    assert tiny_box.tolist() == [100 + int(100 * 112 / 197 // 28) * 6 + int(200 * 168 / 333 // 28)]
+    assert grid.tokens_in_box((900, 900, 950, 950)).size == 0
+
+
+def test_line_spans_decode_to_the_lines(tiny):
+    processor, _ = tiny
+    texts, inputs, offsets = encode(processor, 4)
+    spans = line_token_spans(texts[0], LINES, inputs["input_ids"][0], offsets[0])
+    for line, span in zip(LINES, spans):
+        assert processor.tokenizer.decode(inputs["input_ids"][0][span]).strip() == line
+    with pytest.raises(LayoutError, match="not in the prompt"):
+        line_token_spans(texts[0], ["Zed: never said"], inputs["input_ids"][0], offsets[0])
+
+
+def test_frames_covered_uses_the_nearest_frame_when_none_falls_inside():
+    assert frames_covered(0.0, 2.0, [0.5, 1.5, 2.5]) == [0, 1]
+    assert frames_covered(1.7, 1.9, [0.5, 1.5, 2.5]) == [1]
+
+
+def test_unsupported_family_is_a_clear_error():
+    class Config:
+        model_type = "llama"
+
+    with pytest.raises(LayoutError, match="'llama' is not supported by the alignment yet"):
+        family_of(Config())
+
+
+def logits(model, inputs, **kwargs):
+    with torch.no_grad():
+        return model(**inputs, **kwargs).logits
+
+
+def test_alpha_zero_and_empty_plans_change_nothing(tiny):
+    processor, model = tiny
+    texts, inputs, offsets = encode(processor, 4)
+    baseline = logits(model, inputs)
+    enable(model)
+    try:
+        _, plans = plans_for(processor, model, texts, inputs, offsets, 4)
+        assert torch.equal(logits(model, inputs), baseline)  # enabled, no plan active
+        with speaker_alignment(model, plans, AlignmentSettings(alpha=0.0, head_threshold=0.0)):
+            assert torch.equal(logits(model, inputs), baseline)
+        with speaker_alignment(model, [SequencePlan()], ALL_LAYERS):
+            assert torch.equal(logits(model, inputs), baseline)
+        _, no_boxes = plans_for(processor, model, texts, inputs, offsets, 4, boxes={})
+        assert no_boxes[0].empty
+        with speaker_alignment(model, no_boxes, ALL_LAYERS):
+            assert torch.equal(logits(model, inputs), baseline)
+    finally:
+        model.set_attn_implementation("sdpa")
+
+
+def test_efficient_path_matches_the_dense_reference(tiny):
+    processor, model = tiny
+    texts, inputs, offsets = encode(processor, 4)
+    baseline = logits(model, inputs)
+    enable(model)
+    try:
+        _, plans = plans_for(processor, model, texts, inputs, offsets, 4)
+        settings = AlignmentSettings(alpha=2.0, head_threshold=0.0, layer_range=(0.25, 0.75), chunk_rows=7)
+        with speaker_alignment(model, plans, settings) as fast:
+            efficient = logits(model, inputs)
+        with speaker_alignment(model, plans, settings, reference=True) as slow:
+            dense = logits(model, inputs)
+        prob = AlignmentSettings(alpha=50.0, bias_source="prob", head_threshold=0.0, layer_range=(0.25, 0.75))
+        with speaker_alignment(model, plans, prob):
+            prob_efficient = logits(model, inputs)
+        with speaker_alignment(model, plans, prob, reference=True):
+            prob_dense = logits(model, inputs)
+    finally:
+        model.set_attn_implementation("sdpa")
+    assert (efficient - dense).abs().max() < 1e-4
+    assert (efficient - baseline).abs().max() > 1e-4  # the bias did something
+    first_row = int(plans[0].rows.min())
+    assert (efficient[0, :first_row] - baseline[0, :first_row]).abs().max() < 1e-5  # causal: earlier rows untouched
+    for name in ("attn_max_before", "attn_mean_before", "attn_max_after", "attn_mean_after"):
+        assert getattr(fast, name) == pytest.approx(getattr(slow, name), rel=1e-4)
+    assert fast.attn_max_after > fast.attn_max_before and fast.attn_mean_after > fast.attn_mean_before
+    assert set(fast.active_head_ratio) == {1, 2}  # the middle half of 4 layers
+    assert (prob_efficient - prob_dense).abs().max() < 1e-4
+    assert (prob_efficient - efficient).abs().max() > 1e-5  # a different bias source gives a different bias
+
+
+def test_only_active_heads_and_rows_in_u_change(tiny):
+    """At the attention function: the outputs of inactive heads and of rows outside U equal SDPA's."""
+    processor, model = tiny
+    texts, inputs, offsets = encode(processor, 4)
+    enable(model)
+    captured = {}
+    attention = language_layers(model)
+
+    def keep(name):
+        def hook(module, args, kwargs, output):
+            captured.setdefault(name, []).append(output[0].detach().clone())
+        return hook
+
+    handle = attention[1].register_forward_hook(keep("layer1"), with_kwargs=True)
+    try:
+        _, plans = plans_for(processor, model, texts, inputs, offsets, 4)
+        logits(model, inputs)
+        # a threshold that only some heads pass
+        with speaker_alignment(model, plans, AlignmentSettings(alpha=3.0, head_threshold=0.0, layer_range=(0.25, 0.5))):
+            logits(model, inputs)
+    finally:
+        handle.remove()
+        model.set_attn_implementation("sdpa")
+    plain, aligned = captured["layer1"]  # (1, N, hidden) after o_proj: compare the rows
+    outside = np.setdiff1d(np.arange(plain.shape[1]), plans[0].rows)
+    assert torch.equal(plain[0, outside], aligned[0, outside])
+    assert not torch.allclose(plain[0, plans[0].rows], aligned[0, plans[0].rows])
+
+
+def test_generate_with_cache_biases_only_the_prefill(tiny):
+    processor, model = tiny
+    texts, inputs, offsets = encode(processor, 4)
+    enable(model)
+    try:
+        _, plans = plans_for(processor, model, texts, inputs, offsets, 4)
+        with speaker_alignment(model, plans, ALL_LAYERS) as report:
+            generated = model.generate(**inputs, max_new_tokens=4, do_sample=False, use_cache=True)
+    finally:
+        model.set_attn_implementation("sdpa")
+    assert generated.shape[1] == inputs["input_ids"].shape[1] + 4
+    assert all(ratio == 1.0 for ratio in report.active_head_ratio.values())
+    assert report.attn_max_after > report.attn_max_before
+
+
+def test_batch_of_two_with_padding(tiny):
+    processor, model = tiny
+    texts, inputs, offsets = encode(processor, 4, batch=2)
+    assert (inputs["attention_mask"][1] == 0).any()  # the second prompt is shorter: left padding
+    enable(model)
+    try:
+        _, plans = plans_for(processor, model, texts, inputs, offsets, 4)
+        settings = AlignmentSettings(alpha=1.5, head_threshold=0.0, layer_range=(0.0, 1.0))
+        with speaker_alignment(model, plans, settings):
+            batched = logits(model, inputs)
+        with speaker_alignment(model, plans, settings, reference=True):
+            dense = logits(model, inputs)
+        single_texts, single_inputs, single_offsets = encode(processor, 4, batch=1)
+        _, single_plans = plans_for(processor, model, single_texts, single_inputs, single_offsets, 4)
+        with speaker_alignment(model, single_plans, settings):
+            alone = logits(model, single_inputs)
+        short_texts, short_inputs, short_offsets = encode(processor, 4, lines=LINES[:2], seed=1)
+        _, short_plans = plans_for(processor, model, short_texts, short_inputs, short_offsets, 4)
+        with speaker_alignment(model, short_plans, settings):
+            short_alone = logits(model, short_inputs)
+    finally:
+        model.set_attn_implementation("sdpa")
+    real = inputs["attention_mask"].bool()  # padding positions have no meaningful logits
+    assert (batched - dense)[real].abs().max() < 1e-4
+    assert (batched[0, -1] - alone[0, -1]).abs().max() < 1e-4
+    assert (batched[1, -1] - short_alone[0, -1]).abs().max() < 1e-4  # the padded row, aligned as if alone
+
+
+def test_settings_validate_their_values():
+    with pytest.raises(ValueError, match="bias_source"):
+        AlignmentSettings(bias_source="both")
+    with pytest.raises(ValueError, match="layer_range"):
+        AlignmentSettings(layer_range=(0.6, 0.4))
+    assert AlignmentSettings().layers(28) == list(range(10, 20))
+
+
+def test_a_group_without_rows_or_columns_is_ignored():
+    plan = SequencePlan((SpeakerGroup("A", 0, np.array([5, 6]), np.zeros(0, np.int64)),))
+    assert plan.empty and plan.rows.size == 0
