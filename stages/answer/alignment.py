@@ -269,67 +269,93 @@ def _group_masks(plan: SequencePlan, n_keys: int, device):
 
 def _diagnostics(weights: torch.Tensor, row_in: torch.Tensor, key_in: torch.Tensor):
     """Per head, sums over (row, group) of the max and the mean attention to the group's keys;
-    and the number of (row, group) pairs summed."""
+    and the number of (row, group) pairs summed. ``weights`` (H, R, N); only the (row, key) pairs
+    of each group are gathered."""
     total_max = torch.zeros(weights.shape[0], dtype=torch.float64)
     total_mean = torch.zeros(weights.shape[0], dtype=torch.float64)
     count = 0
     for g in range(key_in.shape[0]):
-        rows = row_in[:, g]
-        if not rows.any():
+        rows = torch.nonzero(row_in[:, g]).flatten()
+        if rows.numel() == 0:
             continue
-        block = weights[:, rows][:, :, key_in[g]]  # (H, r, c)
-        total_max += block.max(dim=-1).values.sum(dim=-1).double().cpu()
+        cols = torch.nonzero(key_in[g]).flatten()
+        block = weights[:, rows[:, None], cols[None, :]]  # (H, r, c)
+        total_max += block.amax(dim=-1).sum(dim=-1).double().cpu()
         total_mean += block.mean(dim=-1).sum(dim=-1).double().cpu()
-        count += block.shape[1]
+        count += rows.numel()
     return total_max, total_mean, count
 
 
 def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int, scale: float) -> None:
-    """Efficient path for one sequence: replace the U rows of the active heads in ``out`` (N, H, D)."""
+    """Efficient path for one sequence: replace the U rows of the active heads in ``out`` (N, H, D).
+
+    The bias adds ``beta = alpha * m`` to a row's own speaker keys only, so the biased row follows
+    from the unbiased one (SDPA's output ``O``, its log-normaliser ``lse``) and the row's scores on
+    V_all alone. With ``P`` the row's unbiased attention mass on its own keys, ``X`` that attention
+    times their values, ``d = exp(-beta)`` and ``c = 1 - d``:
+    ``O' = (d O + c X) / (d + c P)`` and ``A'_j = A_j (own_j ? 1 : d) / (d + c P)``.
+    Only ``lse`` needs the full ``|U| x N`` scores; everything else lives on the ``|U| x |V_all|`` block.
+    """
     settings = state.settings
     rows, row_in, key_in = _group_masks(plan, key.shape[1], query.device)
     cols = torch.as_tensor(plan.cols, device=query.device)
-    heads, chunk = query.shape[0], settings.chunk_rows
-    # pass 1, every head: the statistic for head selection, the magnitude m, diagnostics before
-    activity = torch.zeros(heads, dtype=torch.float32, device=query.device)
-    magnitude = torch.empty(heads, len(rows), dtype=torch.float32, device=query.device)
+    own_cols = (row_in.float() @ key_in[:, cols].float()) > 0  # (|U|, |V_all|): each row's own V_{s,t}, union
+    heads, chunk, n_rows = query.shape[0], settings.chunk_rows, len(rows)
+    q_all, k_all, v_all = query.float(), key.float(), value.float()
+    k_speakers, v_speakers = k_all[:, cols], v_all[:, cols]  # (H, |V_all|, D)
+
+    def speaker_scores(head_index, r, row_mask):
+        """(h, R, |V_all|) scores of rows r on the speaker keys, masked."""
+        return torch.baddbmm(row_mask[:, cols].expand(len(head_index), -1, -1), q_all[head_index][:, r],
+                             k_speakers[head_index].transpose(-1, -2), alpha=scale)
+
+    every_head = torch.arange(heads, device=query.device)
+    # pass 1, every head: the row normalisers, the statistic for head selection, m, diagnostics before
+    lse = torch.empty(heads, n_rows, device=query.device)
+    magnitude = torch.empty(heads, n_rows, device=query.device)
+    activity = torch.zeros(heads, device=query.device)
     before_max = torch.zeros(heads, dtype=torch.float64)
     before_mean = torch.zeros(heads, dtype=torch.float64)
     pairs = 0
-    for start in range(0, len(rows), chunk):
+    buffer = torch.empty(heads, min(chunk, n_rows), key.shape[1], device=query.device)  # reused by every chunk
+    row_masks = []
+    for start in range(0, n_rows, chunk):
         r = rows[start:start + chunk]
-        scores = (query[:, r].float() @ key.float().transpose(-1, -2)) * scale  # (H, R, N)
-        scores = scores + _mask_rows(mask, b, key.shape[1], r, query).float()
-        weights = scores.softmax(dim=-1)
-        activity += weights[:, :, cols].sum(dim=(1, 2))
-        source = scores if settings.bias_source == "logit" else weights
-        magnitude[:, start:start + len(r)] = source[:, :, cols].max(dim=-1).values.clamp_min(0.0)
-        mx, mn, n = _diagnostics(weights, row_in[start:start + chunk], key_in)
+        row_masks.append(_mask_rows(mask, b, key.shape[1], r, query).float())
+        full = torch.baddbmm(row_masks[-1].expand(heads, -1, -1), q_all[:, r], k_all.transpose(-1, -2),
+                             alpha=scale, out=buffer[:, :len(r)])  # (H, R, N)
+        lse[:, start:start + len(r)] = full.logsumexp(dim=-1)
+        on_speakers = speaker_scores(every_head, r, row_masks[-1])  # (H, R, |V_all|)
+        weights = (on_speakers - lse[:, start:start + len(r), None]).exp()
+        activity += weights.sum(dim=(1, 2))
+        source = on_speakers if settings.bias_source == "logit" else weights
+        magnitude[:, start:start + len(r)] = source.amax(dim=-1).clamp_min(0.0)
+        mx, mn, n = _diagnostics(weights, row_in[start:start + chunk], key_in[:, cols])
         before_max, before_mean, pairs = before_max + mx, before_mean + mn, pairs + n
-    activity /= len(rows) * len(cols)
+    activity /= n_rows * len(cols)
     active = torch.nonzero(activity > settings.head_threshold).flatten()
     after_max, after_mean = before_max.clone(), before_mean.clone()
     if len(active) and settings.alpha != 0:
-        # pass 2, active heads only: the biased rows replace SDPA's
-        q, k, v = query[active], key[active], value[active]
+        # pass 2, active heads only, on the |U| x |V_all| block: the biased rows replace SDPA's
         after_max[active.cpu()] = 0.0
         after_mean[active.cpu()] = 0.0
-        maps = []
-        for start in range(0, len(rows), chunk):
+        for start in range(0, n_rows, chunk):
             r = rows[start:start + chunk]
-            own_keys = (row_in[start:start + chunk].float() @ key_in.float()) > 0  # (R, N): the row's own V_{s,t}
-            bias = settings.alpha * magnitude[active, start:start + len(r)]  # (A, R)
-            scores = (q[:, r].float() @ k.float().transpose(-1, -2)) * scale  # (A, R, N)
-            scores = scores + _mask_rows(mask, b, key.shape[1], r, query).float() + bias[:, :, None] * own_keys[None]
-            weights = scores.softmax(dim=-1)
-            out[r[:, None], active[None, :]] = (weights.to(v.dtype) @ v).transpose(0, 1)  # (R, A, D)
-            mx, mn, _ = _diagnostics(weights, row_in[start:start + chunk], key_in)
+            own = own_cols[start:start + chunk].float()  # (R, |V_all|)
+            weights = (speaker_scores(active, r, row_masks[start // chunk])
+                       - lse[active, start:start + len(r), None]).exp()  # (A, R, |V_all|)
+            beta = settings.alpha * magnitude[active, start:start + len(r)]  # (A, R)
+            d, c = torch.exp(-beta), -torch.expm1(-beta)
+            own_mass = (weights * own).sum(dim=-1)  # (A, R)
+            own_values = (weights * own) @ v_speakers[active]  # (A, R, D)
+            plain = out[r[:, None], active[None, :]].transpose(0, 1).float()  # (A, R, D)
+            denominator = (d + c * own_mass)[..., None]
+            out[r[:, None], active[None, :]] = ((d[..., None] * plain + c[..., None] * own_values) / denominator) \
+                .transpose(0, 1).to(out.dtype)
+            biased = weights * torch.where(own.bool(), 1.0, d[..., None]) / denominator
+            mx, mn, _ = _diagnostics(biased, row_in[start:start + chunk], key_in[:, cols])
             after_max[active.cpu()] += mx
             after_mean[active.cpu()] += mn
-            if state.keep_maps:
-                maps.append(weights.detach().cpu())
-        if maps:
-            state.maps.setdefault(layer, []).append(torch.cat(maps, dim=1))  # (A, |U|, N)
     _record(state.stats[layer], heads, len(active), before_max, before_mean, after_max, after_mean, pairs)
 
 
