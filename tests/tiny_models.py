@@ -71,3 +71,100 @@ def qwen2_5_vl(folder: Path, layers: int = 4, hidden: int = 64, heads: int = 4, 
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+LLAVA_SPECIALS = ["</s>", "<s>", "<unk>", "<video>", "<image>"]
+LLAVA_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'].upper() }}: "
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'video' %}<video>\n"
+    "{% elif part['type'] == 'image' %}<image>\n{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{{ '\\n' }}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def llava_next_video(folder: Path, layers: int = 4, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
+                     crop: int = 112) -> Path:
+    """A tiny LLaVA-NeXT-Video checkpoint folder: frames resized (short side) and centre-cropped to ``crop``,
+    14 px patches pooled 2x2."""
+    import torch
+    from transformers import (LlamaTokenizerFast, LlavaNextImageProcessor, LlavaNextVideoConfig,
+                              LlavaNextVideoForConditionalGeneration, LlavaNextVideoProcessor)
+    from transformers.models.llava_next_video.video_processing_llava_next_video import LlavaNextVideoVideoProcessor
+
+    tokenizer = byte_level_tokenizer(LLAVA_SPECIALS, LlamaTokenizerFast)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in LLAVA_SPECIALS}
+    size, crop_size = {"shortest_edge": crop}, {"height": crop, "width": crop}
+    processor = LlavaNextVideoProcessor(
+        video_processor=LlavaNextVideoVideoProcessor(size=size, crop_size=crop_size),
+        image_processor=LlavaNextImageProcessor(size=size, crop_size=crop_size,
+                                                image_grid_pinpoints=[[crop, crop]]),
+        tokenizer=tokenizer, chat_template=LLAVA_TEMPLATE, patch_size=14, vision_feature_select_strategy="default")
+    config = LlavaNextVideoConfig(
+        text_config={"model_type": "llama", "vocab_size": len(tokenizer), "hidden_size": hidden,
+                     "intermediate_size": 2 * hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+                     "num_key_value_heads": kv_heads, "max_position_embeddings": 4096},
+        vision_config={"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64,
+                       "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": crop, "patch_size": 14,
+                       "projection_dim": 32},
+        video_token_index=ids["<video>"], image_token_index=ids["<image>"], image_grid_pinpoints=[[crop, crop]],
+        vision_feature_layer=-1, spatial_pool_stride=2, spatial_pool_mode="average")
+    config.text_config.pad_token_id = ids["</s>"]
+    torch.manual_seed(0)
+    model = LlavaNextVideoForConditionalGeneration(config).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+INTERNVL_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>",
+                     "<image>"]
+INTERNVL_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'video' %}<video>\n"
+    "{% elif part['type'] == 'image' %}<image>\n{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def internvl(folder: Path, layers: int = 4, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
+             side: int = 112) -> Path:
+    """A tiny InternVL (transformers-native) checkpoint folder: each frame one ``side`` x ``side`` tile,
+    14 px patches, pixel shuffle 0.5."""
+    import torch
+    from transformers import (GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration,
+                              InternVLProcessor, Qwen2TokenizerFast)
+    from transformers.models.internvl.video_processing_internvl import InternVLVideoProcessor
+
+    tokenizer = byte_level_tokenizer(INTERNVL_SPECIALS, Qwen2TokenizerFast)
+    tokenizer.add_special_tokens({"additional_special_tokens": INTERNVL_SPECIALS[1:]})
+    tokenizer.extra_special_tokens = {"start_image_token": "<img>", "end_image_token": "</img>",
+                                      "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}
+    tokenizer = type(tokenizer).from_pretrained(_save_and_reload(tokenizer, folder / "_tokenizer"))
+    tokens = (side // 14) ** 2 // 4
+    processor = InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(size={"height": side, "width": side}, crop_to_patches=False),
+        video_processor=InternVLVideoProcessor(size={"height": side, "width": side}),
+        tokenizer=tokenizer, image_seq_length=tokens, chat_template=INTERNVL_TEMPLATE)
+    config = InternVLConfig(
+        text_config={"model_type": "qwen2", "vocab_size": len(tokenizer), "hidden_size": hidden,
+                     "intermediate_size": 2 * hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+                     "num_key_value_heads": kv_heads, "max_position_embeddings": 4096},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": [side, side], "patch_size": [14, 14]},
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=tokens,
+        downsample_ratio=0.5, vision_feature_layer=-1)
+    torch.manual_seed(0)
+    model = InternVLForConditionalGeneration(config).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def _save_and_reload(tokenizer, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,13 +1,21 @@
 """Where speakers sit among the tokens: visual token grids per frame, and transcript line spans.
 
-Everything is read from what the processor produced (``input_ids``, grid sizes, offsets), never
-from assumed constants. Supported families: Qwen2.5-VL (``qwen2_5_vl``). LLaVA-NeXT-Video and
-InternVL3 layouts are not written yet and raise a clear error.
+Everything is read from what the processor produced (``input_ids``, pixel tensor sizes, grid
+sizes, offsets) and the model's config, never from assumed constants.
 
 Qwen2.5-VL, video input: each frame is resized to ``(grid_h * patch, grid_w * patch)`` pixels
 (multiples of 28), cut into 14 px patches, and 2x2 patches merge into one token, so one token
 covers a 28 x 28 px cell; frames ``2g`` and ``2g+1`` share one token grid (temporal patch 2).
 The tokens are a contiguous run of ``<|video_pad|>`` in raster order per temporal group.
+
+LLaVA-NeXT-Video: each frame is resized (short side to ``size.shortest_edge``) and centre-cropped
+to ``crop_size``; 14 px patches are average-pooled ``spatial_pool_stride`` x ``spatial_pool_stride``,
+so a token covers a 28 px cell of the crop (12 x 12 = 144 tokens for 336 px); frames follow one
+another in one run of ``<video>`` tokens, each in raster order. A crop moves boxes.
+
+InternVL3 (transformers-native): each frame is one tile resized to ``size`` (448 x 448), 14 px
+patches, pixel shuffle 0.5, so ``image_seq_length`` (256) tokens form a 16 x 16 grid; each frame's
+``<IMG_CONTEXT>`` run sits inside its own ``<img>...</img>``.
 
 A cell belongs to a box when its centre lies inside the box mapped into processed pixels; a
 box that covers no cell centre takes the cell holding the box centre.
@@ -22,7 +30,7 @@ import numpy as np
 
 from stages.answer.alignment import SequencePlan, SpeakerGroup
 
-SUPPORTED_FAMILIES = ("qwen2_5_vl",)
+SUPPORTED_FAMILIES = ("qwen2_5_vl", "llava_next_video", "internvl")
 
 
 class LayoutError(ValueError):
@@ -74,15 +82,84 @@ def family_of(model_or_config) -> str:
     return family
 
 
-def frame_grids(family: str, processor, inputs: Mapping, frame_size: tuple[int, int], num_frames: int,
-                video_token_id: int) -> list[list[FrameGrid]]:
-    """Per sequence of the batch, its visual token grids (one video per sequence)."""
-    if family == "qwen2_5_vl":
-        return _qwen2_5_vl_grids(processor, inputs, frame_size, num_frames, video_token_id)
-    raise LayoutError(f"no token layout for model family {family!r}; supported: {list(SUPPORTED_FAMILIES)}")
+def visual_token_id(config) -> int:
+    """The token id that stands for a video frame's visual features in this family."""
+    family = family_of(config)
+    if family == "internvl":
+        return int(config.image_token_id)  # frames are images inside <img>...</img>
+    return int(getattr(config, "video_token_id", None) or config.video_token_index)
 
 
-def _qwen2_5_vl_grids(processor, inputs, frame_size, num_frames, video_token_id) -> list[list[FrameGrid]]:
+def frame_grids(processor, inputs: Mapping, frame_size: tuple[int, int], num_frames: int,
+                config) -> list[list[FrameGrid]]:
+    """Per sequence of the batch, its visual token grids (one video per sequence); ``frame_size`` is
+    the original (width, height)."""
+    family = family_of(config)
+    token_id = visual_token_id(config)
+    builders = {"qwen2_5_vl": _qwen2_5_vl_grids, "llava_next_video": _llava_next_video_grids,
+                "internvl": _internvl_grids}
+    return builders[family](processor, inputs, frame_size, num_frames, token_id, config)
+
+
+def _runs(positions: np.ndarray) -> list[np.ndarray]:
+    """Contiguous runs of token positions."""
+    if positions.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+    return np.split(positions, breaks)
+
+
+def _llava_next_video_grids(processor, inputs, frame_size, num_frames, token_id, config) -> list[list[FrameGrid]]:
+    video = processor.video_processor
+    patch, stride = int(processor.patch_size), int(config.spatial_pool_stride)
+    pixels = inputs["pixel_values_videos"]
+    frames, processed_h, processed_w = int(pixels.shape[1]), int(pixels.shape[-2]), int(pixels.shape[-1])
+    rows, cols = processed_h // patch // stride, processed_w // patch // stride
+    width, height = frame_size
+    scale_x = scale_y = 1.0
+    resized_w, resized_h = width, height
+    if video.do_resize:
+        short = int(video.size["shortest_edge"])
+        if width <= height:
+            resized_w, resized_h = short, int(short * height / width)
+        else:
+            resized_w, resized_h = int(short * width / height), short
+        scale_x, scale_y = resized_w / width, resized_h / height
+    offset_x = (resized_w - processed_w) // 2 if video.do_center_crop else 0
+    offset_y = (resized_h - processed_h) // 2 if video.do_center_crop else 0
+    result = []
+    for row in np.asarray(inputs["input_ids"]):
+        positions = np.flatnonzero(row == token_id)
+        if len(positions) != frames * rows * cols or len(_runs(positions)) != 1:
+            raise LayoutError(f"{len(positions)} video tokens in {len(_runs(positions))} runs; expected one run of "
+                              f"{frames} frames x {rows} x {cols}")
+        result.append([FrameGrid(int(positions[0]) + f * rows * cols, rows, cols, (f,), scale_x, scale_y,
+                                 offset_x, offset_y, cell=float(patch * stride)) for f in range(min(frames, num_frames))])
+    return result
+
+
+def _internvl_grids(processor, inputs, frame_size, num_frames, token_id, config) -> list[list[FrameGrid]]:
+    per_frame = int(processor.image_seq_length)
+    side = int(round(per_frame ** 0.5))
+    if side * side != per_frame:
+        raise LayoutError(f"image_seq_length {per_frame} is not a square grid")
+    size = processor.video_processor.size
+    processed_h, processed_w = int(size["height"]), int(size["width"])
+    if processed_h != processed_w:
+        raise LayoutError(f"InternVL frames of {processed_w}x{processed_h}; expected square tiles")
+    width, height = frame_size
+    result = []
+    for row in np.asarray(inputs["input_ids"]):
+        runs = _runs(np.flatnonzero(row == token_id))
+        if len(runs) != num_frames or any(len(run) != per_frame for run in runs):
+            raise LayoutError(f"{len(runs)} runs of image tokens ({[len(r) for r in runs][:4]}...); expected "
+                              f"{num_frames} frames of {per_frame}")
+        result.append([FrameGrid(int(run[0]), side, side, (f,), processed_w / width, processed_h / height,
+                                 cell=processed_w / side) for f, run in enumerate(runs)])
+    return result
+
+
+def _qwen2_5_vl_grids(processor, inputs, frame_size, num_frames, video_token_id, config) -> list[list[FrameGrid]]:
     video = processor.video_processor
     merge, patch, temporal = int(video.merge_size), int(video.patch_size), int(video.temporal_patch_size)
     width, height = frame_size

@@ -1,4 +1,5 @@
-"""Speaker attention alignment on a tiny Qwen2.5-VL loaded back from a saved folder."""
+"""Speaker attention alignment on tiny Qwen2.5-VL, LLaVA-NeXT-Video and InternVL models, each saved to
+a folder and loaded back through ``from_pretrained``."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ from stages.answer.layout import (
     LayoutError,
     family_of,
     frame_grids,
+    visual_token_id,
     frames_covered,
     line_token_spans,
     speaker_plan,
 )
-from tests.tiny_models import qwen2_5_vl
+from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
+
+BUILDERS = {"qwen2_5_vl": qwen2_5_vl, "llava_next_video": llava_next_video, "internvl": internvl}
 
 LINES = ["Alice [00:00-00:02]: Good morning everyone.", "Bob [00:01-00:03]: Happy to be here.",
          "Alice [00:03-00:04]: Shall we start?"]
@@ -32,11 +36,11 @@ SPANS_S = [(0.0, 2.0), (1.0, 3.0), (3.0, 4.0)]
 ALL_LAYERS = AlignmentSettings(head_threshold=0.0, layer_range=(0.0, 1.0), chunk_rows=16)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+@pytest.fixture(scope="module", params=list(BUILDERS))
+def tiny(request, tmp_path_factory):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    folder = qwen2_5_vl(tmp_path_factory.mktemp("models") / "qwen")
+    folder = BUILDERS[request.param](tmp_path_factory.mktemp("models") / request.param)
     processor = AutoProcessor.from_pretrained(folder)
     model = AutoModelForImageTextToText.from_pretrained(folder, attn_implementation="sdpa").eval()
     return processor, model
@@ -57,7 +61,7 @@ def encode(processor, frame_count: int, size=(333, 197), lines=LINES, seed=0, ba
 
 
 def plans_for(processor, model, texts, inputs, offsets, frame_count, size=(333, 197), boxes=None):
-    grids = frame_grids(family_of(model), processor, inputs, size, frame_count, model.config.video_token_id)
+    grids = frame_grids(processor, inputs, size, frame_count, model.config)
     times = np.linspace(0.25, 3.75, frame_count)
     boxes = boxes if boxes is not None else {(s, f): ((10, 10, 150, 180) if s == "Alice" else (180, 10, 320, 180))
                                              for s in ("Alice", "Bob") for f in range(frame_count)}
@@ -74,15 +78,40 @@ def plans_for(processor, model, texts, inputs, offsets, frame_count, size=(333, 
 def test_grids_match_the_processor_output(tiny, frame_count, size):
     processor, model = tiny
     texts, inputs, offsets = encode(processor, frame_count, size)
-    (grids,) = frame_grids("qwen2_5_vl", processor, inputs, size, frame_count, model.config.video_token_id)
-    t, h, w = inputs["video_grid_thw"][0].tolist()
-    assert len(grids) == t == frame_count // 2 and grids[0].rows == h // 2 and grids[0].cols == w // 2
-    video_positions = np.flatnonzero(inputs["input_ids"][0].numpy() == model.config.video_token_id)
+    (grids,) = frame_grids(processor, inputs, size, frame_count, model.config)
+    visual = np.flatnonzero(inputs["input_ids"][0].numpy() == visual_token_id(model.config))
     covered = np.concatenate([g.first_token + np.arange(g.token_count) for g in grids])
-    assert np.array_equal(covered, video_positions)
-    assert [g.frames for g in grids] == [(2 * g, 2 * g + 1) for g in range(t)]
+    assert np.array_equal(covered, visual)
+    assert sorted(f for g in grids for f in g.frames) == list(range(frame_count))
+    if model.config.model_type == "qwen2_5_vl":
+        t, h, w = inputs["video_grid_thw"][0].tolist()
+        assert len(grids) == t == frame_count // 2 and (grids[0].rows, grids[0].cols) == (h // 2, w // 2)
     whole = grids[0].tokens_in_box((0, 0, size[0], size[1]))
     assert np.array_equal(whole, grids[0].first_token + np.arange(grids[0].token_count))
+
+
+@pytest.mark.parametrize("box", [(40, 30, 140, 120), (250, 100, 330, 190)])
+def test_box_transform_matches_the_processed_pixels(tiny, box):
+    """A white box drawn on black frames lands where the grid's transform puts it."""
+    processor, model = tiny
+    if model.config.model_type == "qwen2_5_vl":
+        pytest.skip("Qwen2.5-VL hands back flattened patches; its transform is a plain resize checked above")
+    size = (333, 197)
+    frame = np.zeros((size[1], size[0], 3), np.uint8)
+    frame[box[1]:box[3], box[0]:box[2]] = 255
+    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "video"}, {"type": "text",
+                                                                                            "text": "hi"}]}],
+                                         add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], videos=[[frame, frame]], return_tensors="pt")
+    pixels = inputs["pixel_values_videos"][0, 0] if "pixel_values_videos" in inputs else inputs["pixel_values"][0]
+    bright = np.argwhere(pixels.mean(dim=0).numpy() > 0.5)  # (y, x) in processed pixels
+    (grid, *_), = frame_grids(processor, inputs, size, 2, model.config)
+    expected = [box[0] * grid.scale_x - grid.offset_x, box[1] * grid.scale_y - grid.offset_y,
+                box[2] * grid.scale_x - grid.offset_x, box[3] * grid.scale_y - grid.offset_y]
+    found = [bright[:, 1].min(), bright[:, 0].min(), bright[:, 1].max() + 1, bright[:, 0].max() + 1]
+    limit = [pixels.shape[-1], pixels.shape[-2]] * 2
+    expected = [min(max(v, 0), lim) for v, lim in zip(expected, limit)]
+    assert np.allclose(found, expected, atol=3), (found, expected)
 
 
 def test_box_cells_follow_the_resize():
