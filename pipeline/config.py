@@ -79,7 +79,7 @@ class AnswerConfig:
     alpha: float = 1.0  # bias strength; 0 leaves attention unchanged
     head_threshold: float = 5e-5  # lambda: a head is active when its speaker-text -> speaker-box attention exceeds it
     bias_source: str = "logit"  # logit (default) or prob: what the adaptive bias is measured in
-    layer_range: tuple[float, float] = (1 / 3, 2 / 3)  # fractions of decoder depth where the bias applies
+    layer_range: tuple[float, float] = (0.357, 0.714)  # layers l with lo <= l/L < hi get the bias: 10-19 of 28
     device: str = "auto"  # auto (cuda when available), cpu or cuda
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16
 

@@ -51,6 +51,7 @@ class SequencePlan:
     """The groups of one sequence of the batch (indices into that row of ``input_ids``)."""
 
     groups: tuple[SpeakerGroup, ...] = ()
+    visual: np.ndarray | None = None  # every visual token of the sequence, for attention heatmaps
 
     @property
     def rows(self) -> np.ndarray:
@@ -78,6 +79,8 @@ class AlignmentSettings:
     chunk_rows: int = DEFAULT_CHUNK_ROWS
 
     def __post_init__(self) -> None:
+        if not self.alpha >= 0:
+            raise ValueError(f"alpha must be >= 0 (the bias pulls attention toward the speaker), got {self.alpha}")
         if self.bias_source not in ("logit", "prob"):
             raise ValueError(f"bias_source must be 'logit' or 'prob', got {self.bias_source!r}")
         lo, hi = self.layer_range
@@ -111,8 +114,8 @@ class _State:
     layer_of: dict[int, int]  # id(attention module) -> decoder layer index
     reference: bool
     stats: dict[int, LayerStats]
-    keep_maps: bool = False
-    maps: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # layer -> per sequence (H, |U|, N) A'
+    heatmap_speaker: str | None = None
+    heatmap: dict[str, list[torch.Tensor]] = field(default_factory=lambda: {"before": [], "after": []})
 
 
 _STATE: contextvars.ContextVar[_State | None] = contextvars.ContextVar("socialpipe_alignment", default=None)
@@ -161,7 +164,8 @@ class AlignmentReport:
     attn_max_after: float
     attn_mean_after: float
     active_head_ratio: dict[int, float]
-    maps: dict[int, list[torch.Tensor]] = field(default_factory=dict)
+    heatmap_before: np.ndarray | None = None  # (visual tokens,) the heatmap speaker's attention, first sequence
+    heatmap_after: np.ndarray | None = None
 
     def to_json(self) -> dict:
         return {"attn_max_before": self.attn_max_before, "attn_mean_before": self.attn_mean_before,
@@ -171,17 +175,19 @@ class AlignmentReport:
 
 @contextmanager
 def speaker_alignment(model, plans: list[SequencePlan], settings: AlignmentSettings, reference: bool = False,
-                      keep_maps: bool = False):
+                      heatmap_speaker: str | None = None):
     """Within the block, forward passes of ``model`` (set up by :func:`enable`) apply the alignment
     to the chosen language layers during prefill. Yields an :class:`AlignmentReport` filled in
-    when the block ends."""
+    when the block ends. With ``heatmap_speaker``, the report also holds that speaker's attention
+    (first sequence, mean over heads, rows and chosen layers) over every visual token of
+    ``plans[0].visual``, without and with the bias."""
     if model.config._attn_implementation != ATTENTION_NAME and getattr(
             getattr(model.config, "text_config", None), "_attn_implementation", None) != ATTENTION_NAME:
         raise ValueError("call stages.alignment.enable(model) before aligning it")
     attention = language_layers(model)
     chosen = settings.layers(len(attention))
     state = _State(tuple(plans), settings, {id(attention[i]): i for i in chosen}, reference,
-                   {i: LayerStats() for i in chosen}, keep_maps)
+                   {i: LayerStats() for i in chosen}, heatmap_speaker)
     report = AlignmentReport(math.nan, math.nan, math.nan, math.nan, {})
     token = _STATE.set(state)
     try:
@@ -196,7 +202,9 @@ def speaker_alignment(model, plans: list[SequencePlan], settings: AlignmentSetti
             report.attn_mean_after = sum(s.mean_after for s in state.stats.values()) / pairs
         report.active_head_ratio = {layer: (sum(s.active) / (s.heads * len(s.active)) if s.active and s.heads else 0.0)
                                     for layer, s in state.stats.items()}
-        report.maps = state.maps
+        if state.heatmap["before"]:
+            report.heatmap_before = torch.stack(state.heatmap["before"]).mean(dim=0).numpy()
+            report.heatmap_after = torch.stack(state.heatmap["after"]).mean(dim=0).numpy()
 
 
 # ----------------------------------------------------------------------------- the attention function
@@ -357,6 +365,38 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
             after_max[active.cpu()] += mx
             after_mean[active.cpu()] += mn
     _record(state.stats[layer], heads, len(active), before_max, before_mean, after_max, after_mean, pairs)
+    if b == 0 and state.heatmap_speaker is not None and plan.visual is not None:
+        _heatmap(state, plan, q_all, k_all, rows, row_in, key_in, cols, mask, b, lse, magnitude, active, scale)
+
+
+def _heatmap(state: _State, plan: SequencePlan, q_all, k_all, rows, row_in, key_in, cols, mask, b, lse, magnitude,
+             active, scale) -> None:
+    """The heatmap speaker's attention over every visual token, mean over heads and rows: (visual,)."""
+    groups = [g for g in plan.groups if len(g.rows) and len(g.cols)]
+    speaker_groups = [g for g, group in enumerate(groups) if group.speaker == state.heatmap_speaker]
+    picked = torch.nonzero(row_in[:, speaker_groups].any(dim=1)).flatten() if speaker_groups else torch.zeros(0)
+    if len(picked) == 0:
+        return
+    r, visual = rows[picked], torch.as_tensor(plan.visual)
+    row_mask = _mask_rows(mask, b, k_all.shape[1], r, q_all).float()
+
+    def attention(head_index, keys):
+        """(h, R, keys) unbiased attention of the picked rows."""
+        scores = torch.baddbmm(row_mask[:, keys].expand(len(head_index), -1, -1), q_all[head_index][:, r],
+                               k_all[head_index][:, keys].transpose(-1, -2), alpha=scale)
+        return (scores - lse[head_index][:, picked, None]).exp()
+
+    weights = attention(torch.arange(q_all.shape[0]), visual)  # (H, R, visual)
+    biased = weights.clone()
+    if len(active) and state.settings.alpha != 0:
+        own_keys = (row_in[picked].float() @ key_in.float()) > 0  # (R, N)
+        beta = state.settings.alpha * magnitude[active][:, picked]  # (A, R)
+        d, c = torch.exp(-beta), -torch.expm1(-beta)
+        own_mass = (attention(active, cols) * own_keys[:, cols].float()).sum(dim=-1)  # (A, R)
+        scale_own = torch.where(own_keys[:, visual], 1.0, d[..., None])  # (A, R, visual)
+        biased[active] = weights[active] * scale_own / (d + c * own_mass)[..., None]
+    state.heatmap["before"].append(weights.mean(dim=(0, 1)).cpu())
+    state.heatmap["after"].append(biased.mean(dim=(0, 1)).cpu())
 
 
 def _record(stats: LayerStats, heads: int, active: int, before_max, before_mean, after_max, after_mean,

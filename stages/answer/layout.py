@@ -226,7 +226,8 @@ def speaker_plan(grids: Sequence[FrameGrid], line_speakers: Sequence[str], line_
             if rows and cols:
                 groups.append(SpeakerGroup(speaker, frame, np.unique(np.concatenate(rows)),
                                            np.unique(np.concatenate(cols))))
-    return SequencePlan(tuple(groups))
+    visual = np.concatenate([grid.first_token + np.arange(grid.token_count) for grid in grids]) if grids else None
+    return SequencePlan(tuple(groups), visual)
 
 
 def frames_covered(start_s: float, end_s: float, frame_times_s: Sequence[float]) -> list[int]:

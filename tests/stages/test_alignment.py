@@ -279,9 +279,44 @@ def test_settings_validate_their_values():
         AlignmentSettings(bias_source="both")
     with pytest.raises(ValueError, match="layer_range"):
         AlignmentSettings(layer_range=(0.6, 0.4))
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        AlignmentSettings(alpha=-1.0)
     assert AlignmentSettings().layers(28) == list(range(10, 20))
+
+    from pipeline.config import AnswerConfig
+
+    assert AnswerConfig().layer_range == AlignmentSettings().layer_range
 
 
 def test_a_group_without_rows_or_columns_is_ignored():
     plan = SequencePlan((SpeakerGroup("A", 0, np.array([5, 6]), np.zeros(0, np.int64)),))
     assert plan.empty and plan.rows.size == 0
+
+
+def test_heatmaps_show_attention_moving_onto_the_speaker(tiny, tmp_path):
+    import cv2
+
+    from stages.answer.diagnostics import box_share, render_heatmaps
+
+    processor, model = tiny
+    size = (333, 197)
+    texts, inputs, offsets = encode(processor, 4, size)
+    enable(model)
+    try:
+        grids, plans = plans_for(processor, model, texts, inputs, offsets, 4, size)
+        settings = AlignmentSettings(alpha=2.0, head_threshold=0.0, layer_range=(0.25, 0.75))
+        with speaker_alignment(model, plans, settings, heatmap_speaker="Alice") as report:
+            logits(model, inputs)
+    finally:
+        model.set_attn_implementation("sdpa")
+    boxes = {(s, f): ((10, 10, 150, 180) if s == "Alice" else (180, 10, 320, 180)) for s in ("Alice", "Bob")
+             for f in range(4)}
+    visual = plans[0].visual
+    assert report.heatmap_before.shape == report.heatmap_after.shape == (len(visual),)
+    assert box_share(grids[0], report.heatmap_after, visual, boxes, "Alice") > \
+        box_share(grids[0], report.heatmap_before, visual, boxes, "Alice")
+    frames = [np.full((size[1], size[0], 3), 120, np.uint8)] * 4
+    path = render_heatmaps(tmp_path / "alice.png", frames, grids[0], visual, report.heatmap_before,
+                           report.heatmap_after, boxes, "Alice")
+    picture = cv2.imread(str(path))
+    assert picture is not None and picture.shape[0] > 300 and picture.shape[1] == 4 * 320
