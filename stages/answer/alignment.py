@@ -164,6 +164,7 @@ class AlignmentReport:
     attn_max_after: float
     attn_mean_after: float
     active_head_ratio: dict[int, float]
+    aligned_calls: dict[int, int] = field(default_factory=dict)  # per chosen layer, sequences aligned (prefills)
     heatmap_before: np.ndarray | None = None  # (visual tokens,) the heatmap speaker's attention, first sequence
     heatmap_after: np.ndarray | None = None
 
@@ -200,6 +201,7 @@ def speaker_alignment(model, plans: list[SequencePlan], settings: AlignmentSetti
             report.attn_mean_before = sum(s.mean_before for s in state.stats.values()) / pairs
             report.attn_max_after = sum(s.max_after for s in state.stats.values()) / pairs
             report.attn_mean_after = sum(s.mean_after for s in state.stats.values()) / pairs
+        report.aligned_calls = {layer: len(s.active) for layer, s in state.stats.items()}
         report.active_head_ratio = {layer: (sum(s.active) / (s.heads * len(s.active)) if s.active and s.heads else 0.0)
                                     for layer, s in state.stats.items()}
         if state.heatmap["before"]:

@@ -242,6 +242,7 @@ def test_generate_with_cache_biases_only_the_prefill(tiny):
     finally:
         model.set_attn_implementation("sdpa")
     assert generated.shape[1] == inputs["input_ids"].shape[1] + 4
+    assert set(report.aligned_calls.values()) == {1}  # the prefill only, not the 3 decoding steps
     assert all(ratio == 1.0 for ratio in report.active_head_ratio.values())
     assert report.attn_max_after > report.attn_max_before
 
@@ -320,3 +321,33 @@ def test_heatmaps_show_attention_moving_onto_the_speaker(tiny, tmp_path):
                            report.heatmap_after, boxes, "Alice")
     picture = cv2.imread(str(path))
     assert picture is not None and picture.shape[0] > 300 and picture.shape[1] == 4 * 320
+
+
+def test_inactive_heads_keep_their_sdpa_output():
+    """Directly on the attention function: a head whose speaker-text -> box attention stays under
+    lambda is left exactly as SDPA computed it; the active head's U rows change, other rows do not."""
+    from stages.answer.alignment import _State, LayerStats, aligned_attention, _STATE
+
+    torch.manual_seed(0)
+    heads, n, dim = 2, 24, 8
+    query, key, value = torch.randn(1, heads, n, dim), torch.randn(1, heads, n, dim), torch.randn(1, heads, n, dim)
+    key[0, 0, 2:6] = query[0, 0, 16:20].mean(dim=0) * 4  # head 0's transcript rows look hard at the box keys
+    key[0, 1, 2:6] = -query[0, 1, 16:20].mean(dim=0) * 4  # head 1's look away from them
+    plan = SequencePlan((SpeakerGroup("A", 0, np.arange(16, 20), np.arange(2, 6)),))
+
+    class Attention(torch.nn.Module):
+        pass
+
+    module = Attention()
+    plain, _ = aligned_attention(module, query, key, value, None, scaling=dim ** -0.5)
+    state = _State((plan,), AlignmentSettings(alpha=1.0, head_threshold=0.05), {id(module): 0}, False,
+                   {0: LayerStats()})
+    token = _STATE.set(state)
+    try:
+        aligned, _ = aligned_attention(module, query, key, value, None, scaling=dim ** -0.5)
+    finally:
+        _STATE.reset(token)
+    assert state.stats[0].active == [1]
+    assert torch.equal(aligned[0, :, 1], plain[0, :, 1])  # (B, N, H, D): head 1 inactive, untouched
+    assert torch.equal(aligned[0, :16, 0], plain[0, :16, 0]) and torch.equal(aligned[0, 20:, 0], plain[0, 20:, 0])
+    assert not torch.allclose(aligned[0, 16:20, 0], plain[0, 16:20, 0])
