@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from pipeline import __version__
-from pipeline.errors import SocialpipeError, StageUnavailable
+from pipeline.errors import SocialpipeError
 
 STAGE_CHOICE = click.Choice(["people", "speech", "link", "answer"])
 _existing = click.Path(path_type=Path)
@@ -166,9 +166,6 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except StageUnavailable as exc:
-        click.echo(f"socialpipe: {exc}", err=True)
-        sys.exit(3)
     except SocialpipeError as exc:
         click.echo(f"socialpipe: error: {exc}", err=True)
         sys.exit(2)

@@ -13,7 +13,3 @@ class InputError(SocialpipeError, ValueError):
 
 class NoAudioError(InputError):
     """The video has no audio stream, so the speech stage cannot run."""
-
-
-class StageUnavailable(SocialpipeError):
-    """A stage this version cannot run; the message says how to supply its output instead."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
 from pipeline.config import Config
-from pipeline.errors import InputError, NoAudioError, StageUnavailable
+from pipeline.errors import InputError, NoAudioError
 from pipeline.formats import load_links, load_tracks, load_transcript, write_mot, write_rttm, write_vtt
 from pipeline.io import sha256_file
 from pipeline.rundir import RunFolder, default_run_dir, stage_key
@@ -105,9 +105,8 @@ class Run:
         if request.question is None:
             result.notes.append("no --question given: stopped after the link stage")
             return self._stop(result, "link")
-        raise StageUnavailable(
-            "the answer stage (multimodal LLM with speaker attention alignment) is not in this version yet; "
-            f"the perception artifacts are in {folder.path}")
+        result.answer = self._answer(result)
+        return self._stop(result, "answer")
 
     # ------------------------------------------------------------------ steps
 
@@ -181,6 +180,20 @@ class Run:
             return links
 
         return self._step(result, "link", key, make, source=f"ground truth: {given}", inputs=inputs)
+
+    def _answer(self, result: RunResult) -> Answer:
+        from stages.answer.stage import AnswerStage
+
+        config, request, folder = self.request.config, self.request, result.folder
+        key = stage_key("answer", folder.key_of("people"), folder.key_of("speech"), folder.key_of("link"),
+                        asdict(config.answer), request.question, list(request.options))
+        stage = AnswerStage(config.answer, head_expand=config.people.head_expand)
+        return self._step(result, "answer", key,
+                          lambda: stage.run(result.video, result.tracks, result.transcript, result.links,
+                                            request.question, request.options),
+                          source=f"answer stage ({config.answer.model}, {config.answer.variant})",
+                          inputs={"question": request.question, "options": list(request.options),
+                                  "settings": asdict(config.answer)})
 
     # ------------------------------------------------------------------ machinery
 

@@ -78,12 +78,10 @@ def test_changed_ground_truth_reruns_its_stage_and_the_ones_after(socialpipe, ru
     assert "[speech] wrote" in result.err and "[link] wrote" in result.err
 
 
-def test_stages_not_built_yet_say_so(socialpipe, run_copy):
-    asked = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, *GROUND_TRUTH_ARGS, "--question", "Who left?")
-    assert asked.code == 3 and "answer stage" in asked.err and "not in this version yet" in asked.err
-    assert "Traceback" not in asked.err and not (run_copy / "answer.json").exists()
-    no_question = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, *GROUND_TRUTH_ARGS)
-    assert no_question.code == 0 and "no --question given" in no_question.err
+def test_without_a_question_the_run_stops_after_linking(socialpipe, run_copy):
+    result = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, *GROUND_TRUTH_ARGS)
+    assert result.code == 0 and "no --question given" in result.err and "stopped after link" in result.err
+    assert not (run_copy / "answer.json").exists()
 
 
 def test_default_out_folder_is_per_video(socialpipe, tmp_path, monkeypatch):

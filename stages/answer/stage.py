@@ -1,0 +1,267 @@
+"""Stage 4, answer: frames + speaker-labelled transcript + speaker boxes + question -> a multimodal
+LLM's answer, with speaker attention alignment by default.
+
+Reads top to bottom:
+1. load the model and processor (hub id or local folder; bf16 on GPU, fp32 on CPU by default);
+2. pick ``num_frames`` frames: evenly over the clip, or around the time the question names;
+3. each linked voice's speaker box on each frame (person box, else the face grown to head and
+   shoulders); transcript lines ``Name [MM:SS-MM:SS]: text`` for the utterances in the window;
+4. the variant: ``none`` (plain), ``box`` (box coordinates in the prompt), ``visual`` (boxes and
+   names drawn on the frames) or ``align`` (the attention alignment; the paper's method);
+5. multiple choice: each option's mean token log-likelihood after the prompt, the best one
+   chosen; open questions: greedy generation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo
+from pipeline.boxes import speaker_box
+from pipeline.config import AnswerConfig
+from pipeline.errors import SocialpipeError
+from pipeline.timebase import format_clock
+from pipeline.video import read_uniform_frames
+from stages.answer.alignment import AlignmentSettings, enable, speaker_alignment
+from stages.answer.layout import family_of, frame_grids, frames_covered, line_token_spans, speaker_plan
+
+QUESTION_WINDOW_S = 5.0  # a question naming a time looks this far either side of it
+MAX_NEW_TOKENS = 64
+_CLOCK = re.compile(r"\b(\d{1,2}):(\d{2})\b")
+BOX_COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
+
+
+@dataclass
+class Loaded:
+    model: object
+    processor: object
+    family: str
+    device: str
+
+
+def load_model(settings: AnswerConfig) -> Loaded:
+    """The model and processor named by ``settings.model`` (a hub id or a local folder)."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    device = settings.device if settings.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32, "float32": torch.float32,
+             "bfloat16": torch.bfloat16, "float16": torch.float16}[settings.dtype]
+    source = _checkpoint(settings.model)
+    try:
+        processor = AutoProcessor.from_pretrained(source)
+        model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, attn_implementation="sdpa")
+    except (OSError, ValueError) as exc:
+        raise SocialpipeError(
+            f"answer model {settings.model!r} could not be loaded ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0][:120]}); expected a Qwen2.5-VL, LLaVA-NeXT-Video or InternVL3 "
+            "checkpoint (hub id or local folder, given with --model)") from None
+    family = family_of(model)
+    model = model.to(device).eval()
+    enable(model)
+    return Loaded(model, processor, family, device)
+
+
+def _checkpoint(name: str) -> str:
+    """A local folder as it is; a hub id when it is cached or the hub answers (asked once, quickly, so an
+    offline machine fails at once instead of after the download retries)."""
+    from pathlib import Path
+
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise SocialpipeError(f"answer model {name!r}: no such folder, and not a hub id (owner/name); give a "
+                              "local checkpoint folder or a hub id with --model")
+    from huggingface_hub import model_info, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return name
+    try:
+        model_info(name, timeout=10)
+    except Exception as exc:  # connection, authentication or not-found errors of huggingface_hub
+        raise SocialpipeError(
+            f"answer model {name!r} is not on this machine and the Hugging Face hub cannot be reached or refused "
+            f"it ({type(exc).__name__}); on a connected machine it is downloaded on first use, offline give a "
+            "local checkpoint folder with --model DIR") from None
+    return name
+
+
+def question_window(question: str, video: VideoInfo) -> tuple[float, float]:
+    """(start_s, end_s): around the first MM:SS the question names, else the whole clip."""
+    match = _CLOCK.search(question)
+    if match:
+        at = int(match.group(1)) * 60 + int(match.group(2))
+        if at < video.duration_s:
+            return max(at - QUESTION_WINDOW_S, 0.0), min(at + QUESTION_WINDOW_S, video.duration_s)
+    return 0.0, video.duration_s
+
+
+@dataclass
+class Scene:
+    """What the prompt shows: frames, their times, the lines and every speaker's box per frame."""
+
+    frames: list[np.ndarray]
+    times_s: list[float]
+    lines: list[str]
+    line_speakers: list[str]
+    line_frames: list[list[int]]
+    boxes: dict[tuple[str, int], list[float]]
+
+
+def build_scene(video: VideoInfo, tracks: Tracks | None, transcript: Transcript, links: SpeakerLinks | None,
+                question: str, num_frames: int, head_expand: float) -> Scene:
+    start_s, end_s = question_window(question, video)
+    frames, indices, times = read_uniform_frames(video, num_frames, start_s, end_s)
+    lines, speakers, covered = [], [], []
+    for u in transcript.utterances:
+        if u.end_s < start_s or u.start_s > end_s:
+            continue
+        name = links.name_for(u.speaker) if links is not None else u.speaker
+        lines.append(f"{name} [{format_clock(u.start_s)}-{format_clock(u.end_s)}]: {u.text.strip() or '...'}")
+        speakers.append(name)
+        covered.append(frames_covered(u.start_s, u.end_s, times))
+    boxes = {}
+    if tracks is not None and links is not None:
+        for link in links.links:
+            if link.track_id is None:
+                continue
+            for t, frame_index in enumerate(indices):
+                box = speaker_box(tracks, link.track_id, frame_index, video.width, video.height, head_expand)
+                if box is not None:
+                    boxes[link.name, t] = [float(v) for v in box]
+    return Scene(list(frames), list(times), lines, speakers, covered, boxes)
+
+
+def draw_boxes(scene: Scene) -> list[np.ndarray]:
+    """The 'visual prompt' baseline: each speaker's box and name drawn on the frames."""
+    names = sorted({s for s, _ in scene.boxes})
+    drawn = []
+    for t, frame in enumerate(scene.frames):
+        frame = frame.copy()
+        for name in names:
+            if (name, t) in scene.boxes:
+                x1, y1, x2, y2 = (int(round(v)) for v in scene.boxes[name, t])
+                colour = BOX_COLOURS[names.index(name) % len(BOX_COLOURS)]
+                cv2.rectangle(frame, (x1, y1), (x2, y2), colour, 3)
+                cv2.putText(frame, name, (x1 + 3, y1 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2, cv2.LINE_AA)
+        drawn.append(frame)
+    return drawn
+
+
+def box_text(scene: Scene, size: tuple[int, int]) -> str:
+    """The 'box prompt' baseline: box coordinates as text."""
+    rows = [f"Speaker boxes (x1, y1, x2, y2 in a {size[0]}x{size[1]} frame):"]
+    for name in sorted({s for s, _ in scene.boxes}):
+        per_frame = [f"frame {t + 1} [{', '.join(str(int(round(v))) for v in scene.boxes[name, t])}]"
+                     for t in range(len(scene.frames)) if (name, t) in scene.boxes]
+        rows.append(f"{name}: " + "; ".join(per_frame))
+    return "\n".join(rows)
+
+
+def prompt_text(scene: Scene, question: str, options: Sequence[str], variant: str, size: tuple[int, int]) -> str:
+    parts = ["Transcript:", *scene.lines] if scene.lines else []
+    if variant == "box" and scene.boxes:
+        parts.append(box_text(scene, size))
+    parts.append(f"Question: {question.strip()}")
+    if options:
+        parts.append("Options:")
+        parts += [f"{chr(65 + i)}. {option}" for i, option in enumerate(options)]
+        parts.append("Answer with the correct option.")
+    return "\n".join(parts)
+
+
+class AnswerStage:
+    """Answers one question about a video with a multimodal LLM."""
+
+    def __init__(self, settings: AnswerConfig, head_expand: float = 2.2, loaded: Loaded | None = None):
+        self.settings = settings
+        self.head_expand = head_expand
+        self.loaded = loaded
+
+    def run(self, video: VideoInfo, tracks: Tracks | None, transcript: Transcript, links: SpeakerLinks | None,
+            question: str, options: Sequence[str] = ()) -> Answer:
+        settings = self.settings
+        if self.loaded is None:
+            self.loaded = load_model(settings)
+        loaded = self.loaded
+        scene = build_scene(video, tracks, transcript, links, question, settings.num_frames, self.head_expand)
+        frames = draw_boxes(scene) if settings.variant == "visual" else scene.frames
+        text = prompt_text(scene, question, options, settings.variant, (video.width, video.height))
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
+        prompt = loaded.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        inputs = loaded.processor(text=[prompt], videos=[frames], return_tensors="pt", return_offsets_mapping=True)
+        offsets = inputs.pop("offset_mapping")
+        plan = None
+        if settings.variant == "align":
+            grids = frame_grids(loaded.processor, inputs, (video.width, video.height), len(frames), loaded.model.config)
+            spans = line_token_spans(prompt, scene.lines, inputs["input_ids"][0], offsets[0])
+            plan = speaker_plan(grids[0], scene.line_speakers, spans, scene.line_frames, scene.boxes)
+        inputs = {k: v.to(loaded.device) if hasattr(v, "to") else v for k, v in inputs.items()}
+        inputs = {k: v.to(loaded.model.dtype) if k.startswith("pixel_values") else v for k, v in inputs.items()}
+        alignment = AlignmentSettings(alpha=settings.alpha, head_threshold=settings.head_threshold,
+                                      bias_source=settings.bias_source, layer_range=tuple(settings.layer_range))
+        diagnostics = {"variant": settings.variant, "frame_times_s": [round(t, 3) for t in scene.times_s],
+                       "prompt_tokens": int(inputs["input_ids"].shape[1]), "transcript_lines": len(scene.lines),
+                       "speakers_with_boxes": sorted({s for s, _ in scene.boxes})}
+        if plan is not None:
+            diagnostics.update(aligned_rows=int(len(plan.rows)), aligned_visual_tokens=int(len(plan.cols)),
+                               alignment={"alpha": alignment.alpha, "head_threshold": alignment.head_threshold,
+                                          "bias_source": alignment.bias_source,
+                                          "layer_range": list(alignment.layer_range)})
+        if options:
+            scores, report = self._score_options(inputs, options, plan, alignment)
+            best = int(np.argmax(scores))
+            answer_text, chosen = options[best], best
+        else:
+            answer_text, report = self._generate(inputs, plan, alignment)
+            scores, chosen = None, None
+        if report is not None:
+            diagnostics.update(report.to_json())
+        return Answer(question=question, text=answer_text, options=tuple(options), chosen_option=chosen,
+                      option_scores=None if scores is None else tuple(float(s) for s in scores),
+                      model=settings.model, diagnostics=diagnostics)
+
+    def _aligned(self, plan, alignment):
+        from contextlib import nullcontext
+
+        if plan is None:
+            return nullcontext(None)
+        return speaker_alignment(self.loaded.model, [plan], alignment)
+
+    def _score_options(self, inputs: dict, options: Sequence[str], plan, alignment):
+        """Mean log-probability of each option's tokens after the prompt (the prompt's tokens keep their
+        positions, so the alignment plan holds for every option)."""
+        import torch
+
+        tokenizer = self.loaded.processor.tokenizer
+        scores, report = [], None
+        for option in options:
+            continuation = torch.tensor([tokenizer(" " + option.strip(), add_special_tokens=False)["input_ids"]],
+                                        device=inputs["input_ids"].device)
+            if continuation.shape[1] == 0:
+                scores.append(float("-inf"))
+                continue
+            extended = dict(inputs, input_ids=torch.cat([inputs["input_ids"], continuation], dim=1),
+                            attention_mask=torch.cat([inputs["attention_mask"], torch.ones_like(continuation)], dim=1))
+            with torch.no_grad(), self._aligned(plan, alignment) as this_report:
+                logits = self.loaded.model(**extended).logits[0].float()
+            report = report or this_report
+            start = inputs["input_ids"].shape[1]
+            log_probs = logits[start - 1:-1].log_softmax(dim=-1)  # (L, vocab): predictions of the option's tokens
+            picked = log_probs.gather(1, continuation[0][:, None]).squeeze(1)
+            scores.append(float(picked.mean()))
+        return scores, report
+
+    def _generate(self, inputs: dict, plan, alignment):
+        import torch
+
+        with torch.no_grad(), self._aligned(plan, alignment) as report:
+            output = self.loaded.model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+        new_tokens = output[0, inputs["input_ids"].shape[1]:]
+        text = self.loaded.processor.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+        return text or "(the model produced no text)", report

@@ -1,0 +1,128 @@
+"""The answer stage end to end on tiny models of each family, its baselines, and its failures."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+
+from pipeline.artifacts import SpeakerLink, SpeakerLinks, load_json
+from pipeline.config import AnswerConfig
+from pipeline.errors import SocialpipeError
+from pipeline.formats import load_links, load_tracks, load_transcript
+from pipeline.video import probe
+from stages.answer.stage import AnswerStage, build_scene, box_text, draw_boxes, load_model, question_window
+from tests.conftest import GROUND_TRUTH_ARGS, SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
+from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
+
+OPTIONS = ("Alice", "Bob", "Carol")
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return (probe(SAMPLE_VIDEO), load_tracks(SAMPLE_TRACKS, fps=None), load_transcript(SAMPLE_TRANSCRIPT),
+            load_links(SAMPLE_LINKS))
+
+
+@pytest.fixture(scope="module")
+def qwen_folder(tmp_path_factory):
+    return qwen2_5_vl(tmp_path_factory.mktemp("models") / "qwen")
+
+
+def test_run_answers_on_the_sample_with_a_local_model(socialpipe, qwen_folder, tmp_path):
+    out = tmp_path / "run"
+    result = socialpipe("run", SAMPLE_VIDEO, "--out", out, *GROUND_TRUTH_ARGS, "--question",
+                        "Who left the room at 00:18?", *[a for o in OPTIONS for a in ("--option", o)],
+                        "--model", qwen_folder)
+    assert result.code == 0, result
+    answer = json.loads((out / "answer.json").read_text())
+    assert answer["text"] in OPTIONS and answer["options"] == list(OPTIONS) and len(answer["option_scores"]) == 3
+    diagnostics = answer["diagnostics"]
+    assert diagnostics["variant"] == "align" and diagnostics["aligned_rows"] > 0
+    assert diagnostics["attn_max_after"] >= diagnostics["attn_max_before"]
+    assert result.out.strip() == answer["text"]
+    assert all(13.0 <= t <= 23.1 for t in diagnostics["frame_times_s"])  # around the 00:18 the question names
+
+
+@pytest.mark.parametrize("build", [qwen2_5_vl, llava_next_video, internvl], ids=["qwen2_5_vl", "llava_next_video",
+                                                                               "internvl"])
+def test_every_variant_answers_with_every_family(build, sample, tmp_path):
+    loaded = load_model(AnswerConfig(model=str(build(tmp_path / "model"))))
+    video, tracks, transcript, links = sample
+    for variant in ("none", "box", "visual", "align"):
+        stage = AnswerStage(AnswerConfig(model="tiny", variant=variant, num_frames=4), loaded=loaded)
+        answer = stage.run(video, tracks, transcript, links, "Who speaks first?", OPTIONS)
+        assert answer.chosen_option is not None and answer.text == OPTIONS[answer.chosen_option]
+        assert all(np.isfinite(answer.option_scores))
+        assert ("attn_max_after" in answer.diagnostics) == (variant == "align")
+
+
+def test_open_question_generates_text(qwen_folder, sample):
+    video, tracks, transcript, links = sample
+    stage = AnswerStage(AnswerConfig(model=str(qwen_folder), num_frames=4))
+    answer = stage.run(video, tracks, transcript, links, "What is happening?")
+    assert answer.text and answer.chosen_option is None and answer.option_scores is None
+
+
+def test_baselines_change_what_the_model_sees(sample):
+    video, tracks, transcript, links = sample
+    scene = build_scene(video, tracks, transcript, links, "Who left?", 4, 2.2)
+    assert ("Dana", 0) not in scene.boxes and ("Alice", 0) in scene.boxes  # off screen: no box
+    assert "Dana [" in "\n".join(scene.lines)
+    text = box_text(scene, (video.width, video.height))
+    assert "Alice: frame 1 [" in text and "640x360" in text
+    drawn = draw_boxes(scene)
+    assert not np.array_equal(drawn[0], scene.frames[0])
+
+
+def test_speakers_without_boxes_or_tracks_still_get_an_answer(qwen_folder, sample):
+    video, _, transcript, _ = sample
+    stage = AnswerStage(AnswerConfig(model=str(qwen_folder), num_frames=4))
+    unlinked = SpeakerLinks(tuple(SpeakerLink(v, None) for v in transcript.speakers))
+    answer = stage.run(video, None, transcript, unlinked, "Who left?", OPTIONS)
+    assert answer.text in OPTIONS and answer.diagnostics["aligned_rows"] == 0
+
+
+def test_question_window():
+    class Video:
+        duration_s = 40.0
+
+    assert question_window("What happens at 00:18?", Video) == (13.0, 23.0)
+    assert question_window("What happens?", Video) == (0.0, 40.0)
+    assert question_window("At 12:00 what?", Video) == (0.0, 40.0)  # past the end: the whole clip
+
+
+def _hub_reachable() -> bool:
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(_hub_reachable(), reason="this machine reaches the hub, so there is no offline error")
+def test_offline_without_weights_stops_after_the_perception_artifacts(socialpipe, tmp_path):
+    out = tmp_path / "run"
+    result = socialpipe("run", SAMPLE_VIDEO, "--out", out, *GROUND_TRUTH_ARGS, "--question", "Who left?")
+    assert result.code == 2
+    assert "answer model 'Qwen/Qwen2.5-VL-3B-Instruct' is not on this machine" in result.err
+    assert "--model DIR" in result.err
+    assert {"people.json", "speech.json", "links.json"} <= {p.name for p in out.iterdir()}
+    assert not (out / "answer.json").exists()
+
+
+def test_a_missing_local_folder_is_a_clear_error():
+    with pytest.raises(SocialpipeError, match="no such folder"):
+        load_model(AnswerConfig(model="./no/such/model"))
+
+
+def test_answer_json_round_trips(socialpipe, qwen_folder, tmp_path):
+    from pipeline.artifacts import Answer
+
+    out = tmp_path / "run"
+    assert socialpipe("run", SAMPLE_VIDEO, "--out", out, *GROUND_TRUTH_ARGS, "--question", "Who?", "--option", "A",
+                      "--option", "B", "--model", qwen_folder, "--set", "answer.variant=none").code == 0
+    answer = load_json(Answer, out / "answer.json")
+    assert answer.model == str(qwen_folder) and answer.diagnostics["variant"] == "none"
