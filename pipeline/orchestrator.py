@@ -121,15 +121,8 @@ class Run:
             return self._step(result, "people", key, lambda: PeopleStage(settings).run(result.video),
                               source=f"people stage ({settings.detector}, {settings.tracker})",
                               inputs={"settings": asdict(settings)}, exports=export)
-        inputs = _ground_truth_input("tracks", given)
-        key = stage_key("people", video_sha, inputs)
-
-        def make() -> Tracks:
-            tracks = load_tracks(given, result.video.fps)
-            _validated(given, lambda: tracks.validate_against(result.video))
-            return tracks
-
-        return self._step(result, "people", key, make, source=f"ground truth: {given}", inputs=inputs, exports=export)
+        return self._from_file(result, "people", "tracks", given, lambda path: load_tracks(path, result.video.fps),
+                               lambda tracks: tracks.validate_against(result.video), [video_sha], export)
 
     def _speech(self, result: RunResult, video_sha: str) -> Transcript:
         given = self.request.transcript_file
@@ -149,16 +142,8 @@ class Run:
             return self._step(result, "speech", key, lambda: SpeechStage(settings).run(result.video),
                               source=f"speech stage ({settings.asr_model}, {settings.diarization} diarization)",
                               inputs={"settings": asdict(settings)}, exports=export)
-        inputs = _ground_truth_input("transcript", given)
-        key = stage_key("speech", video_sha, inputs)
-
-        def make() -> Transcript:
-            transcript = load_transcript(given)
-            _validated(given, lambda: transcript.validate_against(result.video))
-            return transcript
-
-        return self._step(result, "speech", key, make, source=f"ground truth: {given}",
-                          inputs=inputs, exports=export)
+        return self._from_file(result, "speech", "transcript", given, load_transcript,
+                               lambda transcript: transcript.validate_against(result.video), [video_sha], export)
 
     def _link(self, result: RunResult) -> SpeakerLinks:
         given = self.request.links_file
@@ -171,15 +156,9 @@ class Run:
                               lambda: LinkStage(settings).run(result.video, result.tracks, result.transcript),
                               source="link stage (mouth activity x speech activity)",
                               inputs={"settings": asdict(settings)})
-        inputs = _ground_truth_input("links", given)
-        key = stage_key("link", result.folder.key_of("people"), result.folder.key_of("speech"), inputs)
-
-        def make() -> SpeakerLinks:
-            links = load_links(given)
-            _validated(given, lambda: links.validate_against(result.tracks, result.transcript))
-            return links
-
-        return self._step(result, "link", key, make, source=f"ground truth: {given}", inputs=inputs)
+        return self._from_file(result, "link", "links", given, load_links,
+                               lambda links: links.validate_against(result.tracks, result.transcript),
+                               [result.folder.key_of("people"), result.folder.key_of("speech")])
 
     def _answer(self, result: RunResult) -> Answer:
         from stages.answer.stage import AnswerStage
@@ -196,6 +175,20 @@ class Run:
                                   "settings": asdict(config.answer)})
 
     # ------------------------------------------------------------------ machinery
+
+    def _from_file(self, result: RunResult, stage: str, name: str, path: Path, load: Callable[[Path], object],
+                   check: Callable[[object], None], upstream: list, exports: Callable | None = None):
+        """A ground-truth file in place of a stage: loaded, checked against the video and the earlier
+        artifacts (errors name the file), and written as the stage's artifact."""
+        inputs = _ground_truth_input(name, path)
+
+        def make():
+            artifact = load(path)
+            _validated(path, lambda: check(artifact))
+            return artifact
+
+        return self._step(result, stage, stage_key(stage, *upstream, inputs), make, source=f"ground truth: {path}",
+                          inputs=inputs, exports=exports)
 
     def _step(self, result: RunResult, stage: str, key: str, make: Callable, source: str,
               inputs: dict[str, str], exports: Callable | None = None):

@@ -208,7 +208,7 @@ class TrackLog:
 
     def add(self, frame_index: int, tracked: np.ndarray, detections: Detections,
             histograms: list[np.ndarray | None]) -> None:
-        for x1, y1, x2, y2, track_id, score, _cls, idx in tracked:
+        for *_box, track_id, _score, _cls, idx in tracked:  # the detection (idx) gives the exact box
             i = int(idx)
             self.rows.append({
                 "track_id": int(track_id), "frame_index": frame_index,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,15 @@ SAMPLE_TRANSCRIPT = SAMPLE_DIR / "conversation.transcript.json"
 SAMPLE_LINKS = SAMPLE_DIR / "conversation.links.json"
 GROUND_TRUTH_ARGS = ["--tracks", str(SAMPLE_TRACKS), "--transcript", str(SAMPLE_TRANSCRIPT),
                      "--links", str(SAMPLE_LINKS)]
+
+
+def reachable(host: str) -> bool:
+    """Whether this machine can open a connection to ``host`` (offline-error tests skip when it can)."""
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
 
 
 def make_video(path: Path, seconds: float = 2.0, size: str = "160x90", fps: int = 10, audio: bool = True) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from pipeline.errors import SocialpipeError
 from pipeline.formats import load_links, load_tracks, load_transcript
 from pipeline.video import probe
 from stages.answer.stage import AnswerStage, build_scene, box_text, draw_boxes, load_model, question_window
-from tests.conftest import GROUND_TRUTH_ARGS, SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
+from tests.conftest import GROUND_TRUTH_ARGS, reachable, SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
 from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
 
 OPTIONS = ("Alice", "Bob", "Carol")
@@ -94,15 +93,7 @@ def test_question_window():
     assert question_window("At 12:00 what?", Video) == (0.0, 40.0)  # past the end: the whole clip
 
 
-def _hub_reachable() -> bool:
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=3).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(_hub_reachable(), reason="this machine reaches the hub, so there is no offline error")
+@pytest.mark.skipif(reachable("huggingface.co"), reason="this machine reaches the hub, so there is no offline error")
 def test_offline_without_weights_stops_after_the_perception_artifacts(socialpipe, tmp_path):
     out = tmp_path / "run"
     result = socialpipe("run", SAMPLE_VIDEO, "--out", out, *GROUND_TRUTH_ARGS, "--question", "Who left?")

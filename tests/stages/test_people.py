@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import socket
-
 import cv2
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ from pipeline.formats import load_tracks
 from pipeline.scoring import score_people
 from pipeline.video import probe
 from stages.people import Detections, PeopleStage, rejoin
-from tests.conftest import SAMPLE_TRACKS, SAMPLE_VIDEO, video_from_frames
+from tests.conftest import SAMPLE_TRACKS, SAMPLE_VIDEO, reachable, video_from_frames
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +88,7 @@ def test_yolo_paths_run_end_to_end_on_a_random_model(tmp_path):
     assert set(faces.kinds.values()) <= {"face"}
 
 
-def _online() -> bool:
-    try:
-        socket.create_connection(("github.com", 443), timeout=3).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(_online(), reason="this machine can download YOLO weights, so there is no offline error")
+@pytest.mark.skipif(reachable("github.com"), reason="this machine can download YOLO weights, so there is no offline error")
 def test_yolo_without_weights_offline_is_a_clear_error(tiny_video):
     with pytest.raises(SocialpipeError, match="not on this machine and could not be fetched.*--set people.person_model"):
         PeopleStage(PeopleConfig(person_detector="yolo", person_model="yolo11m.pt")).run(probe(tiny_video))
