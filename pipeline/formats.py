@@ -186,8 +186,10 @@ def _cues(path: Path, text: str):
         yield lineno, start, end, payload
 
 
-def _cue_utterances(path: Path, lineno: int, start: float, end: float, payload: list[str]) -> list[Utterance]:
-    """Split a cue's lines into utterances by voice span or ``Name:`` prefix."""
+def _cue_utterances(path: Path, lineno: int, start: float, end: float, payload: list[str],
+                    unnamed: str | None = None) -> list[Utterance]:
+    """Split a cue's lines into utterances by voice span or ``Name:`` prefix; a cue naming nobody is an
+    error, or spoken by ``unnamed`` when that is given."""
     turns: list[list[str]] = []  # [speaker, text]
     for raw in payload:
         voice = _VOICE.search(raw)
@@ -199,6 +201,8 @@ def _cue_utterances(path: Path, lineno: int, start: float, end: float, payload: 
             turns.append([prefix.group(1).strip(), prefix.group(2).strip()])
         elif turns:
             turns[-1][1] = f"{turns[-1][1]} {plain}".strip()
+        elif plain and unnamed is not None:
+            turns.append([unnamed, plain])
         elif plain:
             raise InputError(f"{path} line {lineno}: cue {plain[:40]!r} names no speaker; expected a "
                              "'<v Name>' voice span or a line starting 'Name:'")
@@ -217,10 +221,12 @@ def read_vtt(path: str | Path) -> Transcript:
     return Transcript.from_utterances(utterances, {"source": str(path), "format": "vtt"})
 
 
-def read_srt(path: str | Path) -> Transcript:
+def read_srt(path: str | Path, unnamed: str | None = None) -> Transcript:
+    """SRT cues whose lines begin ``Name:`` or ``(Name:)``; cues naming nobody are an error unless
+    ``unnamed`` names who speaks them (datasets whose subtitles tag only some lines)."""
     path = Path(path)
     text = _read_text(path)
-    utterances = [u for cue in _cues(path, text) for u in _cue_utterances(path, *cue)]
+    utterances = [u for cue in _cues(path, text) for u in _cue_utterances(path, *cue, unnamed=unnamed)]
     if text.strip() and not utterances:
         raise InputError(f"{path}: no SRT cues found; expected blocks of 'N', 'HH:MM:SS,mmm --> HH:MM:SS,mmm', 'Name: text'")
     return Transcript.from_utterances(utterances, {"source": str(path), "format": "srt"})

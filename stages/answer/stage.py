@@ -185,20 +185,25 @@ class AnswerStage:
 
     def run(self, video: VideoInfo, tracks: Tracks | None, transcript: Transcript, links: SpeakerLinks | None,
             question: str, options: Sequence[str] = ()) -> Answer:
+        scene = build_scene(video, tracks, transcript, links, question, self.settings.num_frames, self.head_expand)
+        return self.answer(scene, question, options)
+
+    def answer(self, scene: Scene, question: str, options: Sequence[str] = ()) -> Answer:
+        """Answer about a scene (frames, lines, boxes) however it was made: from a run or a dataset."""
         settings = self.settings
         if self.loaded is None:
             self.loaded = load_model(settings)
         loaded = self.loaded
-        scene = build_scene(video, tracks, transcript, links, question, settings.num_frames, self.head_expand)
+        height, width = scene.frames[0].shape[:2]
         frames = draw_boxes(scene) if settings.variant == "visual" else scene.frames
-        text = prompt_text(scene, question, options, settings.variant, (video.width, video.height))
+        text = prompt_text(scene, question, options, settings.variant, (width, height))
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
         prompt = loaded.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         inputs = loaded.processor(text=[prompt], videos=[frames], return_tensors="pt", return_offsets_mapping=True)
         offsets = inputs.pop("offset_mapping")
         plan = None
         if settings.variant == "align":
-            grids = frame_grids(loaded.processor, inputs, (video.width, video.height), len(frames), loaded.model.config)
+            grids = frame_grids(loaded.processor, inputs, (width, height), len(frames), loaded.model.config)
             spans = line_token_spans(prompt, scene.lines, inputs["input_ids"][0], offsets[0])
             plan = speaker_plan(grids[0], scene.line_speakers, spans, scene.line_frames, scene.boxes)
         inputs = {k: v.to(loaded.device) if hasattr(v, "to") else v for k, v in inputs.items()}

@@ -1,0 +1,175 @@
+"""``socialpipe eval``: answer a dataset's questions with one model and variant, and score them.
+
+Results go to ``OUT/results.jsonl`` one item per line, flushed as they come, so an interrupted
+evaluation resumes where it stopped (a half-written last line is recomputed); ``OUT/eval.json``
+records the settings (a resume with other settings is refused) and ``OUT/summary.json`` the
+accuracy per task, the alignment diagnostics, the items that failed and the annotation rows that
+could not be read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pipeline.config import AnswerConfig
+from pipeline.datasets import (
+    EvalItem,
+    load_dataset,
+    tvqa_frame_path,
+    tvqa_subtitles_path,
+    TVQA_FPS,
+)
+from pipeline.errors import InputError
+from pipeline.formats import read_srt
+from pipeline.io import write_text_atomic
+from pipeline.timebase import format_clock
+
+UNNAMED_SPEAKER = "Someone"  # who speaks a subtitle line that names nobody
+NEAREST_BOX_FRAMES = 3  # a frame without box annotations borrows those of an annotated frame this close
+
+
+def tvqa_scene(item: EvalItem, root: Path, num_frames: int):
+    """Frames (3 fps files), subtitle lines and character boxes of a TVQA+ question's window."""
+    from stages.answer.layout import frames_covered
+    from stages.answer.stage import Scene
+
+    folder = tvqa_frame_path(root, item.clip, 1).parent
+    available = sorted(int(p.stem) for p in folder.glob("*.jpg")) if folder.is_dir() else []
+    if not available:
+        raise InputError(f"no frames for {item.clip} in {folder}")
+    start, end = item.window_s
+    inside = [n for n in available if start <= (n - 1) / TVQA_FPS <= end] or available
+    picks = [inside[int(i)] for i in np.linspace(0, len(inside) - 1, num_frames).round().astype(int)]
+    frames = []
+    for n in picks:
+        image = cv2.imread(str(tvqa_frame_path(root, item.clip, n)))
+        if image is None:
+            raise InputError(f"cannot read frame {tvqa_frame_path(root, item.clip, n)}")
+        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    times = [(n - 1) / TVQA_FPS for n in picks]
+    subtitles = tvqa_subtitles_path(root, item.clip)
+    transcript = read_srt(subtitles, unnamed=UNNAMED_SPEAKER) if subtitles.is_file() else None
+    lines, speakers, covered = [], [], []
+    for u in transcript.utterances if transcript is not None else ():
+        if u.end_s < start or u.start_s > end:
+            continue
+        lines.append(f"{u.speaker} [{format_clock(u.start_s)}-{format_clock(u.end_s)}]: {u.text}")
+        speakers.append(u.speaker)
+        covered.append(frames_covered(u.start_s, u.end_s, times))
+    names = {s.lower(): s for s in speakers}
+    boxes = {}
+    annotated = sorted(item.boxes)
+    for t, n in enumerate(picks):
+        nearest = min(annotated, key=lambda a: abs(a - n), default=None)
+        if nearest is None or abs(nearest - n) > NEAREST_BOX_FRAMES:
+            continue
+        for label, xyxy in item.boxes[nearest]:
+            if label.lower() in names:
+                boxes[names[label.lower()], t] = list(xyxy)
+    return Scene(frames, times, lines, speakers, covered, boxes)
+
+
+def _read_results(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    results = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            results.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # an interrupted write: that item is done again
+    return results
+
+
+def evaluate(dataset: str, annotations: Path, data_root: Path, settings: AnswerConfig, out: Path,
+             tasks: tuple[str, ...] = (), limit: int | None = None,
+             progress: Callable[[int, int, dict], None] | None = None) -> dict[str, Any]:
+    """Answer every item (or the first ``limit`` of the chosen tasks), resuming from ``out``; return the summary."""
+    from stages.answer.stage import AnswerStage, load_model
+
+    loaded_dataset = load_dataset(dataset, annotations)
+    items = [item for item in loaded_dataset.items if not tasks or item.task in tasks][:limit]
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file; expected a folder for the evaluation's results")
+    out.mkdir(parents=True, exist_ok=True)
+    setup = {"dataset": dataset, "annotations": str(annotations), "data_root": str(data_root),
+             "answer": asdict(settings), "tasks": list(tasks)}
+    setup["answer"]["layer_range"] = list(settings.layer_range)
+    setup_path = out / "eval.json"
+    if setup_path.is_file() and json.loads(setup_path.read_text()) != setup:
+        raise InputError(f"--out {out}: holds an evaluation with other settings ({setup_path}); "
+                         "expected a new folder, or the same settings to resume")
+    write_text_atomic(setup_path, json.dumps(setup, indent=1) + "\n")
+    results_path = out / "results.jsonl"
+    done = {r["item_id"]: r for r in _read_results(results_path)}
+    write_text_atomic(results_path, "".join(json.dumps(r) + "\n" for r in done.values()))
+    stage = None
+    with open(results_path, "a", encoding="utf-8") as sink:
+        for k, item in enumerate(items):
+            if item.item_id in done:
+                continue
+            if stage is None:
+                stage = AnswerStage(settings, loaded=load_model(settings))
+            started = time.perf_counter()
+            record: dict[str, Any] = {"item_id": item.item_id, "task": item.task, "answer_index": item.answer_index}
+            try:
+                scene = tvqa_scene(item, data_root, settings.num_frames)
+                answer = stage.answer(scene, item.question, item.options)
+                record.update(chosen=answer.chosen_option, correct=answer.chosen_option == item.answer_index,
+                              option_scores=list(answer.option_scores or ()),
+                              diagnostics={k: v for k, v in answer.diagnostics.items()
+                                           if k.startswith(("attn_", "active_head", "aligned_"))})
+            except InputError as exc:
+                record.update(error=str(exc), correct=False)
+            record["seconds"] = round(time.perf_counter() - started, 3)
+            sink.write(json.dumps(record) + "\n")
+            sink.flush()
+            done[item.item_id] = record
+            if progress is not None:
+                progress(k + 1, len(items), record)
+    summary = summarise([done[i.item_id] for i in items if i.item_id in done], loaded_dataset.rejected, setup)
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def summarise(results: list[dict[str, Any]], rejected: list[dict[str, Any]], setup: dict[str, Any]) -> dict[str, Any]:
+    tasks: dict[str, dict[str, Any]] = {}
+    for r in results:
+        row = tasks.setdefault(r["task"], {"items": 0, "correct": 0, "failed": 0})
+        row["items"] += 1
+        row["correct"] += bool(r.get("correct"))
+        row["failed"] += "error" in r
+    for row in tasks.values():
+        row["accuracy"] = row["correct"] / row["items"] if row["items"] else None
+    diagnostics = {}
+    for name in ("attn_max_before", "attn_max_after", "attn_mean_before", "attn_mean_after"):
+        values = [r["diagnostics"][name] for r in results if name in r.get("diagnostics", {})
+                  and r["diagnostics"][name] == r["diagnostics"][name]]
+        if values:
+            diagnostics[name] = float(np.mean(values))
+    return {"dataset": setup["dataset"], "model": setup["answer"]["model"], "variant": setup["answer"]["variant"],
+            "tasks": tasks, "diagnostics": diagnostics, "failed_items": [
+                {"item_id": r["item_id"], "error": r["error"]} for r in results if "error" in r],
+            "rejected_rows": len(rejected), "rejections": rejected[:100]}
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    lines = [f"{summary['dataset']} / {summary['model']} / variant {summary['variant']}",
+             f"{'task':<10} {'items':>6} {'correct':>8} {'failed':>7} {'accuracy':>9}"]
+    for task, row in summary["tasks"].items():
+        accuracy = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.1f}%"
+        lines.append(f"{task:<10} {row['items']:>6} {row['correct']:>8} {row['failed']:>7} {accuracy:>9}")
+    if summary["diagnostics"]:
+        d = summary["diagnostics"]
+        lines.append(f"AttnMax {d.get('attn_max_before', float('nan')):.4g} -> {d.get('attn_max_after', float('nan')):.4g}, "
+                     f"AttnMean {d.get('attn_mean_before', float('nan')):.4g} -> {d.get('attn_mean_after', float('nan')):.4g}")
+    lines.append(f"annotation rows that could not be read: {summary['rejected_rows']}")
+    return "\n".join(lines)
