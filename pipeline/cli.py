@@ -161,7 +161,8 @@ def score_link_cmd(pred, gt, transcript, pred_transcript, as_json):
 @click.option("--dataset", type=click.Choice(["tvqa+", "mmsi", "onlinemmsi"]), required=True)
 @click.option("--data-root", type=_existing, required=True, help="The dataset's frames and subtitles.")
 @click.option("--annotations", type=_existing,
-              help="Question annotations. Default for tvqa+: DATA_ROOT/tvqa_plus_val.json.")
+              help="TVQA+ question annotations. Default: DATA_ROOT/tvqa_plus_val.json.")
+@click.option("--split", default="test", show_default=True, help="MMSI / OnlineMMSI split.")
 @click.option("--task", "tasks", multiple=True, help="Only these tasks (videoqa, sti, pcr, mpp).")
 @click.option("--model", help="Answer model: a hub id or a local folder.")
 @click.option("--variant", type=click.Choice(["none", "box", "visual", "align"]), help="What the model is told of who is where.")
@@ -170,7 +171,8 @@ def score_link_cmd(pred, gt, transcript, pred_transcript, as_json):
 @click.option("--out", type=_existing, help="Results folder (resumable). Default: eval_runs/<dataset>-<variant>.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N questions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def evaluate_cmd(dataset, data_root, annotations, tasks, model, variant, config_path, overrides, out, limit, as_json):
+def evaluate_cmd(dataset, data_root, annotations, split, tasks, model, variant, config_path, overrides, out, limit,
+                 as_json):
     """Answer a dataset's questions and report accuracy per task (resumes an interrupted run)."""
     from pipeline.config import load_config
     from pipeline.evaluation import evaluate, summary_table
@@ -178,6 +180,8 @@ def evaluate_cmd(dataset, data_root, annotations, tasks, model, variant, config_
     overrides = list(overrides) + ([f"answer.model={model}"] if model else []) + \
         ([f"answer.variant={variant}"] if variant else [])
     settings = load_config(config_path, overrides).answer
+    if dataset != "tvqa+":
+        annotations = Path(data_root)
     annotations = annotations or Path(data_root) / "tvqa_plus_val.json"
     out = out or Path("eval_runs") / f"{dataset}-{settings.variant}"
 
@@ -185,7 +189,8 @@ def evaluate_cmd(dataset, data_root, annotations, tasks, model, variant, config_
         verdict = "error: " + record["error"] if "error" in record else ("right" if record["correct"] else "wrong")
         click.echo(f"[eval] {done}/{total} {record['item_id']}: {verdict}", err=True)
 
-    summary = evaluate(dataset, Path(annotations), Path(data_root), settings, Path(out), tuple(tasks), limit, progress)
+    summary = evaluate(dataset, Path(annotations), Path(data_root), settings, Path(out), tuple(tasks), limit, progress,
+                       split)
     click.echo(json.dumps(summary, sort_keys=True) if as_json else summary_table(summary))
     if not as_json:
         click.echo(f"results: {out}/results.jsonl, summary: {out}/summary.json", err=True)

@@ -8,13 +8,34 @@ TVQA+ (multiple choice over a clip with subtitles and character boxes):
   TVQA's release layout; ``bbt`` for The Big Bang Theory) and subtitles as
   ``tvqa_subtitles/<vid_name>.srt`` whose lines begin ``(Name:)``.
 
+MMSI (speaking target identification ``sti``, pronoun coreference ``pcr``, mentioned player
+prediction ``mpp``), in the layout of its public release, under one root:
+- ``split.json``: ``{"train": [...], "test": [...]}`` lists of ``<game>_<round>`` names;
+- ``txt/<name>.txt``: one utterance a line, ``[Player3] (MM:SS): text`` with ``[PlayerK]`` mentions;
+- ``txt_labeled/<name>.txt``: the same lines, word for word, with each resolved pronoun replaced by
+  its ``PlayerK`` and, for a line addressed to one player, ``[PlayerK]`` at its end;
+- ``meta/<game>.json``: ``{round: {"playerNames": [...]}}``;
+- ``keypoints/<name>.npy``: per time step at 5 fps, a list of ``{"idx": player, "keypoints":
+  [x, y, confidence] * 17}`` (boxes are the extents of the confident keypoints);
+- ``videos/<name>.mp4``: the round's video (frames for the model).
+Questions: ``sti`` asks whom a player's line with "you"/"your" addresses (lines labelled with
+exactly one addressee, once per line); ``pcr`` masks a third-person pronoun labelled with a
+player; ``mpp`` masks a ``[PlayerK]`` mention. The options are the round's players.
+
+OnlineMMSI: per task a folder (``STI``, ``PCR``, ``MPP``, any case) with ``train`` / ``test``
+folders of ``*.mp4`` and a ``metadata.csv`` with columns ``video_name``, ``user`` (the dialogue
+history and question) and ``assistant`` (the gold ``PlayerN`` first). The options are the players
+the dialogue names. It carries no boxes.
+
 A row that cannot be read becomes a rejection with its reason, counted and reported, never
-dropped silently. MMSI and OnlineMMSI loaders are not written yet.
+dropped silently.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +62,9 @@ class EvalItem:
     window_s: tuple[float, float]  # the part of the clip the question is about
     boxes: Mapping[int, tuple[tuple[str, tuple[float, float, float, float]], ...]] = field(default_factory=dict)
     # TVQA+: frame number (1-based, 3 fps) -> ((label, (x1, y1, x2, y2)), ...)
+    context: tuple[tuple[str, float, str], ...] = ()  # MMSI: (speaker, time_s, text) lines around the question
+    video: str | None = None  # the clip's video, relative to the data root (MMSI, OnlineMMSI)
+    keypoints: str | None = None  # MMSI: the round's keypoint file, relative to the data root
 
 
 @dataclass
@@ -49,11 +73,14 @@ class LoadedDataset:
     rejected: list[dict[str, Any]]  # {"row": index, "id": ..., "reason": ...}
 
 
-def load_dataset(name: str, annotations: str | Path) -> LoadedDataset:
+def load_dataset(name: str, annotations: str | Path, split: str = "test") -> LoadedDataset:
+    """TVQA+ reads its annotation file; MMSI and OnlineMMSI read their data root."""
     if name == "tvqa+":
         return load_tvqa_plus(annotations)
-    if name in DATASETS:
-        raise InputError(f"--dataset {name}: its loader is not built yet; this version reads tvqa+")
+    if name == "mmsi":
+        return load_mmsi(annotations, split)
+    if name == "onlinemmsi":
+        return load_onlinemmsi(annotations, split)
     raise InputError(f"--dataset {name!r}: unknown; expected one of {list(DATASETS)}")
 
 
@@ -116,3 +143,140 @@ def tvqa_frame_path(root: Path, vid_name: str, frame: int) -> Path:
 
 def tvqa_subtitles_path(root: Path, vid_name: str) -> Path:
     return root / "tvqa_subtitles" / f"{vid_name}.srt"
+
+
+# ----------------------------------------------------------------------------- MMSI
+
+_MMSI_LINE = re.compile(r"^(?P<speaker>\[Player\d+\]|[^(]+?)\s*\((?P<m>\d+):(?P<s>\d{2})\):\s*(?P<text>.*)$")
+_PLAYER = re.compile(r"Player(\d+)")
+SECOND_PERSON = {"you", "your"}
+THIRD_PERSON = {"he", "his", "him", "she", "her"}
+MMSI_CONTEXT = 5  # utterances shown before and after the question's line
+MMSI_TASKS = ("sti", "pcr", "mpp")
+
+
+def _bare(word: str) -> str:
+    return re.sub(r"[^\w]", "", word.lower())
+
+
+def load_mmsi(root: str | Path, split: str = "test") -> LoadedDataset:
+    root = Path(root)
+    try:
+        names = json.loads((root / "split.json").read_text(encoding="utf-8"))[split]
+    except FileNotFoundError:
+        raise InputError(f"{root / 'split.json'}: no such file; expected an MMSI data root") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise InputError(f"{root / 'split.json'}: expected {{\"train\": [...], \"test\": [...]}} with a {split!r} list") from None
+    items, rejected = [], []
+    for name in names:
+        try:
+            items += _mmsi_round(root, str(name))
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            reason = f"missing {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+            rejected.append({"row": name, "id": name, "reason": reason})
+    return LoadedDataset(items, rejected)
+
+
+def _mmsi_round(root: Path, name: str) -> list[EvalItem]:
+    game, _, round_id = name.partition("_")
+    lines = [line for line in (root / "txt" / f"{name}.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+    labeled = [line for line in (root / "txt_labeled" / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+               if line.strip()]
+    if len(lines) != len(labeled):
+        raise ValueError(f"{len(lines)} transcript lines but {len(labeled)} labelled lines")
+    players = len(json.loads((root / "meta" / f"{game}.json").read_text(encoding="utf-8"))[round_id]["playerNames"])
+    parsed = []
+    for number, line in enumerate(lines, start=1):
+        match = _MMSI_LINE.match(line)
+        if not match:
+            raise ValueError(f"line {number} {line[:40]!r} is not '[PlayerK] (MM:SS): text'")
+        parsed.append((match["speaker"].strip("[] "), int(match["m"]) * 60 + int(match["s"]), match["text"]))
+    options = tuple(f"Player{k}" for k in range(players))
+    items = []
+    for i, (line, label_line) in enumerate(zip(lines, labeled)):
+        speaker, time_s, _ = parsed[i]
+        if not _PLAYER.fullmatch(speaker):
+            continue
+        words, label_words = line.split(), label_line.split()
+        addressed = False
+        for w, word in enumerate(words[1:], start=1):
+            found = _mmsi_question(word, w, label_words, label_line, players, addressed)
+            if found is None:
+                continue
+            task, answer, masked_word = found
+            addressed = addressed or task == "sti"
+            shown = words.copy()
+            if masked_word:
+                shown[w] = re.sub(r"\[?Player\d+\]?" if task == "mpp" else re.escape(word), "[MASK]", word)
+            said = _MMSI_LINE.match(" ".join(shown))["text"]
+            question = {
+                "sti": f'Whom is {speaker} speaking to when saying: "{said}"?',
+                "pcr": f'{speaker} says: "{said}". Who is [MASK]?',
+                "mpp": f'{speaker} says: "{said}". Which player is [MASK]?',
+            }[task]
+            first, last = max(i - MMSI_CONTEXT, 0), min(i + MMSI_CONTEXT + 1, len(lines))
+            context = tuple((parsed[j][0], float(parsed[j][1]), said if j == i else parsed[j][2])
+                            for j in range(first, last))
+            items.append(EvalItem("mmsi", task, f"{name}:{i}:{w}:{task}", question, options, answer, name,
+                                  (max(time_s - 2.0, 0.0), time_s + 2.0), context=context,
+                                  video=f"videos/{name}.mp4", keypoints=f"keypoints/{name}.npy"))
+    return items
+
+
+def _mmsi_question(word: str, w: int, label_words: list[str], label_line: str, players: int, addressed: bool):
+    """(task, answer player, whether the word is masked) when this word makes a question, else None."""
+    bare = _bare(word)
+    if bare in SECOND_PERSON and not addressed and label_line.rstrip().endswith("]"):
+        last = re.findall(r"\[(.*?)\]", label_line)[-1]
+        named = [int(k) for k in _PLAYER.findall(last) if int(k) < players]
+        if len(named) == 1:
+            return "sti", named[0], False
+    if bare in THIRD_PERSON and w < len(label_words):
+        named = _PLAYER.search(label_words[w])
+        if named and int(named.group(1)) < players:
+            return "pcr", int(named.group(1)), True
+    if word.startswith("[Player"):
+        named = _PLAYER.search(word)
+        if named and int(named.group(1)) < players:
+            return "mpp", int(named.group(1)), True
+    return None
+
+
+# ----------------------------------------------------------------------------- OnlineMMSI
+
+
+def load_onlinemmsi(root: str | Path, split: str = "test") -> LoadedDataset:
+    root = Path(root)
+    folders = {p.name.lower(): p for p in root.iterdir() if p.is_dir()} if root.is_dir() else {}
+    if not any(task in folders for task in MMSI_TASKS):
+        raise InputError(f"{root}: no STI, PCR or MPP folder; expected an OnlineMMSI data root")
+    items, rejected = [], []
+    for task in MMSI_TASKS:
+        if task not in folders:
+            continue
+        metadata = folders[task] / split / "metadata.csv"
+        if not metadata.is_file():
+            rejected.append({"row": str(metadata), "id": None, "reason": "no metadata.csv"})
+            continue
+        with open(metadata, newline="", encoding="utf-8") as handle:
+            for number, row in enumerate(csv.DictReader(handle), start=2):
+                try:
+                    items.append(_onlinemmsi_item(root, folders[task].name, split, task, row))
+                except (KeyError, ValueError) as exc:
+                    reason = f"missing column {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+                    rejected.append({"row": f"{metadata}:{number}", "id": row.get("video_name"), "reason": reason})
+    return LoadedDataset(items, rejected)
+
+
+def _onlinemmsi_item(root: Path, folder: str, split: str, task: str, row: Mapping[str, str]) -> EvalItem:
+    video_name, dialogue, gold_text = row["video_name"].strip(), row["user"].strip(), row["assistant"].strip()
+    gold = _PLAYER.search(gold_text)
+    if not video_name or not dialogue:
+        raise ValueError("an empty video_name or user field")
+    if gold is None or not gold_text.lstrip().startswith(gold.group(0)):
+        raise ValueError(f"assistant {gold_text[:30]!r} does not begin with the gold PlayerN")
+    players = sorted({int(k) for k in _PLAYER.findall(dialogue)} | {int(gold.group(1))})
+    options = tuple(f"Player{k}" for k in players)
+    video = f"{folder}/{split}/{video_name if video_name.endswith('.mp4') else video_name + '.mp4'}"
+    return EvalItem("onlinemmsi", task, f"{task}:{video_name}", dialogue, options,
+                    options.index(gold.group(0)), video_name, (0.0, float("inf")), video=video)

@@ -77,6 +77,48 @@ def tvqa_scene(item: EvalItem, root: Path, num_frames: int):
     return Scene(frames, times, lines, speakers, covered, boxes)
 
 
+KEYPOINT_FPS = 5.0  # MMSI keypoints are sampled at 5 per second
+
+
+def video_scene(item: EvalItem, root: Path, num_frames: int):
+    """Frames from the item's video (MMSI, OnlineMMSI), its context lines, and MMSI's keypoint boxes."""
+    from stages.answer.layout import frames_covered
+    from stages.answer.stage import Scene
+    from pipeline.video import probe, read_uniform_frames
+
+    path = root / item.video
+    if not path.is_file():
+        raise InputError(f"no video for {item.clip} at {path}")
+    video = probe(path)
+    start, end = item.window_s
+    end = min(end, video.duration_s)
+    start = min(start, max(end - 1.0 / video.fps, 0.0))
+    frames, _, times = read_uniform_frames(video, num_frames, start, end)
+    lines, speakers, covered = [], [], []
+    for speaker, time_s, text in item.context:
+        lines.append(f"{speaker} [{format_clock(time_s)}]: {text}")
+        speakers.append(speaker)
+        covered.append(frames_covered(time_s, time_s + 3.0, times))
+    boxes = {}
+    if item.keypoints and (root / item.keypoints).is_file():
+        steps = np.load(root / item.keypoints, allow_pickle=True)
+        for t, time_s in enumerate(times):
+            step = min(int(round(time_s * KEYPOINT_FPS)), len(steps) - 1)
+            for person in steps[step] if len(steps) else ():
+                points = np.asarray(person["keypoints"], float).reshape(-1, 3)
+                seen = points[points[:, 2] > 0, :2]
+                if len(seen):
+                    x1, y1 = seen.min(axis=0)
+                    x2, y2 = seen.max(axis=0)
+                    boxes[f"Player{int(person['idx'])}", t] = [max(x1, 0.0), max(y1, 0.0), min(x2, video.width),
+                                                              min(y2, video.height)]
+    return Scene(list(frames), list(times), lines, speakers, covered, boxes)
+
+
+def scene_for(item: EvalItem, root: Path, num_frames: int):
+    return tvqa_scene(item, root, num_frames) if item.dataset == "tvqa+" else video_scene(item, root, num_frames)
+
+
 def _read_results(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
@@ -91,16 +133,17 @@ def _read_results(path: Path) -> list[dict[str, Any]]:
 
 def evaluate(dataset: str, annotations: Path, data_root: Path, settings: AnswerConfig, out: Path,
              tasks: tuple[str, ...] = (), limit: int | None = None,
-             progress: Callable[[int, int, dict], None] | None = None) -> dict[str, Any]:
-    """Answer every item (or the first ``limit`` of the chosen tasks), resuming from ``out``; return the summary."""
+             progress: Callable[[int, int, dict], None] | None = None, split: str = "test") -> dict[str, Any]:
+    """Answer every item (or the first ``limit`` of the chosen tasks), resuming from ``out``; return the summary.
+    ``annotations`` is TVQA+'s annotation file, or the data root for MMSI and OnlineMMSI."""
     from stages.answer.stage import AnswerStage, load_model
 
-    loaded_dataset = load_dataset(dataset, annotations)
+    loaded_dataset = load_dataset(dataset, annotations, split)
     items = [item for item in loaded_dataset.items if not tasks or item.task in tasks][:limit]
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file; expected a folder for the evaluation's results")
     out.mkdir(parents=True, exist_ok=True)
-    setup = {"dataset": dataset, "annotations": str(annotations), "data_root": str(data_root),
+    setup = {"dataset": dataset, "split": split, "annotations": str(annotations), "data_root": str(data_root),
              "answer": asdict(settings), "tasks": list(tasks)}
     setup["answer"]["layer_range"] = list(settings.layer_range)
     setup_path = out / "eval.json"
@@ -121,7 +164,7 @@ def evaluate(dataset: str, annotations: Path, data_root: Path, settings: AnswerC
             started = time.perf_counter()
             record: dict[str, Any] = {"item_id": item.item_id, "task": item.task, "answer_index": item.answer_index}
             try:
-                scene = tvqa_scene(item, data_root, settings.num_frames)
+                scene = scene_for(item, data_root, settings.num_frames)
                 answer = stage.answer(scene, item.question, item.options)
                 record.update(chosen=answer.chosen_option, correct=answer.chosen_option == item.answer_index,
                               option_scores=list(answer.option_scores or ()),

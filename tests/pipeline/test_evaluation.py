@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.datasets import load_dataset, load_tvqa_plus, tvqa_frame_path, tvqa_subtitles_path
 from pipeline.errors import InputError
-from tests.conftest import REPO
+from tests.conftest import REPO, make_video
 from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
 
 TVQA_VAL = REPO.parent / "shared" / "data" / "tvqa_plus_val.json"
@@ -43,9 +43,13 @@ def test_unreadable_rows_are_counted_with_their_reason(tmp_path):
                        "ts [5.0, 1.0] is not a window [start, end] with 0 <= start <= end", "an empty answer option"]
 
 
-def test_unknown_or_unbuilt_datasets_are_clear_errors(tmp_path):
-    with pytest.raises(InputError, match="loader is not built yet"):
-        load_dataset("mmsi", tmp_path / "x.json")
+def test_unknown_datasets_and_missing_roots_are_clear_errors(tmp_path):
+    with pytest.raises(InputError, match="expected an MMSI data root"):
+        load_dataset("mmsi", tmp_path)
+    with pytest.raises(InputError, match="expected an OnlineMMSI data root"):
+        load_dataset("onlinemmsi", tmp_path)
+    with pytest.raises(InputError, match="unknown"):
+        load_dataset("kinetics", tmp_path)
     with pytest.raises(InputError, match="no such file"):
         load_tvqa_plus(tmp_path / "missing.json")
 
@@ -122,3 +126,92 @@ def test_a_question_without_frames_is_reported_not_dropped(socialpipe, tmp_path)
     summary = json.loads(result.out)
     assert summary["tasks"]["videoqa"] == {**summary["tasks"]["videoqa"], "items": 3, "failed": 1}
     assert summary["failed_items"][0]["item_id"] == "999" and "no frames" in summary["failed_items"][0]["error"]
+
+
+MMSI_LINES = [
+    ("[Player0] (00:01): Hello everyone, I am the seer.", "[Player0] (00:01): Hello everyone, I am the seer."),
+    ("[Player1] (00:02): Do you trust me?", "[Player1] (00:02): Do you trust me? [Player2]"),
+    ("[Player2] (00:03): I think he is lying.", "[Player2] (00:03): I think Player0 is lying."),
+    ("[Player3] (00:04): [Player1] is the werewolf.", "[Player3] (00:04): [Player1] is the werewolf."),
+    ("Moderator (00:05): Time to vote.", "Moderator (00:05): Time to vote."),
+]
+
+
+def make_mmsi_root(root: Path, bad_round: bool = False) -> Path:
+    """One round of four players in MMSI's layout, with keypoints and a generated video."""
+    for folder in ("txt", "txt_labeled", "meta", "keypoints", "videos"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    names = ["g1_r1"] + (["g1_r2"] if bad_round else [])
+    (root / "split.json").write_text(json.dumps({"train": [], "test": names}))
+    (root / "meta" / "g1.json").write_text(json.dumps({"r1": {"playerNames": ["Ann", "Ben", "Cat", "Dan"]},
+                                                       "r2": {"playerNames": ["Ann", "Ben"]}}))
+    (root / "txt" / "g1_r1.txt").write_text("\n".join(line for line, _ in MMSI_LINES) + "\n")
+    (root / "txt_labeled" / "g1_r1.txt").write_text("\n".join(label for _, label in MMSI_LINES) + "\n")
+    (root / "txt" / "g1_r2.txt").write_text("no timestamp here\n")
+    (root / "txt_labeled" / "g1_r2.txt").write_text("no timestamp here\n")
+    steps = np.empty(30, dtype=object)
+    for t in range(30):
+        steps[t] = [{"idx": k, "keypoints": [v for j in range(17) for v in (60 + 140 * k + 3 * j, 80 + 10 * j, 0.9)]}
+                    for k in range(4)]
+    np.save(root / "keypoints" / "g1_r1.npy", steps, allow_pickle=True)
+    make_video(root / "videos" / "g1_r1.mp4", seconds=6.0, size="640x360", fps=10, audio=False)
+    return root
+
+
+def test_mmsi_questions_follow_the_labelled_transcript(tmp_path):
+    loaded = load_dataset("mmsi", make_mmsi_root(tmp_path / "mmsi", bad_round=True))
+    by_task = {item.task: item for item in loaded.items}
+    assert sorted(by_task) == ["mpp", "pcr", "sti"] and len(loaded.items) == 3
+    assert by_task["sti"].answer_index == 2 and "Do you trust me?" in by_task["sti"].question
+    assert by_task["pcr"].answer_index == 0 and "I think [MASK] is lying." in by_task["pcr"].question
+    assert by_task["mpp"].answer_index == 1 and "[MASK] is the werewolf." in by_task["mpp"].question
+    assert by_task["sti"].options == ("Player0", "Player1", "Player2", "Player3")
+    assert ("Player2", 3.0, "I think [MASK] is lying.") in by_task["pcr"].context
+    assert loaded.rejected == [{"row": "g1_r2", "id": "g1_r2",
+                                "reason": "line 1 'no timestamp here' is not '[PlayerK] (MM:SS): text'"}]
+
+
+def test_mmsi_scene_boxes_come_from_keypoint_extents(tmp_path):
+    from pipeline.evaluation import scene_for
+
+    root = make_mmsi_root(tmp_path / "mmsi")
+    item = next(i for i in load_dataset("mmsi", root).items if i.task == "pcr")
+    scene = scene_for(item, root, 4)
+    assert len(scene.frames) == 4 and all(1.0 <= t <= 5.0 for t in scene.times_s)
+    assert scene.boxes["Player1", 0] == [200.0, 80.0, 248.0, 240.0]
+    assert scene.line_speakers[0] == "Player0" and "[MASK]" in scene.lines[2]
+
+
+def make_onlinemmsi_root(root: Path) -> Path:
+    folder = root / "STI" / "test"
+    folder.mkdir(parents=True)
+    make_video(folder / "clip1.mp4", seconds=3.0, size="320x180", fps=10, audio=False)
+    with open(folder / "metadata.csv", "w", newline="") as handle:
+        import csv
+
+        writer = csv.writer(handle)
+        writer.writerow(["video_name", "user", "assistant"])
+        writer.writerow(["clip1", "Player0: I am the seer. Player2: Are you sure? Whom is Player2 speaking to?",
+                         "Player0 is the target."])
+        writer.writerow(["clip2", "Player1: hello", "Nobody."])
+    return root
+
+
+def test_onlinemmsi_rows_and_rejections(tmp_path):
+    loaded = load_dataset("onlinemmsi", make_onlinemmsi_root(tmp_path / "online"))
+    (item,) = loaded.items
+    assert item.task == "sti" and item.options == ("Player0", "Player2") and item.answer_index == 0
+    assert item.video == "STI/test/clip1.mp4"
+    assert loaded.rejected[0]["id"] == "clip2" and "does not begin with the gold PlayerN" in loaded.rejected[0]["reason"]
+
+
+@pytest.mark.parametrize("dataset, make", [("mmsi", make_mmsi_root), ("onlinemmsi", make_onlinemmsi_root)])
+def test_eval_runs_on_mmsi_style_fixtures(socialpipe, tmp_path, dataset, make):
+    root = make(tmp_path / dataset)
+    result = socialpipe("eval", "--dataset", dataset, "--data-root", root, "--model", qwen2_5_vl(tmp_path / "m"),
+                        "--out", tmp_path / "eval", "--set", "answer.num_frames=4", "--json")
+    assert result.code == 0, result
+    summary = json.loads(result.out)
+    expected = {"sti", "pcr", "mpp"} if dataset == "mmsi" else {"sti"}
+    assert set(summary["tasks"]) == expected and all(row["failed"] == 0 for row in summary["tasks"].values())
+    assert summary["rejected_rows"] == (1 if dataset == "onlinemmsi" else 0)
