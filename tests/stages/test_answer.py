@@ -31,8 +31,9 @@ def qwen_folder(tmp_path_factory):
 
 
 def test_run_answers_on_the_sample_with_a_local_model(socialpipe, qwen_folder, tmp_path):
+    """All four stages for real: people, speech and link on the offline models, then the answer."""
     out = tmp_path / "run"
-    result = socialpipe("run", SAMPLE_VIDEO, "--out", out, *GROUND_TRUTH_ARGS, "--question",
+    result = socialpipe("run", SAMPLE_VIDEO, "--out", out, "--question",
                         "Who left the room at 00:18?", *[a for o in OPTIONS for a in ("--option", o)],
                         "--model", qwen_folder)
     assert result.code == 0, result
@@ -42,6 +43,9 @@ def test_run_answers_on_the_sample_with_a_local_model(socialpipe, qwen_folder, t
     assert diagnostics["variant"] == "align" and diagnostics["aligned_rows"] > 0
     assert diagnostics["attn_max_after"] >= diagnostics["attn_max_before"]
     assert result.out.strip() == answer["text"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [manifest["stages"][s]["source"].split(" ")[0] for s in ("people", "speech", "link", "answer")] == \
+        ["people", "speech", "link", "answer"]
     assert all(13.0 <= t <= 23.1 for t in diagnostics["frame_times_s"])  # around the 00:18 the question names
 
 
