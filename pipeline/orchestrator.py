@@ -169,7 +169,7 @@ class Run:
         stage = AnswerStage(config.answer, head_expand=config.people.head_expand)
         return self._step(result, "answer", key,
                           lambda: stage.run(result.video, result.tracks, result.transcript, result.links,
-                                            request.question, request.options),
+                                            request.question, request.options, folder.path / "attention.png"),
                           source=f"answer stage ({config.answer.model}, {config.answer.variant})",
                           inputs={"question": request.question, "options": list(request.options),
                                   "settings": asdict(config.answer)})

@@ -87,6 +87,12 @@ def summary(run: RunContents) -> str:
     if run.answer is not None:
         lines.append(f"answer  Q: {run.answer.question}")
         lines.append(f"        A: {run.answer.text}")
+        diagnostics = run.answer.diagnostics
+        if "attn_max_before" in diagnostics:
+            lines.append(f"        alignment: AttnMax {diagnostics['attn_max_before']:.4g} -> {diagnostics['attn_max_after']:.4g}, "
+                         f"AttnMean {diagnostics['attn_mean_before']:.4g} -> {diagnostics['attn_mean_after']:.4g}")
+        if "heatmap" in diagnostics:
+            lines.append(f"        attention of {diagnostics['heatmap']['speaker']}: {run.path / diagnostics['heatmap']['file']}")
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,6 +29,7 @@ from pipeline.errors import SocialpipeError
 from pipeline.timebase import format_clock
 from pipeline.video import read_uniform_frames
 from stages.answer.alignment import AlignmentSettings, enable, speaker_alignment
+from stages.answer.diagnostics import render_heatmaps
 from stages.answer.layout import family_of, frame_grids, frames_covered, line_token_spans, speaker_plan
 
 QUESTION_WINDOW_S = 5.0  # a question naming a time looks this far either side of it
@@ -70,8 +72,6 @@ def load_model(settings: AnswerConfig) -> Loaded:
 def _checkpoint(name: str) -> str:
     """A local folder as it is; a hub id when it is cached or the hub answers (asked once, quickly, so an
     offline machine fails at once instead of after the download retries)."""
-    from pathlib import Path
-
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
@@ -184,12 +184,15 @@ class AnswerStage:
         self.loaded = loaded
 
     def run(self, video: VideoInfo, tracks: Tracks | None, transcript: Transcript, links: SpeakerLinks | None,
-            question: str, options: Sequence[str] = ()) -> Answer:
+            question: str, options: Sequence[str] = (), heatmap_path: Path | None = None) -> Answer:
         scene = build_scene(video, tracks, transcript, links, question, self.settings.num_frames, self.head_expand)
-        return self.answer(scene, question, options)
+        return self.answer(scene, question, options, heatmap_path)
 
-    def answer(self, scene: Scene, question: str, options: Sequence[str] = ()) -> Answer:
-        """Answer about a scene (frames, lines, boxes) however it was made: from a run or a dataset."""
+    def answer(self, scene: Scene, question: str, options: Sequence[str] = (),
+               heatmap_path: Path | None = None) -> Answer:
+        """Answer about a scene (frames, lines, boxes) however it was made: from a run or a dataset. With
+        ``heatmap_path`` and the align variant, the most talkative boxed speaker's attention over the
+        frames, without and with the bias, is drawn there as a PNG."""
         settings = self.settings
         if self.loaded is None:
             self.loaded = load_model(settings)
@@ -206,6 +209,8 @@ class AnswerStage:
             grids = frame_grids(loaded.processor, inputs, (width, height), len(frames), loaded.model.config)
             spans = line_token_spans(prompt, scene.lines, inputs["input_ids"][0], offsets[0])
             plan = speaker_plan(grids[0], scene.line_speakers, spans, scene.line_frames, scene.boxes)
+        talkers = [s for s in scene.line_speakers if any(g.speaker == s for g in (plan.groups if plan else ()))]
+        heatmap_speaker = max(set(talkers), key=talkers.count) if talkers and heatmap_path is not None else None
         inputs = {k: v.to(loaded.device) if hasattr(v, "to") else v for k, v in inputs.items()}
         inputs = {k: v.to(loaded.model.dtype) if k.startswith("pixel_values") else v for k, v in inputs.items()}
         alignment = AlignmentSettings(alpha=settings.alpha, head_threshold=settings.head_threshold,
@@ -219,26 +224,30 @@ class AnswerStage:
                                           "bias_source": alignment.bias_source,
                                           "layer_range": list(alignment.layer_range)})
         if options:
-            scores, report = self._score_options(inputs, options, plan, alignment)
+            scores, report = self._score_options(inputs, options, plan, alignment, heatmap_speaker)
             best = int(np.argmax(scores))
             answer_text, chosen = options[best], best
         else:
-            answer_text, report = self._generate(inputs, plan, alignment)
+            answer_text, report = self._generate(inputs, plan, alignment, heatmap_speaker)
             scores, chosen = None, None
         if report is not None:
             diagnostics.update(report.to_json())
+        if report is not None and report.heatmap_before is not None:
+            render_heatmaps(heatmap_path, frames, grids[0], plan.visual, report.heatmap_before, report.heatmap_after,
+                            scene.boxes, heatmap_speaker)
+            diagnostics["heatmap"] = {"speaker": heatmap_speaker, "file": Path(heatmap_path).name}
         return Answer(question=question, text=answer_text, options=tuple(options), chosen_option=chosen,
                       option_scores=None if scores is None else tuple(float(s) for s in scores),
                       model=settings.model, diagnostics=diagnostics)
 
-    def _aligned(self, plan, alignment):
+    def _aligned(self, plan, alignment, heatmap_speaker: str | None = None):
         from contextlib import nullcontext
 
         if plan is None:
             return nullcontext(None)
-        return speaker_alignment(self.loaded.model, [plan], alignment)
+        return speaker_alignment(self.loaded.model, [plan], alignment, heatmap_speaker=heatmap_speaker)
 
-    def _score_options(self, inputs: dict, options: Sequence[str], plan, alignment):
+    def _score_options(self, inputs: dict, options: Sequence[str], plan, alignment, heatmap_speaker=None):
         """Mean log-probability of each option's tokens after the prompt (the prompt's tokens keep their
         positions, so the alignment plan holds for every option)."""
         import torch
@@ -253,7 +262,7 @@ class AnswerStage:
                 continue
             extended = dict(inputs, input_ids=torch.cat([inputs["input_ids"], continuation], dim=1),
                             attention_mask=torch.cat([inputs["attention_mask"], torch.ones_like(continuation)], dim=1))
-            with torch.no_grad(), self._aligned(plan, alignment) as this_report:
+            with torch.no_grad(), self._aligned(plan, alignment, None if report else heatmap_speaker) as this_report:
                 logits = self.loaded.model(**extended).logits[0].float()
             report = report or this_report
             start = inputs["input_ids"].shape[1]
@@ -262,10 +271,10 @@ class AnswerStage:
             scores.append(float(picked.mean()))
         return scores, report
 
-    def _generate(self, inputs: dict, plan, alignment):
+    def _generate(self, inputs: dict, plan, alignment, heatmap_speaker=None):
         import torch
 
-        with torch.no_grad(), self._aligned(plan, alignment) as report:
+        with torch.no_grad(), self._aligned(plan, alignment, heatmap_speaker) as report:
             output = self.loaded.model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
         new_tokens = output[0, inputs["input_ids"].shape[1]:]
         text = self.loaded.processor.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()

@@ -43,6 +43,9 @@ def test_run_answers_on_the_sample_with_a_local_model(socialpipe, qwen_folder, t
     assert diagnostics["variant"] == "align" and diagnostics["aligned_rows"] > 0
     assert diagnostics["attn_max_after"] >= diagnostics["attn_max_before"]
     assert result.out.strip() == answer["text"]
+    assert diagnostics["heatmap"]["file"] == "attention.png"
+    assert diagnostics["heatmap"]["speaker"] in diagnostics["speakers_with_boxes"]
+    assert (out / "attention.png").stat().st_size > 1000
     manifest = json.loads((out / "manifest.json").read_text())
     assert [manifest["stages"][s]["source"].split(" ")[0] for s in ("people", "speech", "link", "answer")] == \
         ["people", "speech", "link", "answer"]
