@@ -142,14 +142,20 @@ def score_speech_cmd(pred, gt, collar, as_json):
 @click.option("--gt", type=_existing, required=True, help="Ground-truth links (.json).")
 @click.option("--transcript", type=_existing, help="Ground-truth transcript, to score speech time.")
 @click.option("--pred-transcript", type=_existing, help="Transcript the predicted voice labels come from.")
+@click.option("--pred-tracks", type=_existing, help="Tracks the predicted links point to (maps track ids).")
+@click.option("--gt-tracks", type=_existing, help="Tracks the ground-truth links point to.")
+@click.option("--fps", type=float, help="Frame rate for MOT csv tracks.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def score_link_cmd(pred, gt, transcript, pred_transcript, as_json):
+def score_link_cmd(pred, gt, transcript, pred_transcript, pred_tracks, gt_tracks, fps, as_json):
     """Share of voices, and of speech time, attributed to the right track."""
-    from pipeline.formats import load_links, load_transcript
+    from pipeline.formats import load_links, load_tracks, load_transcript
     from pipeline.scoring import score_link
 
+    rate = fps or _json_fps(*(p for p in (gt_tracks, pred_tracks) if p))
     scores = score_link(load_links(pred), load_links(gt), load_transcript(transcript) if transcript else None,
-                        load_transcript(pred_transcript) if pred_transcript else None)
+                        load_transcript(pred_transcript) if pred_transcript else None,
+                        load_tracks(pred_tracks, rate) if pred_tracks else None,
+                        load_tracks(gt_tracks, rate) if gt_tracks else None)
     _emit(scores, as_json, f"link: {pred} against {gt}")
     if not as_json:
         for voice, row in scores["voices"].items():

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -105,12 +106,33 @@ def score_speech(pred: Transcript, gt: Transcript, collar_s: float = 0.25) -> di
     return scores
 
 
+def track_mapping(pred: Tracks, gt: Tracks, min_iou: float = 0.5) -> dict[int, int]:
+    """Predicted track id -> the ground-truth track it matches on most frames (one-to-one matches per
+    frame at IoU >= ``min_iou``, by the Hungarian algorithm)."""
+    from scipy.optimize import linear_sum_assignment
+
+    votes: dict[tuple[int, int], int] = {}
+    for frame in np.intersect1d(pred.frame_index, gt.frame_index):
+        p, g = pred.at_frame(int(frame)), gt.at_frame(int(frame))
+        cost = np.nan_to_num(iou_distances(p.xyxy, g.xyxy, min_iou), nan=2.0)  # (n_pred, n_gt)
+        for i, j in zip(*linear_sum_assignment(cost)):
+            if cost[i, j] <= 1.0:
+                pair = (int(p.track_id[i]), int(g.track_id[j]))
+                votes[pair] = votes.get(pair, 0) + 1
+    mapping: dict[int, int] = {}
+    for (predicted, truth), _ in sorted(votes.items(), key=lambda item: -item[1]):
+        mapping.setdefault(predicted, truth)
+    return mapping
+
+
 def score_link(pred: SpeakerLinks, gt: SpeakerLinks, gt_transcript: Transcript | None = None,
-               pred_transcript: Transcript | None = None) -> dict[str, Any]:
+               pred_transcript: Transcript | None = None, pred_tracks: Tracks | None = None,
+               gt_tracks: Tracks | None = None) -> dict[str, Any]:
     """How well voices were tied to tracks.
 
-    Track ids of ``pred`` must be those of ``gt``. Voice labels must match too, unless
-    ``pred_transcript`` (with ``gt_transcript``) gives the predicted voices' timing: then each
+    Track ids of ``pred`` are those of ``gt``, unless both track sets are given: then each predicted
+    track stands for the ground-truth track it overlaps on most frames. Voice labels must match too,
+    unless ``pred_transcript`` (with ``gt_transcript``) gives the predicted voices' timing: then each
     ground-truth voice is paired with the predicted voice that overlaps it most (optimal mapping).
     ``voice_accuracy``: share of ground-truth voices whose predicted track (or "unlinked") is right.
     ``time_accuracy``: share of ground-truth speech time during which the predicted speaker's track
@@ -118,6 +140,12 @@ def score_link(pred: SpeakerLinks, gt: SpeakerLinks, gt_transcript: Transcript |
     """
     if not gt.links:
         raise InputError("the ground-truth links are empty; nothing to score")
+    if (pred_tracks is None) != (gt_tracks is None):
+        raise InputError("give both the predicted and the ground-truth tracks to map track ids, or neither")
+    if pred_tracks is not None:
+        as_truth = track_mapping(pred_tracks, gt_tracks)
+        pred = SpeakerLinks(tuple(replace(link, track_id=None if link.track_id is None else
+                                          as_truth.get(link.track_id, -link.track_id - 1)) for link in pred.links))
     # predicted voice label standing for each ground-truth voice: itself, or (with a predicted
     # transcript) the predicted voice that overlaps it most under the optimal one-to-one mapping
     own_voice = {link.voice: link.voice for link in gt.links}

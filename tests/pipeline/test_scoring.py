@@ -88,3 +88,20 @@ def test_link_time_uses_the_predicted_transcript_when_given():
     assert scores["time_accuracy"] == pytest.approx(3 / 4)
     assert scores["voice_accuracy"] == 1.0  # v0 stands for A, v1 for B, by overlap
     assert scores["voices"]["A"]["predicted_voice"] == "v0"
+
+
+def test_link_scores_map_predicted_track_ids_onto_the_truth():
+    gt_tracks = two_people()  # track 1 on the left, track 2 on the right
+    pred_tracks = Tracks.from_rows([{**row, "track_id": {1: 7, 2: 5}[row["track_id"]]}
+                                    for row in ({"track_id": int(t), "frame_index": int(f), "xyxy": list(b)}
+                                                for t, f, b in zip(gt_tracks.track_id, gt_tracks.frame_index,
+                                                                   gt_tracks.xyxy))], fps=10.0)
+    gt = SpeakerLinks((SpeakerLink("A", 1), SpeakerLink("B", 2), SpeakerLink("C", None)))
+    pred = SpeakerLinks((SpeakerLink("A", 7), SpeakerLink("B", 5), SpeakerLink("C", None)))
+    assert score_link(pred, gt)["voice_accuracy"] == pytest.approx(1 / 3)  # ids taken as they are
+    mapped = score_link(pred, gt, pred_tracks=pred_tracks, gt_tracks=gt_tracks)
+    assert mapped["voice_accuracy"] == 1.0
+    wrong = SpeakerLinks((SpeakerLink("A", 5), SpeakerLink("B", 7), SpeakerLink("C", 5)))
+    assert score_link(wrong, gt, pred_tracks=pred_tracks, gt_tracks=gt_tracks)["voice_accuracy"] == 0.0
+    with pytest.raises(InputError, match="give both"):
+        score_link(pred, gt, pred_tracks=pred_tracks)
