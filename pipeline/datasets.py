@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.artifacts import read_json
 from pipeline.errors import InputError
 
 DATASETS = ("tvqa+", "mmsi", "onlinemmsi")
@@ -86,12 +87,7 @@ def load_dataset(name: str, annotations: str | Path, split: str = "test") -> Loa
 
 def load_tvqa_plus(path: str | Path) -> LoadedDataset:
     path = Path(path)
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file; expected TVQA+ annotations (tvqa_plus_val.json)") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    rows = read_json(path)
     if not isinstance(rows, list):
         raise InputError(f"{path}: expected a JSON list of TVQA+ questions, found {type(rows).__name__}")
     items, rejected = [], []

@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline.artifacts import Transcript
 from pipeline.config import AnswerConfig
 from pipeline.datasets import (
     EvalItem,
@@ -38,8 +39,7 @@ NEAREST_BOX_FRAMES = 3  # a frame without box annotations borrows those of an an
 
 def tvqa_scene(item: EvalItem, root: Path, num_frames: int):
     """Frames (3 fps files), subtitle lines and character boxes of a TVQA+ question's window."""
-    from stages.answer.layout import frames_covered
-    from stages.answer.stage import Scene
+    from stages.answer.stage import Scene, transcript_lines
 
     folder = tvqa_frame_path(root, item.clip, 1).parent
     available = sorted(int(p.stem) for p in folder.glob("*.jpg")) if folder.is_dir() else []
@@ -56,14 +56,8 @@ def tvqa_scene(item: EvalItem, root: Path, num_frames: int):
         frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
     times = [(n - 1) / TVQA_FPS for n in picks]
     subtitles = tvqa_subtitles_path(root, item.clip)
-    transcript = read_srt(subtitles, unnamed=UNNAMED_SPEAKER) if subtitles.is_file() else None
-    lines, speakers, covered = [], [], []
-    for u in transcript.utterances if transcript is not None else ():
-        if u.end_s < start or u.start_s > end:
-            continue
-        lines.append(f"{u.speaker} [{format_clock(u.start_s)}-{format_clock(u.end_s)}]: {u.text}")
-        speakers.append(u.speaker)
-        covered.append(frames_covered(u.start_s, u.end_s, times))
+    transcript = read_srt(subtitles, unnamed=UNNAMED_SPEAKER) if subtitles.is_file() else Transcript()
+    lines, speakers, covered = transcript_lines(transcript, start, end, times)
     names = {s.lower(): s for s in speakers}
     boxes = {}
     annotated = sorted(item.boxes)

@@ -41,9 +41,27 @@ def byte_level_tokenizer(specials: list[str], cls=None, vocab_size: int = 600):
                                             unk_token=None, additional_special_tokens=specials[1:])
 
 
+def text_config(vocab_size: int, layers: int, hidden: int, heads: int, kv_heads: int) -> dict:
+    """The tiny language model every family here shares."""
+    return {"vocab_size": vocab_size, "hidden_size": hidden, "intermediate_size": 2 * hidden,
+            "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+            "max_position_embeddings": 4096}
+
+
+def save_checkpoint(model_class, config, processor, folder: Path) -> Path:
+    """Initialise ``model_class`` from ``config`` (seeded) and save it with its processor, as a checkpoint folder."""
+    import torch
+
+    torch.manual_seed(0)
+    model = model_class(config).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
 def qwen2_5_vl(folder: Path, layers: int = 4, hidden: int = 64, heads: int = 4, kv_heads: int = 2) -> Path:
     """A tiny Qwen2.5-VL checkpoint folder (model, processor, tokenizer, chat template)."""
-    import torch
     from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
                               Qwen2TokenizerFast, Qwen2VLImageProcessor)
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
@@ -56,21 +74,15 @@ def qwen2_5_vl(folder: Path, layers: int = 4, hidden: int = 64, heads: int = 4, 
         video_processor=Qwen2VLVideoProcessor(size=size, do_sample_frames=False),
         tokenizer=tokenizer, chat_template=QWEN_TEMPLATE)
     config = Qwen2_5_VLConfig(
-        text_config={"vocab_size": len(tokenizer), "hidden_size": hidden, "intermediate_size": 2 * hidden,
-                     "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
-                     "max_position_embeddings": 4096, "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}},
+        text_config={**text_config(len(tokenizer), layers, hidden, heads, kv_heads),
+                     "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}},
         vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": hidden,
                        "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56,
                        "fullatt_block_indexes": [1]},
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
-    torch.manual_seed(0)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return save_checkpoint(Qwen2_5_VLForConditionalGeneration, config, processor, folder)
 
 
 LLAVA_SPECIALS = ["</s>", "<s>", "<unk>", "<video>", "<image>"]
@@ -87,7 +99,6 @@ def llava_next_video(folder: Path, layers: int = 4, hidden: int = 64, heads: int
                      crop: int = 112) -> Path:
     """A tiny LLaVA-NeXT-Video checkpoint folder: frames resized (short side) and centre-cropped to ``crop``,
     14 px patches pooled 2x2."""
-    import torch
     from transformers import (LlamaTokenizerFast, LlavaNextImageProcessor, LlavaNextVideoConfig,
                               LlavaNextVideoForConditionalGeneration, LlavaNextVideoProcessor)
     from transformers.models.llava_next_video.video_processing_llava_next_video import LlavaNextVideoVideoProcessor
@@ -101,21 +112,14 @@ def llava_next_video(folder: Path, layers: int = 4, hidden: int = 64, heads: int
                                                 image_grid_pinpoints=[[crop, crop]]),
         tokenizer=tokenizer, chat_template=LLAVA_TEMPLATE, patch_size=14, vision_feature_select_strategy="default")
     config = LlavaNextVideoConfig(
-        text_config={"model_type": "llama", "vocab_size": len(tokenizer), "hidden_size": hidden,
-                     "intermediate_size": 2 * hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
-                     "num_key_value_heads": kv_heads, "max_position_embeddings": 4096},
+        text_config={"model_type": "llama", **text_config(len(tokenizer), layers, hidden, heads, kv_heads)},
         vision_config={"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64,
                        "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": crop, "patch_size": 14,
                        "projection_dim": 32},
         video_token_index=ids["<video>"], image_token_index=ids["<image>"], image_grid_pinpoints=[[crop, crop]],
         vision_feature_layer=-1, spatial_pool_stride=2, spatial_pool_mode="average")
     config.text_config.pad_token_id = ids["</s>"]
-    torch.manual_seed(0)
-    model = LlavaNextVideoForConditionalGeneration(config).eval()
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return save_checkpoint(LlavaNextVideoForConditionalGeneration, config, processor, folder)
 
 
 INTERNVL_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>",
@@ -133,7 +137,6 @@ def internvl(folder: Path, layers: int = 4, hidden: int = 64, heads: int = 4, kv
              side: int = 112) -> Path:
     """A tiny InternVL (transformers-native) checkpoint folder: each frame one ``side`` x ``side`` tile,
     14 px patches, pixel shuffle 0.5."""
-    import torch
     from transformers import (GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration,
                               InternVLProcessor, Qwen2TokenizerFast)
     from transformers.models.internvl.video_processing_internvl import InternVLVideoProcessor
@@ -149,19 +152,12 @@ def internvl(folder: Path, layers: int = 4, hidden: int = 64, heads: int = 4, kv
         video_processor=InternVLVideoProcessor(size={"height": side, "width": side}),
         tokenizer=tokenizer, image_seq_length=tokens, chat_template=INTERNVL_TEMPLATE)
     config = InternVLConfig(
-        text_config={"model_type": "qwen2", "vocab_size": len(tokenizer), "hidden_size": hidden,
-                     "intermediate_size": 2 * hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
-                     "num_key_value_heads": kv_heads, "max_position_embeddings": 4096},
+        text_config={"model_type": "qwen2", **text_config(len(tokenizer), layers, hidden, heads, kv_heads)},
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
                        "image_size": [side, side], "patch_size": [14, 14]},
         image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=tokens,
         downsample_ratio=0.5, vision_feature_layer=-1)
-    torch.manual_seed(0)
-    model = InternVLForConditionalGeneration(config).eval()
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return save_checkpoint(InternVLForConditionalGeneration, config, processor, folder)
 
 
 def _save_and_reload(tokenizer, folder: Path) -> Path:

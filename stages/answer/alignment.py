@@ -25,6 +25,7 @@ import contextvars
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -53,16 +54,21 @@ class SequencePlan:
     groups: tuple[SpeakerGroup, ...] = ()
     visual: np.ndarray | None = None  # every visual token of the sequence, for attention heatmaps
 
-    @property
+    @cached_property
+    def usable_groups(self) -> tuple[SpeakerGroup, ...]:
+        """The groups with both transcript rows and box columns (the others cannot be biased)."""
+        return tuple(g for g in self.groups if len(g.rows) and len(g.cols))
+
+    @cached_property
     def rows(self) -> np.ndarray:
         """U, sorted."""
-        usable = [g.rows for g in self.groups if len(g.rows) and len(g.cols)]
+        usable = [g.rows for g in self.usable_groups]
         return np.unique(np.concatenate(usable)) if usable else np.zeros(0, np.int64)
 
-    @property
+    @cached_property
     def cols(self) -> np.ndarray:
         """V_all, sorted."""
-        usable = [g.cols for g in self.groups if len(g.rows) and len(g.cols)]
+        usable = [g.cols for g in self.usable_groups]
         return np.unique(np.concatenate(usable)) if usable else np.zeros(0, np.int64)
 
     @property
@@ -265,8 +271,8 @@ def _mask_rows(mask, b: int, n: int, rows: torch.Tensor | None, like: torch.Tens
 
 
 def _group_masks(plan: SequencePlan, n_keys: int, device):
-    """(rows U, (|U|, G) row-in-group, (G, N) key-in-group) as tensors."""
-    groups = [g for g in plan.groups if len(g.rows) and len(g.cols)]
+    """(rows U, (|U|, G) row-in-group, (G, N) key-in-group) as tensors, G over the usable groups."""
+    groups = plan.usable_groups
     rows = torch.as_tensor(plan.rows, device=device)
     position = {int(r): i for i, r in enumerate(plan.rows)}
     row_in = torch.zeros(len(rows), len(groups), dtype=torch.bool, device=device)
@@ -354,12 +360,10 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
             own = own_cols[start:start + chunk].float()  # (R, |V_all|)
             weights = (speaker_scores(active, r, row_masks[start // chunk])
                        - lse[active, start:start + len(r), None]).exp()  # (A, R, |V_all|)
-            beta = settings.alpha * magnitude[active, start:start + len(r)]  # (A, R)
-            d, c = torch.exp(-beta), -torch.expm1(-beta)
-            own_mass = (weights * own).sum(dim=-1)  # (A, R)
+            d, c, denominator = _bias_factors(settings.alpha * magnitude[active, start:start + len(r)],
+                                              (weights * own).sum(dim=-1))  # (A, R), (A, R), (A, R, 1)
             own_values = (weights * own) @ v_speakers[active]  # (A, R, D)
             plain = out[r[:, None], active[None, :]].transpose(0, 1).float()  # (A, R, D)
-            denominator = (d + c * own_mass)[..., None]
             out[r[:, None], active[None, :]] = ((d[..., None] * plain + c[..., None] * own_values) / denominator) \
                 .transpose(0, 1).to(out.dtype)
             biased = weights * torch.where(own.bool(), 1.0, d[..., None]) / denominator
@@ -374,8 +378,7 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
 def _heatmap(state: _State, plan: SequencePlan, q_all, k_all, rows, row_in, key_in, cols, mask, b, lse, magnitude,
              active, scale) -> None:
     """The heatmap speaker's attention over every visual token, mean over heads and rows: (visual,)."""
-    groups = [g for g in plan.groups if len(g.rows) and len(g.cols)]
-    speaker_groups = [g for g, group in enumerate(groups) if group.speaker == state.heatmap_speaker]
+    speaker_groups = [g for g, group in enumerate(plan.usable_groups) if group.speaker == state.heatmap_speaker]
     picked = torch.nonzero(row_in[:, speaker_groups].any(dim=1)).flatten() if speaker_groups else torch.zeros(0)
     if len(picked) == 0:
         return
@@ -392,13 +395,18 @@ def _heatmap(state: _State, plan: SequencePlan, q_all, k_all, rows, row_in, key_
     biased = weights.clone()
     if len(active) and state.settings.alpha != 0:
         own_keys = (row_in[picked].float() @ key_in.float()) > 0  # (R, N)
-        beta = state.settings.alpha * magnitude[active][:, picked]  # (A, R)
-        d, c = torch.exp(-beta), -torch.expm1(-beta)
-        own_mass = (attention(active, cols) * own_keys[:, cols].float()).sum(dim=-1)  # (A, R)
-        scale_own = torch.where(own_keys[:, visual], 1.0, d[..., None])  # (A, R, visual)
-        biased[active] = weights[active] * scale_own / (d + c * own_mass)[..., None]
+        d, _, denominator = _bias_factors(state.settings.alpha * magnitude[active][:, picked],
+                                          (attention(active, cols) * own_keys[:, cols].float()).sum(dim=-1))
+        biased[active] = weights[active] * torch.where(own_keys[:, visual], 1.0, d[..., None]) / denominator
     state.heatmap["before"].append(weights.mean(dim=(0, 1)).cpu())
     state.heatmap["after"].append(biased.mean(dim=(0, 1)).cpu())
+
+
+def _bias_factors(beta: torch.Tensor, own_mass: torch.Tensor):
+    """For bias ``beta`` (A, R) on keys holding unbiased attention ``own_mass`` (A, R): ``d = exp(-beta)``,
+    ``c = 1 - d`` and the renormaliser ``d + c * own_mass`` as (A, R, 1), stable for any beta >= 0."""
+    d, c = torch.exp(-beta), -torch.expm1(-beta)
+    return d, c, (d + c * own_mass)[..., None]
 
 
 def _record(stats: LayerStats, heads: int, active: int, before_max, before_mean, after_max, after_mean,

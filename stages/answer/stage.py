@@ -15,7 +15,7 @@ Reads top to bottom:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,18 +113,27 @@ class Scene:
     boxes: dict[tuple[str, int], list[float]]
 
 
-def build_scene(video: VideoInfo, tracks: Tracks | None, transcript: Transcript, links: SpeakerLinks | None,
-                question: str, num_frames: int, head_expand: float) -> Scene:
-    start_s, end_s = question_window(question, video)
-    frames, indices, times = read_uniform_frames(video, num_frames, start_s, end_s)
+def transcript_lines(transcript: Transcript, start_s: float, end_s: float, times_s: Sequence[float],
+                     name_for: Callable[[str], str] = str) -> tuple[list[str], list[str], list[list[int]]]:
+    """The prompt's lines ``Name [MM:SS-MM:SS]: text`` for the utterances overlapping [start_s, end_s],
+    who says each (``name_for`` of the voice), and the sampled frames each one covers."""
     lines, speakers, covered = [], [], []
     for u in transcript.utterances:
         if u.end_s < start_s or u.start_s > end_s:
             continue
-        name = links.name_for(u.speaker) if links is not None else u.speaker
+        name = name_for(u.speaker)
         lines.append(f"{name} [{format_clock(u.start_s)}-{format_clock(u.end_s)}]: {u.text.strip() or '...'}")
         speakers.append(name)
-        covered.append(frames_covered(u.start_s, u.end_s, times))
+        covered.append(frames_covered(u.start_s, u.end_s, times_s))
+    return lines, speakers, covered
+
+
+def build_scene(video: VideoInfo, tracks: Tracks | None, transcript: Transcript, links: SpeakerLinks | None,
+                question: str, num_frames: int, head_expand: float) -> Scene:
+    start_s, end_s = question_window(question, video)
+    frames, indices, times = read_uniform_frames(video, num_frames, start_s, end_s)
+    lines, speakers, covered = transcript_lines(transcript, start_s, end_s, times,
+                                                links.name_for if links is not None else str)
     boxes = {}
     if tracks is not None and links is not None:
         for link in links.links:
