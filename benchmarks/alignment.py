@@ -24,8 +24,10 @@ import numpy as np
 import psutil
 import torch
 
-from stages.answer.alignment import (AlignmentSettings, SequencePlan, SpeakerGroup, enable, language_layers,
-                                    speaker_alignment)
+from socialpipe.pipeline.config import AnswerConfig
+from socialpipe.stages.answer.attention import enable, language_layers, speaker_alignment
+from socialpipe.stages.answer.plan import SequencePlan, SpeakerGroup
+from tests.stages.dense_reference import dense_attention
 
 
 def build_model(layers: int, hidden: int, heads: int, kv_heads: int):
@@ -119,7 +121,7 @@ def main() -> None:
     model = build_model(args.layers, args.hidden, args.heads, args.kv_heads)
     ids = torch.randint(100, 32000, (1, args.tokens))
     plan = make_plan(args.tokens, visual=1200, transcript=800)
-    settings = AlignmentSettings()  # the defaults: middle layers, lambda 5e-5, alpha 1, logit source
+    settings = AnswerConfig()  # the defaults: middle layers, lambda 5e-5, alpha 1, logit source
 
     def prefill():
         with torch.no_grad():
@@ -137,7 +139,7 @@ def main() -> None:
         aligned.report = report
 
     def dense():
-        with speaker_alignment(model, [plan], settings, reference=True):
+        with speaker_alignment(model, [plan], settings, reference=dense_attention):
             prefill()
 
     efficient = measure(aligned, args.repeats, clock)

@@ -15,11 +15,11 @@ import argparse
 import time
 from pathlib import Path
 
-from pipeline.config import LinkConfig, PeopleConfig
-from pipeline.formats import load_transcript
-from pipeline.video import probe
-from stages.link import LinkStage
-from stages.people import PeopleStage
+from socialpipe.pipeline.config import LinkConfig, PeopleConfig
+from socialpipe.pipeline.formats import load_transcript
+from socialpipe.pipeline.video import probe
+from socialpipe.stages.link import LinkStage
+from socialpipe.stages.people import PeopleStage
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_videos" / "conversation.mp4"
 SAMPLE_TRANSCRIPT = SAMPLE.with_suffix(".transcript.json")

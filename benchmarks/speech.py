@@ -26,8 +26,8 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=4, help="copies of the sample's audio joined end to end")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    from pipeline.config import SpeechConfig
-    from pipeline.video import AUDIO_SAMPLE_RATE, probe, read_audio
+    from socialpipe.pipeline.config import SpeechConfig
+    from socialpipe.pipeline.video import AUDIO_SAMPLE_RATE, probe, read_audio
 
     audio = np.tile(read_audio(probe(SAMPLE)), args.loops)
     seconds = len(audio) / AUDIO_SAMPLE_RATE
@@ -37,7 +37,7 @@ def main() -> None:
     import pyannote.audio  # noqa: F401  (the heavy import: lightning)
     import resemblyzer  # noqa: F401
 
-    from stages import speech
+    from socialpipe.stages import speech
 
     speech.load_whisper(settings)
     startup_s = time.perf_counter() - started

@@ -14,14 +14,16 @@ import math
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.errors import InputError
-from pipeline.timebase import frame_to_time
-from pipeline.io import write_text_atomic
+from socialpipe.pipeline.boxes import Boxes, head_and_shoulders
+from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.io import write_text_atomic
+from socialpipe.pipeline.timebase import frame_to_time
 
 FORMAT_VERSION = 1
 TRACK_KINDS = ("face", "person")
@@ -29,6 +31,7 @@ TRACK_KINDS = ("face", "person")
 # annotation tools) before they count as outside.
 BOX_TOLERANCE_PX = 1.0
 TIME_TOLERANCE_S = 0.05
+INSTANT_S = 1e-6  # the span of a single moment in time questions
 
 
 def _check(condition: bool, message: str) -> None:
@@ -77,50 +80,29 @@ class VideoInfo(_SavesJson):
 # ----------------------------------------------------------------------------- tracks
 
 
-@dataclass(frozen=True, eq=False)
-class Tracks(_SavesJson):
-    """Boxes on stable track ids, one row per (track, frame) observation.
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Tracks(Boxes, _SavesJson):
+    """Boxes on stable track ids, one row per (track, frame) observation: a :class:`Boxes` whose
+    ``track_id`` and ``frame_index`` are always present, rows sorted by (frame, track).
 
-    Parallel arrays over ``n`` observations (the layout of supervision's ``Detections``):
-
-    - ``track_id``: (n,) int
-    - ``frame_index``: (n,) int, 0-based frame of the video
-    - ``xyxy``: (n, 4) float pixels, (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1
-    - ``confidence``: (n,) float in [0, 1]
-    - ``landmarks``: (n, 5, 2) float pixels (left eye, right eye, nose, left and right
-      mouth corner) or None; rows without landmarks are NaN.
-
-    ``kinds`` maps every track id to "face" or "person". ``meta`` carries provenance and
-    notes (for example why two track pieces were joined).
+    ``kinds`` maps every track id to "face" or "person". ``meta`` carries provenance and notes
+    (for example why two track pieces were joined, or ``person_of_face``: the person track that
+    holds each face track).
     """
 
     fps: float
-    track_id: np.ndarray
-    frame_index: np.ndarray
-    xyxy: np.ndarray
-    confidence: np.ndarray
     kinds: Mapping[int, str]
-    landmarks: np.ndarray | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        n = len(self.track_id)
+        _check(self.track_id is not None and self.frame_index is not None,
+               "tracks need a track id and a frame for every box")
+        super().__post_init__()
+        n = len(self)
         _check(math.isfinite(self.fps) and self.fps > 0, f"tracks fps must be a positive number, got {self.fps}")
-        _check(self.track_id.shape == (n,), f"track_id must have shape (n,), got {self.track_id.shape}")
-        _check(self.frame_index.shape == (n,), f"frame_index must have shape ({n},), got {self.frame_index.shape}")
-        _check(self.xyxy.shape == (n, 4), f"xyxy must have shape ({n}, 4), got {self.xyxy.shape}")
-        _check(self.confidence.shape == (n,), f"confidence must have shape ({n},), got {self.confidence.shape}")
-        if self.landmarks is not None:
-            _check(self.landmarks.shape == (n, 5, 2), f"landmarks must have shape ({n}, 5, 2), got {self.landmarks.shape}")
         if n == 0:
             return
-        _check(bool(np.isfinite(self.xyxy).all()), "boxes must be finite numbers")
-        bad = np.flatnonzero((self.xyxy[:, 2] < self.xyxy[:, 0]) | (self.xyxy[:, 3] < self.xyxy[:, 1]))
-        _check(bad.size == 0, _describe_rows(bad, self, "has x2 < x1 or y2 < y1; expected (x1, y1, x2, y2) corners"))
-        _check(bool((self.frame_index >= 0).all()), "frame indices must be >= 0")
-        conf_ok = np.isfinite(self.confidence) & (self.confidence >= 0) & (self.confidence <= 1)
-        _check(bool(conf_ok.all()), "confidence must lie in [0, 1]")
-        pairs = self.track_id.astype(np.int64) * (int(self.frame_index.max()) + 1) + self.frame_index
+        pairs = self.track_id * (int(self.frame_index.max()) + 1) + self.frame_index
         _check(len(np.unique(pairs)) == n, "a track has two boxes on the same frame; expected one per (track, frame)")
         missing = sorted(set(self.track_ids) - set(self.kinds))
         _check(not missing, f"tracks {missing} have no kind; expected one of {TRACK_KINDS} per track")
@@ -129,7 +111,22 @@ class Tracks(_SavesJson):
 
     @classmethod
     def empty(cls, fps: float, meta: Mapping[str, Any] | None = None) -> Tracks:
-        return cls.from_rows([], fps=fps, meta=meta)
+        return cls.from_boxes(Boxes.empty().replace(track_id=np.zeros(0), frame_index=np.zeros(0)), fps, {}, meta)
+
+    @classmethod
+    def from_boxes(cls, boxes: Boxes, fps: float, kinds: Mapping[int, str] | None = None,
+                   meta: Mapping[str, Any] | None = None, default_kind: str = "face") -> Tracks:
+        """Tracked boxes (track ids and frames set) as Tracks, rows sorted by (frame, track). Tracks
+        missing from ``kinds`` get ``default_kind``."""
+        _check(boxes.track_id is not None and boxes.frame_index is not None,
+               "tracks need a track id and a frame for every box")
+        order = np.lexsort((boxes.track_id, boxes.frame_index))
+        boxes = boxes[order]
+        all_kinds = {int(t): default_kind for t in np.unique(boxes.track_id)}
+        all_kinds.update({int(k): v for k, v in (kinds or {}).items()})
+        return cls(xyxy=boxes.xyxy, confidence=boxes.confidence, landmarks=boxes.landmarks,
+                   track_id=boxes.track_id, frame_index=boxes.frame_index, fps=float(fps), kinds=all_kinds,
+                   meta=dict(meta or {}))
 
     @classmethod
     def from_rows(
@@ -140,47 +137,28 @@ class Tracks(_SavesJson):
         meta: Mapping[str, Any] | None = None,
         default_kind: str = "face",
     ) -> Tracks:
-        """Build from dict rows with keys track_id, frame_index, xyxy, confidence, optional landmarks.
-
-        Rows are sorted by (frame, track). Tracks missing from ``kinds`` get ``default_kind``.
-        """
-        rows = sorted(rows, key=lambda r: (int(r["frame_index"]), int(r["track_id"])))
+        """Build from dict rows with keys track_id, frame_index, xyxy, optional confidence and landmarks
+        (readers of files and test builders)."""
         n = len(rows)
-        has_landmarks = any(r.get("landmarks") is not None for r in rows)
-        landmarks = np.full((n, 5, 2), np.nan) if has_landmarks else None
-        for i, row in enumerate(rows):
-            if has_landmarks and row.get("landmarks") is not None:
-                landmarks[i] = np.asarray(row["landmarks"], dtype=np.float64).reshape(5, 2)
-        track_id = np.array([int(r["track_id"]) for r in rows], dtype=np.int64)
-        all_kinds = {int(t): default_kind for t in np.unique(track_id)}
-        all_kinds.update({int(k): v for k, v in (kinds or {}).items()})
-        return cls(
-            fps=float(fps),
-            track_id=track_id,
-            frame_index=np.array([int(r["frame_index"]) for r in rows], dtype=np.int64),
-            xyxy=np.array([r["xyxy"] for r in rows], dtype=np.float64).reshape(n, 4),
-            confidence=np.array([float(r.get("confidence", 1.0)) for r in rows], dtype=np.float64),
-            kinds=all_kinds,
-            landmarks=landmarks,
-            meta=dict(meta or {}),
-        )
+        landmarks = None
+        if any(r.get("landmarks") is not None for r in rows):
+            landmarks = np.full((n, 5, 2), np.nan)
+            for i, row in enumerate(rows):
+                if row.get("landmarks") is not None:
+                    landmarks[i] = np.asarray(row["landmarks"], dtype=np.float64).reshape(5, 2)
+        boxes = Boxes(xyxy=np.array([r["xyxy"] for r in rows], dtype=np.float64).reshape(n, 4),
+                      confidence=np.array([float(r.get("confidence", 1.0)) for r in rows], dtype=np.float64),
+                      landmarks=landmarks, track_id=np.array([_integer(r["track_id"], "track_id") for r in rows]),
+                      frame_index=np.array([_integer(r["frame_index"], "frame") for r in rows]))
+        return cls.from_boxes(boxes, fps, kinds, meta, default_kind)
 
-    def __len__(self) -> int:
-        return len(self.track_id)
-
-    def __getitem__(self, mask: np.ndarray) -> Tracks:
+    def __getitem__(self, index) -> Tracks:
         """Rows selected by a boolean mask or index array, as a new Tracks."""
-        ids = set(int(t) for t in self.track_id[mask])
-        return Tracks(
-            fps=self.fps,
-            track_id=self.track_id[mask],
-            frame_index=self.frame_index[mask],
-            xyxy=self.xyxy[mask],
-            confidence=self.confidence[mask],
-            kinds={k: v for k, v in self.kinds.items() if k in ids},
-            landmarks=None if self.landmarks is None else self.landmarks[mask],
-            meta=self.meta,
-        )
+        rows = super().__getitem__(index)
+        ids = set(int(t) for t in rows.track_id)
+        return Tracks(xyxy=rows.xyxy, confidence=rows.confidence, landmarks=rows.landmarks, track_id=rows.track_id,
+                      frame_index=rows.frame_index, fps=self.fps,
+                      kinds={k: v for k, v in self.kinds.items() if k in ids}, meta=self.meta)
 
     @property
     def time_s(self) -> np.ndarray:
@@ -197,6 +175,23 @@ class Tracks(_SavesJson):
     def for_track(self, track_id: int) -> Tracks:
         return self[self.track_id == track_id]
 
+    def speaker_box(self, track_id: int, frame_index: int, width: int, height: int,
+                    expand: float) -> np.ndarray | None:
+        """The speaker box (x1, y1, x2, y2) of a track on one frame, or None when the track is not there:
+        the person box that holds the face when the people stage tied one to it (``meta["person_of_face"]``),
+        else the face box grown to head and shoulders (``expand``), clipped to the frame."""
+        person = {int(k): int(v) for k, v in self.meta.get("person_of_face", {}).items()}.get(track_id)
+        if person is not None:
+            rows = np.flatnonzero((self.track_id == person) & (self.frame_index == frame_index))
+            if rows.size:
+                return self.xyxy[rows[0]].copy()
+        rows = np.flatnonzero((self.track_id == track_id) & (self.frame_index == frame_index))
+        if rows.size == 0:
+            return None
+        if self.kinds.get(track_id) == "person":
+            return self.xyxy[rows[0]].copy()
+        return head_and_shoulders(self.xyxy[rows[0]], expand, width, height)[0]
+
     def validate_against(self, video: VideoInfo) -> None:
         """Raise InputError unless every box lies inside the frame and every frame exists."""
         if len(self) == 0:
@@ -208,10 +203,9 @@ class Tracks(_SavesJson):
             (self.xyxy[:, 0] < -tol) | (self.xyxy[:, 1] < -tol)
             | (self.xyxy[:, 2] > video.width + tol) | (self.xyxy[:, 3] > video.height + tol)
         )
-        _check(
-            outside.size == 0,
-            _describe_rows(outside, self, f"lies outside the {video.width}x{video.height} frame; expected boxes inside it"),
-        )
+        _check(outside.size == 0,
+               self.describe(outside, f"lies outside the {video.width}x{video.height} frame; expected boxes inside it")
+               if outside.size else "")
 
     def to_json(self) -> dict[str, Any]:
         tracks = []
@@ -221,7 +215,7 @@ class Tracks(_SavesJson):
             for i in rows:
                 obs = {
                     "frame": int(self.frame_index[i]),
-                    "time_s": round(float(self.frame_index[i]) / self.fps, 6),
+                    "time_s": round(float(frame_to_time(self.frame_index[i], self.fps)), 6),
                     "xyxy": [round(float(v), 3) for v in self.xyxy[i]],
                     "confidence": round(float(self.confidence[i]), 6),
                 }
@@ -238,7 +232,7 @@ class Tracks(_SavesJson):
                                         '"observations": [{"frame": N, "xyxy": [x1, y1, x2, y2]}]}]}'):
             rows, kinds = [], {}
             for track in body["tracks"]:
-                tid = int(track["track_id"])
+                tid = _integer(track["track_id"], "track_id")
                 kinds[tid] = track.get("kind", "face")
                 for obs in track["observations"]:
                     rows.append({"track_id": tid, "frame_index": obs["frame"], "xyxy": obs["xyxy"],
@@ -246,14 +240,12 @@ class Tracks(_SavesJson):
             return cls.from_rows(rows, fps=float(body["fps"]), kinds=kinds, meta=body.get("meta", {}))
 
 
-def _describe_rows(rows: np.ndarray, tracks: Tracks, problem: str) -> str:
-    """Name the first offending observation of a Tracks for an error message."""
-    if rows.size == 0:
-        return ""
-    i = int(rows[0])
-    box = ", ".join(f"{v:g}" for v in tracks.xyxy[i])
-    more = f" (and {rows.size - 1} more)" if rows.size > 1 else ""
-    return f"box [{box}] of track {int(tracks.track_id[i])} at frame {int(tracks.frame_index[i])} {problem}{more}"
+def _integer(value: Any, what: str) -> int:
+    """An integer id or frame number; floats with a fraction and booleans are errors, not rounded."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
+            isinstance(value, float) and value.is_integer()):
+        raise InputError(f"{what} {value!r} is not an integer")
+    return int(value)
 
 
 # ----------------------------------------------------------------------------- transcript
@@ -329,15 +321,51 @@ class Transcript(_SavesJson):
         annotation = self.to_annotation()
         return {str(label): float(annotation.label_duration(label)) for label in annotation.labels()}
 
-    def to_annotation(self, uri: str = "video"):
-        """The speaker turns as a ``pyannote.core.Annotation``."""
+    def to_annotation(self, uri: str = "video", by_utterance: bool = False):
+        """The speaker turns as a ``pyannote.core.Annotation``; each track is named by its utterance's index
+        and labelled with its voice (or, ``by_utterance``, with that index too)."""
         from pyannote.core import Annotation, Segment
 
         annotation = Annotation(uri=uri)
         for i, u in enumerate(self.utterances):
             if u.end_s > u.start_s:
-                annotation[Segment(u.start_s, u.end_s), i] = u.speaker
+                annotation[Segment(u.start_s, u.end_s), i] = i if by_utterance else u.speaker
         return annotation
+
+    # Time questions, all answered by pyannote.core's interval code on the turns.
+
+    @cached_property
+    def _turns(self):
+        return self.to_annotation()
+
+    def during(self, start_s: float, end_s: float) -> tuple[Utterance, ...]:
+        """The utterances that overlap [start_s, end_s], in time order."""
+        from pyannote.core import Segment
+
+        if end_s <= start_s:
+            end_s = start_s + INSTANT_S
+        cropped = self._turns.crop(Segment(start_s, end_s), mode="loose")
+        return tuple(self.utterances[i] for i in sorted(track for _, track in cropped.itertracks()))
+
+    def speaking_at(self, time_s: float) -> tuple[Utterance, ...]:
+        """The utterances being spoken at ``time_s``."""
+        return self.during(time_s, time_s + INSTANT_S)
+
+    def activity(self, frame_s: float, frame_count: int) -> tuple[list[str], np.ndarray]:
+        """(voices, (n_voices, frame_count) 0/1): whether each voice speaks at the centre of each of
+        ``frame_count`` frames of ``frame_s`` seconds from time 0."""
+        return self.speakers, _discretize(self._turns, self.speakers, frame_s, frame_count)
+
+    def utterance_activity(self, frame_s: float, frame_count: int) -> np.ndarray:
+        """(n_utterances, frame_count) 0/1: whether the centre of each frame falls inside each utterance."""
+        return _discretize(self.to_annotation(by_utterance=True), list(range(len(self.utterances))), frame_s,
+                           frame_count)
+
+    def voice_over(self, start_s: float, end_s: float) -> str | None:
+        """The voice that speaks longest within [start_s, end_s], or None when nobody does."""
+        from pyannote.core import Segment
+
+        return self._turns.argmax(Segment(start_s, max(end_s, start_s + INSTANT_S)))
 
     def validate_against(self, video: VideoInfo) -> None:
         late = [u for u in self.utterances if u.end_s > video.duration_s + TIME_TOLERANCE_S]
@@ -368,6 +396,18 @@ class Transcript(_SavesJson):
                 utterances.append(Utterance(float(item["start_s"]), float(item["end_s"]), str(item["speaker"]),
                                             str(item.get("text", "")), words))
             return cls.from_utterances(utterances, body.get("meta", {}))
+
+
+def _discretize(annotation, labels: list, frame_s: float, frame_count: int) -> np.ndarray:
+    """(len(labels), frame_count) 0/1: each label active at the centre of each frame (pyannote's discretize)."""
+    from pyannote.core import Segment, SlidingWindow
+
+    if not labels or frame_count == 0:
+        return np.zeros((len(labels), frame_count))
+    frames = SlidingWindow(start=0.0, duration=frame_s, step=frame_s)
+    grid = annotation.discretize(Segment(0.0, frame_count * frame_s), frames, labels=labels,
+                                 duration=frame_count * frame_s)
+    return np.asarray(grid.data, np.float64).T
 
 
 # ----------------------------------------------------------------------------- links

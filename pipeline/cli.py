@@ -8,15 +8,40 @@ from pathlib import Path
 
 import click
 
-from pipeline import __version__
-from pipeline.errors import SocialpipeError
+from socialpipe.pipeline import __version__
+from socialpipe.pipeline.errors import SocialpipeError
+from socialpipe.pipeline.progress import ProgressEvent
+from socialpipe.pipeline.stage_table import STAGE_NAMES
 
-STAGE_CHOICE = click.Choice(["people", "speech", "link", "answer"])
+STAGE_CHOICE = click.Choice(list(STAGE_NAMES))
 _existing = click.Path(path_type=Path)
 
 
-def _progress(stage: str, message: str) -> None:
-    click.echo(f"[{stage}] {message}", err=True)
+class BarProgress:
+    """The CLI's progress hook: a tqdm bar on stderr per stage with countable work (drawn on a
+    terminal only), and every status line printed as ``[stage] message``."""
+
+    def __init__(self):
+        self.bars: dict[str, object] = {}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        from tqdm import tqdm
+
+        if event.total is not None:
+            bar = self.bars.get(event.stage)
+            if bar is None:
+                bar = self.bars[event.stage] = tqdm(total=event.total, unit=event.unit or "it", desc=event.stage,
+                                                    file=sys.stderr, disable=None, leave=False)
+            bar.update((event.done or 0) - bar.n)
+            if event.done is not None and event.done >= event.total:
+                self.bars.pop(event.stage).close()
+        if event.message is not None:
+            tqdm.write(f"[{event.stage}] {event.message}", file=sys.stderr)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,15 +66,19 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Recompute stages even when their artifacts are up to date.")
 def run(video, out, question, options, tracks, transcript, links, until, config_path, overrides, model, force):
     """Run the pipeline on VIDEO and write every stage's artifact to the run folder."""
-    from pipeline.config import load_config
-    from pipeline.orchestrator import RunRequest
-    from pipeline.orchestrator import run as run_pipeline
+    from socialpipe.pipeline.config import load_config
+    from socialpipe.pipeline.orchestrator import RunRequest
+    from socialpipe.pipeline.orchestrator import run as run_pipeline
 
     overrides = list(overrides) + ([f"answer.model={model}"] if model else [])
     request = RunRequest(video=video, config=load_config(config_path, overrides), out=out, question=question,
                          options=tuple(options), tracks_file=tracks, transcript_file=transcript, links_file=links,
                          until=until, force=force)
-    result = run_pipeline(request, progress=_progress)
+    progress = BarProgress()
+    try:
+        result = run_pipeline(request, progress=progress)
+    finally:
+        progress.close()
     for note in result.notes:
         click.echo(note, err=True)
     if result.answer is not None:
@@ -64,20 +93,17 @@ def run(video, out, question, options, tracks, transcript, links, until, config_
               help="Write preview.mp4 and contact_sheet.png into the run folder.")
 def inspect(run_dir, render):
     """Summarise a run folder and render a preview video and contact sheet."""
-    from pipeline.report import load_run, render_contact_sheet, render_preview, summary
+    from socialpipe.pipeline.report import load_run, render_contact_sheet, render_preview, summary
 
     contents = load_run(run_dir)
     click.echo(summary(contents))
     if render:
         sheet = render_contact_sheet(contents, contents.path / "contact_sheet.png")
-        with click.progressbar(length=contents.video.frame_count, label="rendering preview", file=sys.stderr) as bar:
-            last = [0]
-
-            def advance(done: int, total: int) -> None:
-                bar.update(done - last[0])
-                last[0] = done
-
-            preview = render_preview(contents, contents.path / "preview.mp4", progress=advance)
+        progress = BarProgress()
+        try:
+            preview = render_preview(contents, contents.path / "preview.mp4", progress=progress)
+        finally:
+            progress.close()
         click.echo(f"preview: {preview}\ncontact sheet: {sheet}")
 
 
@@ -105,8 +131,8 @@ def _emit(scores: dict, as_json: bool, title: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def score_people_cmd(pred, gt, fps, min_iou, as_json):
     """IDF1, MOTA and friends (motmetrics) of predicted tracks."""
-    from pipeline.formats import load_tracks
-    from pipeline.scoring import score_people
+    from socialpipe.pipeline.formats import load_tracks
+    from socialpipe.pipeline.scoring import score_people
 
     gt_tracks = load_tracks(gt, fps if fps else _json_fps(gt, pred))
     pred_tracks = load_tracks(pred, fps if fps else gt_tracks.fps)
@@ -114,7 +140,7 @@ def score_people_cmd(pred, gt, fps, min_iou, as_json):
 
 
 def _json_fps(*paths: Path) -> float | None:
-    from pipeline.artifacts import Tracks, load_json
+    from socialpipe.pipeline.artifacts import Tracks, load_json
 
     for path in paths:
         if Path(path).suffix.lower() == ".json":
@@ -130,8 +156,8 @@ def _json_fps(*paths: Path) -> float | None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def score_speech_cmd(pred, gt, collar, as_json):
     """Diarization error rate (pyannote.metrics) and word error rate (jiwer)."""
-    from pipeline.formats import load_transcript
-    from pipeline.scoring import score_speech
+    from socialpipe.pipeline.formats import load_transcript
+    from socialpipe.pipeline.scoring import score_speech
 
     scores = score_speech(load_transcript(pred), load_transcript(gt), collar)
     _emit(scores, as_json, f"speech: {pred} against {gt} (DER collar +-{collar:g} s, overlap scored)")
@@ -148,8 +174,8 @@ def score_speech_cmd(pred, gt, collar, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def score_link_cmd(pred, gt, transcript, pred_transcript, pred_tracks, gt_tracks, fps, as_json):
     """Share of voices, and of speech time, attributed to the right track."""
-    from pipeline.formats import load_links, load_tracks, load_transcript
-    from pipeline.scoring import score_link
+    from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript
+    from socialpipe.pipeline.scoring import score_link
 
     rate = fps or _json_fps(*(p for p in (gt_tracks, pred_tracks) if p))
     scores = score_link(load_links(pred), load_links(gt), load_transcript(transcript) if transcript else None,
@@ -180,8 +206,8 @@ def score_link_cmd(pred, gt, transcript, pred_transcript, pred_tracks, gt_tracks
 def evaluate_cmd(dataset, data_root, annotations, split, tasks, model, variant, config_path, overrides, out, limit,
                  as_json):
     """Answer a dataset's questions and report accuracy per task (resumes an interrupted run)."""
-    from pipeline.config import load_config
-    from pipeline.evaluation import evaluate, summary_table
+    from socialpipe.pipeline.config import load_config
+    from socialpipe.pipeline.evaluation import evaluate, summary_table
 
     overrides = list(overrides) + ([f"answer.model={model}"] if model else []) + \
         ([f"answer.variant={variant}"] if variant else [])
@@ -191,12 +217,12 @@ def evaluate_cmd(dataset, data_root, annotations, split, tasks, model, variant, 
     annotations = annotations or Path(data_root) / "tvqa_plus_val.json"
     out = out or Path("eval_runs") / f"{dataset}-{settings.variant}"
 
-    def progress(done: int, total: int, record: dict) -> None:
-        verdict = "error: " + record["error"] if "error" in record else ("right" if record["correct"] else "wrong")
-        click.echo(f"[eval] {done}/{total} {record['item_id']}: {verdict}", err=True)
-
-    summary = evaluate(dataset, Path(annotations), Path(data_root), settings, Path(out), tuple(tasks), limit, progress,
-                       split)
+    progress = BarProgress()
+    try:
+        summary = evaluate(dataset, Path(annotations), Path(data_root), settings, Path(out), tuple(tasks), limit,
+                           progress, split)
+    finally:
+        progress.close()
     click.echo(json.dumps(summary, sort_keys=True) if as_json else summary_table(summary))
     if not as_json:
         click.echo(f"results: {out}/results.jsonl, summary: {out}/summary.json", err=True)

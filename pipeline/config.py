@@ -1,29 +1,90 @@
 """Settings: one frozen dataclass per stage; YAML files in configs/ only set values.
 
 Model choice (which checkpoint) sits beside the tunable knobs but under its own key
-(``*_model``), so swapping a model never silently changes a knob. Unknown keys and
-values of the wrong type are errors that name what is valid.
+(``*_model``), so swapping a model never silently changes a knob. Every value is checked once,
+when its section is built (from YAML, ``--set`` or Python): unknown keys, wrong types, unknown
+choices and out-of-range numbers are errors that name the key, the value and what is valid.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from collections.abc import Sequence
 
 import yaml
 
-from pipeline.errors import InputError
-from pipeline.io import write_text_atomic
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.io import write_text_atomic
 
 
 @dataclass(frozen=True)
-class PeopleConfig:
+class Range:
+    """Allowed values of a numeric setting: ``low``/``high`` bounds (None: unbounded), each open or closed."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if value != value:  # NaN
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+POSITIVE, NON_NEGATIVE, UNIT, AT_LEAST_ONE = Range(0, low_open=True), Range(0), Range(0, 1), Range(1)
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+@dataclass(frozen=True)
+class _Section:
+    """Settings of one stage, checked when built: types (ints pass as floats, lists as tuples),
+    ``choices``, numeric ``ranges``, and the section's own ``_check_together`` for fields that
+    depend on each other. Every failure is an InputError naming the key, the value and what is allowed."""
+
+    section: ClassVar[str] = ""
+    choices: ClassVar[dict[str, tuple]] = {}
+    ranges: ClassVar[dict[str, Range]] = {}
+    devices: ClassVar[dict[str, bool]] = {}  # fields naming a torch device -> whether "auto" is allowed
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _coerce(self.section, f.name, getattr(self, f.name), hints[f.name]))
+        for key, allowed in self.choices.items():
+            if getattr(self, key) not in allowed:
+                raise InputError(f"config {self.section}.{key}: {getattr(self, key)!r} is not one of {list(allowed)}")
+        for key, allowed in self.ranges.items():
+            values = getattr(self, key)
+            for value in values if isinstance(values, tuple) else (values,):
+                if value is not None and value not in allowed:
+                    raise InputError(f"config {self.section}.{key}: {value!r} is outside the allowed range {allowed}")
+        for key, auto in self.devices.items():
+            value = getattr(self, key)
+            if not (DEVICE.fullmatch(value) or auto and value == "auto"):
+                raise InputError(f"config {self.section}.{key}: {value!r} is not a device; expected "
+                                 f"{'auto, ' if auto else ''}cpu, cuda or cuda:N")
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Checks across fields; sections override it."""
+
+
+@dataclass(frozen=True)
+class PeopleConfig(_Section):
     detector: str = "mtcnn"  # face detector: mtcnn (weights in the wheel, offline), yolo (face weights you give), opencv
     detector_model: str | None = None  # yolo only: a face model's weights file or hub name
     person_detector: str = "none"  # none, or yolo: also track people (COCO person class) and tie faces to them
@@ -42,12 +103,18 @@ class PeopleConfig:
     smooth_keyframes: int = 3  # moving-average window over detections; 1 turns smoothing off
     head_expand: float = 2.2  # face box -> head-and-shoulders speaker box scale when no person box exists
 
+    section = "people"
     choices = {"detector": ("mtcnn", "yolo", "opencv"), "person_detector": ("none", "yolo"),
                "tracker": ("bytetrack", "botsort")}
+    ranges = {"detect_fps": POSITIVE, "detect_scale": Range(0, 1, low_open=True), "min_face_px": Range(1),
+              "min_confidence": UNIT, "track_buffer_s": NON_NEGATIVE, "min_track_s": NON_NEGATIVE,
+              "rejoin_max_gap_s": NON_NEGATIVE, "rejoin_min_similarity": Range(-1, 1),
+              "rejoin_max_shift": NON_NEGATIVE, "interpolate_max_gap_s": NON_NEGATIVE,
+              "smooth_keyframes": AT_LEAST_ONE, "head_expand": Range(1)}
 
 
 @dataclass(frozen=True)
-class SpeechConfig:
+class SpeechConfig(_Section):
     asr_model: str = "bundled:tiny.en"  # faster-whisper model: "bundled:tiny.en" (offline), a hub name or a folder
     language: str | None = "en"  # spoken language code; None lets the recogniser detect it
     align_model: str | None = None  # WhisperX word alignment: None (faster-whisper's own word times), "auto" or a wav2vec2 name
@@ -63,16 +130,33 @@ class SpeechConfig:
     device: str = "cpu"  # cpu or cuda
     compute_type: str = "int8"  # CTranslate2 compute type: int8 on CPU, float16 on GPU
 
+    section = "speech"
+    choices = {"compute_type": ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
+                                "float16", "bfloat16", "float32")}
+    ranges = {"beam_size": AT_LEAST_ONE, "num_speakers": AT_LEAST_ONE, "min_speakers": AT_LEAST_ONE,
+              "max_speakers": AT_LEAST_ONE, "segmentation_step_s": Range(0, 5, low_open=True),
+              "activity_threshold": Range(0, 1, low_open=True, high_open=True),
+              "cluster_threshold": Range(0, 2, low_open=True), "min_turn_s": NON_NEGATIVE}
+    devices = {"device": False}
+
+    def _check_together(self) -> None:
+        if self.min_speakers is not None and self.max_speakers is not None and self.min_speakers > self.max_speakers:
+            raise InputError(f"config speech.min_speakers ({self.min_speakers}) is above speech.max_speakers "
+                             f"({self.max_speakers}); expected min_speakers <= max_speakers")
+
 
 @dataclass(frozen=True)
-class LinkConfig:
+class LinkConfig(_Section):
     analysis_fps: float = 12.5  # mouth activity is measured this often; higher resolves quick syllables, costs decode time
     min_score: float = 0.2  # a voice links to a track only above this agreement; raising it leaves more voices off screen
     min_coverage: float = 0.3  # the track must be visible for at least this share of the voice's speech
 
+    section = "link"
+    ranges = {"analysis_fps": POSITIVE, "min_score": UNIT, "min_coverage": UNIT}
+
 
 @dataclass(frozen=True)
-class AnswerConfig:
+class AnswerConfig(_Section):
     model: str = "Qwen/Qwen2.5-VL-3B-Instruct"  # hub id or local folder of a Qwen2.5-VL, LLaVA-NeXT-Video or InternVL3 checkpoint
     num_frames: int = 8  # frames shown to the model; more frames cost more visual tokens
     variant: str = "align"  # none, box (box coordinates in the prompt), visual (boxes drawn), align (attention alignment)
@@ -83,8 +167,24 @@ class AnswerConfig:
     device: str = "auto"  # auto (cuda when available), cpu or cuda
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16
 
+    section = "answer"
     choices = {"variant": ("none", "box", "visual", "align"), "bias_source": ("logit", "prob"),
                "dtype": ("auto", "float32", "bfloat16", "float16")}
+    ranges = {"num_frames": AT_LEAST_ONE, "alpha": NON_NEGATIVE, "head_threshold": UNIT, "layer_range": UNIT}
+    devices = {"device": True}
+
+    def _check_together(self) -> None:
+        low, high = self.layer_range
+        if not low < high:
+            raise InputError(f"config answer.layer_range: {list(self.layer_range)} is empty; expected [lo, hi] "
+                             "with 0 <= lo < hi <= 1 (fractions of the decoder's depth)")
+        if not self.model.strip():
+            raise InputError("config answer.model: empty; expected a hub id or a local checkpoint folder")
+
+    def layers(self, depth: int) -> list[int]:
+        """The decoder layers (of ``depth``) that the alignment biases: lo <= l / depth < hi."""
+        low, high = self.layer_range
+        return [layer for layer in range(depth) if low * depth - 1e-9 <= layer < high * depth - 1e-9]
 
 
 @dataclass(frozen=True)
@@ -132,16 +232,11 @@ def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
 
 def _build_section(name: str, values: dict[str, Any]):
     cls = type(SECTIONS[name]())
-    hints = typing.get_type_hints(cls)
     valid = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(valid))
     if unknown:
         raise InputError(f"config: unknown key {name}.{unknown[0]}; valid keys in '{name}' are {valid}")
-    checked = {key: _coerce(name, key, value, hints[key]) for key, value in values.items()}
-    for key, allowed in getattr(cls, "choices", {}).items():
-        if key in checked and checked[key] not in allowed:
-            raise InputError(f"config {name}.{key}: {checked[key]!r} is not one of {list(allowed)}")
-    return cls(**checked)
+    return cls(**values)
 
 
 def build_config(values: dict[str, Any]) -> Config:
@@ -171,26 +266,34 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults, then the YAML file (if any), then ``section.key=value`` overrides."""
-    values: dict[str, dict[str, Any]] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such config file; see configs/ for examples") from None
-        except yaml.YAMLError as exc:
-            raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise InputError(f"{path}: expected a mapping of sections {list(SECTIONS)}")
-        values = {k: dict(v or {}) if isinstance(v, dict) or v is None else v for k, v in (loaded or {}).items()}
+def apply_overrides(config: Config, overrides: Sequence[str] = ()) -> Config:
+    """``config`` with ``section.key=value`` overrides applied, checked like any other settings."""
+    values = config.to_dict()
     for text in overrides:
         section, key, value = parse_override(text)
         if section not in SECTIONS:
             raise InputError(f"--set {text!r}: unknown section {section!r}; valid sections are {list(SECTIONS)}")
-        values.setdefault(section, {})[key] = value
+        values[section][key] = value
+    return build_config(values)
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, then the YAML file (if any), then ``section.key=value`` overrides."""
+    if path is None:
+        return apply_overrides(Config(), overrides)
+    path = Path(path)
     try:
-        return build_config(values)
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such config file; expected a YAML file of settings") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read it as a UTF-8 YAML file ({type(exc).__name__})") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise InputError(f"{path}: expected a mapping of sections {list(SECTIONS)}")
+    try:
+        config = build_config(loaded or {})
     except InputError as exc:
-        raise InputError(f"{path}: {exc}" if path is not None else str(exc)) from None
+        raise InputError(f"{path}: {exc}") from None
+    return apply_overrides(config, overrides)

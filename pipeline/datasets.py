@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import read_json
-from pipeline.errors import InputError
+from socialpipe.pipeline.artifacts import read_json
+from socialpipe.pipeline.errors import InputError
 
 DATASETS = ("tvqa+", "mmsi", "onlinemmsi")
 TVQA_FPS = 3.0

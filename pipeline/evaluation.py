@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,20 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.artifacts import Transcript
-from pipeline.config import AnswerConfig
-from pipeline.datasets import (
+from socialpipe.pipeline.artifacts import Transcript
+from socialpipe.pipeline.config import AnswerConfig
+from socialpipe.pipeline.datasets import (
     EvalItem,
     load_dataset,
     tvqa_frame_path,
     tvqa_subtitles_path,
     TVQA_FPS,
 )
-from pipeline.errors import InputError
-from pipeline.formats import read_srt
-from pipeline.io import write_text_atomic
-from pipeline.timebase import format_clock
+from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.formats import read_srt
+from socialpipe.pipeline.io import write_text_atomic
+from socialpipe.pipeline.progress import ProgressEvent, ProgressHook, quiet
+from socialpipe.pipeline.timebase import duration_of, format_clock
 
 UNNAMED_SPEAKER = "Someone"  # who speaks a subtitle line that names nobody
 NEAREST_BOX_FRAMES = 3  # a frame without box annotations borrows those of an annotated frame this close
@@ -39,7 +39,7 @@ NEAREST_BOX_FRAMES = 3  # a frame without box annotations borrows those of an an
 
 def tvqa_scene(item: EvalItem, root: Path, num_frames: int):
     """Frames (3 fps files), subtitle lines and character boxes of a TVQA+ question's window."""
-    from stages.answer.stage import Scene, transcript_lines
+    from socialpipe.stages.answer.stage import Scene, transcript_lines
 
     folder = tvqa_frame_path(root, item.clip, 1).parent
     available = sorted(int(p.stem) for p in folder.glob("*.jpg")) if folder.is_dir() else []
@@ -76,9 +76,9 @@ KEYPOINT_FPS = 5.0  # MMSI keypoints are sampled at 5 per second
 
 def video_scene(item: EvalItem, root: Path, num_frames: int):
     """Frames from the item's video (MMSI, OnlineMMSI), its context lines, and MMSI's keypoint boxes."""
-    from stages.answer.layout import frames_covered
-    from stages.answer.stage import Scene
-    from pipeline.video import probe, read_uniform_frames
+    from socialpipe.stages.answer.layout import frames_covered
+    from socialpipe.stages.answer.stage import Scene
+    from socialpipe.pipeline.video import probe, read_uniform_frames
 
     path = root / item.video
     if not path.is_file():
@@ -86,7 +86,7 @@ def video_scene(item: EvalItem, root: Path, num_frames: int):
     video = probe(path)
     start, end = item.window_s
     end = min(end, video.duration_s)
-    start = min(start, max(end - 1.0 / video.fps, 0.0))
+    start = min(start, max(end - duration_of(1, video.fps), 0.0))
     frames, _, times = read_uniform_frames(video, num_frames, start, end)
     lines, speakers, covered = [], [], []
     for speaker, time_s, text in item.context:
@@ -127,10 +127,10 @@ def _read_results(path: Path) -> list[dict[str, Any]]:
 
 def evaluate(dataset: str, annotations: Path, data_root: Path, settings: AnswerConfig, out: Path,
              tasks: tuple[str, ...] = (), limit: int | None = None,
-             progress: Callable[[int, int, dict], None] | None = None, split: str = "test") -> dict[str, Any]:
+             progress: ProgressHook = quiet, split: str = "test") -> dict[str, Any]:
     """Answer every item (or the first ``limit`` of the chosen tasks), resuming from ``out``; return the summary.
     ``annotations`` is TVQA+'s annotation file, or the data root for MMSI and OnlineMMSI."""
-    from stages.answer.stage import AnswerStage, load_model
+    from socialpipe.stages.answer.stage import AnswerStage, load_model
 
     loaded_dataset = load_dataset(dataset, annotations, split)
     items = [item for item in loaded_dataset.items if not tasks or item.task in tasks][:limit]
@@ -170,8 +170,8 @@ def evaluate(dataset: str, annotations: Path, data_root: Path, settings: AnswerC
             sink.write(json.dumps(record) + "\n")
             sink.flush()
             done[item.item_id] = record
-            if progress is not None:
-                progress(k + 1, len(items), record)
+            verdict = "error: " + record["error"] if "error" in record else ("right" if record["correct"] else "wrong")
+            progress(ProgressEvent("eval", k + 1, len(items), "question", f"{k + 1}/{len(items)} {item.item_id}: {verdict}"))
     summary = summarise([done[i.item_id] for i in items if i.item_id in done], loaded_dataset.rejected, setup)
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary

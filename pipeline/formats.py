@@ -18,15 +18,15 @@ import io
 import re
 from pathlib import Path
 
-from pipeline.artifacts import (
+from socialpipe.pipeline.artifacts import (
     SpeakerLinks,
     Tracks,
     Transcript,
     Utterance,
     load_json,
 )
-from pipeline.errors import InputError
-from pipeline.io import write_text_atomic
+from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.io import write_text_atomic
 
 TRACK_SUFFIXES = (".json", ".csv", ".txt")
 TRANSCRIPT_SUFFIXES = (".json", ".rttm", ".vtt", ".srt")

@@ -1,12 +1,10 @@
 """The run, as numbered steps: video -> people -> speech -> link -> answer.
 
-Each step writes its artifact atomically into the run folder, is skipped when an
-up-to-date artifact exists (same inputs and settings), and reports through one
-progress hook. Ground truth given for a step replaces that step; its file is
-validated against the video (and the earlier artifacts) first.
-
-Stages that this version does not implement say so and name the ground-truth
-option that can stand in for them; nothing fakes their output.
+Each step writes its artifact atomically into the run folder, is skipped when an up-to-date
+artifact exists (same inputs and settings), and reports through one progress hook. Ground truth
+given for a step replaces that step; its file is validated against the video (and the earlier
+artifacts) first. The steps, their files and their inputs come from
+:mod:`socialpipe.pipeline.stage_table`.
 """
 
 from __future__ import annotations
@@ -16,20 +14,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
-from pipeline.config import Config
-from pipeline.errors import InputError, NoAudioError
-from pipeline.formats import load_links, load_tracks, load_transcript, write_mot, write_rttm, write_vtt
-from pipeline.io import sha256_file
-from pipeline.rundir import RunFolder, default_run_dir, stage_key
-from pipeline.video import probe
-
-STAGES = ("people", "speech", "link", "answer")
-Progress = Callable[[str, str], None]
-
-
-def _quiet(stage: str, message: str) -> None:
-    pass
+from socialpipe.pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
+from socialpipe.pipeline.config import Config
+from socialpipe.pipeline.errors import InputError, NoAudioError
+from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript
+from socialpipe.pipeline.io import sha256_file
+from socialpipe.pipeline.progress import ProgressEvent, ProgressHook, quiet
+from socialpipe.pipeline.rundir import RunFolder, default_run_dir, stage_key
+from socialpipe.pipeline.stage_table import STAGE_NAMES, StageSpec, spec_of
+from socialpipe.pipeline.video import probe
 
 
 @dataclass(frozen=True)
@@ -46,14 +39,19 @@ class RunRequest:
     force: bool = False  # recompute stages even when their artifacts are up to date
 
     def __post_init__(self) -> None:
-        if self.until not in STAGES:
-            raise InputError(f"--until {self.until!r}: expected one of {list(STAGES)}")
+        if self.until not in STAGE_NAMES:
+            raise InputError(f"--until {self.until!r}: expected one of {list(STAGE_NAMES)}")
         if self.question is not None and not self.question.strip():
             raise InputError("--question is empty; expected a question such as 'Who is Alice talking to?'")
-        for flag, path in (("--tracks", self.tracks_file), ("--transcript", self.transcript_file),
-                           ("--links", self.links_file)):
-            if path is not None and not Path(path).is_file():
-                raise InputError(f"{flag} {path}: no such file")
+        for stage, path in self.ground_truth.items():
+            if not Path(path).is_file():
+                raise InputError(f"--{spec_of(stage).ground_truth_option} {path}: no such file")
+
+    @property
+    def ground_truth(self) -> dict[str, Path]:
+        """Stage name -> the ground-truth file given in its place."""
+        given = {"people": self.tracks_file, "speech": self.transcript_file, "link": self.links_file}
+        return {stage: Path(path) for stage, path in given.items() if path is not None}
 
 
 @dataclass
@@ -68,10 +66,13 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
 
+_RESULT_FIELD = {"people": "tracks", "speech": "transcript", "link": "links", "answer": "answer"}
+
+
 class Run:
     """One pipeline run over one video; ``execute()`` performs the steps in order."""
 
-    def __init__(self, request: RunRequest, progress: Progress = _quiet):
+    def __init__(self, request: RunRequest, progress: ProgressHook = quiet):
         self.request = request
         self.progress = progress
 
@@ -84,148 +85,110 @@ class Run:
                                 video_sha)
         request.config.save(folder.path / "config.yaml")
         result = RunResult(folder=folder, video=video)
-        self._step(result, "video", stage_key("video", video_sha), lambda: video,
-                   source="probe", inputs={"video": {"path": str(request.video), "sha256": video_sha}})
-        self.progress("video", f"{video.path}: {video.width}x{video.height}, {video.fps:g} fps, "
-                               f"{video.duration_s:.1f} s, {'with' if video.has_audio else 'no'} audio")
+        self._step(result, spec_of("video"), stage_key("video", video_sha), lambda: video, source="probe",
+                   inputs={"video": {"path": str(request.video), "sha256": video_sha}})
+        self.progress(ProgressEvent("video", message=f"{video.path}: {video.width}x{video.height}, {video.fps:g} fps, "
+                                                     f"{video.duration_s:.1f} s, "
+                                                     f"{'with' if video.has_audio else 'no'} audio"))
+        # 1-4. people, speech, link, answer
+        for name in STAGE_NAMES:
+            if name == "answer" and request.question is None:
+                result.notes.append("no --question given: stopped after the link stage")
+                break
+            setattr(result, _RESULT_FIELD[name], self._stage(result, spec_of(name)))
+            result.stopped_after = name
+            if name == request.until:
+                break
+        return result
 
-        # 1. people
-        result.tracks = self._people(result, video_sha)
-        if request.until == "people":
-            return self._stop(result, "people")
-        # 2. speech
-        result.transcript = self._speech(result, video_sha)
-        if request.until == "speech":
-            return self._stop(result, "speech")
-        # 3. link
-        result.links = self._link(result)
-        if request.until == "link":
-            return self._stop(result, "link")
-        # 4. answer
-        if request.question is None:
-            result.notes.append("no --question given: stopped after the link stage")
-            return self._stop(result, "link")
-        result.answer = self._answer(result)
-        return self._stop(result, "answer")
+    # ------------------------------------------------------------------ stages
 
-    # ------------------------------------------------------------------ steps
+    def _stage(self, result: RunResult, spec: StageSpec):
+        """One stage: from its ground-truth file when one is given, else by running it."""
+        upstream = [result.folder.key_of(name) for name in spec.reads]
+        given = self.request.ground_truth.get(spec.name)
+        if given is not None:
+            return self._from_file(result, spec, given, upstream)
+        settings = getattr(self.request.config, spec.config_section)
+        make, source = self._runner(spec.name, result)
+        key = stage_key(spec.name, *upstream, asdict(settings),
+                        *((self.request.question, list(self.request.options)) if spec.name == "answer" else ()))
+        inputs = {"settings": asdict(settings)}
+        if spec.name == "answer":
+            inputs.update(question=self.request.question, options=list(self.request.options))
+        return self._step(result, spec, key, make, source=source, inputs=inputs)
 
-    def _people(self, result: RunResult, video_sha: str) -> Tracks:
-        given = self.request.tracks_file
-        export = lambda t: write_mot(t, result.folder.path / "people.mot.csv")  # noqa: E731
-        if given is None:
-            from stages.people import PeopleStage
+    def _runner(self, stage: str, result: RunResult) -> tuple[Callable[[], object], str]:
+        """(make the stage's artifact, where it comes from in words) for a stage that runs."""
+        config, request, video, hook = self.request.config, self.request, result.video, self.progress
+        if stage == "people":
+            from socialpipe.stages.people import PeopleStage
 
-            settings = self.request.config.people
-            key = stage_key("people", video_sha, asdict(settings))
-            return self._step(result, "people", key, lambda: PeopleStage(settings).run(result.video),
-                              source=f"people stage ({settings.detector}, {settings.tracker})",
-                              inputs={"settings": asdict(settings)}, exports=export)
-        return self._from_file(result, "people", "tracks", given, lambda path: load_tracks(path, result.video.fps),
-                               lambda tracks: tracks.validate_against(result.video), [video_sha], export)
-
-    def _speech(self, result: RunResult, video_sha: str) -> Transcript:
-        given = self.request.transcript_file
-
-        def export(transcript: Transcript) -> None:
-            write_rttm(transcript, result.folder.path / "speech.rttm", uri=Path(result.video.path).stem)
-            write_vtt(transcript, result.folder.path / "speech.vtt")
-
-        if given is None:
-            if not result.video.has_audio:
-                raise NoAudioError(f"{result.video.path}: has no audio track; the speech stage needs one "
+            return (lambda: PeopleStage(config.people).run(video, hook),
+                    f"people stage ({config.people.detector}, {config.people.tracker})")
+        if stage == "speech":
+            if not video.has_audio:
+                raise NoAudioError(f"{video.path}: has no audio track; the speech stage needs one "
                                    "(or give the transcript with --transcript FILE)")
-            from stages.speech import SpeechStage
+            from socialpipe.stages.speech import SpeechStage
 
-            settings = self.request.config.speech
-            key = stage_key("speech", video_sha, asdict(settings))
-            return self._step(result, "speech", key, lambda: SpeechStage(settings).run(result.video),
-                              source=f"speech stage ({settings.asr_model}, {settings.diarization} diarization)",
-                              inputs={"settings": asdict(settings)}, exports=export)
-        return self._from_file(result, "speech", "transcript", given, load_transcript,
-                               lambda transcript: transcript.validate_against(result.video), [video_sha], export)
+            return (lambda: SpeechStage(config.speech).run(video, hook),
+                    f"speech stage ({config.speech.asr_model}, {config.speech.diarization} diarization)")
+        if stage == "link":
+            from socialpipe.stages.link import LinkStage
 
-    def _link(self, result: RunResult) -> SpeakerLinks:
-        given = self.request.links_file
-        if given is None:
-            from stages.link import LinkStage
+            return (lambda: LinkStage(config.link).run(video, result.tracks, result.transcript, hook),
+                    "link stage (mouth activity x speech activity)")
+        from socialpipe.stages.answer import AnswerStage
 
-            settings = self.request.config.link
-            key = stage_key("link", result.folder.key_of("people"), result.folder.key_of("speech"), asdict(settings))
-            return self._step(result, "link", key,
-                              lambda: LinkStage(settings).run(result.video, result.tracks, result.transcript),
-                              source="link stage (mouth activity x speech activity)",
-                              inputs={"settings": asdict(settings)})
-        return self._from_file(result, "link", "links", given, load_links,
-                               lambda links: links.validate_against(result.tracks, result.transcript),
-                               [result.folder.key_of("people"), result.folder.key_of("speech")])
+        stage_runner = AnswerStage(config.answer, head_expand=config.people.head_expand)
+        return (lambda: stage_runner.run(video, result.tracks, result.transcript, result.links, request.question,
+                                         request.options, result.folder.path / "attention.png"),
+                f"answer stage ({config.answer.model}, {config.answer.variant})")
 
-    def _answer(self, result: RunResult) -> Answer:
-        from stages.answer.stage import AnswerStage
+    def _from_file(self, result: RunResult, spec: StageSpec, path: Path, upstream: list):
+        """A ground-truth file in place of a stage: loaded, checked against the video and the earlier
+        artifacts (errors name the file), and written as the stage's artifact."""
+        name = spec.ground_truth_option
+        inputs = {name: {"path": str(path), "sha256": sha256_file(path)}}
+        video = result.video
+        load, check = {
+            "people": (lambda: load_tracks(path, video.fps), lambda tracks: tracks.validate_against(video)),
+            "speech": (lambda: load_transcript(path), lambda transcript: transcript.validate_against(video)),
+            "link": (lambda: load_links(path),
+                     lambda links: links.validate_against(result.tracks, result.transcript)),
+        }[spec.name]
 
-        config, request, folder = self.request.config, self.request, result.folder
-        key = stage_key("answer", folder.key_of("people"), folder.key_of("speech"), folder.key_of("link"),
-                        asdict(config.answer), request.question, list(request.options))
-        stage = AnswerStage(config.answer, head_expand=config.people.head_expand)
-        return self._step(result, "answer", key,
-                          lambda: stage.run(result.video, result.tracks, result.transcript, result.links,
-                                            request.question, request.options, folder.path / "attention.png"),
-                          source=f"answer stage ({config.answer.model}, {config.answer.variant})",
-                          inputs={"question": request.question, "options": list(request.options),
-                                  "settings": asdict(config.answer)})
+        def make():
+            artifact = load()
+            try:
+                check(artifact)
+            except InputError as exc:
+                raise InputError(f"{path}: {exc}") from None
+            return artifact
+
+        return self._step(result, spec, stage_key(spec.name, *upstream, inputs), make,
+                          source=f"ground truth: {path}", inputs=inputs)
 
     # ------------------------------------------------------------------ machinery
 
-    def _from_file(self, result: RunResult, stage: str, name: str, path: Path, load: Callable[[Path], object],
-                   check: Callable[[object], None], upstream: list, exports: Callable | None = None):
-        """A ground-truth file in place of a stage: loaded, checked against the video and the earlier
-        artifacts (errors name the file), and written as the stage's artifact."""
-        inputs = _ground_truth_input(name, path)
-
-        def make():
-            artifact = load(path)
-            _validated(path, lambda: check(artifact))
-            return artifact
-
-        return self._step(result, stage, stage_key(stage, *upstream, inputs), make, source=f"ground truth: {path}",
-                          inputs=inputs, exports=exports)
-
-    def _step(self, result: RunResult, stage: str, key: str, make: Callable, source: str,
-              inputs: dict[str, str], exports: Callable | None = None):
-        folder = result.folder
-        artifact_type = {"video": VideoInfo, "people": Tracks, "speech": Transcript, "link": SpeakerLinks,
-                         "answer": Answer}[stage]
+    def _step(self, result: RunResult, spec: StageSpec, key: str, make: Callable, source: str, inputs: dict):
+        folder, stage = result.folder, spec.name
         if folder.is_current(stage, key) and not self.request.force:
             if stage != "video":
-                self.progress(stage, f"up to date, kept {folder.file(stage)}")
-            return load_json(artifact_type, folder.file(stage))
+                self.progress(ProgressEvent(stage, message=f"up to date, kept {folder.file(stage)}"))
+            return load_json(spec.artifact, folder.file(stage))
         started = time.perf_counter()
         artifact = make()
         artifact.save(folder.file(stage))
-        if exports is not None:
-            exports(artifact)
+        for export in spec.exports:
+            export.write(artifact, folder.path / export.file, result.video)
         seconds = time.perf_counter() - started
         folder.record(stage, key, source, seconds, inputs)
         if stage != "video":
-            self.progress(stage, f"wrote {folder.file(stage)} ({source}, {seconds:.2f} s)")
+            self.progress(ProgressEvent(stage, message=f"wrote {folder.file(stage)} ({source}, {seconds:.2f} s)"))
         return artifact
 
-    def _stop(self, result: RunResult, stage: str) -> RunResult:
-        result.stopped_after = stage
-        return result
 
-
-def _ground_truth_input(name: str, path: Path) -> dict[str, dict[str, str]]:
-    return {name: {"path": str(path), "sha256": sha256_file(path)}}
-
-
-def _validated(path: Path, check: Callable[[], None]) -> None:
-    """Run a consistency check, naming the ground-truth file in its error."""
-    try:
-        check()
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
-
-
-def run(request: RunRequest, progress: Progress = _quiet) -> RunResult:
+def run(request: RunRequest, progress: ProgressHook = quiet) -> RunResult:
     return Run(request, progress).execute()

@@ -16,12 +16,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
-from pipeline.errors import InputError
-from pipeline.io import temporary_sibling, write_bytes_atomic
-from pipeline.rundir import ARTIFACT_FILES, MANIFEST
-from pipeline.timebase import format_clock, frame_to_time
-from pipeline.video import read_frames, stream_frames, uniform_frame_indices
+from socialpipe.pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
+from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.io import temporary_sibling, write_bytes_atomic
+from socialpipe.pipeline.progress import Counter, ProgressHook, quiet
+from socialpipe.pipeline.rundir import MANIFEST
+from socialpipe.pipeline.stage_table import STAGE_TABLE, VIDEO
+from socialpipe.pipeline.timebase import format_clock, frame_to_time
+from socialpipe.pipeline.video import read_frames, stream_frames, uniform_frame_indices
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
            (240, 50, 230), (210, 245, 60)]  # RGB, one per track
@@ -40,17 +42,13 @@ class RunContents:
 
 def load_run(path: str | Path) -> RunContents:
     path = Path(path)
-    if not (path / MANIFEST).is_file() or not (path / ARTIFACT_FILES["video"]).is_file():
-        raise InputError(f"{path}: not a socialpipe run folder (no {MANIFEST} / {ARTIFACT_FILES['video']}); "
+    if not (path / MANIFEST).is_file() or not (path / VIDEO.file).is_file():
+        raise InputError(f"{path}: not a socialpipe run folder (no {MANIFEST} / {VIDEO.file}); "
                          "expected the --out folder of 'socialpipe run'")
-
-    def maybe(stage, cls):
-        file = path / ARTIFACT_FILES[stage]
-        return load_json(cls, file) if file.is_file() else None
-
-    return RunContents(path, load_json(VideoInfo, path / ARTIFACT_FILES["video"]), maybe("people", Tracks),
-                       maybe("speech", Transcript), maybe("link", SpeakerLinks), maybe("answer", Answer),
-                       json.loads((path / MANIFEST).read_text(encoding="utf-8")))
+    found = {spec.name: load_json(spec.artifact, path / spec.file) if (path / spec.file).is_file() else None
+             for spec in STAGE_TABLE}
+    return RunContents(path, load_json(VideoInfo, path / VIDEO.file), found["people"], found["speech"],
+                       found["link"], found["answer"], json.loads((path / MANIFEST).read_text(encoding="utf-8")))
 
 
 def summary(run: RunContents) -> str:
@@ -116,12 +114,6 @@ def _track_names(links: SpeakerLinks | None) -> dict[int, str]:
     return {link.track_id: link.name for link in links.links if link.track_id is not None}
 
 
-def _speaking_now(transcript: Transcript | None, time_s: float):
-    if transcript is None:
-        return []
-    return [u for u in transcript.utterances if u.start_s <= time_s < u.end_s]
-
-
 def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: dict[int, str],
                  width: int | None = None) -> np.ndarray:
     """Boxes, ids, names and the subtitle drawn on an RGB frame, resized first to ``width`` pixels if given."""
@@ -129,7 +121,7 @@ def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: d
     out = frame.copy() if scale == 1.0 else cv2.resize(
         frame, (width, int(round(frame.shape[0] * scale))), interpolation=cv2.INTER_AREA)
     time_s = frame_to_time(frame_index, run.video.fps)
-    current = _speaking_now(run.transcript, time_s)
+    current = run.transcript.speaking_at(time_s) if run.transcript is not None else ()
     speaking_tracks = {run.links.track_for(u.speaker) for u in current} if run.links is not None else set()
     font = cv2.FONT_HERSHEY_SIMPLEX
     if run.tracks is not None:
@@ -168,7 +160,7 @@ def _fit(text: str, max_width: int, font: int, size: float) -> str:
     return text
 
 
-def render_preview(run: RunContents, out_path: Path, progress=None) -> Path:
+def render_preview(run: RunContents, out_path: Path, progress: ProgressHook = quiet) -> Path:
     """An h264 mp4 of the whole video with overlays and the original audio; written atomically."""
     video, names = run.video, _track_names(run.links)
     if not Path(video.path).is_file():
@@ -181,10 +173,11 @@ def render_preview(run: RunContents, out_path: Path, progress=None) -> Path:
     command += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p", "-f", "mp4", str(tmp)]
     encoder = subprocess.Popen(command, stdin=subprocess.PIPE)
     try:
+        counter = Counter(progress, "preview", video.frame_count, "frame")
         for frame_index, frame in stream_frames(video):
             encoder.stdin.write(draw_overlay(frame, frame_index, run, names).tobytes())
-            if progress is not None:
-                progress(frame_index + 1, video.frame_count)
+            counter.advance(1)
+        counter.finish()
         encoder.stdin.close()
         if encoder.wait() != 0:
             raise InputError(f"ffmpeg could not encode the preview {out_path}")

@@ -16,18 +16,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__
-from pipeline.errors import InputError
-from pipeline.io import sha256_text, write_text_atomic
+from socialpipe.pipeline import __version__
+from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.io import sha256_text, write_text_atomic
+from socialpipe.pipeline.stage_table import spec_of
 
-ARTIFACT_FILES = {
-    "video": "video.json",
-    "people": "people.json",
-    "speech": "speech.json",
-    "link": "links.json",
-    "answer": "answer.json",
-}
-EXPORT_FILES = {"people": ["people.mot.csv"], "speech": ["speech.rttm", "speech.vtt"]}
 MANIFEST = "manifest.json"
 DEFAULT_RUNS_DIR = Path("socialpipe_runs")
 _REPORTED_PACKAGES = ("torch", "transformers", "whisperx", "pyannote.audio", "ultralytics", "facenet-pytorch",
@@ -85,7 +78,7 @@ class RunFolder:
         return cls(path, manifest)
 
     def file(self, stage: str) -> Path:
-        return self.path / ARTIFACT_FILES[stage]
+        return self.path / spec_of(stage).file
 
     def is_current(self, stage: str, key: str) -> bool:
         entry = self.manifest["stages"].get(stage)
@@ -96,10 +89,11 @@ class RunFolder:
 
     def record(self, stage: str, key: str, source: str, seconds: float, inputs: dict | None = None) -> None:
         """Note a finished stage and save the manifest (after the stage's files are in place)."""
+        spec = spec_of(stage)
         self.manifest["stages"][stage] = {
             "key": key, "source": source, "seconds": round(seconds, 3),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inputs": inputs or {},
-            "files": [ARTIFACT_FILES[stage], *EXPORT_FILES.get(stage, [])],
+            "files": [spec.file, *(export.file for export in spec.exports)],
         }
         self.manifest["socialpipe_version"] = __version__
         self.manifest["versions"] = _versions()

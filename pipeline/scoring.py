@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.artifacts import SpeakerLinks, Tracks, Transcript
-from pipeline.errors import InputError
+from socialpipe.pipeline.artifacts import SpeakerLinks, Tracks, Transcript
+from socialpipe.pipeline.errors import InputError
 
 UNLINKED = "<off screen>"
 

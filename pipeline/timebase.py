@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from socialpipe.pipeline.errors import InputError
+
 
 def frame_to_time(frame_index, fps: float):
     """Start time in seconds of a frame index (scalar or array)."""
@@ -24,6 +26,24 @@ def time_to_frame(time_s: float, fps: float, frame_count: int | None = None) -> 
     if frame_count is not None:
         index = min(max(index, 0), max(frame_count - 1, 0))
     return index
+
+
+def duration_of(frame_count, fps: float):
+    """Seconds spanned by ``frame_count`` frames (scalar or array)."""
+    seconds = np.asarray(frame_count, dtype=np.float64) / float(fps)
+    return float(seconds) if seconds.ndim == 0 else seconds
+
+
+def frames_in(duration_s: float, fps: float) -> int:
+    """The whole number of frames closest to ``duration_s`` seconds."""
+    return int(round(duration_s * fps))
+
+
+def frame_step(fps: float, target_fps: float) -> int:
+    """The frame step that samples a ``fps`` video at about ``target_fps`` (1 when the video is slower)."""
+    if not target_fps > 0:
+        raise InputError(f"sampling rate must be positive, got {target_fps}")
+    return max(1, int(round(fps / target_fps)))
 
 
 def format_clock(time_s: float) -> str:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.artifacts import VideoInfo
-from pipeline.errors import InputError, NoAudioError, SocialpipeError
-from pipeline.timebase import frame_to_time, time_to_frame
+from socialpipe.pipeline.artifacts import VideoInfo
+from socialpipe.pipeline.errors import InputError, NoAudioError, SocialpipeError
+from socialpipe.pipeline.timebase import frame_to_time, time_to_frame
 
 AUDIO_SAMPLE_RATE = 16_000
 
@@ -132,13 +132,6 @@ def stream_frames(video: VideoInfo, step: int = 1, batch_size: int = 16) -> Iter
         chunk = list(indices[first:first + batch_size])
         frames = reader.get_batch(chunk).asnumpy()
         yield from zip(chunk, frames)
-
-
-def frame_step_for(video: VideoInfo, target_fps: float) -> int:
-    """The frame step that samples a video at about ``target_fps`` (1 when the video is slower)."""
-    if not target_fps > 0:
-        raise InputError(f"sampling rate must be positive, got {target_fps}")
-    return max(1, int(round(video.fps / target_fps)))
 
 
 def read_audio(video: VideoInfo, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:

@@ -5,7 +5,7 @@ Reads top to bottom:
    landmarks, or the lower face when there are none) gives two signals, normalised by face
    size and brightness: opening (how much darker than the face it is) and motion (change since
    the previous analysis frame); their z-scores summed are the track's mouth activity;
-2. per voice, its speech activity on the same time grid, from the transcript;
+2. per voice, its speech activity on the same time grid, from the transcript's turns;
 3. voice x track score = correlation of the two while the track is visible, times the share of
    the voice's speech during which the track is visible (a person off screen cannot be the one
    talking; a mouth that moves while other voices talk lowers the correlation);
@@ -24,10 +24,11 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pipeline.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, VideoInfo
-from pipeline.config import LinkConfig
-from pipeline.timebase import frame_to_time
-from pipeline.video import frame_step_for, stream_frames
+from socialpipe.pipeline.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, VideoInfo
+from socialpipe.pipeline.config import LinkConfig
+from socialpipe.pipeline.progress import Counter, ProgressHook, quiet
+from socialpipe.pipeline.timebase import duration_of, frame_step, frame_to_time
+from socialpipe.pipeline.video import stream_frames
 
 MOUTH_SIZE = (24, 16)  # mouth crops are resized to this (width, height) before comparing
 ANONYMOUS_VOICE = re.compile(r"^(speaker|spk|voice)[ _-]?\d+$", re.IGNORECASE)
@@ -66,9 +67,10 @@ def _crop(grey: np.ndarray, box: np.ndarray) -> np.ndarray | None:
     return cv2.resize(grey[y1:y2, x1:x2], MOUTH_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def measure_mouths(video: VideoInfo, tracks: Tracks, analysis_fps: float) -> MouthActivity:
+def measure_mouths(video: VideoInfo, tracks: Tracks, analysis_fps: float,
+                   progress: ProgressHook = quiet) -> MouthActivity:
     """Mouth opening and motion of every face track on every ``step``-th frame."""
-    step = frame_step_for(video, analysis_fps)
+    step = frame_step(video.fps, analysis_fps)
     grid = np.arange(0, video.frame_count, step)
     face_ids = [t for t in tracks.track_ids if tracks.kinds[t] == "face"]
     row_of = {t: i for i, t in enumerate(face_ids)}
@@ -76,7 +78,9 @@ def measure_mouths(video: VideoInfo, tracks: Tracks, analysis_fps: float) -> Mou
     motion = np.full((len(face_ids), len(grid)), np.nan)
     previous: dict[int, tuple[int, np.ndarray]] = {}
     by_frame = {int(f): np.flatnonzero(tracks.frame_index == f) for f in np.unique(tracks.frame_index)}
+    counter = Counter(progress, "link", len(grid), "frame")
     for k, (frame_index, frame) in enumerate(stream_frames(video, step=step)):
+        counter.advance(1)
         rows = by_frame.get(frame_index)
         if rows is None:
             continue
@@ -95,6 +99,7 @@ def measure_mouths(video: VideoInfo, tracks: Tracks, analysis_fps: float) -> Mou
             if tid in previous and previous[tid][0] == k - 1:
                 motion[row_of[tid], k] = float(np.abs(mouth - previous[tid][1]).mean() / skin)
             previous[tid] = (k, mouth)
+    counter.finish()
     activity = _zscore(opening) + np.nan_to_num(_zscore(motion), nan=0.0) * np.isfinite(opening)
     activity[~np.isfinite(opening)] = np.nan
     return MouthActivity(frame_to_time(grid, video.fps), face_ids, activity, opening, motion)
@@ -113,17 +118,6 @@ def _zscore(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def speech_activity(transcript: Transcript, times_s: np.ndarray, frame_s: float) -> tuple[list[str], np.ndarray]:
-    """(voices, (n_voices, k) 0/1) whether each voice speaks in each analysis frame."""
-    voices = transcript.speakers
-    speaking = np.zeros((len(voices), len(times_s)), dtype=bool)
-    row = {v: i for i, v in enumerate(voices)}
-    centres = times_s + frame_s / 2
-    for u in transcript.utterances:
-        speaking[row[u.speaker]] |= (centres >= u.start_s) & (centres < u.end_s)
-    return voices, speaking.astype(np.float64)
-
-
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 3 or a.std() < 1e-9 or b.std() < 1e-9:
         return 0.0
@@ -132,10 +126,9 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def attribute_utterances(transcript: Transcript, mouths: MouthActivity, frame_s: float) -> list[dict]:
     """For each utterance, the visible track whose mouth is most active during it (None if none visible)."""
-    centres = mouths.times_s + frame_s / 2
+    during = transcript.utterance_activity(frame_s, len(mouths.times_s)) > 0  # (utterances, k)
     result = []
-    for u in transcript.utterances:
-        inside = (centres >= u.start_s) & (centres < u.end_s)
+    for u, inside in zip(transcript.utterances, during):
         best, best_value, runner_up = None, -np.inf, -np.inf
         for r, tid in enumerate(mouths.track_ids):
             values = mouths.activity[r, inside]
@@ -159,11 +152,12 @@ class LinkStage:
     def __init__(self, settings: LinkConfig):
         self.settings = settings
 
-    def run(self, video: VideoInfo, tracks: Tracks, transcript: Transcript) -> SpeakerLinks:
+    def run(self, video: VideoInfo, tracks: Tracks, transcript: Transcript,
+            progress: ProgressHook = quiet) -> SpeakerLinks:
         settings = self.settings
-        mouths = measure_mouths(video, tracks, settings.analysis_fps)
-        frame_s = frame_step_for(video, settings.analysis_fps) / video.fps
-        voices, speaking = speech_activity(transcript, mouths.times_s, frame_s)
+        mouths = measure_mouths(video, tracks, settings.analysis_fps, progress)
+        frame_s = duration_of(frame_step(video.fps, settings.analysis_fps), video.fps)
+        voices, speaking = transcript.activity(frame_s, len(mouths.times_s))
         n_voices, n_tracks = len(voices), len(mouths.track_ids)
         score = np.zeros((n_voices, n_tracks))
         evidence: dict[tuple[int, int], dict] = {}

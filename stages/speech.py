@@ -18,32 +18,23 @@ Reads top to bottom:
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.artifacts import Transcript, Utterance, VideoInfo, Word
-from pipeline.config import SpeechConfig
-from pipeline.errors import SocialpipeError
-from pipeline.video import AUDIO_SAMPLE_RATE, read_audio
+from socialpipe.pipeline.artifacts import Transcript, Utterance, VideoInfo, Word
+from socialpipe.pipeline.config import SpeechConfig
+from socialpipe.pipeline.errors import SocialpipeError
+from socialpipe.pipeline.progress import Counter, ProgressEvent, ProgressHook, quiet
+from socialpipe.pipeline.video import AUDIO_SAMPLE_RATE, read_audio
 
 SEGMENTATION_ASSET = ("whisperx", "assets", "pytorch_model.bin")
 MIN_EMBED_S = 0.3  # a local speaker needs this much clean speech in a window to be embedded
 MIN_CLUSTER_S = 3.0  # a voice needs this much clean speech (summed over windows) to stand on its own
 PAUSE_SPLIT_S = 1.0  # a pause this long inside one voice's speech starts a new utterance
-
-
-@dataclass(frozen=True)
-class TimedWord:
-    start_s: float
-    end_s: float
-    text: str
-    score: float | None
 
 
 # ----------------------------------------------------------------------------- ASR
@@ -75,29 +66,33 @@ def load_whisper(settings: SpeechConfig):
             "offline, use speech.asr_model=bundled:tiny.en or a local CTranslate2 model folder") from None
 
 
-def transcribe(audio: np.ndarray, settings: SpeechConfig) -> tuple[list[TimedWord], dict[str, Any]]:
+def _word(start, end, text, score) -> Word:
+    """A recogniser's word as a Word (an end before the start, which recognisers emit, becomes the start)."""
+    start = float(start)
+    return Word(start, max(float(end), start), str(text).strip(), None if score is None else float(score))
+
+
+def transcribe(audio: np.ndarray, settings: SpeechConfig,
+               progress: ProgressHook = quiet) -> tuple[list[Word], dict[str, Any]]:
     """Words with times, and notes on how they were made."""
     model = load_whisper(settings)
     if settings.align_model is not None:
-        aligned = _whisperx_aligned(model, audio, settings)
+        aligned = _whisperx_aligned(model, audio, settings, progress)
         if aligned is not None:
             return aligned
-    from tqdm import tqdm
-
     segments, info = model.transcribe(audio, language=settings.language, beam_size=settings.beam_size,
                                       word_timestamps=True, vad_filter=True, condition_on_previous_text=False)
     words = []
-    with tqdm(total=round(len(audio) / AUDIO_SAMPLE_RATE, 1), unit="s", desc="speech", file=sys.stderr,
-              disable=None, leave=False) as bar:
-        for segment in segments:  # decoded lazily, 30 s at a time
-            words += [TimedWord(float(w.start), float(w.end), w.word.strip(), float(w.probability))
-                      for w in (segment.words or []) if w.word.strip()]
-            bar.update(round(segment.end - bar.n, 1))
+    counter = Counter(progress, "speech", round(len(audio) / AUDIO_SAMPLE_RATE, 1), "s")
+    for segment in segments:  # decoded lazily, 30 s at a time
+        words += [_word(w.start, w.end, w.word, w.probability) for w in (segment.words or []) if w.word.strip()]
+        counter.advance(round(segment.end - counter.done, 1))
+    counter.finish()
     return words, {"asr_model": settings.asr_model, "language_requested": settings.language,
                    "language": info.language, "word_times": "faster-whisper"}
 
 
-def _whisperx_aligned(model, audio: np.ndarray, settings: SpeechConfig):
+def _whisperx_aligned(model, audio: np.ndarray, settings: SpeechConfig, progress: ProgressHook):
     """WhisperX batched transcription + wav2vec2 alignment, or None (with a warning) when the
     alignment model cannot be loaded."""
     import whisperx
@@ -108,14 +103,14 @@ def _whisperx_aligned(model, audio: np.ndarray, settings: SpeechConfig):
         align_model, metadata = whisperx.load_align_model(language_code=language, device=settings.device,
                                                           model_name=name)
     except Exception as exc:  # offline: a hub or torchaudio download error
-        print(f"[speech] alignment model for {language!r} unavailable ({type(exc).__name__}); "
-              "using faster-whisper's word times", file=sys.stderr)
+        progress(ProgressEvent("speech", message=f"alignment model for {language!r} unavailable "
+                                                 f"({type(exc).__name__}); using faster-whisper's word times"))
         return None
     pipeline = whisperx.load_model(resolve_asr_model(settings.asr_model), settings.device,
                                    compute_type=settings.compute_type, language=language, model=model)
     result = pipeline.transcribe(audio, batch_size=8)
     aligned = whisperx.align(result["segments"], align_model, metadata, audio, settings.device)
-    words = [TimedWord(float(w["start"]), float(w["end"]), str(w["word"]).strip(), w.get("score"))
+    words = [_word(w["start"], w["end"], w["word"], w.get("score"))
              for segment in aligned["segments"] for w in segment.get("words", [])
              if "start" in w and str(w["word"]).strip()]
     return words, {"asr_model": settings.asr_model, "language_requested": settings.language, "language": language,
@@ -295,38 +290,27 @@ def diarize_pretrained(audio: np.ndarray, settings: SpeechConfig):
 # ----------------------------------------------------------------------------- words -> utterances
 
 
-def assign_words(words: list[TimedWord], turns: list[tuple[float, float, str]]) -> list[str | None]:
-    """Per word, the voice whose turns cover most of it (nearest turn when none overlaps), by one
-    sorted sweep over words and turns (both ordered by start)."""
-    turns = sorted(turns)
+def assign_words(words: list[Word], turns: Transcript) -> list[str | None]:
+    """Per word, the voice whose turns cover most of it, else the voice of the turn whose boundary is
+    nearest the word's centre (None when there are no turns)."""
+    starts = np.array([u.start_s for u in turns.utterances])
+    ends = np.array([u.end_s for u in turns.utterances])
     speakers: list[str | None] = []
-    first_open = 0
     for word in words:
-        while first_open < len(turns) and turns[first_open][1] <= word.start_s:
-            first_open += 1
-        overlap: dict[str, float] = {}
-        j = first_open
-        while j < len(turns) and turns[j][0] < word.end_s:
-            shared = min(turns[j][1], word.end_s) - max(turns[j][0], word.start_s)
-            if shared > 0:
-                overlap[turns[j][2]] = overlap.get(turns[j][2], 0.0) + shared
-            j += 1
-        if overlap:
-            speakers.append(max(overlap, key=overlap.get))
-            continue
-        nearby = [t for t in turns[max(first_open - 1, 0):first_open + 1]]
-        centre = (word.start_s + word.end_s) / 2
-        nearest = min(nearby, key=lambda t: min(abs(t[0] - centre), abs(t[1] - centre)), default=None)
-        speakers.append(None if nearest is None else nearest[2])
+        voice = turns.voice_over(word.start_s, word.end_s)
+        if voice is None and len(turns):
+            centre = (word.start_s + word.end_s) / 2
+            voice = turns.utterances[int(np.argmin(np.minimum(abs(starts - centre), abs(ends - centre))))].speaker
+        speakers.append(None if voice is None else str(voice))
     return speakers
 
 
-def build_utterances(words: list[TimedWord], speakers: list[str | None]) -> list[Utterance]:
+def build_utterances(words: list[Word], speakers: list[str | None]) -> list[Utterance]:
     utterances, current = [], []
 
     def flush():
         if current:
-            ws = tuple(Word(w.start_s, max(w.end_s, w.start_s), w.text, w.score) for w, _ in current)
+            ws = tuple(w for w, _ in current)
             utterances.append(Utterance(ws[0].start_s, max(w.end_s for w in ws), current[0][1] or "SPEAKER_UNKNOWN",
                                         " ".join(w.text for w in ws), ws))
 
@@ -348,12 +332,12 @@ class SpeechStage:
     def __init__(self, settings: SpeechConfig):
         self.settings = settings
 
-    def run(self, video: VideoInfo) -> Transcript:
+    def run(self, video: VideoInfo, progress: ProgressHook = quiet) -> Transcript:
         settings = self.settings
         audio = read_audio(video)
         timing = {}
         started = time.perf_counter()
-        words, notes = transcribe(audio, settings) if len(audio) else ([], {"word_times": None})
+        words, notes = transcribe(audio, settings, progress) if len(audio) else ([], {"word_times": None})
         timing["asr_s"] = time.perf_counter() - started
         started = time.perf_counter()
         if not words and _is_silent(audio):
@@ -364,7 +348,8 @@ class SpeechStage:
             annotation_turns = [(float(seg.start), float(seg.end), str(label))
                                 for seg, _, label in diarization.itertracks(yield_label=True)]
         timing["diarization_s"] = time.perf_counter() - started
-        utterances = build_utterances(words, assign_words(words, annotation_turns))
+        turns = Transcript.from_utterances([Utterance(start, end, label) for start, end, label in annotation_turns])
+        utterances = build_utterances(words, assign_words(words, turns))
         meta = {
             "source": f"speech stage: {settings.asr_model} + {settings.diarization} diarization", **notes,
             "diarization": settings.diarization, "speaker_turns": [[round(s, 3), round(e, 3), label]

@@ -73,7 +73,7 @@ class CliResult:
 @pytest.fixture
 def socialpipe(capsys, monkeypatch):
     """Call the real console entry point in-process: ``socialpipe("run", ...) -> CliResult``."""
-    from pipeline.cli import main
+    from socialpipe.pipeline.cli import main
 
     def invoke(*args: str) -> CliResult:
         capsys.readouterr()

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.artifacts import SpeakerLinks, Tracks, Transcript, load_json
-from pipeline.video import probe, read_frames
+from socialpipe.pipeline.artifacts import SpeakerLinks, Tracks, Transcript, load_json
+from socialpipe.pipeline.video import probe, read_frames
 from tests.conftest import REPO, SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
 
 

@@ -1,18 +1,90 @@
-"""Pictures of the alignment: where a speaker's transcript tokens look in each frame, without and
-with the bias, with every speaker's box drawn."""
+"""What the alignment did, in numbers and pictures.
+
+- numbers: the paper's AttnMax / AttnMean over each (speaker, frame) group without and with the
+  bias, and the share of active heads per chosen layer (:class:`AlignmentReport`, summed per
+  layer in :class:`LayerStats`);
+- pictures: where a speaker's transcript tokens look in each frame, without and with the bias,
+  with every speaker's box drawn.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
-from pipeline.io import write_bytes_atomic
-from stages.answer.layout import FrameGrid
+from socialpipe.pipeline.io import write_bytes_atomic
+from socialpipe.stages.answer.layout import FrameGrid
 
 BOX_COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180)]  # RGB
+
+
+@dataclass
+class AlignmentReport:
+    """Diagnostics of one aligned forward pass: the paper's AttnMax / AttnMean without and with the
+    bias, and the share of active heads per chosen layer."""
+
+    attn_max_before: float
+    attn_mean_before: float
+    attn_max_after: float
+    attn_mean_after: float
+    active_head_ratio: dict[int, float]
+    aligned_calls: dict[int, int] = field(default_factory=dict)  # per chosen layer, sequences aligned (prefills)
+    heatmap_before: np.ndarray | None = None  # (visual tokens,) the heatmap speaker's attention, first sequence
+    heatmap_after: np.ndarray | None = None
+
+    def to_json(self) -> dict:
+        return {"attn_max_before": self.attn_max_before, "attn_mean_before": self.attn_mean_before,
+                "attn_max_after": self.attn_max_after, "attn_mean_after": self.attn_mean_after,
+                "active_head_ratio": {str(k): v for k, v in self.active_head_ratio.items()}}
+
+
+@dataclass
+class LayerStats:
+    """Running sums for the diagnostics of one layer."""
+
+    heads: int = 0
+    active: list[int] = field(default_factory=list)  # per sequence, number of active heads
+    max_before: float = 0.0  # sum over (head, row, group) of max_{j in V_{s,t}} A
+    mean_before: float = 0.0
+    max_after: float = 0.0
+    mean_after: float = 0.0
+    pairs: int = 0  # (head, row, group) triples summed
+
+
+def group_sums(weights: torch.Tensor, row_in: torch.Tensor, key_in: torch.Tensor):
+    """Per head, sums over (row, group) of the max and the mean attention to the group's keys;
+    and the number of (row, group) pairs summed. ``weights`` (H, R, N); only the (row, key) pairs
+    of each group are gathered."""
+    total_max = torch.zeros(weights.shape[0], dtype=torch.float64)
+    total_mean = torch.zeros(weights.shape[0], dtype=torch.float64)
+    count = 0
+    for g in range(key_in.shape[0]):
+        rows = torch.nonzero(row_in[:, g]).flatten()
+        if rows.numel() == 0:
+            continue
+        cols = torch.nonzero(key_in[g]).flatten()
+        block = weights[:, rows[:, None], cols[None, :]]  # (H, r, c)
+        total_max += block.amax(dim=-1).sum(dim=-1).double().cpu()
+        total_mean += block.mean(dim=-1).sum(dim=-1).double().cpu()
+        count += rows.numel()
+    return total_max, total_mean, count
+
+
+def record_layer(stats: LayerStats, heads: int, active: int, before_max, before_mean, after_max, after_mean,
+            pairs: int) -> None:
+    stats.heads = heads
+    stats.active.append(active)
+    stats.max_before += float(before_max.sum())
+    stats.mean_before += float(before_mean.sum())
+    stats.max_after += float(after_max.sum())
+    stats.mean_after += float(after_mean.sum())
+    stats.pairs += pairs * heads
+
 
 
 def grid_heat(grid: FrameGrid, attention: np.ndarray, visual: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:

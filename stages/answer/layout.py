@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stages.answer.alignment import SequencePlan, SpeakerGroup
+from socialpipe.stages.answer.plan import SequencePlan, SpeakerGroup
 
 SUPPORTED_FAMILIES = ("qwen2_5_vl", "llava_next_video", "internvl")
 

@@ -22,15 +22,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo
-from pipeline.boxes import speaker_box
-from pipeline.config import AnswerConfig
-from pipeline.errors import SocialpipeError
-from pipeline.timebase import format_clock
-from pipeline.video import read_uniform_frames
-from stages.answer.alignment import AlignmentSettings, enable, speaker_alignment
-from stages.answer.diagnostics import render_heatmaps
-from stages.answer.layout import family_of, frame_grids, frames_covered, line_token_spans, speaker_plan
+from socialpipe.pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo
+from socialpipe.pipeline.config import AnswerConfig
+from socialpipe.pipeline.errors import SocialpipeError
+from socialpipe.pipeline.timebase import format_clock
+from socialpipe.pipeline.video import read_uniform_frames
+from socialpipe.stages.answer.attention import enable, speaker_alignment
+from socialpipe.stages.answer.diagnostics import render_heatmaps
+from socialpipe.stages.answer.layout import family_of, frame_grids, frames_covered, line_token_spans, speaker_plan
 
 QUESTION_WINDOW_S = 5.0  # a question naming a time looks this far either side of it
 MAX_NEW_TOKENS = 64
@@ -118,9 +117,7 @@ def transcript_lines(transcript: Transcript, start_s: float, end_s: float, times
     """The prompt's lines ``Name [MM:SS-MM:SS]: text`` for the utterances overlapping [start_s, end_s],
     who says each (``name_for`` of the voice), and the sampled frames each one covers."""
     lines, speakers, covered = [], [], []
-    for u in transcript.utterances:
-        if u.end_s < start_s or u.start_s > end_s:
-            continue
+    for u in transcript.during(start_s, end_s):
         name = name_for(u.speaker)
         lines.append(f"{name} [{format_clock(u.start_s)}-{format_clock(u.end_s)}]: {u.text.strip() or '...'}")
         speakers.append(name)
@@ -140,7 +137,7 @@ def build_scene(video: VideoInfo, tracks: Tracks | None, transcript: Transcript,
             if link.track_id is None:
                 continue
             for t, frame_index in enumerate(indices):
-                box = speaker_box(tracks, link.track_id, frame_index, video.width, video.height, head_expand)
+                box = tracks.speaker_box(link.track_id, frame_index, video.width, video.height, head_expand)
                 if box is not None:
                     boxes[link.name, t] = [float(v) for v in box]
     return Scene(list(frames), list(times), lines, speakers, covered, boxes)
@@ -222,22 +219,20 @@ class AnswerStage:
         heatmap_speaker = max(set(talkers), key=talkers.count) if talkers and heatmap_path is not None else None
         inputs = {k: v.to(loaded.device) if hasattr(v, "to") else v for k, v in inputs.items()}
         inputs = {k: v.to(loaded.model.dtype) if k.startswith("pixel_values") else v for k, v in inputs.items()}
-        alignment = AlignmentSettings(alpha=settings.alpha, head_threshold=settings.head_threshold,
-                                      bias_source=settings.bias_source, layer_range=tuple(settings.layer_range))
         diagnostics = {"variant": settings.variant, "frame_times_s": [round(t, 3) for t in scene.times_s],
                        "prompt_tokens": int(inputs["input_ids"].shape[1]), "transcript_lines": len(scene.lines),
                        "speakers_with_boxes": sorted({s for s, _ in scene.boxes})}
         if plan is not None:
             diagnostics.update(aligned_rows=int(len(plan.rows)), aligned_visual_tokens=int(len(plan.cols)),
-                               alignment={"alpha": alignment.alpha, "head_threshold": alignment.head_threshold,
-                                          "bias_source": alignment.bias_source,
-                                          "layer_range": list(alignment.layer_range)})
+                               alignment={"alpha": settings.alpha, "head_threshold": settings.head_threshold,
+                                          "bias_source": settings.bias_source,
+                                          "layer_range": list(settings.layer_range)})
         if options:
-            scores, report = self._score_options(inputs, options, plan, alignment, heatmap_speaker)
+            scores, report = self._score_options(inputs, options, plan, heatmap_speaker)
             best = int(np.argmax(scores))
             answer_text, chosen = options[best], best
         else:
-            answer_text, report = self._generate(inputs, plan, alignment, heatmap_speaker)
+            answer_text, report = self._generate(inputs, plan, heatmap_speaker)
             scores, chosen = None, None
         if report is not None:
             diagnostics.update(report.to_json())
@@ -249,14 +244,14 @@ class AnswerStage:
                       option_scores=None if scores is None else tuple(float(s) for s in scores),
                       model=settings.model, diagnostics=diagnostics)
 
-    def _aligned(self, plan, alignment, heatmap_speaker: str | None = None):
+    def _aligned(self, plan, heatmap_speaker: str | None = None):
         from contextlib import nullcontext
 
         if plan is None:
             return nullcontext(None)
-        return speaker_alignment(self.loaded.model, [plan], alignment, heatmap_speaker=heatmap_speaker)
+        return speaker_alignment(self.loaded.model, [plan], self.settings, heatmap_speaker=heatmap_speaker)
 
-    def _score_options(self, inputs: dict, options: Sequence[str], plan, alignment, heatmap_speaker=None):
+    def _score_options(self, inputs: dict, options: Sequence[str], plan, heatmap_speaker=None):
         """Mean log-probability of each option's tokens after the prompt (the prompt's tokens keep their
         positions, so the alignment plan holds for every option)."""
         import torch
@@ -271,7 +266,7 @@ class AnswerStage:
                 continue
             extended = dict(inputs, input_ids=torch.cat([inputs["input_ids"], continuation], dim=1),
                             attention_mask=torch.cat([inputs["attention_mask"], torch.ones_like(continuation)], dim=1))
-            with torch.no_grad(), self._aligned(plan, alignment, None if report else heatmap_speaker) as this_report:
+            with torch.no_grad(), self._aligned(plan, None if report else heatmap_speaker) as this_report:
                 logits = self.loaded.model(**extended).logits[0].float()
             report = report or this_report
             start = inputs["input_ids"].shape[1]
@@ -280,10 +275,10 @@ class AnswerStage:
             scores.append(float(picked.mean()))
         return scores, report
 
-    def _generate(self, inputs: dict, plan, alignment, heatmap_speaker=None):
+    def _generate(self, inputs: dict, plan, heatmap_speaker=None):
         import torch
 
-        with torch.no_grad(), self._aligned(plan, alignment, heatmap_speaker) as report:
+        with torch.no_grad(), self._aligned(plan, heatmap_speaker) as report:
             output = self.loaded.model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
         new_tokens = output[0, inputs["input_ids"].shape[1]:]
         text = self.loaded.processor.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()

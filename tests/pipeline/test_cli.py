@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from pipeline.artifacts import Tracks, Transcript, Utterance
-from pipeline.orchestrator import RunRequest, run
-from pipeline.video import probe
+from socialpipe.pipeline.artifacts import Tracks, Transcript, Utterance
+from socialpipe.pipeline.orchestrator import RunRequest, run
+from socialpipe.pipeline.video import probe
 from tests.conftest import (
     GROUND_TRUTH_ARGS,
     SAMPLE_LINKS,

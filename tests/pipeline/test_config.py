@@ -3,8 +3,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pipeline.config import CONFIG_DIR, Config, load_config
-from pipeline.errors import InputError
+from socialpipe.pipeline.config import Config, load_config
+from tests.conftest import REPO
+
+CONFIG_DIR = REPO / "configs"
+from socialpipe.pipeline.errors import InputError
 
 
 def test_default_yaml_matches_the_built_in_defaults():

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.datasets import load_dataset, load_tvqa_plus, tvqa_frame_path, tvqa_subtitles_path
-from pipeline.errors import InputError
+from socialpipe.pipeline.datasets import load_dataset, load_tvqa_plus, tvqa_frame_path, tvqa_subtitles_path
+from socialpipe.pipeline.errors import InputError
 from tests.conftest import REPO, make_video
 from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
 
@@ -172,7 +172,7 @@ def test_mmsi_questions_follow_the_labelled_transcript(tmp_path):
 
 
 def test_mmsi_scene_boxes_come_from_keypoint_extents(tmp_path):
-    from pipeline.evaluation import scene_for
+    from socialpipe.pipeline.evaluation import scene_for
 
     root = make_mmsi_root(tmp_path / "mmsi")
     item = next(i for i in load_dataset("mmsi", root).items if i.task == "pcr")

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.artifacts import Transcript, Utterance
-from pipeline.errors import InputError
-from pipeline.formats import (
+from socialpipe.pipeline.artifacts import Transcript, Utterance
+from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.formats import (
     load_links,
     load_tracks,
     load_transcript,

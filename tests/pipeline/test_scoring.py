@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, Utterance
-from pipeline.errors import InputError
-from pipeline.scoring import iou_distances, normalise_text, score_link, score_people, score_speech
+from socialpipe.pipeline.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, Utterance
+from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.scoring import iou_distances, normalise_text, score_link, score_people, score_speech
 
 
 def two_people(swap_after: int | None = None) -> Tracks:

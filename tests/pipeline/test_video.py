@@ -5,9 +5,9 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline.errors import InputError, NoAudioError
-from pipeline.video import (
-    frame_step_for,
+from socialpipe.pipeline.errors import InputError, NoAudioError
+from socialpipe.pipeline.timebase import frame_step
+from socialpipe.pipeline.video import (
     probe,
     read_audio,
     read_frames_at,
@@ -57,7 +57,7 @@ def test_stream_visits_every_step_th_frame_in_bounded_batches(tiny_video):
     seen = [(index, frame.shape) for index, frame in stream_frames(video, step=3, batch_size=2)]
     assert [i for i, _ in seen] == list(range(0, video.frame_count, 3))
     assert all(shape == (90, 160, 3) for _, shape in seen)
-    assert frame_step_for(video, 5.0) == 2 and frame_step_for(video, 50.0) == 1
+    assert frame_step(video.fps, 5.0) == 2 and frame_step(video.fps, 50.0) == 1
 
 
 def test_audio_is_16k_mono(tiny_video):

@@ -7,15 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from stages.answer.alignment import (
-    AlignmentSettings,
-    SequencePlan,
-    SpeakerGroup,
-    enable,
-    language_layers,
-    speaker_alignment,
-)
-from stages.answer.layout import (
+from socialpipe.pipeline.config import AnswerConfig
+from socialpipe.pipeline.errors import InputError
+from socialpipe.stages.answer.attention import enable, language_layers, speaker_alignment
+from socialpipe.stages.answer.plan import SequencePlan, SpeakerGroup
+from socialpipe.stages.answer.layout import (
     FrameGrid,
     LayoutError,
     family_of,
@@ -25,6 +21,7 @@ from stages.answer.layout import (
     line_token_spans,
     speaker_plan,
 )
+from tests.stages.dense_reference import dense_attention
 from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
 
 BUILDERS = {"qwen2_5_vl": qwen2_5_vl, "llava_next_video": llava_next_video, "internvl": internvl}
@@ -33,7 +30,7 @@ LINES = ["Alice [00:00-00:02]: Good morning everyone.", "Bob [00:01-00:03]: Happ
          "Alice [00:03-00:04]: Shall we start?"]
 SPEAKERS = ["Alice", "Bob", "Alice"]
 SPANS_S = [(0.0, 2.0), (1.0, 3.0), (3.0, 4.0)]
-ALL_LAYERS = AlignmentSettings(head_threshold=0.0, layer_range=(0.0, 1.0), chunk_rows=16)
+ALL_LAYERS = AnswerConfig(head_threshold=0.0, layer_range=(0.0, 1.0))
 
 
 @pytest.fixture(scope="module", params=list(BUILDERS))
@@ -159,13 +156,13 @@ def test_alpha_zero_and_empty_plans_change_nothing(tiny):
     try:
         _, plans = plans_for(processor, model, texts, inputs, offsets, 4)
         assert torch.equal(logits(model, inputs), baseline)  # enabled, no plan active
-        with speaker_alignment(model, plans, AlignmentSettings(alpha=0.0, head_threshold=0.0)):
+        with speaker_alignment(model, plans, AnswerConfig(alpha=0.0, head_threshold=0.0)):
             assert torch.equal(logits(model, inputs), baseline)
-        with speaker_alignment(model, [SequencePlan()], ALL_LAYERS):
+        with speaker_alignment(model, [SequencePlan()], ALL_LAYERS, chunk_rows=16):
             assert torch.equal(logits(model, inputs), baseline)
         _, no_boxes = plans_for(processor, model, texts, inputs, offsets, 4, boxes={})
         assert no_boxes[0].empty
-        with speaker_alignment(model, no_boxes, ALL_LAYERS):
+        with speaker_alignment(model, no_boxes, ALL_LAYERS, chunk_rows=16):
             assert torch.equal(logits(model, inputs), baseline)
     finally:
         model.set_attn_implementation("sdpa")
@@ -178,15 +175,15 @@ def test_efficient_path_matches_the_dense_reference(tiny):
     enable(model)
     try:
         _, plans = plans_for(processor, model, texts, inputs, offsets, 4)
-        settings = AlignmentSettings(alpha=2.0, head_threshold=0.0, layer_range=(0.25, 0.75), chunk_rows=7)
-        with speaker_alignment(model, plans, settings) as fast:
+        settings = AnswerConfig(alpha=2.0, head_threshold=0.0, layer_range=(0.25, 0.75))
+        with speaker_alignment(model, plans, settings, chunk_rows=7) as fast:
             efficient = logits(model, inputs)
-        with speaker_alignment(model, plans, settings, reference=True) as slow:
+        with speaker_alignment(model, plans, settings, reference=dense_attention) as slow:
             dense = logits(model, inputs)
-        prob = AlignmentSettings(alpha=50.0, bias_source="prob", head_threshold=0.0, layer_range=(0.25, 0.75))
+        prob = AnswerConfig(alpha=50.0, bias_source="prob", head_threshold=0.0, layer_range=(0.25, 0.75))
         with speaker_alignment(model, plans, prob):
             prob_efficient = logits(model, inputs)
-        with speaker_alignment(model, plans, prob, reference=True):
+        with speaker_alignment(model, plans, prob, reference=dense_attention):
             prob_dense = logits(model, inputs)
     finally:
         model.set_attn_implementation("sdpa")
@@ -220,7 +217,7 @@ def test_only_active_heads_and_rows_in_u_change(tiny):
         _, plans = plans_for(processor, model, texts, inputs, offsets, 4)
         logits(model, inputs)
         # a threshold that only some heads pass
-        with speaker_alignment(model, plans, AlignmentSettings(alpha=3.0, head_threshold=0.0, layer_range=(0.25, 0.5))):
+        with speaker_alignment(model, plans, AnswerConfig(alpha=3.0, head_threshold=0.0, layer_range=(0.25, 0.5))):
             logits(model, inputs)
     finally:
         handle.remove()
@@ -237,7 +234,7 @@ def test_generate_with_cache_biases_only_the_prefill(tiny):
     enable(model)
     try:
         _, plans = plans_for(processor, model, texts, inputs, offsets, 4)
-        with speaker_alignment(model, plans, ALL_LAYERS) as report:
+        with speaker_alignment(model, plans, ALL_LAYERS, chunk_rows=16) as report:
             generated = model.generate(**inputs, max_new_tokens=4, do_sample=False, use_cache=True)
     finally:
         model.set_attn_implementation("sdpa")
@@ -254,10 +251,10 @@ def test_batch_of_two_with_padding(tiny):
     enable(model)
     try:
         _, plans = plans_for(processor, model, texts, inputs, offsets, 4)
-        settings = AlignmentSettings(alpha=1.5, head_threshold=0.0, layer_range=(0.0, 1.0))
+        settings = AnswerConfig(alpha=1.5, head_threshold=0.0, layer_range=(0.0, 1.0))
         with speaker_alignment(model, plans, settings):
             batched = logits(model, inputs)
-        with speaker_alignment(model, plans, settings, reference=True):
+        with speaker_alignment(model, plans, settings, reference=dense_attention):
             dense = logits(model, inputs)
         single_texts, single_inputs, single_offsets = encode(processor, 4, batch=1)
         _, single_plans = plans_for(processor, model, single_texts, single_inputs, single_offsets, 4)
@@ -276,17 +273,17 @@ def test_batch_of_two_with_padding(tiny):
 
 
 def test_settings_validate_their_values():
-    with pytest.raises(ValueError, match="bias_source"):
-        AlignmentSettings(bias_source="both")
-    with pytest.raises(ValueError, match="layer_range"):
-        AlignmentSettings(layer_range=(0.6, 0.4))
-    with pytest.raises(ValueError, match="alpha must be >= 0"):
-        AlignmentSettings(alpha=-1.0)
-    assert AlignmentSettings().layers(28) == list(range(10, 20))
-
-    from pipeline.config import AnswerConfig
-
-    assert AnswerConfig().layer_range == AlignmentSettings().layer_range
+    """The alignment reads the answer settings themselves: there is no second copy to drift."""
+    with pytest.raises(InputError, match="bias_source"):
+        AnswerConfig(bias_source="both")
+    with pytest.raises(InputError, match="layer_range"):
+        AnswerConfig(layer_range=(0.6, 0.4))
+    with pytest.raises(InputError, match="answer.alpha: -1.0 is outside the allowed range >= 0"):
+        AnswerConfig(alpha=-1.0)
+    assert AnswerConfig().layers(28) == list(range(10, 20))
+    with pytest.raises(ValueError, match="chunk_rows"):
+        with speaker_alignment(None, [], AnswerConfig(), chunk_rows=0):
+            pass
 
 
 def test_a_group_without_rows_or_columns_is_ignored():
@@ -297,7 +294,7 @@ def test_a_group_without_rows_or_columns_is_ignored():
 def test_heatmaps_show_attention_moving_onto_the_speaker(tiny, tmp_path):
     import cv2
 
-    from stages.answer.diagnostics import box_share, render_heatmaps
+    from socialpipe.stages.answer.diagnostics import box_share, render_heatmaps
 
     processor, model = tiny
     size = (333, 197)
@@ -305,7 +302,7 @@ def test_heatmaps_show_attention_moving_onto_the_speaker(tiny, tmp_path):
     enable(model)
     try:
         grids, plans = plans_for(processor, model, texts, inputs, offsets, 4, size)
-        settings = AlignmentSettings(alpha=2.0, head_threshold=0.0, layer_range=(0.25, 0.75))
+        settings = AnswerConfig(alpha=2.0, head_threshold=0.0, layer_range=(0.25, 0.75))
         with speaker_alignment(model, plans, settings, heatmap_speaker="Alice") as report:
             logits(model, inputs)
     finally:
@@ -326,7 +323,8 @@ def test_heatmaps_show_attention_moving_onto_the_speaker(tiny, tmp_path):
 def test_inactive_heads_keep_their_sdpa_output():
     """Directly on the attention function: a head whose speaker-text -> box attention stays under
     lambda is left exactly as SDPA computed it; the active head's U rows change, other rows do not."""
-    from stages.answer.alignment import _State, LayerStats, aligned_attention, _STATE
+    from socialpipe.stages.answer.attention import _STATE, _State, aligned_attention
+    from socialpipe.stages.answer.diagnostics import LayerStats
 
     torch.manual_seed(0)
     heads, n, dim = 2, 24, 8
@@ -340,7 +338,7 @@ def test_inactive_heads_keep_their_sdpa_output():
 
     module = Attention()
     plain, _ = aligned_attention(module, query, key, value, None, scaling=dim ** -0.5)
-    state = _State((plan,), AlignmentSettings(alpha=1.0, head_threshold=0.05), {id(module): 0}, False,
+    state = _State((plan,), AnswerConfig(alpha=1.0, head_threshold=0.05), {id(module): 0}, None,
                    {0: LayerStats()})
     token = _STATE.set(state)
     try:

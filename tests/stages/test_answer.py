@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.artifacts import SpeakerLink, SpeakerLinks, load_json
-from pipeline.config import AnswerConfig
-from pipeline.errors import SocialpipeError
-from pipeline.formats import load_links, load_tracks, load_transcript
-from pipeline.video import probe
-from stages.answer.stage import AnswerStage, build_scene, box_text, draw_boxes, load_model, question_window
+from socialpipe.pipeline.artifacts import SpeakerLink, SpeakerLinks, load_json
+from socialpipe.pipeline.config import AnswerConfig
+from socialpipe.pipeline.errors import SocialpipeError
+from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript
+from socialpipe.pipeline.video import probe
+from socialpipe.stages.answer.stage import AnswerStage, build_scene, box_text, draw_boxes, load_model, question_window
 from tests.conftest import GROUND_TRUTH_ARGS, reachable, SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
 from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
 
@@ -117,7 +117,7 @@ def test_a_missing_local_folder_is_a_clear_error():
 
 
 def test_answer_json_round_trips(socialpipe, qwen_folder, tmp_path):
-    from pipeline.artifacts import Answer
+    from socialpipe.pipeline.artifacts import Answer
 
     out = tmp_path / "run"
     assert socialpipe("run", SAMPLE_VIDEO, "--out", out, *GROUND_TRUTH_ARGS, "--question", "Who?", "--option", "A",

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import LinkConfig
-from pipeline.formats import load_links, load_tracks, load_transcript
-from pipeline.scoring import score_link
-from pipeline.video import probe
-from stages.link import LinkStage, mouth_box
+from socialpipe.pipeline.config import LinkConfig
+from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript
+from socialpipe.pipeline.scoring import score_link
+from socialpipe.pipeline.video import probe
+from socialpipe.stages.link import LinkStage, mouth_box
 from tests.builders import Head, talking_heads
 from tests.conftest import SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
 
@@ -65,7 +65,7 @@ def test_video_with_one_person(tmp_path):
 
 
 def test_no_faces_leaves_every_voice_unlinked(tmp_path, tiny_video):
-    from pipeline.artifacts import Tracks, Transcript, Utterance
+    from socialpipe.pipeline.artifacts import Tracks, Transcript, Utterance
 
     transcript = Transcript.from_utterances([Utterance(0.2, 1.0, "A", "hi")])
     (link,) = run_link(tiny_video, Tracks.empty(fps=10.0), transcript).links

@@ -4,14 +4,17 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.artifacts import Tracks
-from pipeline.boxes import head_and_shoulders, speaker_box
-from pipeline.config import PeopleConfig
-from pipeline.errors import SocialpipeError
-from pipeline.formats import load_tracks
-from pipeline.scoring import score_people
-from pipeline.video import probe
-from stages.people import Detections, PeopleStage, rejoin
+from socialpipe.pipeline.artifacts import Tracks
+from socialpipe.pipeline.boxes import head_and_shoulders
+from socialpipe.pipeline.config import PeopleConfig
+from socialpipe.pipeline.errors import SocialpipeError
+from socialpipe.pipeline.formats import load_tracks
+from socialpipe.pipeline.scoring import score_people
+from socialpipe.pipeline.video import probe
+from socialpipe.pipeline.boxes import Boxes
+from socialpipe.stages.people import PeopleStage
+from socialpipe.stages.people.postprocess import rejoin
+from socialpipe.stages.people.tracking import _TrackerInput
 from tests.conftest import SAMPLE_TRACKS, SAMPLE_VIDEO, reachable, video_from_frames
 
 
@@ -104,26 +107,30 @@ def test_rejoin_needs_appearance_and_position_to_agree():
     look_a[2, 3], look_b[10, 1] = 1.0, 1.0
 
     def piece(tid, frames, x, look):
-        return [{"track_id": tid, "frame_index": f, "xyxy": np.array([x, 50, x + 60, 130.0]), "confidence": 1.0,
-                 "landmarks": None, "histogram": look} for f in frames]
+        frames = list(frames)
+        return (Boxes(np.tile([x, 50, x + 60, 130.0], (len(frames), 1)), np.ones(len(frames)),
+                      track_id=np.full(len(frames), tid), frame_index=np.array(frames)),
+                np.tile(look.ravel(), (len(frames), 1)))
+
+    def both(first, second):
+        return Boxes.concat([first[0], second[0]]), np.concatenate([first[1], second[1]])
 
     settings = PeopleConfig()
-    rows = piece(1, range(0, 20), 100, look_a) + piece(2, range(40, 60), 110, look_a)
-    joined, why = rejoin(rows, V, settings)
-    assert {r["track_id"] for r in joined} == {1} and why[0]["reason"].startswith("reappeared")
-    other_look = piece(1, range(0, 20), 100, look_a) + piece(2, range(40, 60), 110, look_b)
-    assert {r["track_id"] for r in rejoin(other_look, V, settings)[0]} == {1, 2}
-    far = piece(1, range(0, 20), 100, look_a) + piece(2, range(40, 60), 400, look_a)
-    assert {r["track_id"] for r in rejoin(far, V, settings)[0]} == {1, 2}
-    edge = piece(1, range(0, 20), 575, look_a) + piece(2, range(40, 60), 578, look_a)
-    assert "right edge" in rejoin(edge, V, PeopleConfig(rejoin_max_shift=0.01))[1][0]["reason"]
+    joined, why = rejoin(*both(piece(1, range(0, 20), 100, look_a), piece(2, range(40, 60), 110, look_a)), V, settings)
+    assert set(joined.track_id.tolist()) == {1} and why[0]["reason"].startswith("reappeared")
+    other_look = both(piece(1, range(0, 20), 100, look_a), piece(2, range(40, 60), 110, look_b))
+    assert set(rejoin(*other_look, V, settings)[0].track_id.tolist()) == {1, 2}
+    far = both(piece(1, range(0, 20), 100, look_a), piece(2, range(40, 60), 400, look_a))
+    assert set(rejoin(*far, V, settings)[0].track_id.tolist()) == {1, 2}
+    edge = both(piece(1, range(0, 20), 575, look_a), piece(2, range(40, 60), 578, look_a))
+    assert "right edge" in rejoin(*edge, V, PeopleConfig(rejoin_max_shift=0.01))[1][0]["reason"]
 
 
 def test_detections_index_like_the_trackers_expect():
-    d = Detections(np.array([[0, 0, 10, 20], [5, 5, 7, 9]]), np.array([0.9, 0.2]), np.zeros((2, 5, 2)))
+    d = _TrackerInput(Boxes(np.array([[0, 0, 10, 20], [5, 5, 7, 9]]), np.array([0.9, 0.2]), np.zeros((2, 5, 2))))
     assert d.xywh.tolist() == [[5, 10, 10, 20], [6, 7, 2, 4]]
     high = d[d.conf > 0.5]
-    assert len(high) == 1 and high.landmarks.shape == (1, 5, 2) and high.cls.tolist() == [0.0]
+    assert len(high) == 1 and high.boxes.landmarks.shape == (1, 5, 2) and high.cls.tolist() == [0.0]
 
 
 def test_speaker_boxes_grow_faces_and_prefer_person_boxes():
@@ -135,5 +142,5 @@ def test_speaker_boxes_grow_faces_and_prefer_person_boxes():
         {"track_id": 1, "frame_index": 0, "xyxy": [100, 50, 140, 100]},
         {"track_id": 2, "frame_index": 0, "xyxy": [60, 30, 200, 360]},
     ], fps=10, kinds={1: "face", 2: "person"}, meta={"person_of_face": {"1": 2}})
-    assert speaker_box(tracks, 1, 0, 640, 360, 2.0).tolist() == [60, 30, 200, 360]
-    assert speaker_box(tracks, 1, 5, 640, 360, 2.0) is None
+    assert tracks.speaker_box(1, 0, 640, 360, 2.0).tolist() == [60, 30, 200, 360]
+    assert tracks.speaker_box(1, 5, 640, 360, 2.0) is None

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import SpeechConfig
-from pipeline.errors import NoAudioError
-from pipeline.formats import load_transcript, read_rttm
-from pipeline.scoring import score_speech
-from pipeline.video import probe
-from stages.speech import SpeechStage, TimedWord, assign_words, build_utterances, diarize_offline
+from socialpipe.pipeline.artifacts import Transcript, Utterance, Word
+from socialpipe.pipeline.config import SpeechConfig
+from socialpipe.pipeline.errors import NoAudioError
+from socialpipe.pipeline.formats import load_transcript, read_rttm
+from socialpipe.pipeline.scoring import score_speech
+from socialpipe.pipeline.video import probe
+from socialpipe.stages.speech import SpeechStage, assign_words, build_utterances, diarize_offline
 from tests.conftest import SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
 
 
@@ -66,7 +67,7 @@ def test_offline_diarization_on_real_speech_from_pyannote():
     folder = Path(pyannote.audio.__file__).parent / "sample"
     audio, rate = soundfile.read(folder / "sample.wav", dtype="float32")
     assert rate == 16000
-    from pipeline.artifacts import Transcript, Utterance
+    from socialpipe.pipeline.artifacts import Transcript, Utterance
 
     annotation = diarize_offline(audio, SpeechConfig())
     hypothesis = Transcript.from_utterances([Utterance(s.start, s.end, label)
@@ -111,9 +112,9 @@ def test_language_is_passed_to_the_recogniser(tmp_path):
 
 
 def test_words_go_to_the_voice_covering_most_of_them():
-    words = [TimedWord(0.0, 0.4, "hi", 0.9), TimedWord(0.5, 1.0, "there", 0.9), TimedWord(1.1, 1.5, "yes", 0.9),
-             TimedWord(5.0, 5.2, "late", 0.9)]
-    turns = [(0.0, 0.8, "A"), (0.7, 2.0, "B"), (4.0, 4.9, "B")]
+    words = [Word(0.0, 0.4, "hi", 0.9), Word(0.5, 1.0, "there", 0.9), Word(1.1, 1.5, "yes", 0.9),
+             Word(5.0, 5.2, "late", 0.9)]
+    turns = Transcript.from_utterances([Utterance(0.0, 0.8, "A"), Utterance(0.7, 2.0, "B"), Utterance(4.0, 4.9, "B")])
     speakers = assign_words(words, turns)
     assert speakers == ["A", "A", "B", "B"]  # "there" overlaps A 0.3 s, B 0.3 s -> first max; "late" is nearest B
     utterances = build_utterances(words, speakers)

@@ -1,4 +1,4 @@
-"""Speaker attention alignment (../shared/METHOD.md section 2), for any transformers decoder.
+"""Speaker attention alignment as a transformers attention function (docs/method.md, section 2).
 
 For one sequence, layer and head: ``S = q k^T / sqrt(d)``, ``A = softmax(S + causal mask)``.
 ``U`` are the transcript tokens, grouped by (speaker s, frame t); ``V_{s,t}`` the visual tokens
@@ -10,8 +10,9 @@ inside speaker s's box on frame t; ``V_all`` their union.
   of ``A`` ("prob"), clamped at 0; ``A' = softmax(S' + mask)``.
 
 The efficient path lets every row go through the model's ordinary fused attention (SDPA) and
-recomputes only the ``|U| x N`` block, in chunks of rows, for the active heads; the dense
-reference builds ``S``, ``A`` and the bias matrix for the whole sequence and is kept for tests.
+recomputes only the ``|U| x N`` block, in chunks of rows, for the active heads. A dense
+reference that builds ``S``, ``A`` and the bias matrix for the whole sequence lives beside the
+tests (``tests/stages/dense_reference.py``) and plugs in through ``speaker_alignment(reference=...)``.
 
 It is installed as a transformers attention function (``AttentionInterface`` plus the matching
 ``AttentionMaskInterface`` entry, without which the mask would silently be dropped). A model set
@@ -24,102 +25,27 @@ from __future__ import annotations
 import contextvars
 import math
 from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 
-import numpy as np
 import torch
+
+from socialpipe.pipeline.config import AnswerConfig
+from socialpipe.stages.answer.diagnostics import AlignmentReport, LayerStats, group_sums, record_layer
+from socialpipe.stages.answer.plan import SequencePlan
 
 ATTENTION_NAME = "socialpipe_speaker_alignment"
 DEFAULT_CHUNK_ROWS = 256  # rows of U whose scores are held at once
 
 
-# ----------------------------------------------------------------------------- plans
-
-
-@dataclass(frozen=True)
-class SpeakerGroup:
-    """One (speaker, frame) pair: its transcript token rows and the visual token columns of its box."""
-
-    speaker: str
-    frame: int
-    rows: np.ndarray  # (r,) token indices in U_{s,t}
-    cols: np.ndarray  # (c,) token indices in V_{s,t}
-
-
-@dataclass(frozen=True)
-class SequencePlan:
-    """The groups of one sequence of the batch (indices into that row of ``input_ids``)."""
-
-    groups: tuple[SpeakerGroup, ...] = ()
-    visual: np.ndarray | None = None  # every visual token of the sequence, for attention heatmaps
-
-    @cached_property
-    def usable_groups(self) -> tuple[SpeakerGroup, ...]:
-        """The groups with both transcript rows and box columns (the others cannot be biased)."""
-        return tuple(g for g in self.groups if len(g.rows) and len(g.cols))
-
-    @cached_property
-    def rows(self) -> np.ndarray:
-        """U, sorted."""
-        usable = [g.rows for g in self.usable_groups]
-        return np.unique(np.concatenate(usable)) if usable else np.zeros(0, np.int64)
-
-    @cached_property
-    def cols(self) -> np.ndarray:
-        """V_all, sorted."""
-        usable = [g.cols for g in self.usable_groups]
-        return np.unique(np.concatenate(usable)) if usable else np.zeros(0, np.int64)
-
-    @property
-    def empty(self) -> bool:
-        return len(self.rows) == 0 or len(self.cols) == 0
-
-
-@dataclass(frozen=True)
-class AlignmentSettings:
-    alpha: float = 1.0  # bias strength; 0 leaves the model exactly as it was
-    head_threshold: float = 5e-5  # lambda
-    bias_source: str = "logit"  # "logit" or "prob"
-    layer_range: tuple[float, float] = (0.357, 0.714)  # layers l with lo <= l / L < hi (10-19 of 28)
-    chunk_rows: int = DEFAULT_CHUNK_ROWS
-
-    def __post_init__(self) -> None:
-        if not self.alpha >= 0:
-            raise ValueError(f"alpha must be >= 0 (the bias pulls attention toward the speaker), got {self.alpha}")
-        if self.bias_source not in ("logit", "prob"):
-            raise ValueError(f"bias_source must be 'logit' or 'prob', got {self.bias_source!r}")
-        lo, hi = self.layer_range
-        if not 0.0 <= lo < hi <= 1.0:
-            raise ValueError(f"layer_range must satisfy 0 <= lo < hi <= 1, got {self.layer_range}")
-        if self.chunk_rows < 1:
-            raise ValueError(f"chunk_rows must be >= 1, got {self.chunk_rows}")
-
-    def layers(self, depth: int) -> list[int]:
-        lo, hi = self.layer_range
-        return [layer for layer in range(depth) if lo * depth - 1e-9 <= layer < hi * depth - 1e-9]
-
-
-@dataclass
-class LayerStats:
-    """Running sums for the diagnostics of one layer."""
-
-    heads: int = 0
-    active: list[int] = field(default_factory=list)  # per sequence, number of active heads
-    max_before: float = 0.0  # sum over (head, row, group) of max_{j in V_{s,t}} A
-    mean_before: float = 0.0
-    max_after: float = 0.0
-    mean_after: float = 0.0
-    pairs: int = 0  # (head, row, group) triples summed
-
-
 @dataclass
 class _State:
     plans: tuple[SequencePlan, ...]
-    settings: AlignmentSettings
+    settings: AnswerConfig  # alpha, head_threshold, bias_source, layer_range
     layer_of: dict[int, int]  # id(attention module) -> decoder layer index
-    reference: bool
+    reference: Callable | None  # a per-sequence attention that replaces the efficient path (tests)
     stats: dict[int, LayerStats]
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
     heatmap_speaker: str | None = None
     heatmap: dict[str, list[torch.Tensor]] = field(default_factory=lambda: {"before": [], "after": []})
 
@@ -160,41 +86,26 @@ def enable(model) -> None:
     model.set_attn_implementation(ATTENTION_NAME)
 
 
-@dataclass
-class AlignmentReport:
-    """Diagnostics of one aligned forward pass: the paper's AttnMax / AttnMean without and with the
-    bias, and the share of active heads per chosen layer."""
-
-    attn_max_before: float
-    attn_mean_before: float
-    attn_max_after: float
-    attn_mean_after: float
-    active_head_ratio: dict[int, float]
-    aligned_calls: dict[int, int] = field(default_factory=dict)  # per chosen layer, sequences aligned (prefills)
-    heatmap_before: np.ndarray | None = None  # (visual tokens,) the heatmap speaker's attention, first sequence
-    heatmap_after: np.ndarray | None = None
-
-    def to_json(self) -> dict:
-        return {"attn_max_before": self.attn_max_before, "attn_mean_before": self.attn_mean_before,
-                "attn_max_after": self.attn_max_after, "attn_mean_after": self.attn_mean_after,
-                "active_head_ratio": {str(k): v for k, v in self.active_head_ratio.items()}}
-
-
 @contextmanager
-def speaker_alignment(model, plans: list[SequencePlan], settings: AlignmentSettings, reference: bool = False,
-                      heatmap_speaker: str | None = None):
+def speaker_alignment(model, plans: list[SequencePlan], settings: AnswerConfig, reference: Callable | None = None,
+                      heatmap_speaker: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS):
     """Within the block, forward passes of ``model`` (set up by :func:`enable`) apply the alignment
-    to the chosen language layers during prefill. Yields an :class:`AlignmentReport` filled in
-    when the block ends. With ``heatmap_speaker``, the report also holds that speaker's attention
-    (first sequence, mean over heads, rows and chosen layers) over every visual token of
-    ``plans[0].visual``, without and with the bias."""
+    to the chosen language layers during prefill, with the answer settings' alpha, lambda, bias
+    source and layer range. Yields an :class:`AlignmentReport` filled in when the block ends. With
+    ``heatmap_speaker``, the report also holds that speaker's attention (first sequence, mean over
+    heads, rows and chosen layers) over every visual token of ``plans[0].visual``, without and with
+    the bias. ``reference(query, keys, values, mask_rows, plan, state, layer, scale) -> (H, N, D)``
+    replaces the efficient path for every sequence (the tests' dense reference); ``chunk_rows`` rows
+    of ``U`` have their scores held at once."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     if model.config._attn_implementation != ATTENTION_NAME and getattr(
             getattr(model.config, "text_config", None), "_attn_implementation", None) != ATTENTION_NAME:
-        raise ValueError("call stages.alignment.enable(model) before aligning it")
+        raise ValueError("call socialpipe.stages.answer.attention.enable(model) before aligning it")
     attention = language_layers(model)
     chosen = settings.layers(len(attention))
     state = _State(tuple(plans), settings, {id(attention[i]): i for i in chosen}, reference,
-                   {i: LayerStats() for i in chosen}, heatmap_speaker)
+                   {i: LayerStats() for i in chosen}, chunk_rows, heatmap_speaker)
     report = AlignmentReport(math.nan, math.nan, math.nan, math.nan, {})
     token = _STATE.set(state)
     try:
@@ -226,16 +137,18 @@ def aligned_attention(module, query, key, value, attention_mask, dropout=0.0, sc
     state = _STATE.get()
     layer = None if state is None else state.layer_of.get(id(module))
     prefill = query.shape[2] == key.shape[2]
-    if layer is None or not prefill or state.settings.alpha == 0 and not state.reference:
+    if layer is None or not prefill or state.settings.alpha == 0 and state.reference is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     mask = _additive_mask(attention_mask, query, key)  # (B, 1, N, N), or None meaning causal
     groups = getattr(module, "num_key_value_groups", 1)
-    if state.reference:
+    if state.reference is not None:
         keys, values = repeat_kv(key, groups), repeat_kv(value, groups)  # (B, H, N, D)
-        out = torch.stack([_dense(query[b], keys[b], values[b], _mask_rows(mask, b, query.shape[2], None, query),
-                                  state.plans[b] if b < len(state.plans) else SequencePlan(), state, layer, scale)
+        out = torch.stack([state.reference(query[b], keys[b], values[b],
+                                           mask_rows(mask, b, query.shape[2], None, query),
+                                           state.plans[b] if b < len(state.plans) else SequencePlan(), state, layer,
+                                           scale)
                            for b in range(query.shape[0])])  # (B, H, N, D)
         return out.transpose(1, 2).contiguous(), None
     out, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -258,7 +171,7 @@ def _additive_mask(attention_mask, query, key):
     return mask.to(query.dtype)
 
 
-def _mask_rows(mask, b: int, n: int, rows: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+def mask_rows(mask, b: int, n: int, rows: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     """Additive mask rows (R, n) for sequence b: the given mask, or causal when there is none
     (prefill: as many keys as queries)."""
     if mask is not None:
@@ -270,7 +183,7 @@ def _mask_rows(mask, b: int, n: int, rows: torch.Tensor | None, like: torch.Tens
     return torch.zeros(allowed.shape, dtype=like.dtype, device=like.device).masked_fill(~allowed, float("-inf"))
 
 
-def _group_masks(plan: SequencePlan, n_keys: int, device):
+def group_masks(plan: SequencePlan, n_keys: int, device):
     """(rows U, (|U|, G) row-in-group, (G, N) key-in-group) as tensors, G over the usable groups."""
     groups = plan.usable_groups
     rows = torch.as_tensor(plan.rows, device=device)
@@ -281,25 +194,6 @@ def _group_masks(plan: SequencePlan, n_keys: int, device):
         row_in[[position[int(r)] for r in group.rows], g] = True
         key_in[g, torch.as_tensor(group.cols, device=device)] = True
     return rows, row_in, key_in
-
-
-def _diagnostics(weights: torch.Tensor, row_in: torch.Tensor, key_in: torch.Tensor):
-    """Per head, sums over (row, group) of the max and the mean attention to the group's keys;
-    and the number of (row, group) pairs summed. ``weights`` (H, R, N); only the (row, key) pairs
-    of each group are gathered."""
-    total_max = torch.zeros(weights.shape[0], dtype=torch.float64)
-    total_mean = torch.zeros(weights.shape[0], dtype=torch.float64)
-    count = 0
-    for g in range(key_in.shape[0]):
-        rows = torch.nonzero(row_in[:, g]).flatten()
-        if rows.numel() == 0:
-            continue
-        cols = torch.nonzero(key_in[g]).flatten()
-        block = weights[:, rows[:, None], cols[None, :]]  # (H, r, c)
-        total_max += block.amax(dim=-1).sum(dim=-1).double().cpu()
-        total_mean += block.mean(dim=-1).sum(dim=-1).double().cpu()
-        count += rows.numel()
-    return total_max, total_mean, count
 
 
 def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int, scale: float) -> None:
@@ -313,10 +207,10 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
     Only ``lse`` needs the full ``|U| x N`` scores; everything else lives on the ``|U| x |V_all|`` block.
     """
     settings = state.settings
-    rows, row_in, key_in = _group_masks(plan, key.shape[1], query.device)
+    rows, row_in, key_in = group_masks(plan, key.shape[1], query.device)
     cols = torch.as_tensor(plan.cols, device=query.device)
     own_cols = (row_in.float() @ key_in[:, cols].float()) > 0  # (|U|, |V_all|): each row's own V_{s,t}, union
-    heads, chunk, n_rows = query.shape[0], settings.chunk_rows, len(rows)
+    heads, chunk, n_rows = query.shape[0], state.chunk_rows, len(rows)
     q_all, k_all, v_all = query.float(), key.float(), value.float()
     k_speakers, v_speakers = k_all[:, cols], v_all[:, cols]  # (H, |V_all|, D)
 
@@ -337,7 +231,7 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
     row_masks = []
     for start in range(0, n_rows, chunk):
         r = rows[start:start + chunk]
-        row_masks.append(_mask_rows(mask, b, key.shape[1], r, query).float())
+        row_masks.append(mask_rows(mask, b, key.shape[1], r, query).float())
         full = torch.baddbmm(row_masks[-1].expand(heads, -1, -1), q_all[:, r], k_all.transpose(-1, -2),
                              alpha=scale, out=buffer[:, :len(r)])  # (H, R, N)
         lse[:, start:start + len(r)] = full.logsumexp(dim=-1)
@@ -346,7 +240,7 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
         activity += weights.sum(dim=(1, 2))
         source = on_speakers if settings.bias_source == "logit" else weights
         magnitude[:, start:start + len(r)] = source.amax(dim=-1).clamp_min(0.0)
-        mx, mn, n = _diagnostics(weights, row_in[start:start + chunk], key_in[:, cols])
+        mx, mn, n = group_sums(weights, row_in[start:start + chunk], key_in[:, cols])
         before_max, before_mean, pairs = before_max + mx, before_mean + mn, pairs + n
     activity /= n_rows * len(cols)
     active = torch.nonzero(activity > settings.head_threshold).flatten()
@@ -367,10 +261,10 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
             out[r[:, None], active[None, :]] = ((d[..., None] * plain + c[..., None] * own_values) / denominator) \
                 .transpose(0, 1).to(out.dtype)
             biased = weights * torch.where(own.bool(), 1.0, d[..., None]) / denominator
-            mx, mn, _ = _diagnostics(biased, row_in[start:start + chunk], key_in[:, cols])
+            mx, mn, _ = group_sums(biased, row_in[start:start + chunk], key_in[:, cols])
             after_max[active.cpu()] += mx
             after_mean[active.cpu()] += mn
-    _record(state.stats[layer], heads, len(active), before_max, before_mean, after_max, after_mean, pairs)
+    record_layer(state.stats[layer], heads, len(active), before_max, before_mean, after_max, after_mean, pairs)
     if b == 0 and state.heatmap_speaker is not None and plan.visual is not None:
         _heatmap(state, plan, q_all, k_all, rows, row_in, key_in, cols, mask, b, lse, magnitude, active, scale)
 
@@ -383,7 +277,7 @@ def _heatmap(state: _State, plan: SequencePlan, q_all, k_all, rows, row_in, key_
     if len(picked) == 0:
         return
     r, visual = rows[picked], torch.as_tensor(plan.visual)
-    row_mask = _mask_rows(mask, b, k_all.shape[1], r, q_all).float()
+    row_mask = mask_rows(mask, b, k_all.shape[1], r, q_all).float()
 
     def attention(head_index, keys):
         """(h, R, keys) unbiased attention of the picked rows."""
@@ -409,37 +303,3 @@ def _bias_factors(beta: torch.Tensor, own_mass: torch.Tensor):
     return d, c, (d + c * own_mass)[..., None]
 
 
-def _record(stats: LayerStats, heads: int, active: int, before_max, before_mean, after_max, after_mean,
-            pairs: int) -> None:
-    stats.heads = heads
-    stats.active.append(active)
-    stats.max_before += float(before_max.sum())
-    stats.mean_before += float(before_mean.sum())
-    stats.max_after += float(after_max.sum())
-    stats.mean_after += float(after_mean.sum())
-    stats.pairs += pairs * heads
-
-
-def _dense(query, key, value, mask_rows, plan: SequencePlan, state: _State, layer: int, scale: float):
-    """Naive reference for one sequence: explicit S, A and bias matrix over the whole sequence. (H, N, D)."""
-    settings = state.settings
-    scores = (query.float() @ key.float().transpose(-1, -2)) * scale + mask_rows.float()  # (H, N, N)
-    scores = torch.where(torch.isinf(scores).all(dim=-1, keepdim=True), 0.0, scores)  # padding rows: nothing to see
-    weights = scores.softmax(dim=-1)
-    bias = torch.zeros_like(scores)  # (H, N, N)
-    if not plan.empty:
-        rows, row_in, key_in = _group_masks(plan, scores.shape[-1], query.device)
-        cols = torch.as_tensor(plan.cols, device=query.device)
-        activity = weights[:, rows][:, :, cols].mean(dim=(1, 2))  # (H,)
-        active = activity > settings.head_threshold
-        source = scores if settings.bias_source == "logit" else weights
-        magnitude = source[:, rows][:, :, cols].max(dim=-1).values.clamp_min(0.0)  # (H, |U|)
-        own_keys = (row_in.float() @ key_in.float()) > 0  # (|U|, N)
-        for i, row in enumerate(rows.tolist()):
-            bias[:, row] = settings.alpha * magnitude[:, i, None] * own_keys[i][None] * active[:, None]
-        biased = (scores + bias).softmax(dim=-1)
-        before_max, before_mean, pairs = _diagnostics(weights[:, rows], row_in, key_in)
-        after_max, after_mean, _ = _diagnostics(biased[:, rows], row_in, key_in)
-        _record(state.stats[layer], scores.shape[0], int(active.sum()), before_max, before_mean, after_max,
-                after_mean, pairs)
-    return (scores + bias).softmax(dim=-1).to(value.dtype) @ value  # (H, N, D)

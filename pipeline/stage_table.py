@@ -1,0 +1,52 @@
+"""The one table of the pipeline's steps: name, artifact type, file, exports, settings section and
+ground-truth option. The orchestrator, the run folder, the report and the CLI all read it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from socialpipe.pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo
+from socialpipe.pipeline.formats import write_mot, write_rttm, write_vtt
+
+
+@dataclass(frozen=True)
+class Export:
+    """A file written beside a stage's JSON, in a format other tools read."""
+
+    file: str
+    write: Callable[[object, Path, VideoInfo], object]  # (artifact, path, video)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    artifact: type
+    file: str  # the canonical JSON in the run folder
+    exports: tuple[Export, ...] = ()
+    reads: tuple[str, ...] = ()  # the steps whose artifacts this stage takes as input
+    config_section: str | None = None  # the Config section holding the stage's settings
+    ground_truth_option: str | None = None  # the run option that gives this artifact instead of running it
+
+
+VIDEO = StageSpec("video", VideoInfo, "video.json")
+STAGE_TABLE: tuple[StageSpec, ...] = (
+    StageSpec("people", Tracks, "people.json",
+              (Export("people.mot.csv", lambda tracks, path, video: write_mot(tracks, path)),),
+              ("video",), "people", "tracks"),
+    StageSpec("speech", Transcript, "speech.json",
+              (Export("speech.rttm", lambda transcript, path, video: write_rttm(transcript, path,
+                                                                                uri=Path(video.path).stem)),
+               Export("speech.vtt", lambda transcript, path, video: write_vtt(transcript, path))),
+              ("video",), "speech", "transcript"),
+    StageSpec("link", SpeakerLinks, "links.json", (), ("people", "speech"), "link", "links"),
+    StageSpec("answer", Answer, "answer.json", (), ("people", "speech", "link"), "answer", None),
+)
+STAGE_NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGE_TABLE)
+_BY_NAME = {spec.name: spec for spec in (VIDEO, *STAGE_TABLE)}
+
+
+def spec_of(name: str) -> StageSpec:
+    """The table row of a step (``video`` or a stage name)."""
+    return _BY_NAME[name]

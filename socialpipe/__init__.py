@@ -1,0 +1,74 @@
+"""socialpipe: answer social questions about conversation video (who speaks, to whom, about whom).
+
+The Python API in a few names::
+
+    import socialpipe
+
+    result = socialpipe.run("meeting.mp4", until="link")          # perception only, offline
+    for link in result.links.links:
+        print(link.voice, "->", link.track_id)
+
+    result = socialpipe.run("meeting.mp4", question="Who is Alice talking to?", model="path/to/checkpoint")
+    print(result.answer.text)
+
+``run`` writes every stage's artifact to a run folder (``result.folder.path``) exactly as the
+``socialpipe run`` command does. The artifact types (:class:`Tracks`, :class:`Transcript`,
+:class:`SpeakerLinks`, :class:`Answer`, ...) load from and save to their JSON files.
+
+Packages inside: ``socialpipe.pipeline`` (contracts: artifacts, formats, video, config, run
+folder; and the wiring: orchestrator, CLI, evaluation, report) and ``socialpipe.stages`` (one
+module or package per stage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from socialpipe.pipeline import __version__
+from socialpipe.pipeline.artifacts import (
+    Answer,
+    SpeakerLink,
+    SpeakerLinks,
+    Tracks,
+    Transcript,
+    Utterance,
+    VideoInfo,
+    Word,
+    load_json,
+)
+from socialpipe.pipeline.boxes import Boxes
+from socialpipe.pipeline.config import Config, load_config
+from socialpipe.pipeline.errors import InputError, SocialpipeError
+from socialpipe.pipeline.progress import ProgressEvent, ProgressHook, quiet
+
+__all__ = [
+    "Answer", "Boxes", "Config", "InputError", "ProgressEvent", "ProgressHook", "SocialpipeError", "SpeakerLink",
+    "SpeakerLinks", "Tracks", "Transcript", "Utterance", "VideoInfo", "Word", "__version__", "load_config",
+    "load_json", "run",
+]
+
+
+def run(video: str | Path, question: str | None = None, options: Sequence[str] = (), *,
+        out: str | Path | None = None, until: str = "answer", config: Config | None = None,
+        settings: Sequence[str] = (), model: str | None = None, tracks: str | Path | None = None,
+        transcript: str | Path | None = None, links: str | Path | None = None, force: bool = False,
+        progress: ProgressHook = quiet):
+    """Run the pipeline on ``video`` and return its :class:`~socialpipe.pipeline.orchestrator.RunResult`
+    (the run folder and every artifact made or kept).
+
+    ``settings`` are ``section.key=value`` overrides applied on top of ``config`` (default: the
+    built-in defaults); ``model`` sets ``answer.model``. ``tracks``, ``transcript`` and ``links``
+    are ground-truth files used instead of the people, speech and link stages. Without a
+    ``question`` the run stops after the link stage. Errors a caller can cause are
+    :class:`InputError` / :class:`SocialpipeError` with a one-line message.
+    """
+    from socialpipe.pipeline.config import apply_overrides
+    from socialpipe.pipeline.orchestrator import RunRequest
+    from socialpipe.pipeline.orchestrator import run as run_request
+
+    overrides = list(settings) + ([f"answer.model={model}"] if model else [])
+    request = RunRequest(video=Path(video), config=apply_overrides(config or Config(), overrides),
+                         out=None if out is None else Path(out), question=question, options=tuple(options),
+                         tracks_file=tracks, transcript_file=transcript, links_file=links, until=until, force=force)
+    return run_request(request, progress)

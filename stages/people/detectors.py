@@ -1,0 +1,124 @@
+"""Face and person detectors: RGB frames in, one :class:`Boxes` per frame out, in original-frame pixels."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from socialpipe.pipeline.boxes import Boxes
+from socialpipe.pipeline.config import PeopleConfig
+from socialpipe.pipeline.errors import SocialpipeError
+
+
+class Detector(Protocol):
+    kind: str  # "face" or "person"
+
+    def detect(self, frames: list[np.ndarray]) -> list[Boxes]:
+        """RGB frames (H, W, 3) -> one Boxes per frame, in original-frame pixels."""
+
+
+def _resize(frames: list[np.ndarray], scale: float) -> list[np.ndarray]:
+    if scale == 1.0:
+        return frames
+    return [cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for f in frames]
+
+
+class MtcnnDetector:
+    """facenet-pytorch's MTCNN: faces with 5 landmarks; its weights ship inside the wheel."""
+
+    kind = "face"
+
+    def __init__(self, settings: PeopleConfig):
+        from facenet_pytorch import MTCNN
+
+        self.scale = settings.detect_scale
+        self.min_confidence = settings.min_confidence
+        self.model = MTCNN(keep_all=True, device="cpu", min_face_size=max(settings.min_face_px * self.scale, 12.0))
+
+    def detect(self, frames: list[np.ndarray]) -> list[Boxes]:
+        small = _resize(frames, self.scale)
+        boxes, probs, points = self.model.detect(np.stack(small), landmarks=True)
+        found = []
+        for b, p, lm in zip(boxes, probs, points):
+            if b is None:
+                found.append(Boxes.empty())
+                continue
+            # facenet-pytorch with numpy 2 can hand back object arrays: make them plain floats
+            b, p = np.asarray(b, np.float32).reshape(-1, 4), np.asarray(p, np.float32).reshape(-1)
+            lm = np.asarray(lm, np.float32).reshape(-1, 5, 2)
+            keep = p >= self.min_confidence
+            found.append(Boxes(b[keep], p[keep], lm[keep]).scaled(1 / self.scale))
+        return found
+
+
+class OpenCVDetector:
+    """OpenCV's bundled frontal-face Haar cascade: a last resort, no landmarks, confidence 1."""
+
+    kind = "face"
+
+    def __init__(self, settings: PeopleConfig):
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self.model = cv2.CascadeClassifier(path)
+        if self.model.empty():
+            raise SocialpipeError(f"OpenCV's face cascade is missing ({path}); reinstall opencv-python")
+        self.scale = settings.detect_scale
+        self.min_side = max(int(settings.min_face_px * self.scale), 12)
+
+    def detect(self, frames: list[np.ndarray]) -> list[Boxes]:
+        found = []
+        for frame in _resize(frames, self.scale):
+            grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+            rects = self.model.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
+                                                minSize=(self.min_side, self.min_side))
+            rects = np.asarray(rects, np.float32).reshape(-1, 4)
+            xyxy = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)
+            found.append(Boxes(xyxy, np.ones(len(xyxy))).scaled(1 / self.scale))
+        return found
+
+
+class YoloDetector:
+    """An ultralytics YOLO model: the COCO person class of a detection model, or every box of a
+    face model the user gives. Weights come from a file or, on a connected machine, the hub."""
+
+    def __init__(self, weights: str, kind: str, settings: PeopleConfig):
+        self.kind = kind
+        self.model = load_yolo(weights)
+        names = {int(k): str(v) for k, v in self.model.names.items()}
+        self.classes = None
+        if kind == "person":
+            self.classes = [k for k, v in names.items() if v == "person"]
+            if not self.classes and len(names) == 80 and all(v == str(k) for k, v in names.items()):
+                self.classes = [0]  # an unnamed 80-class model (built from a yaml): COCO order, class 0 is person
+        if kind == "person" and not self.classes:
+            raise SocialpipeError(f"YOLO model {weights} has no 'person' class (classes: {list(names.values())[:8]}); "
+                                  "expected a COCO detection model such as yolo11n.pt")
+        self.min_confidence = settings.min_confidence
+
+    def detect(self, frames: list[np.ndarray]) -> list[Boxes]:
+        bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]  # ultralytics takes numpy frames as BGR
+        results = self.model.predict(bgr, conf=self.min_confidence, classes=self.classes, verbose=False)
+        return [Boxes(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy()) for r in results]
+
+
+def load_yolo(weights: str):
+    """An ultralytics YOLO model from a weights file, a model yaml (random initialisation) or a hub name."""
+    from ultralytics import YOLO
+
+    try:
+        return YOLO(weights)
+    except Exception as exc:  # ultralytics raises ConnectionError, FileNotFoundError or its own types
+        raise SocialpipeError(
+            f"YOLO weights {weights!r} are not on this machine and could not be fetched ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0][:120]}); on an offline machine give a local weights file with "
+            "--set people.detector_model=PATH (face model) or --set people.person_model=PATH (COCO model)") from None
+
+
+def make_face_detector(settings: PeopleConfig) -> Detector:
+    if settings.detector == "yolo":
+        if not settings.detector_model:
+            raise SocialpipeError("people.detector yolo needs face weights: give --set people.detector_model=PATH "
+                                  "(a YOLO face model), or use detector mtcnn")
+        return YoloDetector(settings.detector_model, "face", settings)
+    return {"mtcnn": MtcnnDetector, "opencv": OpenCVDetector}[settings.detector](settings)

@@ -1,0 +1,107 @@
+"""The people stage, top to bottom:
+
+1. detect faces (MTCNN, a YOLO face model, or OpenCV's cascade) on every ``step``-th frame,
+   streamed so memory stays bounded, and, if configured, people (YOLO, COCO person class);
+2. track each kind with an ultralytics tracker (ByteTrack or BoT-SORT) fed our detections,
+   its time buffer converted to frames at the detection rate (never an assumed 30 fps);
+3. re-join track pieces split by a gap (someone leaves and comes back) when appearance and
+   position agree, recording why;
+4. drop short tracks, smooth the boxes over a few detections and interpolate the frames
+   between detections;
+5. tie each face track to the person track that holds it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+
+from socialpipe.pipeline.artifacts import Tracks, VideoInfo
+from socialpipe.pipeline.boxes import Boxes
+from socialpipe.pipeline.config import PeopleConfig
+from socialpipe.pipeline.progress import Counter, ProgressHook, quiet
+from socialpipe.pipeline.timebase import frame_step, frames_in
+from socialpipe.pipeline.video import stream_frames
+from socialpipe.stages.people.detectors import YoloDetector, make_face_detector
+from socialpipe.stages.people.postprocess import (appearance, finish, pieces, rejoin, tie_faces_to_people,
+                                                  tracked_empty)
+from socialpipe.stages.people.tracking import make_tracker, track
+
+BATCH_FRAMES = 8  # frames decoded and detected together
+
+
+class PeopleStage:
+    """Faces (and optionally people) on stable track ids from a video."""
+
+    def __init__(self, settings: PeopleConfig):
+        self.settings = settings
+
+    def run(self, video: VideoInfo, progress: ProgressHook = quiet) -> Tracks:
+        settings = self.settings
+        step = frame_step(video.fps, settings.detect_fps)
+        detect_rate = video.fps / step
+        buffer_frames = max(frames_in(settings.track_buffer_s, detect_rate), 1)
+        detectors = [make_face_detector(settings)]
+        if settings.person_detector == "yolo":
+            detectors.append(YoloDetector(settings.person_model, "person", settings))
+        trackers = [make_tracker(settings.tracker, buffer_frames) for _ in detectors]
+        detector_kinds = [detector.kind for detector in detectors]
+        observed: list[list[Boxes]] = [[] for _ in detectors]  # per detector, tracked boxes per frame
+        looks: list[list[np.ndarray]] = [[] for _ in detectors]  # per detector, their appearance
+
+        timing = {"decode_s": 0.0, "detect_s": 0.0, "track_s": 0.0, "post_s": 0.0}
+        counter = Counter(progress, "people", len(range(0, video.frame_count, step)), "frame")
+        frames = stream_frames(video, step=step, batch_size=BATCH_FRAMES)
+        while True:
+            started = time.perf_counter()
+            batch = list(itertools.islice(frames, BATCH_FRAMES))
+            timing["decode_s"] += time.perf_counter() - started
+            if not batch:
+                break
+            for k, (detector, tracker) in enumerate(zip(detectors, trackers)):
+                started = time.perf_counter()
+                found = detector.detect([frame for _, frame in batch])
+                timing["detect_s"] += time.perf_counter() - started
+                started = time.perf_counter()
+                for (frame_index, frame), detections in zip(batch, found):
+                    tracked = track(tracker, detections, frame_index)
+                    observed[k].append(tracked)
+                    looks[k] += [appearance(frame, box) for box in tracked.xyxy]
+                timing["track_s"] += time.perf_counter() - started
+            counter.advance(len(batch))
+        counter.finish()
+        del detectors  # release the models
+
+        started = time.perf_counter()
+        # ids: faces first, then people, each numbered by first appearance, left to right
+        parts, kinds, joins, offset, finished_by_kind = [], {}, [], 0, {}
+        for detector_kind, boxes_per_frame, appearance_rows in zip(detector_kinds, observed, looks):
+            boxes = Boxes.concat(boxes_per_frame) if boxes_per_frame else tracked_empty()
+            looks_array = np.stack(appearance_rows) if appearance_rows else np.zeros((0, 128), np.float32)
+            boxes, kind_joins = rejoin(boxes, looks_array, video, settings)
+            boxes = finish(boxes, video, step, settings)
+            first_seen = {tid: (int(boxes.frame_index[rows[0]]), float(boxes.xyxy[rows[0], 0]))
+                          for tid, rows in pieces(boxes).items()}
+            ids = sorted(first_seen, key=first_seen.get)  # numbered by first appearance, then left to right
+            renumber = {old: offset + i + 1 for i, old in enumerate(ids)}
+            offset += len(ids)
+            boxes = boxes.replace(track_id=np.array([renumber[int(t)] for t in boxes.track_id], np.int64))
+            joins += [{**j, "kept": renumber.get(j["kept"]), "kind": detector_kind} for j in kind_joins
+                      if j["kept"] in renumber]
+            kinds.update({new: detector_kind for new in renumber.values()})
+            finished_by_kind[detector_kind] = boxes
+            parts.append(boxes)
+        meta = {
+            "source": f"people stage: {settings.detector}"
+                      + (f" + {settings.person_detector} people" if settings.person_detector != "none" else ""),
+            "tracker": settings.tracker, "detect_every_frames": step, "detect_fps": round(detect_rate, 4),
+            "rejoined": [{k: v for k, v in j.items() if k != "joined"} for j in joins],
+        }
+        if "person" in finished_by_kind:
+            meta["person_of_face"] = {str(k): v for k, v in
+                                      tie_faces_to_people(finished_by_kind["face"], finished_by_kind["person"]).items()}
+        timing["post_s"] += time.perf_counter() - started
+        meta["timing_s"] = {k: round(v, 4) for k, v in timing.items()}
+        return Tracks.from_boxes(Boxes.concat(parts), fps=video.fps, kinds=kinds, meta=meta)
