@@ -10,7 +10,7 @@ person, which the answer stage pulls a speaker's text toward) are made here too.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +27,8 @@ class Boxes:
     - ``landmarks``: (n, 5, 2) float pixels (left eye, right eye, nose, left and right mouth
       corner) or None; rows without landmarks are NaN
     - ``track_id``: (n,) int, or None before tracking
-    - ``frame_index``: (n,) int, 0-based frame of the video, or None when not known
+    - ``frame_index``: (n,) int, 0-based frame of the video (or of a sampled set of frames), or None
+    - ``label``: (n,) str, whose box it is (a speaker, a character), or None
     """
 
     xyxy: np.ndarray
@@ -35,12 +36,13 @@ class Boxes:
     landmarks: np.ndarray | None = None
     track_id: np.ndarray | None = None
     frame_index: np.ndarray | None = None
+    label: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(np.asarray(self.confidence).reshape(-1))
         arrays = {"xyxy": (np.float64, (n, 4)), "confidence": (np.float64, (n,)),
                   "landmarks": (np.float64, (n, 5, 2)), "track_id": (np.int64, (n,)),
-                  "frame_index": (np.int64, (n,))}
+                  "frame_index": (np.int64, (n,)), "label": (object, (n,))}
         for name, (dtype, shape) in arrays.items():
             value = getattr(self, name)
             if value is None:
@@ -81,8 +83,28 @@ class Boxes:
 
         return Boxes(**{f.name: joined(f.name) for f in dataclasses.fields(Boxes)})
 
+    @classmethod
+    def from_labelled(cls, boxes: Mapping[tuple[str, int], Sequence[float]]) -> Boxes:
+        """Boxes from ``{(label, frame): (x1, y1, x2, y2)}``, confidence 1."""
+        keys = list(boxes)
+        return Boxes(np.array([boxes[k] for k in keys], np.float64).reshape(-1, 4), np.ones(len(keys)),
+                     frame_index=np.array([f for _, f in keys], np.int64),
+                     label=np.array([str(name) for name, _ in keys], object))
+
     def __len__(self) -> int:
         return len(self.confidence)
+
+    @property
+    def labels(self) -> list[str]:
+        """The distinct labels, sorted."""
+        return [] if self.label is None else sorted(set(self.label.tolist()))
+
+    def box_of(self, label: str, frame_index: int) -> np.ndarray | None:
+        """The (x1, y1, x2, y2) box of ``label`` on a frame, or None when it has none there."""
+        if self.label is None or self.frame_index is None:
+            return None
+        rows = np.flatnonzero((self.label == label) & (self.frame_index == frame_index))
+        return self.xyxy[rows[0]].copy() if rows.size else None
 
     def __getitem__(self, index) -> Boxes:
         """Rows selected by a boolean mask or an index array, as a new value of the same arrays."""

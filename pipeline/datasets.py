@@ -41,7 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from socialpipe.pipeline.artifacts import read_json
+from socialpipe.pipeline.boxes import Boxes
 from socialpipe.pipeline.errors import InputError
 
 DATASETS = ("tvqa+", "mmsi", "onlinemmsi")
@@ -61,8 +64,7 @@ class EvalItem:
     answer_index: int
     clip: str  # the dataset's clip name (TVQA+: vid_name)
     window_s: tuple[float, float]  # the part of the clip the question is about
-    boxes: Mapping[int, tuple[tuple[str, tuple[float, float, float, float]], ...]] = field(default_factory=dict)
-    # TVQA+: frame number (1-based, 3 fps) -> ((label, (x1, y1, x2, y2)), ...)
+    boxes: Boxes = field(default_factory=Boxes.empty)  # TVQA+: character (label) boxes per frame number (1-based, 3 fps)
     context: tuple[tuple[str, float, str], ...] = ()  # MMSI: (speaker, time_s, text) lines around the question
     video: str | None = None  # the clip's video, relative to the data root (MMSI, OnlineMMSI)
     keypoints: str | None = None  # MMSI: the round's keypoint file, relative to the data root
@@ -111,16 +113,18 @@ def _tvqa_item(row: Mapping[str, Any]) -> EvalItem:
     if not 0 <= start <= end:
         raise ValueError(f"ts {row['ts']} is not a window [start, end] with 0 <= start <= end")
     width, height = TVQA_SIZE
-    boxes = {}
+    corners, frames, labels = [], [], []
     for frame, frame_boxes in row["bbox"].items():
-        placed = []
         for box in frame_boxes:
             x1, y1 = float(box["left"]), float(box["top"])
             x2, y2 = x1 + float(box["width"]), y1 + float(box["height"])
             if x2 <= x1 or y2 <= y1:
                 raise ValueError(f"box {box} has no area")
-            placed.append((str(box["label"]), (max(x1, 0.0), max(y1, 0.0), min(x2, width), min(y2, height))))
-        boxes[int(frame)] = tuple(placed)
+            corners.append((max(x1, 0.0), max(y1, 0.0), min(x2, width), min(y2, height)))
+            frames.append(int(frame))
+            labels.append(str(box["label"]))
+    boxes = Boxes(np.array(corners, np.float64).reshape(-1, 4), np.ones(len(corners)), frame_index=np.array(frames),
+                  label=np.array(labels, object))
     question = str(row["q"]).strip()
     if not question:
         raise ValueError("an empty question")

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from socialpipe.pipeline.artifacts import Transcript
+from socialpipe.pipeline.boxes import Boxes
 from socialpipe.pipeline.config import AnswerConfig
 from socialpipe.pipeline.datasets import (
     EvalItem,
@@ -31,7 +32,7 @@ from socialpipe.pipeline.errors import InputError
 from socialpipe.pipeline.formats import read_srt
 from socialpipe.pipeline.io import write_text_atomic
 from socialpipe.pipeline.progress import ProgressEvent, ProgressHook, quiet
-from socialpipe.pipeline.timebase import duration_of, format_clock
+from socialpipe.pipeline.timebase import duration_of, frame_to_time, frames_in
 
 UNNAMED_SPEAKER = "Someone"  # who speaks a subtitle line that names nobody
 NEAREST_BOX_FRAMES = 3  # a frame without box annotations borrows those of an annotated frame this close
@@ -46,7 +47,7 @@ def tvqa_scene(item: EvalItem, root: Path, num_frames: int):
     if not available:
         raise InputError(f"no frames for {item.clip} in {folder}")
     start, end = item.window_s
-    inside = [n for n in available if start <= (n - 1) / TVQA_FPS <= end] or available
+    inside = [n for n in available if start <= frame_to_time(n - 1, TVQA_FPS) <= end] or available
     picks = [inside[int(i)] for i in np.linspace(0, len(inside) - 1, num_frames).round().astype(int)]
     frames = []
     for n in picks:
@@ -54,31 +55,33 @@ def tvqa_scene(item: EvalItem, root: Path, num_frames: int):
         if image is None:
             raise InputError(f"cannot read frame {tvqa_frame_path(root, item.clip, n)}")
         frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    times = [(n - 1) / TVQA_FPS for n in picks]
+    times = [frame_to_time(n - 1, TVQA_FPS) for n in picks]
     subtitles = tvqa_subtitles_path(root, item.clip)
     transcript = read_srt(subtitles, unnamed=UNNAMED_SPEAKER) if subtitles.is_file() else Transcript()
     lines, speakers, covered = transcript_lines(transcript, start, end, times)
     names = {s.lower(): s for s in speakers}
     boxes = {}
-    annotated = sorted(item.boxes)
+    annotated = sorted(set(item.boxes.frame_index.tolist())) if len(item.boxes) else []
     for t, n in enumerate(picks):
         nearest = min(annotated, key=lambda a: abs(a - n), default=None)
         if nearest is None or abs(nearest - n) > NEAREST_BOX_FRAMES:
             continue
-        for label, xyxy in item.boxes[nearest]:
+        for i in np.flatnonzero(item.boxes.frame_index == nearest):
+            label = str(item.boxes.label[i])
             if label.lower() in names:
-                boxes[names[label.lower()], t] = list(xyxy)
-    return Scene(frames, times, lines, speakers, covered, boxes)
+                boxes[names[label.lower()], t] = item.boxes.xyxy[i]
+    return Scene(frames, times, lines, speakers, covered, Boxes.from_labelled(boxes))
 
 
 KEYPOINT_FPS = 5.0  # MMSI keypoints are sampled at 5 per second
+MMSI_LINE_S = 3.0  # MMSI lines carry a start second only; each is taken to last this long
 
 
 def video_scene(item: EvalItem, root: Path, num_frames: int):
     """Frames from the item's video (MMSI, OnlineMMSI), its context lines, and MMSI's keypoint boxes."""
     from socialpipe.stages.answer.layout import frames_covered
-    from socialpipe.stages.answer.stage import Scene
     from socialpipe.pipeline.video import probe, read_uniform_frames
+    from socialpipe.stages.answer.stage import Scene, prompt_line
 
     path = root / item.video
     if not path.is_file():
@@ -90,14 +93,14 @@ def video_scene(item: EvalItem, root: Path, num_frames: int):
     frames, _, times = read_uniform_frames(video, num_frames, start, end)
     lines, speakers, covered = [], [], []
     for speaker, time_s, text in item.context:
-        lines.append(f"{speaker} [{format_clock(time_s)}]: {text}")
+        lines.append(prompt_line(speaker, time_s, time_s + MMSI_LINE_S, text))
         speakers.append(speaker)
-        covered.append(frames_covered(time_s, time_s + 3.0, times))
+        covered.append(frames_covered(time_s, time_s + MMSI_LINE_S, times))
     boxes = {}
     if item.keypoints and (root / item.keypoints).is_file():
         steps = np.load(root / item.keypoints, allow_pickle=True)
         for t, time_s in enumerate(times):
-            step = min(int(round(time_s * KEYPOINT_FPS)), len(steps) - 1)
+            step = min(frames_in(time_s, KEYPOINT_FPS), len(steps) - 1)
             for person in steps[step] if len(steps) else ():
                 points = np.asarray(person["keypoints"], float).reshape(-1, 3)
                 seen = points[points[:, 2] > 0, :2]
@@ -106,7 +109,7 @@ def video_scene(item: EvalItem, root: Path, num_frames: int):
                     x2, y2 = seen.max(axis=0)
                     boxes[f"Player{int(person['idx'])}", t] = [max(x1, 0.0), max(y1, 0.0), min(x2, video.width),
                                                               min(y2, video.height)]
-    return Scene(list(frames), list(times), lines, speakers, covered, boxes)
+    return Scene(list(frames), list(times), lines, speakers, covered, Boxes.from_labelled(boxes))
 
 
 def scene_for(item: EvalItem, root: Path, num_frames: int):

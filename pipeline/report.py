@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from socialpipe.pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
+from socialpipe.pipeline.drawing import colour_of, draw_box, encode_png, put_text
 from socialpipe.pipeline.errors import InputError
 from socialpipe.pipeline.io import temporary_sibling, write_bytes_atomic
 from socialpipe.pipeline.progress import Counter, ProgressHook, quiet
@@ -25,8 +26,6 @@ from socialpipe.pipeline.stage_table import STAGE_TABLE, VIDEO
 from socialpipe.pipeline.timebase import format_clock, frame_to_time
 from socialpipe.pipeline.video import read_frames, stream_frames, uniform_frame_indices
 
-PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-           (240, 50, 230), (210, 245, 60)]  # RGB, one per track
 
 
 @dataclass
@@ -123,22 +122,15 @@ def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: d
     time_s = frame_to_time(frame_index, run.video.fps)
     current = run.transcript.speaking_at(time_s) if run.transcript is not None else ()
     speaking_tracks = {run.links.track_for(u.speaker) for u in current} if run.links is not None else set()
-    font = cv2.FONT_HERSHEY_SIMPLEX
     if run.tracks is not None:
         here = run.tracks.at_frame(frame_index)
         for i, tid in enumerate(here.track_id.tolist()):
-            x1, y1, x2, y2 = (int(round(v * scale)) for v in here.xyxy[i])
-            color = PALETTE[tid % len(PALETTE)]
-            speaking = tid in speaking_tracks
-            cv2.rectangle(out, (x1, y1), (x2, y2), color, 4 if speaking else 2)
+            colour, speaking = colour_of(tid), tid in speaking_tracks
             label = f"{tid} {names.get(tid, '')}".strip() + (" speaking" if speaking else "")
-            (tw, th), _ = cv2.getTextSize(label, font, 0.45, 1)
-            top = max(y1 - th - 6, 0)
-            cv2.rectangle(out, (x1, top), (x1 + tw + 4, top + th + 6), color, -1)
-            cv2.putText(out, label, (x1 + 2, top + th + 2), font, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+            draw_box(out, here.xyxy[i], colour, label, thickness=4 if speaking else 2, scale=scale)
             if here.landmarks is not None and np.isfinite(here.landmarks[i]).all():
                 for x, y in here.landmarks[i] * scale:
-                    cv2.circle(out, (int(round(x)), int(round(y))), 2, color, -1)
+                    cv2.circle(out, (int(round(x)), int(round(y))), 2, colour, -1)
     lines = [f"{run.links.name_for(u.speaker) if run.links is not None else u.speaker}: {u.text}"
              for u in current[:2]]
     if lines:
@@ -146,18 +138,9 @@ def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: d
         shade = out[band_top:].astype(np.float32) * 0.35
         out[band_top:] = shade.astype(np.uint8)
         for row, text in enumerate(lines):
-            cv2.putText(out, _fit(text, out.shape[1] - 16, font, 0.45), (8, band_top + 18 + 20 * row), font, 0.45,
-                        (255, 255, 255), 1, cv2.LINE_AA)
-    clock = format_clock(time_s)
-    cv2.putText(out, clock, (out.shape[1] - 52, 18), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+            put_text(out, text, (8, band_top + 18 + 20 * row))
+    put_text(out, format_clock(time_s), (out.shape[1] - 52, 18), colour=(0, 0, 0))
     return out
-
-
-def _fit(text: str, max_width: int, font: int, size: float) -> str:
-    """``text`` shortened with an ellipsis until it fits ``max_width`` pixels."""
-    while len(text) > 4 and cv2.getTextSize(text, font, size, 1)[0][0] > max_width:
-        text = text[:-5] + "..."
-    return text
 
 
 def render_preview(run: RunContents, out_path: Path, progress: ProgressHook = quiet) -> Path:
@@ -202,7 +185,4 @@ def render_contact_sheet(run: RunContents, out_path: Path, count: int = 8, colum
     for k, thumb in enumerate(thumbs):
         r, c = divmod(k, columns)
         sheet[r * thumb_height:(r + 1) * thumb_height, c * thumb_width:(c + 1) * thumb_width] = thumb
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise InputError(f"could not encode the contact sheet {out_path}")
-    return write_bytes_atomic(out_path, encoded.tobytes())
+    return write_bytes_atomic(out_path, encode_png(sheet))

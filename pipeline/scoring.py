@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from socialpipe.pipeline.artifacts import SpeakerLinks, Tracks, Transcript
+from socialpipe.pipeline.boxes import box_iou
 from socialpipe.pipeline.errors import InputError
 
 UNLINKED = "<off screen>"
@@ -44,15 +45,7 @@ def iou_distances(gt_xyxy: np.ndarray, pred_xyxy: np.ndarray, min_iou: float) ->
 
     motmetrics 1.4.0's own ``iou_matrix`` calls ``np.asfarray``, which numpy 2 removed.
     """
-    a = np.asarray(gt_xyxy, np.float64).reshape(-1, 1, 4)
-    b = np.asarray(pred_xyxy, np.float64).reshape(1, -1, 4)
-    width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = width * height  # (n_gt, n_pred)
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area_a + area_b - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    iou = box_iou(gt_xyxy, pred_xyxy)
     return np.where(iou >= min_iou, 1.0 - iou, np.nan)
 
 

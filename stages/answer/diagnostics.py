@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +17,11 @@ import cv2
 import numpy as np
 import torch
 
+from socialpipe.pipeline.boxes import Boxes
+from socialpipe.pipeline.drawing import colour_of, draw_box, encode_png
 from socialpipe.pipeline.io import write_bytes_atomic
 from socialpipe.stages.answer.layout import FrameGrid
 
-BOX_COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180)]  # RGB
 
 
 @dataclass
@@ -105,7 +106,7 @@ def grid_heat(grid: FrameGrid, attention: np.ndarray, visual: np.ndarray, frame_
 
 
 def render_heatmaps(path: str | Path, frames: Sequence[np.ndarray], grids: Sequence[FrameGrid], visual: np.ndarray,
-                    before: np.ndarray, after: np.ndarray, boxes: Mapping[tuple[str, int], Sequence[float]],
+                    before: np.ndarray, after: np.ndarray, boxes: Boxes,
                     speaker: str, thumb_width: int = 320) -> Path:
     """A PNG: one column per frame; the top row without the bias, the bottom row with it, on one colour
     scale from the least to the most attended visual token (blue to red)."""
@@ -113,7 +114,7 @@ def render_heatmaps(path: str | Path, frames: Sequence[np.ndarray], grids: Seque
     grid_of = {f: grid for grid in grids for f in grid.frames}
     low = min(float(before.min()), float(after.min()))  # one colour scale for both rows
     spread = max(max(float(before.max()), float(after.max())) - low, 1e-12)
-    speakers = sorted({s for s, _ in boxes})
+    speakers = boxes.labels
     rows = []
     for attention in (before, after):
         tiles = []
@@ -122,29 +123,26 @@ def render_heatmaps(path: str | Path, frames: Sequence[np.ndarray], grids: Seque
             colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
             tile = (0.55 * frame + 0.45 * colour).astype(np.uint8)
             for s in speakers:
-                if (s, f) in boxes:
-                    x1, y1, x2, y2 = (int(round(v)) for v in boxes[s, f])
-                    rgb = BOX_COLOURS[speakers.index(s) % len(BOX_COLOURS)]
-                    cv2.rectangle(tile, (x1, y1), (x2, y2), rgb, 4 if s == speaker else 1)
-                    cv2.putText(tile, s, (x1 + 3, y1 + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, rgb, 1, cv2.LINE_AA)
+                box = boxes.box_of(s, f)
+                if box is not None:
+                    draw_box(tile, box, colour_of(speakers.index(s)), s, thickness=4 if s == speaker else 1,
+                             label_inside=True)
             thumb_height = int(round(height * thumb_width / width))
             tiles.append(cv2.resize(tile, (thumb_width, thumb_height), interpolation=cv2.INTER_AREA))
         rows.append(np.concatenate(tiles, axis=1))
     sheet = np.concatenate(rows, axis=0)
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError(f"could not encode the heatmap {path}")
-    return write_bytes_atomic(path, encoded.tobytes())
+    return write_bytes_atomic(path, encode_png(sheet))
 
 
 def box_share(grids: Sequence[FrameGrid], attention: np.ndarray, visual: np.ndarray,
-              boxes: Mapping[tuple[str, int], Sequence[float]], speaker: str) -> float:
+              boxes: Boxes, speaker: str) -> float:
     """The share of ``attention`` over the visual tokens that falls on ``speaker``'s box tokens."""
     position = {int(token): i for i, token in enumerate(visual)}
     inside = set()
     for grid in grids:
         for f in grid.frames:
-            if (speaker, f) in boxes:
-                inside.update(int(t) for t in grid.tokens_in_box(boxes[speaker, f]))
+            box = boxes.box_of(speaker, f)
+            if box is not None:
+                inside.update(int(t) for t in grid.tokens_in_box(box))
     total = float(attention.sum())
     return sum(float(attention[position[t]]) for t in inside if t in position) / total if total else 0.0

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from socialpipe.pipeline.boxes import Boxes
 from socialpipe.stages.answer.plan import SequencePlan, SpeakerGroup
 
 SUPPORTED_FAMILIES = ("qwen2_5_vl", "llava_next_video", "internvl")
@@ -212,7 +213,7 @@ def line_token_spans(prompt: str, lines: Sequence[str], input_ids: Sequence[int]
 
 
 def speaker_plan(grids: Sequence[FrameGrid], line_speakers: Sequence[str], line_tokens: Sequence[np.ndarray],
-                 line_frames: Sequence[Sequence[int]], boxes: Mapping[tuple[str, int], Sequence[float]]) -> SequencePlan:
+                 line_frames: Sequence[Sequence[int]], boxes: Boxes) -> SequencePlan:
     """The (speaker, frame) groups: U_{s,t} = tokens of s's lines covering frame t; V_{s,t} = the visual
     tokens of s's box in the grid showing frame t (a grid showing two frames takes the union of
     both frames' boxes)."""
@@ -222,7 +223,7 @@ def speaker_plan(grids: Sequence[FrameGrid], line_speakers: Sequence[str], line_
         for frame, grid in sorted(grid_of.items()):
             rows = [tokens for who, tokens, frames in zip(line_speakers, line_tokens, line_frames)
                     if who == speaker and frame in frames]
-            cols = [grid.tokens_in_box(boxes[speaker, f]) for f in grid.frames if (speaker, f) in boxes]
+            cols = [grid.tokens_in_box(box) for f in grid.frames if (box := boxes.box_of(speaker, f)) is not None]
             if rows and cols:
                 groups.append(SpeakerGroup(speaker, frame, np.unique(np.concatenate(rows)),
                                            np.unique(np.concatenate(cols))))

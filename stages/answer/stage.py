@@ -23,7 +23,9 @@ import cv2
 import numpy as np
 
 from socialpipe.pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo
+from socialpipe.pipeline.boxes import Boxes
 from socialpipe.pipeline.config import AnswerConfig
+from socialpipe.pipeline.drawing import colour_of, draw_box
 from socialpipe.pipeline.errors import SocialpipeError
 from socialpipe.pipeline.timebase import format_clock
 from socialpipe.pipeline.video import read_uniform_frames
@@ -34,7 +36,6 @@ from socialpipe.stages.answer.layout import family_of, frame_grids, frames_cover
 QUESTION_WINDOW_S = 5.0  # a question naming a time looks this far either side of it
 MAX_NEW_TOKENS = 64
 _CLOCK = re.compile(r"\b(\d{1,2}):(\d{2})\b")
-BOX_COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
 
 
 @dataclass
@@ -109,7 +110,12 @@ class Scene:
     lines: list[str]
     line_speakers: list[str]
     line_frames: list[list[int]]
-    boxes: dict[tuple[str, int], list[float]]
+    boxes: Boxes  # each speaker's box (label) on each sampled frame (frame_index 0..T-1)
+
+
+def prompt_line(name: str, start_s: float, end_s: float, text: str) -> str:
+    """One transcript line as every prompt shows it, from a run or a dataset: ``Name [MM:SS-MM:SS]: text``."""
+    return f"{name} [{format_clock(start_s)}-{format_clock(end_s)}]: {text.strip() or '...'}"
 
 
 def transcript_lines(transcript: Transcript, start_s: float, end_s: float, times_s: Sequence[float],
@@ -119,7 +125,7 @@ def transcript_lines(transcript: Transcript, start_s: float, end_s: float, times
     lines, speakers, covered = [], [], []
     for u in transcript.during(start_s, end_s):
         name = name_for(u.speaker)
-        lines.append(f"{name} [{format_clock(u.start_s)}-{format_clock(u.end_s)}]: {u.text.strip() or '...'}")
+        lines.append(prompt_line(name, u.start_s, u.end_s, u.text))
         speakers.append(name)
         covered.append(frames_covered(u.start_s, u.end_s, times_s))
     return lines, speakers, covered
@@ -139,22 +145,20 @@ def build_scene(video: VideoInfo, tracks: Tracks | None, transcript: Transcript,
             for t, frame_index in enumerate(indices):
                 box = tracks.speaker_box(link.track_id, frame_index, video.width, video.height, head_expand)
                 if box is not None:
-                    boxes[link.name, t] = [float(v) for v in box]
-    return Scene(list(frames), list(times), lines, speakers, covered, boxes)
+                    boxes[link.name, t] = box
+    return Scene(list(frames), list(times), lines, speakers, covered, Boxes.from_labelled(boxes))
 
 
 def draw_boxes(scene: Scene) -> list[np.ndarray]:
     """The 'visual prompt' baseline: each speaker's box and name drawn on the frames."""
-    names = sorted({s for s, _ in scene.boxes})
+    names = scene.boxes.labels
     drawn = []
     for t, frame in enumerate(scene.frames):
         frame = frame.copy()
         for name in names:
-            if (name, t) in scene.boxes:
-                x1, y1, x2, y2 = (int(round(v)) for v in scene.boxes[name, t])
-                colour = BOX_COLOURS[names.index(name) % len(BOX_COLOURS)]
-                cv2.rectangle(frame, (x1, y1), (x2, y2), colour, 3)
-                cv2.putText(frame, name, (x1 + 3, y1 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2, cv2.LINE_AA)
+            box = scene.boxes.box_of(name, t)
+            if box is not None:
+                draw_box(frame, box, colour_of(names.index(name)), name, thickness=3, label_inside=True)
         drawn.append(frame)
     return drawn
 
@@ -162,16 +166,16 @@ def draw_boxes(scene: Scene) -> list[np.ndarray]:
 def box_text(scene: Scene, size: tuple[int, int]) -> str:
     """The 'box prompt' baseline: box coordinates as text."""
     rows = [f"Speaker boxes (x1, y1, x2, y2 in a {size[0]}x{size[1]} frame):"]
-    for name in sorted({s for s, _ in scene.boxes}):
-        per_frame = [f"frame {t + 1} [{', '.join(str(int(round(v))) for v in scene.boxes[name, t])}]"
-                     for t in range(len(scene.frames)) if (name, t) in scene.boxes]
+    for name in scene.boxes.labels:
+        per_frame = [f"frame {t + 1} [{', '.join(str(int(round(v))) for v in box)}]"
+                     for t in range(len(scene.frames)) if (box := scene.boxes.box_of(name, t)) is not None]
         rows.append(f"{name}: " + "; ".join(per_frame))
     return "\n".join(rows)
 
 
 def prompt_text(scene: Scene, question: str, options: Sequence[str], variant: str, size: tuple[int, int]) -> str:
     parts = ["Transcript:", *scene.lines] if scene.lines else []
-    if variant == "box" and scene.boxes:
+    if variant == "box" and len(scene.boxes):
         parts.append(box_text(scene, size))
     parts.append(f"Question: {question.strip()}")
     if options:
@@ -221,7 +225,7 @@ class AnswerStage:
         inputs = {k: v.to(loaded.model.dtype) if k.startswith("pixel_values") else v for k, v in inputs.items()}
         diagnostics = {"variant": settings.variant, "frame_times_s": [round(t, 3) for t in scene.times_s],
                        "prompt_tokens": int(inputs["input_ids"].shape[1]), "transcript_lines": len(scene.lines),
-                       "speakers_with_boxes": sorted({s for s, _ in scene.boxes})}
+                       "speakers_with_boxes": scene.boxes.labels}
         if plan is not None:
             diagnostics.update(aligned_rows=int(len(plan.rows)), aligned_visual_tokens=int(len(plan.cols)),
                                alignment={"alpha": settings.alpha, "head_threshold": settings.head_threshold,

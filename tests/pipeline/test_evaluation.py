@@ -25,9 +25,9 @@ def test_every_tvqa_plus_validation_question_parses():
     assert {item.task for item in loaded.items} == {"videoqa"}
     first = loaded.items[0]
     assert first.item_id == "133290" and first.answer_index == 3 and len(first.options) == 5
-    assert first.window_s == (0.0, 5.4) and first.boxes[1][0][0] == "Raj"
+    assert first.window_s == (0.0, 5.4) and first.boxes.label[first.boxes.frame_index == 1][0] == "Raj"
     assert all(0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 360 for item in loaded.items
-               for boxes in item.boxes.values() for _, (x1, y1, x2, y2) in boxes)
+               for x1, y1, x2, y2 in item.boxes.xyxy)
 
 
 def test_unreadable_rows_are_counted_with_their_reason(tmp_path):
@@ -178,7 +178,7 @@ def test_mmsi_scene_boxes_come_from_keypoint_extents(tmp_path):
     item = next(i for i in load_dataset("mmsi", root).items if i.task == "pcr")
     scene = scene_for(item, root, 4)
     assert len(scene.frames) == 4 and all(1.0 <= t <= 5.0 for t in scene.times_s)
-    assert scene.boxes["Player1", 0] == [200.0, 80.0, 248.0, 240.0]
+    assert scene.boxes.box_of("Player1", 0).tolist() == [200.0, 80.0, 248.0, 240.0]
     assert scene.line_speakers[0] == "Player0" and "[MASK]" in scene.lines[2]
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from socialpipe.pipeline.boxes import Boxes
 from socialpipe.pipeline.config import AnswerConfig
 from socialpipe.pipeline.errors import InputError
 from socialpipe.stages.answer.attention import enable, language_layers, speaker_alignment
@@ -67,7 +68,7 @@ def plans_for(processor, model, texts, inputs, offsets, frame_count, size=(333, 
         present = [line for line in LINES if line in text]
         spans = line_token_spans(text, present, inputs["input_ids"][b], offsets[b], inputs["attention_mask"][b])
         frames = [frames_covered(s, e, times) for s, e in SPANS_S[:len(present)]]
-        plans.append(speaker_plan(grids[b], SPEAKERS[:len(present)], spans, frames, boxes))
+        plans.append(speaker_plan(grids[b], SPEAKERS[:len(present)], spans, frames, Boxes.from_labelled(boxes)))
     return grids, plans
 
 
@@ -307,8 +308,8 @@ def test_heatmaps_show_attention_moving_onto_the_speaker(tiny, tmp_path):
             logits(model, inputs)
     finally:
         model.set_attn_implementation("sdpa")
-    boxes = {(s, f): ((10, 10, 150, 180) if s == "Alice" else (180, 10, 320, 180)) for s in ("Alice", "Bob")
-             for f in range(4)}
+    boxes = Boxes.from_labelled({(s, f): ((10, 10, 150, 180) if s == "Alice" else (180, 10, 320, 180))
+                                 for s in ("Alice", "Bob") for f in range(4)})
     visual = plans[0].visual
     assert report.heatmap_before.shape == report.heatmap_after.shape == (len(visual),)
     assert box_share(grids[0], report.heatmap_after, visual, boxes, "Alice") > \

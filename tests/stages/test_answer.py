@@ -75,7 +75,7 @@ def test_open_question_generates_text(qwen_folder, sample):
 def test_baselines_change_what_the_model_sees(sample):
     video, tracks, transcript, links = sample
     scene = build_scene(video, tracks, transcript, links, "Who left?", 4, 2.2)
-    assert ("Dana", 0) not in scene.boxes and ("Alice", 0) in scene.boxes  # off screen: no box
+    assert scene.boxes.box_of("Dana", 0) is None and scene.boxes.box_of("Alice", 0) is not None  # off screen: no box
     assert "Dana [" in "\n".join(scene.lines)
     text = box_text(scene, (video.width, video.height))
     assert "Alice: frame 1 [" in text and "640x360" in text

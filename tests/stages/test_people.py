@@ -5,13 +5,12 @@ import numpy as np
 import pytest
 
 from socialpipe.pipeline.artifacts import Tracks
-from socialpipe.pipeline.boxes import head_and_shoulders
+from socialpipe.pipeline.boxes import Boxes, head_and_shoulders
 from socialpipe.pipeline.config import PeopleConfig
 from socialpipe.pipeline.errors import SocialpipeError
 from socialpipe.pipeline.formats import load_tracks
 from socialpipe.pipeline.scoring import score_people
 from socialpipe.pipeline.video import probe
-from socialpipe.pipeline.boxes import Boxes
 from socialpipe.stages.people import PeopleStage
 from socialpipe.stages.people.postprocess import rejoin
 from socialpipe.stages.people.tracking import _TrackerInput
