@@ -1,6 +1,9 @@
-"""socialpipe's shared contracts: artifact types, file formats, video I/O, config, run folder, CLI.
+"""``socialpipe.pipeline``: what every stage shares, and what wires the stages together.
 
-Stages live in the sibling package ``stages``; they import from here and never from each other.
+- contracts (import only each other): ``errors``, ``timebase``, ``io``, ``boxes``, ``artifacts``,
+  ``formats``, ``video``, ``config``, ``stage_table``, ``rundir``, ``progress``, ``drawing``,
+  ``datasets``, ``scoring``;
+- wiring (may import stages): ``orchestrator``, ``cli``, ``evaluation``, ``report``.
 """
 
 __version__ = "0.1.0"

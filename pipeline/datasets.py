@@ -1,4 +1,4 @@
-"""Dataset annotations for evaluation (../shared/METHOD.md section 4), read into one item type.
+"""Dataset annotations for evaluation (docs/method.md, section 4), read into one item type.
 
 TVQA+ (multiple choice over a clip with subtitles and character boxes):
 - annotations: a JSON list of ``{qid, q, a0..a4, answer_idx, ts: [start_s, end_s], vid_name, bbox}``,

@@ -1,6 +1,6 @@
-"""One module per pipeline stage (people, speech, link, answer).
+"""``socialpipe.stages``: one module or package per pipeline stage (people, speech, link, answer).
 
-A stage imports types from ``pipeline`` and never from another stage; only
-``pipeline.orchestrator`` wires stages together. This version ships none yet: the
-orchestrator takes each stage's output from a ground-truth file instead.
+A stage imports the contracts of ``socialpipe.pipeline`` and never another stage; only the
+orchestrator, the CLI, the evaluation and the report put stages together (``tests/test_layers.py``
+checks this).
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -15,6 +16,9 @@ SAMPLE_VIDEO = SAMPLE_DIR / "conversation.mp4"
 SAMPLE_TRACKS = SAMPLE_DIR / "conversation.tracks.json"
 SAMPLE_TRANSCRIPT = SAMPLE_DIR / "conversation.transcript.json"
 SAMPLE_LINKS = SAMPLE_DIR / "conversation.links.json"
+# Data the tests may read but the project does not ship (real dataset annotations), in a folder
+# beside the checkout unless SOCIALPIPE_DEV_DATA names another; tests that need it skip without it.
+DEV_DATA = Path(os.environ.get("SOCIALPIPE_DEV_DATA", REPO.parent / "shared" / "data"))
 GROUND_TRUTH_ARGS = ["--tracks", str(SAMPLE_TRACKS), "--transcript", str(SAMPLE_TRANSCRIPT),
                      "--links", str(SAMPLE_LINKS)]
 

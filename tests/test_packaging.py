@@ -4,6 +4,7 @@ runnable from any folder without the source checkout."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,9 +17,15 @@ from tests.conftest import REPO, SAMPLE_VIDEO
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    """``pip wheel --no-deps .``; setuptools' in-tree build/ folder is removed before and after, so no stale
+    module from an earlier build can slip into the wheel."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
-                    str(REPO)], check=True, capture_output=True)
+    shutil.rmtree(REPO / "build", ignore_errors=True)
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
+                       check=True, capture_output=True)
+    finally:
+        shutil.rmtree(REPO / "build", ignore_errors=True)
     (found,) = out.glob("socialpipe-*.whl")
     return found
 

@@ -157,7 +157,10 @@ def test_score_reads_exported_formats(socialpipe, run_copy):
 
 def _write(tmp_path: Path, name: str, content) -> Path:
     path = tmp_path / name
-    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
     return path
 
 
@@ -205,6 +208,54 @@ BAD_INPUTS = [
      "unknown key answer.alpah"),
     ("missing ground truth", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", t / "nope.json"],
      "--tracks .*nope.json: no such file"),
+]
+
+
+# Every bad setting is refused when the settings are built: one line naming the key, the value and
+# what is allowed, exit 2, and the run folder (its config.yaml too) unchanged.
+BAD_SETTINGS = [
+    (["answer.alpha=-1"], r"answer.alpha: -1.0 is outside the allowed range >= 0"),
+    (["answer.alpha=.nan"], r"answer.alpha: nan is outside the allowed range"),
+    (["answer.layer_range=[0.7, 0.3]"], r"answer.layer_range: \[0.7, 0.3\] is empty; expected \[lo, hi\]"),
+    (["answer.layer_range=[-0.1, 0.5]"], r"answer.layer_range: -0.1 is outside the allowed range \[0, 1\]"),
+    (["answer.layer_range=[0.2]"], r"answer.layer_range: expected a list of 2 values"),
+    (["answer.num_frames=0"], r"answer.num_frames: 0 is outside the allowed range >= 1"),
+    (["answer.head_threshold=2"], r"answer.head_threshold: 2.0 is outside the allowed range \[0, 1\]"),
+    (["answer.device=gpu"], r"answer.device: 'gpu' is not a device; expected auto, cpu, cuda or cuda:N"),
+    (["answer.dtype=float8"], r"answer.dtype: 'float8' is not one of \['auto'"),
+    (["answer.model=' '"], r"answer.model: empty; expected a hub id or a local checkpoint folder"),
+    (["people.detect_scale=-0.5"], r"people.detect_scale: -0.5 is outside the allowed range \(0, 1\]"),
+    (["people.detect_scale=1.5"], r"people.detect_scale: 1.5 is outside the allowed range \(0, 1\]"),
+    (["people.detect_fps=0"], r"people.detect_fps: 0.0 is outside the allowed range > 0"),
+    (["people.min_confidence=2"], r"people.min_confidence: 2.0 is outside the allowed range \[0, 1\]"),
+    (["people.smooth_keyframes=0"], r"people.smooth_keyframes: 0 is outside the allowed range >= 1"),
+    (["people.tracker=sort"], r"people.tracker: 'sort' is not one of \['bytetrack', 'botsort'\]"),
+    (["people.head_expand=0.5"], r"people.head_expand: 0.5 is outside the allowed range >= 1"),
+    (["speech.beam_size=0"], r"speech.beam_size: 0 is outside the allowed range >= 1"),
+    (["speech.num_speakers=-2"], r"speech.num_speakers: -2 is outside the allowed range >= 1"),
+    (["speech.min_speakers=3", "speech.max_speakers=2"], r"speech.min_speakers \(3\) is above speech.max_speakers"),
+    (["speech.compute_type=int3"], r"speech.compute_type: 'int3' is not one of"),
+    (["speech.device=auto"], r"speech.device: 'auto' is not a device; expected cpu, cuda or cuda:N"),
+    (["speech.cluster_threshold=0"], r"speech.cluster_threshold: 0.0 is outside the allowed range \(0, 2\]"),
+    (["speech.activity_threshold=1"], r"speech.activity_threshold: 1.0 is outside the allowed range \(0, 1\)"),
+    (["link.min_coverage=7"], r"link.min_coverage: 7.0 is outside the allowed range \[0, 1\]"),
+    (["link.min_score=-0.1"], r"link.min_score: -0.1 is outside the allowed range \[0, 1\]"),
+    (["link.analysis_fps=0"], r"link.analysis_fps: 0.0 is outside the allowed range > 0"),
+    (["people.detect_fps=fast"], r"people.detect_fps: expected float, got 'fast'"),
+]
+BAD_INPUTS += [(f"setting {' '.join(overrides)}",
+                lambda t, r, overrides=overrides: ["run", SAMPLE_VIDEO, "--out", r, *GROUND_TRUTH_ARGS,
+                                                   *(x for o in overrides for x in ("--set", o))], message)
+               for overrides, message in BAD_SETTINGS]
+BAD_INPUTS += [
+    ("bad value in a config file", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--config",
+                                                 _write(t, "c.yaml", "link:\n  min_coverage: 7\n")],
+     r"c.yaml: config link.min_coverage: 7.0 is outside the allowed range"),
+    ("config file not UTF-8", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--config",
+                                            _write(t, "c.yaml", b"people:\n  detector: \xff\n")],
+     r"c.yaml: cannot read it as a UTF-8 YAML file"),
+    ("config is a folder", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--config", t],
+     r"cannot read it as a UTF-8 YAML file"),
 ]
 
 

@@ -11,11 +11,11 @@ import pytest
 
 from socialpipe.pipeline.datasets import load_dataset, load_tvqa_plus, tvqa_frame_path, tvqa_subtitles_path
 from socialpipe.pipeline.errors import InputError
-from tests.conftest import REPO, make_video
+from tests.conftest import DEV_DATA, REPO, make_video
 from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
 
-TVQA_VAL = REPO.parent / "shared" / "data" / "tvqa_plus_val.json"
-needs_tvqa = pytest.mark.skipif(not TVQA_VAL.is_file(), reason="../shared/data/tvqa_plus_val.json is not here")
+TVQA_VAL = DEV_DATA / "tvqa_plus_val.json"
+needs_tvqa = pytest.mark.skipif(not TVQA_VAL.is_file(), reason=f"{TVQA_VAL} is not here (SOCIALPIPE_DEV_DATA)")
 
 
 @needs_tvqa
