@@ -1,10 +1,11 @@
 """File formats other tools read and write, beside the canonical JSON.
 
 - Tracks <-> MOT-challenge csv: ``frame,id,bb_left,bb_top,bb_width,bb_height,conf,x,y,z``
-  with 1-based frames. MOT has no track kind nor landmarks: they are not written, and
+  with 1-based frames and 0-based pixels, read by motmetrics. MOT has no track kind nor landmarks: they are not written, and
   tracks read from MOT get the kind the caller names.
-- Transcript <-> RTTM (speaker turns, no text), through ``pyannote.core``. RTTM fields are
-  space-separated, so a label's spaces are written as underscores.
+- Transcript <-> RTTM (speaker turns, no text), written by ``pyannote.core`` and read by
+  ``pyannote.database``. RTTM fields are space-separated, so a label's spaces are written as
+  underscores.
 - Transcript <-> WebVTT, one cue per utterance with a ``<v Speaker>`` voice span.
 - Transcript <- SRT whose cue lines begin with ``Name:`` or ``(Name:)`` (TVQA style).
 
@@ -16,8 +17,12 @@ from __future__ import annotations
 import html
 import io
 import re
+import warnings
 from pathlib import Path
 
+import numpy as np
+
+from socialpipe.pipeline.boxes import Boxes
 from socialpipe.pipeline.artifacts import (
     SpeakerLinks,
     Tracks,
@@ -62,33 +67,59 @@ def write_mot(tracks: Tracks, path: str | Path) -> Path:
 
 
 def read_mot(path: str | Path, fps: float, kind: str = "face") -> Tracks:
-    """Read a MOT-challenge csv. A confidence of -1 (MOT's "unknown") reads as 1.0."""
+    """Read a MOT-challenge csv with motmetrics' reader. A confidence of -1 (MOT's "unknown") reads as 1.0.
+
+    motmetrics takes left/top as MATLAB's 1-based pixels and subtracts 1; socialpipe's MOT files hold
+    0-based pixels (the same numbers as ``xyxy``), so the 1 is added back.
+    """
+    import motmetrics as mm
+    import pandas as pd
+
     path = Path(path)
-    rows = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields = [f.strip() for f in line.split(",")]
-        try:
-            if len(fields) < 6:
-                raise ValueError(f"{len(fields)} fields")
-            frame, track_id = int(float(fields[0])), int(float(fields[1]))
-            left, top, width, height = (float(f) for f in fields[2:6])
-            conf = float(fields[6]) if len(fields) > 6 else 1.0
-        except ValueError:
-            raise InputError(f"{path} line {lineno}: {line.strip()[:60]!r} is not a MOT row; expected "
-                             "'frame,id,bb_left,bb_top,bb_width,bb_height[,conf,x,y,z]' numbers, frames from 1") from None
-        if frame < 1:
-            raise InputError(f"{path} line {lineno}: frame {frame}; MOT frames count from 1")
-        if width < 0 or height < 0:
-            raise InputError(f"{path} line {lineno}: negative box size {width}x{height}; expected width, height >= 0")
-        rows.append({"track_id": track_id, "frame_index": frame - 1,
-                     "xyxy": [left, top, left + width, top + height],
-                     "confidence": 1.0 if conf < 0 else min(conf, 1.0)})
+    lines = _data_lines(path, _read_text(path))
+    expected = "'frame,id,bb_left,bb_top,bb_width,bb_height[,conf,x,y,z]' numbers, frames from 1"
+    bad = next((n for n, line in lines if not _MOT_ROW.match(line)), None)
+    if bad is not None:
+        raise InputError(f"{path} line {bad}: {dict(lines)[bad].strip()[:60]!r} is not a MOT row; expected {expected}")
+    if not lines:
+        return Tracks.empty(fps, meta={"source": str(path)})
+    # motmetrics drops rows without a confidence (NaN fails its confidence filter): absent means 1
+    rows = [line if line.count(",") >= 6 else f"{line.rstrip().rstrip(',')},1" for _, line in lines]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas' deprecation notice about motmetrics' tuple arithmetic
+        table = mm.io.loadtxt(io.StringIO("\n".join(rows)), fmt="mot15-2D").reset_index()
+    if len(table) != len(rows):
+        raise InputError(f"{path}: {len(rows) - len(table)} MOT rows could not be read; expected {expected}")
+    numbers = {line_of: n for line_of, (n, _) in enumerate(lines)}
+    first = np.flatnonzero(table["FrameId"].to_numpy() < 1)
+    if first.size:
+        raise InputError(f"{path} line {numbers[int(first[0])]}: frame {table['FrameId'][first[0]]:g}; "
+                         "MOT frames count from 1")
+    sizes = table[["Width", "Height"]].to_numpy()
+    negative = np.flatnonzero((sizes < 0).any(axis=1))
+    if negative.size:
+        width, height = sizes[negative[0]]
+        raise InputError(f"{path} line {numbers[int(negative[0])]}: negative box size {width:g}x{height:g}; "
+                         "expected width, height >= 0")
+    left, top = table["X"].to_numpy() + 1, table["Y"].to_numpy() + 1
+    confidence = pd.to_numeric(table["Confidence"]).fillna(1.0).to_numpy()
+    boxes = Boxes(np.stack([left, top, left + sizes[:, 0], top + sizes[:, 1]], axis=1),
+                  np.where(confidence < 0, 1.0, np.minimum(confidence, 1.0)),
+                  track_id=table["Id"].to_numpy(), frame_index=table["FrameId"].to_numpy() - 1)
     try:
-        return Tracks.from_rows(rows, fps=fps, default_kind=kind, meta={"source": str(path)})
+        return Tracks.from_boxes(boxes, fps=fps, default_kind=kind, meta={"source": str(path)})
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
+
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_MOT_ROW = re.compile(rf"\s*\d+(?:\.0*)?\s*,\s*-?\d+(?:\.0*)?(?:\s*,\s*{_NUMBER}){{4,8}}\s*,?\s*$")
+
+
+def _data_lines(path: Path, text: str) -> list[tuple[int, str]]:
+    """(line number, line) of the lines that hold data: not blank, not a comment (``#`` or ``;;``)."""
+    return [(n, line) for n, line in enumerate(text.splitlines(), start=1)
+            if line.strip() and not line.lstrip().startswith(("#", ";;"))]
 
 
 # ----------------------------------------------------------------------------- RTTM
@@ -106,30 +137,32 @@ def write_rttm(transcript: Transcript, path: str | Path, uri: str = "video") -> 
     return write_text_atomic(path, buffer.getvalue())
 
 
-_RTTM_OTHER_TYPE = re.compile(r"(?!SPEAKER$)[A-Z][A-Z-]+")  # SPKR-INFO, LEXEME, NON-SPEECH, ...
+_RTTM_TYPE = re.compile(r"[A-Z][A-Z-]+")  # SPEAKER, SPKR-INFO, LEXEME, NON-SPEECH, ...
+_RTTM_SPEAKER = re.compile(rf"SPEAKER\s+\S+\s+\S+\s+(?P<start>{_NUMBER})\s+(?P<duration>{_NUMBER})\s+\S+\s+\S+\s+\S+"
+                           r"(?:\s+\S+){0,2}\s*$")
 
 
 def read_rttm(path: str | Path) -> Transcript:
-    """Read SPEAKER lines of an RTTM file as utterances without text (other line types are skipped)."""
+    """Read the SPEAKER lines of an RTTM file (pyannote.database's reader) as utterances without text;
+    other line types are skipped."""
+    from pyannote.database.util import load_rttm
+
     path = Path(path)
-    utterances = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
-        fields = line.split()
-        if not fields or fields[0].startswith(";;") or _RTTM_OTHER_TYPE.fullmatch(fields[0]):
-            continue
-        try:
-            if fields[0] != "SPEAKER" or len(fields) < 8:
-                raise ValueError
-            start, duration = float(fields[3]), float(fields[4])
-        except ValueError:
-            raise InputError(f"{path} line {lineno}: {line.strip()[:60]!r} is not an RTTM SPEAKER line; expected "
-                             "'SPEAKER <file> <channel> <start> <duration> <NA> <NA> <speaker> <NA> <NA>'") from None
-        if duration < 0:
-            raise InputError(f"{path} line {lineno}: negative duration {duration}; expected >= 0")
-        try:
-            utterances.append(Utterance(start, start + duration, fields[7]))
-        except InputError as exc:
-            raise InputError(f"{path} line {lineno}: {exc}") from None
+    lines = _data_lines(path, _read_text(path))
+    expected = "'SPEAKER <file> <channel> <start> <duration> <NA> <NA> <speaker> <NA> <NA>'"
+    for n, line in lines:
+        kind = line.split()[0]
+        match = _RTTM_SPEAKER.match(line)
+        if not _RTTM_TYPE.fullmatch(kind) or kind == "SPEAKER" and match is None:
+            raise InputError(f"{path} line {n}: {line.strip()[:60]!r} is not an RTTM SPEAKER line; expected {expected}")
+        if match and float(match["duration"]) < 0:
+            raise InputError(f"{path} line {n}: negative duration {match['duration']}; expected >= 0")
+        if match and float(match["start"]) < 0:
+            raise InputError(f"{path} line {n}: starts at {match['start']}s; expected times >= 0")
+    speaker_lines = [line for _, line in lines if line.split()[0] == "SPEAKER"]
+    turns = load_rttm(io.StringIO("\n".join(speaker_lines))) if speaker_lines else {}
+    utterances = [Utterance(segment.start, segment.end, str(label)) for annotation in turns.values()
+                  for segment, _, label in annotation.itertracks(yield_label=True)]
     return Transcript.from_utterances(utterances, {"source": str(path), "format": "rttm"})
 
 

@@ -29,12 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from socialpipe.pipeline.boxes import Boxes
+from socialpipe.pipeline.errors import SocialpipeError
 from socialpipe.stages.answer.plan import SequencePlan, SpeakerGroup
 
 SUPPORTED_FAMILIES = ("qwen2_5_vl", "llava_next_video", "internvl")
 
 
-class LayoutError(ValueError):
+class LayoutError(SocialpipeError, ValueError):
     """The processor's output does not have the layout this module expects."""
 
 
