@@ -111,7 +111,7 @@ class Tracks(Boxes, _SavesJson):
 
     @classmethod
     def empty(cls, fps: float, meta: Mapping[str, Any] | None = None) -> Tracks:
-        return cls.from_boxes(Boxes.empty().replace(track_id=np.zeros(0), frame_index=np.zeros(0)), fps, {}, meta)
+        return cls.from_boxes(Boxes.empty(tracked=True), fps, {}, meta)
 
     @classmethod
     def from_boxes(cls, boxes: Boxes, fps: float, kinds: Mapping[int, str] | None = None,

@@ -66,7 +66,10 @@ class Boxes:
             raise InputError("frame indices must be >= 0")
 
     @classmethod
-    def empty(cls) -> Boxes:
+    def empty(cls, tracked: bool = False) -> Boxes:
+        """No boxes; with ``tracked``, with (empty) track ids and frames."""
+        if tracked:
+            return Boxes(np.zeros((0, 4)), np.zeros(0), track_id=np.zeros(0), frame_index=np.zeros(0))
         return Boxes(np.zeros((0, 4)), np.zeros(0))
 
     @classmethod

@@ -17,6 +17,7 @@ from socialpipe.pipeline.timebase import duration_of, frames_in
 
 EDGE_MARGIN_PX = 12.0  # a box this close to a frame border touches it
 HISTOGRAM_BINS = (16, 8)  # hue x saturation
+HISTOGRAM_SIZE = HISTOGRAM_BINS[0] * HISTOGRAM_BINS[1]
 
 
 def appearance(frame: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
@@ -25,7 +26,7 @@ def appearance(frame: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
     h, w = frame.shape[:2]
     x1, y1, x2, y2 = (int(round(v)) for v in (max(xyxy[0], 0), max(xyxy[1], 0), min(xyxy[2], w), min(xyxy[3], h)))
     if x2 - x1 < 4 or y2 - y1 < 4:
-        return np.full(int(np.prod(HISTOGRAM_BINS)), np.nan, np.float32)
+        return np.full(HISTOGRAM_SIZE, np.nan, np.float32)
     hsv = cv2.cvtColor(np.ascontiguousarray(frame[y1:y2, x1:x2]), cv2.COLOR_RGB2HSV)
     hist = cv2.calcHist([hsv], [0, 1], None, list(HISTOGRAM_BINS), [0, 180, 0, 256]).astype(np.float32)
     return (hist / max(float(hist.sum()), 1.0)).ravel()
@@ -142,12 +143,7 @@ def finish(boxes: Boxes, video: VideoInfo, step: int, settings: PeopleConfig) ->
             np.concatenate(out_marks) if marks is not None else np.full((count, 5, 2), np.nan))
         parts.append(Boxes(np.concatenate(out_boxes), np.clip(np.concatenate(out_conf), 0.0, 1.0), landmarks,
                            np.full(count, tid), np.concatenate(out_frames)).clipped(video.width, video.height))
-    return Boxes.concat(parts) if parts else tracked_empty()
-
-
-def tracked_empty() -> Boxes:
-    """No boxes, with (empty) track ids and frames."""
-    return Boxes.empty().replace(track_id=np.zeros(0), frame_index=np.zeros(0))
+    return Boxes.concat(parts) if parts else Boxes.empty(tracked=True)
 
 
 def _smooth(xyxy: np.ndarray, frames: np.ndarray, window: int, max_gap: int) -> np.ndarray:

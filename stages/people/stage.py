@@ -25,8 +25,8 @@ from socialpipe.pipeline.progress import Counter, ProgressHook, quiet
 from socialpipe.pipeline.timebase import frame_step, frames_in
 from socialpipe.pipeline.video import stream_frames
 from socialpipe.stages.people.detectors import YoloDetector, make_face_detector
-from socialpipe.stages.people.postprocess import (appearance, finish, pieces, rejoin, tie_faces_to_people,
-                                                  tracked_empty)
+from socialpipe.stages.people.postprocess import (HISTOGRAM_SIZE, appearance, finish, pieces, rejoin,
+                                                  tie_faces_to_people)
 from socialpipe.stages.people.tracking import make_tracker, track
 
 BATCH_FRAMES = 8  # frames decoded and detected together
@@ -78,8 +78,8 @@ class PeopleStage:
         # ids: faces first, then people, each numbered by first appearance, left to right
         parts, kinds, joins, offset, finished_by_kind = [], {}, [], 0, {}
         for detector_kind, boxes_per_frame, appearance_rows in zip(detector_kinds, observed, looks):
-            boxes = Boxes.concat(boxes_per_frame) if boxes_per_frame else tracked_empty()
-            looks_array = np.stack(appearance_rows) if appearance_rows else np.zeros((0, 128), np.float32)
+            boxes = Boxes.concat(boxes_per_frame) if boxes_per_frame else Boxes.empty(tracked=True)
+            looks_array = np.stack(appearance_rows) if appearance_rows else np.zeros((0, HISTOGRAM_SIZE), np.float32)
             boxes, kind_joins = rejoin(boxes, looks_array, video, settings)
             boxes = finish(boxes, video, step, settings)
             first_seen = {tid: (int(boxes.frame_index[rows[0]]), float(boxes.xyxy[rows[0], 0]))
