@@ -23,7 +23,7 @@ import numpy as np
 from socialpipe.pipeline.boxes import Boxes, head_and_shoulders
 from socialpipe.pipeline.errors import InputError
 from socialpipe.pipeline.io import write_text_atomic
-from socialpipe.pipeline.timebase import frame_to_time
+from socialpipe.pipeline.timebase import centred_frames, frame_to_time
 
 FORMAT_VERSION = 1
 TRACK_KINDS = ("face", "person")
@@ -31,7 +31,7 @@ TRACK_KINDS = ("face", "person")
 # annotation tools) before they count as outside.
 BOX_TOLERANCE_PX = 1.0
 TIME_TOLERANCE_S = 0.05
-INSTANT_S = 1e-6  # the span of a single moment in time questions
+INSTANT_S = 1e-3  # a moment, in time questions: above pyannote.core's segment precision
 
 
 def _check(condition: bool, message: str) -> None:
@@ -321,45 +321,56 @@ class Transcript(_SavesJson):
         annotation = self.to_annotation()
         return {str(label): float(annotation.label_duration(label)) for label in annotation.labels()}
 
-    def to_annotation(self, uri: str = "video", by_utterance: bool = False):
-        """The speaker turns as a ``pyannote.core.Annotation``; each track is named by its utterance's index
-        and labelled with its voice (or, ``by_utterance``, with that index too)."""
+    def to_annotation(self, uri: str = "video"):
+        """The speaker turns as a ``pyannote.core.Annotation``; each track is named by its utterance's index."""
         from pyannote.core import Annotation, Segment
 
         annotation = Annotation(uri=uri)
         for i, u in enumerate(self.utterances):
             if u.end_s > u.start_s:
-                annotation[Segment(u.start_s, u.end_s), i] = i if by_utterance else u.speaker
+                annotation[Segment(u.start_s, u.end_s), i] = u.speaker
         return annotation
 
-    # Time questions, all answered by pyannote.core's interval code on the turns.
+    # Time questions: which utterances overlap a time or a window (pyannote.core's interval search on the
+    # turns), who speaks most in a window (its argmax), and activity on a grid of frames (centre rule, in
+    # timebase: pyannote's discretize also counts a frame whose centre lies just past a turn's end).
 
     @cached_property
     def _turns(self):
         return self.to_annotation()
 
     def during(self, start_s: float, end_s: float) -> tuple[Utterance, ...]:
-        """The utterances that overlap [start_s, end_s], in time order."""
-        from pyannote.core import Segment
-
-        if end_s <= start_s:
-            end_s = start_s + INSTANT_S
-        cropped = self._turns.crop(Segment(start_s, end_s), mode="loose")
-        return tuple(self.utterances[i] for i in sorted(track for _, track in cropped.itertracks()))
+        """The utterances that overlap [start_s, end_s] (touching counts), in time order."""
+        return tuple(u for u in self._near(start_s, end_s) if u.start_s <= end_s and u.end_s >= start_s)
 
     def speaking_at(self, time_s: float) -> tuple[Utterance, ...]:
-        """The utterances being spoken at ``time_s``."""
-        return self.during(time_s, time_s + INSTANT_S)
+        """The utterances being spoken at ``time_s`` (start <= time < end)."""
+        return tuple(u for u in self._near(time_s, time_s) if u.start_s <= time_s < u.end_s)
+
+    def _near(self, start_s: float, end_s: float) -> list[Utterance]:
+        """The utterances whose turns pyannote finds overlapping [start_s, end_s] widened by INSTANT_S each side
+        (pyannote treats shorter segments as empty); callers keep the exact ones."""
+        from pyannote.core import Segment
+
+        cropped = self._turns.crop(Segment(start_s - INSTANT_S, end_s + INSTANT_S), mode="loose")
+        return [self.utterances[i] for i in sorted(track for _, track in cropped.itertracks())]
 
     def activity(self, frame_s: float, frame_count: int) -> tuple[list[str], np.ndarray]:
         """(voices, (n_voices, frame_count) 0/1): whether each voice speaks at the centre of each of
         ``frame_count`` frames of ``frame_s`` seconds from time 0."""
-        return self.speakers, _discretize(self._turns, self.speakers, frame_s, frame_count)
+        voices = self.speakers
+        row = {voice: i for i, voice in enumerate(voices)}
+        active = np.zeros((len(voices), frame_count))
+        for u in self.utterances:
+            active[row[u.speaker], centred_frames(u.start_s, u.end_s, frame_s, frame_count)] = 1.0
+        return voices, active
 
     def utterance_activity(self, frame_s: float, frame_count: int) -> np.ndarray:
         """(n_utterances, frame_count) 0/1: whether the centre of each frame falls inside each utterance."""
-        return _discretize(self.to_annotation(by_utterance=True), list(range(len(self.utterances))), frame_s,
-                           frame_count)
+        inside = np.zeros((len(self.utterances), frame_count))
+        for i, u in enumerate(self.utterances):
+            inside[i, centred_frames(u.start_s, u.end_s, frame_s, frame_count)] = 1.0
+        return inside
 
     def voice_over(self, start_s: float, end_s: float) -> str | None:
         """The voice that speaks longest within [start_s, end_s], or None when nobody does."""
@@ -396,18 +407,6 @@ class Transcript(_SavesJson):
                 utterances.append(Utterance(float(item["start_s"]), float(item["end_s"]), str(item["speaker"]),
                                             str(item.get("text", "")), words))
             return cls.from_utterances(utterances, body.get("meta", {}))
-
-
-def _discretize(annotation, labels: list, frame_s: float, frame_count: int) -> np.ndarray:
-    """(len(labels), frame_count) 0/1: each label active at the centre of each frame (pyannote's discretize)."""
-    from pyannote.core import Segment, SlidingWindow
-
-    if not labels or frame_count == 0:
-        return np.zeros((len(labels), frame_count))
-    frames = SlidingWindow(start=0.0, duration=frame_s, step=frame_s)
-    grid = annotation.discretize(Segment(0.0, frame_count * frame_s), frames, labels=labels,
-                                 duration=frame_count * frame_s)
-    return np.asarray(grid.data, np.float64).T
 
 
 # ----------------------------------------------------------------------------- links

@@ -1,4 +1,4 @@
-"""The ``socialpipe`` command: run, inspect, score."""
+"""The ``socialpipe`` command: run, inspect, view, score, eval."""
 
 from __future__ import annotations
 
@@ -105,6 +105,33 @@ def inspect(run_dir, render):
         finally:
             progress.close()
         click.echo(f"preview: {preview}\ncontact sheet: {sheet}")
+
+
+@cli.command()
+@click.argument("run_dir", type=_existing)
+@click.option("--open/--no-open", "open_browser", default=True, show_default=True,
+              help="Open the page in the browser, or only print its address.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port to listen on. Default: any free port.")
+@click.option("--export", "export_file", type=_existing,
+              help="Write one self-contained HTML page (it plays the video by a relative path) and exit.")
+def view(run_dir, open_browser, host, port, export_file):
+    """See a run in the browser: video with boxes, transcript, timeline, links and the answer."""
+    from socialpipe.pipeline import viewer
+
+    if export_file is not None:
+        click.echo(f"wrote {viewer.export(run_dir, export_file)}")
+        return
+    served = viewer.serve(run_dir, host, port)
+    click.echo(f"socialpipe view: {served.url} (Ctrl-C stops)")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(served.url)
+    try:
+        served.thread.join()
+    except KeyboardInterrupt:
+        served.stop()
 
 
 @cli.group()

@@ -46,6 +46,13 @@ def frame_step(fps: float, target_fps: float) -> int:
     return max(1, int(round(fps / target_fps)))
 
 
+def centred_frames(start_s: float, end_s: float, frame_s: float, frame_count: int) -> slice:
+    """The frames of a grid of ``frame_s``-second frames from time 0 whose centre lies in [start_s, end_s)."""
+    first = max(math.ceil((start_s - frame_s / 2) / frame_s - 1e-9), 0)
+    stop = min(math.ceil((end_s - frame_s / 2) / frame_s - 1e-9), frame_count)
+    return slice(first, max(first, stop))
+
+
 def format_clock(time_s: float) -> str:
     """``MM:SS`` for a time in seconds (hours folded into minutes)."""
     total = max(int(round(time_s)), 0)

@@ -35,7 +35,8 @@ def test_the_wheel_holds_one_package_with_every_subpackage(wheel):
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith((".dist-info", ".data"))}
     assert top == {"socialpipe"}
     for module in ("socialpipe/__init__.py", "socialpipe/pipeline/cli.py", "socialpipe/stages/answer/attention.py",
-                   "socialpipe/stages/people/stage.py", "socialpipe/stages/speech.py"):
+                   "socialpipe/stages/people/stage.py", "socialpipe/stages/speech.py",
+                   "socialpipe/pipeline/viewer_assets/view.js", "socialpipe/pipeline/viewer_assets/view.html"):
         assert module in names
 
 

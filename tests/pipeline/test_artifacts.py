@@ -160,3 +160,17 @@ def test_loading_the_wrong_artifact_type_names_both(tmp_path):
     path = make_transcript().save(tmp_path / "t.json")
     with pytest.raises(InputError, match="holds a socialpipe transcript, expected a tracks"):
         load_json(Tracks, path)
+
+
+def test_transcript_answers_time_questions():
+    transcript = Transcript.from_utterances([Utterance(0.0, 2.0, "A", "one"), Utterance(1.5, 3.0, "B", "two"),
+                                             Utterance(5.0, 6.0, "A", "three")])
+    assert [u.text for u in transcript.speaking_at(1.7)] == ["one", "two"]
+    assert [u.text for u in transcript.speaking_at(2.0)] == ["two"]  # an utterance ends where it stops
+    assert transcript.speaking_at(4.0) == () and [u.text for u in transcript.speaking_at(5.0)] == ["three"]
+    assert [u.text for u in transcript.during(2.5, 5.0)] == ["two", "three"]  # touching counts
+    assert transcript.during(3.2, 4.9) == ()
+    assert transcript.voice_over(1.0, 3.0) == "B" and transcript.voice_over(3.5, 4.5) is None
+    voices, active = transcript.activity(frame_s=1.0, frame_count=7)
+    assert voices == ["A", "B"] and active.tolist() == [[1, 1, 0, 0, 0, 1, 0], [0, 1, 1, 0, 0, 0, 0]]
+    assert transcript.utterance_activity(1.0, 7)[1].tolist() == [0, 1, 1, 0, 0, 0, 0]

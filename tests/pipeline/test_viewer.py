@@ -1,0 +1,217 @@
+"""``socialpipe view``: the page's data, the export, the server, and the page itself in headless Chromium
+(Debian's ``chromium`` driven by Playwright; no browser is downloaded)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from socialpipe.pipeline import viewer
+from socialpipe.pipeline.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, Utterance, VideoInfo
+from socialpipe.pipeline.boxes import Boxes
+from socialpipe.pipeline.orchestrator import RunRequest, run
+from socialpipe.pipeline.report import load_run
+from tests.conftest import REPO, SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+ARTIFACTS = REPO / "test-artifacts"  # screenshots the browser tests leave for people to look at
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("view") / "sample"
+    run(RunRequest(video=SAMPLE_VIDEO, out=out, tracks_file=SAMPLE_TRACKS, transcript_file=SAMPLE_TRANSCRIPT,
+                   links_file=SAMPLE_LINKS, until="link"))
+    return out
+
+
+def test_page_data_holds_every_track_voice_and_link(sample_run):
+    contents = load_run(sample_run)
+    data = viewer.view_data(contents)
+    assert [t["id"] for t in data["tracks"]] == contents.tracks.track_ids
+    first = data["tracks"][0]
+    assert len(first["boxes"]) == 4 * len(first["frames"]) == 4 * len(contents.tracks.for_track(first["id"]))
+    assert data["voices"] == contents.transcript.speakers and len(data["links"]) == len(contents.links)
+    assert data["missing"] == ["no answer stage output (answer.json)"]
+
+
+def test_export_is_one_file_that_plays_the_video_by_a_relative_path(sample_run, tmp_path, socialpipe):
+    before = digests(sample_run)
+    out = tmp_path / "shared" / "sample.html"
+    result = socialpipe("view", sample_run, "--export", out)
+    assert result.code == 0, result
+    page = out.read_text()
+    data = json.loads(page.split('id="run-data">', 1)[1].split("</script>", 1)[0])
+    assert (out.parent / data["video_src"]).resolve() == SAMPLE_VIDEO.resolve()
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # nothing from a CDN
+    assert digests(sample_run) == before  # nothing written into the run folder
+
+
+def test_a_run_that_stopped_early_says_what_is_missing(tmp_path):
+    out = tmp_path / "early"
+    run(RunRequest(video=SAMPLE_VIDEO, out=out, tracks_file=SAMPLE_TRACKS, until="people"))
+    data = viewer.view_data(load_run(out))
+    assert data["missing"] == ["no speech stage output (speech.json)", "no link stage output (links.json)",
+                               "no answer stage output (answer.json)"]
+    assert data["tracks"] and data["utterances"] == [] and data["links"] == []
+
+
+def test_server_answers_byte_ranges_of_the_video(sample_run):
+    served = viewer.serve(sample_run)
+    try:
+        request = urllib.request.Request(served.url + "video", headers={"Range": "bytes=100-199"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 206 and response.headers["Content-Range"].endswith(
+                f"/{SAMPLE_VIDEO.stat().st_size}")
+            assert response.read() == SAMPLE_VIDEO.read_bytes()[100:200]
+        with urllib.request.urlopen(served.url, timeout=10) as response:
+            assert b"run-data" in response.read()
+    finally:
+        served.stop()
+
+
+def test_export_refuses_a_name_that_is_not_html(sample_run, tmp_path, socialpipe):
+    result = socialpipe("view", sample_run, "--export", tmp_path / "page.txt")
+    assert result.code == 2 and "expected a file name ending in .html" in result.err
+
+
+# ----------------------------------------------------------------------------- in the browser
+
+needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def open_view(browser, run_dir: Path):
+    served = viewer.serve(run_dir)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(served.url)
+    page.wait_for_function("window.socialpipeView && window.socialpipeView.ready", timeout=15_000)
+    return served, page, errors
+
+
+@needs_browser
+def test_the_page_plays_follows_and_seeks(browser, sample_run):
+    contents = load_run(sample_run)
+    served, page, errors = open_view(browser, sample_run)
+    try:
+        page.wait_for_function("document.getElementById('video').readyState >= 2", timeout=15_000)
+        # the video plays
+        page.evaluate("document.getElementById('video').muted = true; document.getElementById('video').play()")
+        page.wait_for_function("document.getElementById('video').currentTime > 0.3", timeout=10_000)
+        page.evaluate("document.getElementById('video').pause()")
+
+        # seeking moves the highlighted transcript line, and the boxes drawn match people.json at that frame
+        for k in (1, 4, len(contents.transcript) - 2):
+            utterance = contents.transcript.utterances[k]
+            at = (utterance.start_s + utterance.end_s) / 2
+            frame = int(np.floor(at * contents.video.fps + 1e-6))
+            page.evaluate(f"window.socialpipeView.seek({at})")
+            page.wait_for_function(f"document.getElementById('overlay').dataset.frame === '{frame}'", timeout=10_000)
+            current = page.eval_on_selector("#transcript li.current", "li => Number(li.dataset.index)")
+            assert contents.transcript.utterances[current] in contents.transcript.speaking_at(at)
+            drawn = int(page.eval_on_selector("#overlay", "c => c.dataset.boxes"))
+            assert drawn == len(contents.tracks.at_frame(frame)) > 0
+
+        # every voice has a lane, every track too
+        lanes = json.loads(page.eval_on_selector("#timeline", "c => c.dataset.lanes"))
+        assert [lane for lane in lanes if lane.startswith("voice:")] == [f"voice:{v}" for v in
+                                                                          contents.transcript.speakers]
+        assert [lane for lane in lanes if lane.startswith("track:")] == [f"track:{t}" for t in
+                                                                          contents.tracks.track_ids]
+
+        # clicking a transcript line seeks the video to it
+        target = contents.transcript.utterances[6]
+        page.click(f"#transcript li[data-index='6']")
+        page.wait_for_function(f"Math.abs(document.getElementById('video').currentTime - {target.start_s}) < 0.1",
+                               timeout=10_000)
+        page.wait_for_function("document.querySelector('#transcript li.current')?.dataset.index === '6'")
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "viewer-sample.png"), full_page=True)
+        assert errors == []
+    finally:
+        page.close()
+        served.stop()
+
+
+def synthetic_hour(folder: Path) -> Path:
+    """A run folder for a 1 h video at the sample's density: 3 face tracks on every frame at 25 fps and a
+    turn of about 3 s every 3.5 s among four voices. No video file: the page follows its slider."""
+    fps, seconds = 25.0, 3600.0
+    frames = int(fps * seconds)
+    folder.mkdir(parents=True)
+    video = VideoInfo(str(folder / "hour.mp4"), fps, frames, 640, 360, seconds, True)
+    index = np.arange(frames)
+    parts = []
+    for k, x in enumerate((90, 300, 520)):
+        sway = 6 * np.sin(index / 40.0 + k)
+        boxes = np.stack([x + sway, np.full(frames, 120.0), x + 70 + sway, np.full(frames, 210.0)], axis=1)
+        parts.append(Boxes(boxes, np.ones(frames), track_id=np.full(frames, k + 1), frame_index=index))
+    Tracks.from_boxes(Boxes.concat(parts), fps).save(folder / "people.json")
+    voices = ["Alice", "Bob", "Carol", "Dana"]
+    starts = np.arange(0.0, seconds - 4, 3.5)
+    Transcript.from_utterances([Utterance(float(s), float(s) + 3.0, voices[i % 4], "words spoken in this turn")
+                                for i, s in enumerate(starts)]).save(folder / "speech.json")
+    SpeakerLinks(tuple(SpeakerLink(v, (i + 1) if i < 3 else None) for i, v in enumerate(voices))).save(
+        folder / "links.json")
+    video.save(folder / "video.json")
+    (folder / "manifest.json").write_text(json.dumps({"video": {"path": video.path, "sha256": "0" * 64},
+                                                      "stages": {}}))
+    return folder
+
+
+@needs_browser
+def test_a_one_hour_run_is_interactive_within_two_seconds(browser, tmp_path):
+    run_dir = synthetic_hour(tmp_path / "hour")
+    started = time.perf_counter()
+    served, page, errors = open_view(browser, run_dir)
+    try:
+        ready_ms = page.evaluate("window.socialpipeView.readyMs")  # from the navigation's start to interactive
+        assert ready_ms < 2000, f"the page took {ready_ms:.0f} ms to become interactive"
+        page.evaluate("window.socialpipeView.seek(1800.5)")
+        assert page.evaluate("window.socialpipeView.frame") == 45012
+        assert errors == []
+        print(f"1 h run: ready after {ready_ms:.0f} ms in the page, {time.perf_counter() - started:.1f} s with the "
+              "server's preparation")
+    finally:
+        page.close()
+        served.stop()
+
+
+def test_the_view_command_prints_its_address_and_serves(sample_run):
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "from socialpipe.pipeline.cli import main; main()", "view",
+                                str(sample_run), "--no-open"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("socialpipe view: http://127.0.0.1:"), line
+        with urllib.request.urlopen(line.split()[2], timeout=10) as response:
+            assert b'id="run-data"' in response.read()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
