@@ -16,7 +16,10 @@ prediction ``mpp``), in the layout of its public release, under one root:
   its ``PlayerK`` and, for a line addressed to one player, ``[PlayerK]`` at its end;
 - ``meta/<game>.json``: ``{round: {"playerNames": [...]}}``;
 - ``keypoints/<name>.npy``: per time step at 5 fps, a list of ``{"idx": player, "keypoints":
-  [x, y, confidence] * 17}`` (boxes are the extents of the confident keypoints);
+  [x, y, confidence] * 17}`` (boxes are the extents of the confident keypoints). The release
+  stores these as pickled Python objects, which socialpipe never loads (unpickling runs code);
+  it reads ``keypoints/<name>.json`` with the same content instead, made once with
+  :data:`KEYPOINTS_CONVERSION`, and refuses a pickled ``.npy`` with that command;
 - ``videos/<name>.mp4``: the round's video (frames for the model).
 Questions: ``sti`` asks whom a player's line with "you"/"your" addresses (lines labelled with
 exactly one addressee, once per line); ``pcr`` masks a third-person pronoun labelled with a
@@ -146,6 +149,43 @@ def tvqa_subtitles_path(root: Path, vid_name: str) -> Path:
 
 
 # ----------------------------------------------------------------------------- MMSI
+
+KEYPOINTS_CONVERSION = (
+    "python -c \"import json, sys, numpy as np; steps = np.load(sys.argv[1], allow_pickle=True); "
+    "json.dump([[{'idx': int(p['idx']), 'keypoints': np.asarray(p['keypoints'], float).ravel().tolist()} "
+    "for p in step] for step in steps], open(sys.argv[1][:-4] + '.json', 'w'))\" FILE.npy")
+
+
+def load_keypoints(path: str | Path) -> list[list[dict[str, Any]]]:
+    """MMSI keypoints: per time step, ``[{"idx": player, "keypoints": [x, y, confidence] * 17}]``, from the
+    ``.json`` beside ``path``; a pickled ``.npy`` is refused, never loaded."""
+    path = Path(path)
+    converted = path.with_suffix(".json")
+    if not converted.is_file():
+        if path.is_file():
+            try:
+                np.load(path, allow_pickle=False)
+            except ValueError:
+                raise InputError(f"{path}: holds pickled Python objects, which socialpipe never loads (unpickling can "
+                                 f"run code); convert it once, with code you trust, to {converted.name}: "
+                                 f"{KEYPOINTS_CONVERSION}") from None
+            raise InputError(f"{path}: a plain array, not MMSI's per-step player lists; expected {converted.name} "
+                             "made by the conversion in the README")
+        raise InputError(f"{converted}: no such file; expected MMSI keypoints converted to JSON")
+    steps = read_json(converted)
+    expected = '[[{"idx": player, "keypoints": [x, y, confidence] * 17}, ...] per 5 fps step]'
+    if not isinstance(steps, list) or not all(isinstance(step, list) for step in steps):
+        raise InputError(f"{converted}: expected {expected}")
+    for t, step in enumerate(steps):
+        for person in step:
+            points = person.get("keypoints") if isinstance(person, dict) else None
+            idx = person.get("idx") if isinstance(person, dict) else None
+            if (not isinstance(idx, int) or isinstance(idx, bool) or not isinstance(points, list)
+                    or len(points) % 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                  for v in points)):
+                raise InputError(f"{converted}: step {t} holds {str(person)[:60]}; expected {expected}")
+    return steps
+
 
 _MMSI_LINE = re.compile(r"^(?P<speaker>\[Player\d+\]|[^(]+?)\s*\((?P<m>\d+):(?P<s>\d{2})\):\s*(?P<text>.*)$")
 _PLAYER = re.compile(r"Player(\d+)")

@@ -24,6 +24,7 @@ from socialpipe.pipeline.config import AnswerConfig
 from socialpipe.pipeline.datasets import (
     EvalItem,
     load_dataset,
+    load_keypoints,
     tvqa_frame_path,
     tvqa_subtitles_path,
     TVQA_FPS,
@@ -97,8 +98,8 @@ def video_scene(item: EvalItem, root: Path, num_frames: int):
         speakers.append(speaker)
         covered.append(frames_covered(time_s, time_s + MMSI_LINE_S, times))
     boxes = {}
-    if item.keypoints and (root / item.keypoints).is_file():
-        steps = np.load(root / item.keypoints, allow_pickle=True)
+    if item.keypoints:
+        steps = load_keypoints(root / item.keypoints)
         for t, time_s in enumerate(times):
             step = min(frames_in(time_s, KEYPOINT_FPS), len(steps) - 1)
             for person in steps[step] if len(steps) else ():

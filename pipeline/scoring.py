@@ -133,6 +133,12 @@ def score_link(pred: SpeakerLinks, gt: SpeakerLinks, gt_transcript: Transcript |
     """
     if not gt.links:
         raise InputError("the ground-truth links are empty; nothing to score")
+    if pred_transcript is not None and gt_transcript is None:
+        raise InputError("a predicted transcript (--pred-transcript) maps voices only against the ground-truth "
+                         "transcript; give --transcript too")
+    if gt_transcript is not None:
+        _same_voices(gt_transcript, gt, "ground-truth")
+        _same_voices(pred_transcript or gt_transcript, pred, "predicted")
     if (pred_tracks is None) != (gt_tracks is None):
         raise InputError("give both the predicted and the ground-truth tracks to map track ids, or neither")
     if pred_tracks is not None:
@@ -170,6 +176,16 @@ def score_link(pred: SpeakerLinks, gt: SpeakerLinks, gt_transcript: Transcript |
         scores["time_accuracy"] = right / total if total else None
         scores["speech_s"] = float(total)
     return scores
+
+
+def _same_voices(transcript: Transcript, links: SpeakerLinks, which: str) -> None:
+    """Refuse links that do not name the transcript's voices: every voice would count as off screen on both
+    sides, and the speech time would score as right."""
+    missing = sorted(set(transcript.speakers) - {link.voice for link in links.links})
+    if missing:
+        raise InputError(f"the {which} links have no link for the transcript's voices {missing[:5]} (they name "
+                         f"{sorted(link.voice for link in links.links)[:5]}); expected links and transcript with the "
+                         "same voice labels")
 
 
 def _by_track(transcript: Transcript, links: SpeakerLinks):

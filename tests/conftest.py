@@ -91,3 +91,14 @@ def socialpipe(capsys, monkeypatch):
         return CliResult(code, captured.out, captured.err)
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def sample_gt_run(tmp_path_factory) -> Path:
+    """A finished ground-truth run of the sample up to the link stage (copy it before changing it)."""
+    from socialpipe.pipeline.orchestrator import RunRequest, run
+
+    out = tmp_path_factory.mktemp("runs") / "sample"
+    run(RunRequest(video=SAMPLE_VIDEO, out=out, tracks_file=SAMPLE_TRACKS, transcript_file=SAMPLE_TRANSCRIPT,
+                   links_file=SAMPLE_LINKS, until="link"))
+    return out

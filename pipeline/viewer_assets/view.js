@@ -164,6 +164,9 @@
         }
       } else {
         const track = lane.track, toTime = (f) => f / info.fps;
+        if (state.selectedVoice !== null && trackOfVoice.get(state.selectedVoice) === track.id) {
+          ctx.strokeStyle = "#0b6bcb"; ctx.lineWidth = 2; ctx.strokeRect(LABEL + 1, y + 1, span - 2, LANE - 2);
+        }
         ctx.fillStyle = colourOf(track.id); ctx.globalAlpha = 0.45;
         for (const [a, b] of track.spans) ctx.fillRect(x(toTime(a)), y + 4, Math.max(x(toTime(b + 1)) - x(toTime(a)), 1), LANE - 8);
         ctx.globalAlpha = 1;
@@ -243,7 +246,8 @@
     li.addEventListener("click", () => {
       state.selectedVoice = state.selectedVoice === link.voice ? null : link.voice;
       for (const other of links.children) other.classList.toggle("selected", other.dataset.voice === state.selectedVoice);
-      drawOverlay();
+      drawTimelineBase();
+      update();
     });
     links.appendChild(li);
   }

@@ -12,7 +12,6 @@ import cv2
 import pytest
 
 from socialpipe.pipeline.artifacts import Tracks, Transcript, Utterance
-from socialpipe.pipeline.orchestrator import RunRequest, run
 from socialpipe.pipeline.video import probe
 from tests.conftest import (
     GROUND_TRUTH_ARGS,
@@ -26,18 +25,9 @@ RUN_FILES = {"video.json", "people.json", "speech.json", "links.json", "people.m
              "speech.vtt", "config.yaml", "manifest.json"}
 
 
-@pytest.fixture(scope="module")
-def pristine_run(tmp_path_factory) -> Path:
-    """A finished ground-truth run of the sample up to the link stage."""
-    out = tmp_path_factory.mktemp("runs") / "sample"
-    run(RunRequest(video=SAMPLE_VIDEO, out=out, tracks_file=SAMPLE_TRACKS, transcript_file=SAMPLE_TRANSCRIPT,
-                   links_file=SAMPLE_LINKS, until="link"))
-    return out
-
-
 @pytest.fixture
-def run_copy(pristine_run, tmp_path) -> Path:
-    return Path(shutil.copytree(pristine_run, tmp_path / "run"))
+def run_copy(sample_gt_run, tmp_path) -> Path:
+    return Path(shutil.copytree(sample_gt_run, tmp_path / "run"))
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ import pytest
 
 from socialpipe.pipeline.datasets import load_dataset, load_tvqa_plus, tvqa_frame_path, tvqa_subtitles_path
 from socialpipe.pipeline.errors import InputError
-from tests.conftest import DEV_DATA, REPO, make_video
+from tests.conftest import DEV_DATA, make_video
 from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
 
 TVQA_VAL = DEV_DATA / "tvqa_plus_val.json"
@@ -149,11 +149,9 @@ def make_mmsi_root(root: Path, bad_round: bool = False) -> Path:
     (root / "txt_labeled" / "g1_r1.txt").write_text("\n".join(label for _, label in MMSI_LINES) + "\n")
     (root / "txt" / "g1_r2.txt").write_text("no timestamp here\n")
     (root / "txt_labeled" / "g1_r2.txt").write_text("no timestamp here\n")
-    steps = np.empty(30, dtype=object)
-    for t in range(30):
-        steps[t] = [{"idx": k, "keypoints": [v for j in range(17) for v in (60 + 140 * k + 3 * j, 80 + 10 * j, 0.9)]}
-                    for k in range(4)]
-    np.save(root / "keypoints" / "g1_r1.npy", steps, allow_pickle=True)
+    steps = [[{"idx": k, "keypoints": [v for j in range(17) for v in (60 + 140 * k + 3 * j, 80 + 10 * j, 0.9)]}
+              for k in range(4)] for _ in range(30)]
+    (root / "keypoints" / "g1_r1.json").write_text(json.dumps(steps))
     make_video(root / "videos" / "g1_r1.mp4", seconds=6.0, size="640x360", fps=10, audio=False)
     return root
 
@@ -180,6 +178,36 @@ def test_mmsi_scene_boxes_come_from_keypoint_extents(tmp_path):
     assert len(scene.frames) == 4 and all(1.0 <= t <= 5.0 for t in scene.times_s)
     assert scene.boxes.box_of("Player1", 0).tolist() == [200.0, 80.0, 248.0, 240.0]
     assert scene.line_speakers[0] == "Player0" and "[MASK]" in scene.lines[2]
+
+
+class _Payload:
+    """Unpickling this object creates a file: the proof that a loader ran code from its input."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pickled_keypoints_are_refused_and_never_run(tmp_path):
+    from socialpipe.pipeline.datasets import load_keypoints
+    from socialpipe.pipeline.evaluation import scene_for
+
+    root = make_mmsi_root(tmp_path / "mmsi")
+    (root / "keypoints" / "g1_r1.json").unlink()
+    marker = tmp_path / "ran.txt"
+    crafted = np.empty(1, dtype=object)
+    crafted[0] = _Payload(marker)
+    np.save(root / "keypoints" / "g1_r1.npy", crafted, allow_pickle=True)
+    item = next(i for i in load_dataset("mmsi", root).items if i.task == "pcr")
+    with pytest.raises(InputError, match=r"g1_r1.npy: holds pickled Python objects.*never loads.*g1_r1.json: "
+                                         r"python -c"):
+        scene_for(item, root, 4)
+    assert not marker.exists()
+    (root / "keypoints" / "g1_r1.json").write_text('[[{"idx": "one", "keypoints": [1, 2]}]]')
+    with pytest.raises(InputError, match=r"g1_r1.json: step 0 holds .*expected"):
+        load_keypoints(root / "keypoints" / "g1_r1.npy")
 
 
 def make_onlinemmsi_root(root: Path) -> Path:

@@ -79,6 +79,19 @@ def test_link_scores_by_voice_and_by_speech_time():
     assert score_link(gt, gt, transcript)["time_accuracy"] == 1.0
 
 
+def test_link_labels_that_do_not_match_the_transcript_are_refused():
+    """All-wrong links whose labels the transcript does not have would otherwise score 100% of speech time."""
+    gt = SpeakerLinks((SpeakerLink("A", 1), SpeakerLink("B", 2)))
+    wrong = SpeakerLinks((SpeakerLink("Alice", 2), SpeakerLink("Bob", 1)))
+    transcript = turns((0, 2, "A", ""), (2, 4, "B", ""))
+    with pytest.raises(InputError, match=r"the predicted links have no link for the transcript's voices \['A', 'B'\]"):
+        score_link(wrong, gt, transcript)
+    with pytest.raises(InputError, match="the ground-truth links have no link"):
+        score_link(gt, wrong, transcript)
+    with pytest.raises(InputError, match="give --transcript too"):
+        score_link(gt, gt, pred_transcript=transcript)
+
+
 def test_link_time_uses_the_predicted_transcript_when_given():
     gt = SpeakerLinks((SpeakerLink("A", 1), SpeakerLink("B", 2)))
     pred = SpeakerLinks((SpeakerLink("v0", 1), SpeakerLink("v1", 2)))

@@ -18,7 +18,7 @@ from socialpipe.pipeline.artifacts import SpeakerLink, SpeakerLinks, Tracks, Tra
 from socialpipe.pipeline.boxes import Boxes
 from socialpipe.pipeline.orchestrator import RunRequest, run
 from socialpipe.pipeline.report import load_run
-from tests.conftest import REPO, SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
+from tests.conftest import REPO, SAMPLE_TRACKS, SAMPLE_VIDEO
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -30,12 +30,9 @@ def digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def sample_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("view") / "sample"
-    run(RunRequest(video=SAMPLE_VIDEO, out=out, tracks_file=SAMPLE_TRACKS, transcript_file=SAMPLE_TRANSCRIPT,
-                   links_file=SAMPLE_LINKS, until="link"))
-    return out
+@pytest.fixture
+def sample_run(sample_gt_run) -> Path:
+    return sample_gt_run  # the page only reads it
 
 
 def test_page_data_holds_every_track_voice_and_link(sample_run):
@@ -144,7 +141,7 @@ def test_the_page_plays_follows_and_seeks(browser, sample_run):
 
         # clicking a transcript line seeks the video to it
         target = contents.transcript.utterances[6]
-        page.click(f"#transcript li[data-index='6']")
+        page.click("#transcript li[data-index='6']")
         page.wait_for_function(f"Math.abs(document.getElementById('video').currentTime - {target.start_s}) < 0.1",
                                timeout=10_000)
         page.wait_for_function("document.querySelector('#transcript li.current')?.dataset.index === '6'")
