@@ -193,7 +193,11 @@ class Tracks(Boxes, _SavesJson):
         return head_and_shoulders(self.xyxy[rows[0]], expand, width, height)[0]
 
     def validate_against(self, video: VideoInfo) -> None:
-        """Raise InputError unless every box lies inside the frame and every frame exists."""
+        """Raise InputError unless the frame rate is the video's, every box lies inside the frame and every
+        frame exists."""
+        _check(abs(self.fps - video.fps) <= 1e-3 * video.fps,
+               f"tracks are at {self.fps:g} fps but the video is at {video.fps:g} fps; expected the video's frame rate "
+               "(frame numbers would land at other times)")
         if len(self) == 0:
             return
         last = int(self.frame_index.max())
@@ -240,11 +244,25 @@ class Tracks(Boxes, _SavesJson):
             return cls.from_rows(rows, fps=float(body["fps"]), kinds=kinds, meta=body.get("meta", {}))
 
 
+def _text(value: Any, what: str) -> str:
+    """A string from a file; null, numbers and lists are errors, not converted."""
+    if not isinstance(value, str):
+        raise InputError(f"{what} is {json.dumps(value)[:40]}; expected a string")
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    """A number from a file; strings and booleans are errors, not converted."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{what} is {json.dumps(value)[:40]}; expected a number")
+    return float(value)
+
+
 def _integer(value: Any, what: str) -> int:
     """An integer id or frame number; floats with a fraction and booleans are errors, not rounded."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
             isinstance(value, float) and value.is_integer()):
-        raise InputError(f"{what} {value!r} is not an integer")
+        raise InputError(f"{what} is {json.dumps(value)[:40]}; expected an integer")
     return int(value)
 
 
@@ -399,13 +417,18 @@ class Transcript(_SavesJson):
         with _reading(source, "transcript",
                       '{"utterances": [{"start_s": S, "end_s": S, "speaker": "name", "text": "..."}]}'):
             utterances = []
-            for item in body["utterances"]:
+            for n, item in enumerate(body["utterances"]):
+                where = f"utterance {n}: "
                 words = item.get("words")
                 if words is not None:
-                    words = tuple(Word(float(w["start_s"]), float(w["end_s"]), str(w["text"]), w.get("score"))
+                    words = tuple(Word(_number(w["start_s"], where + "word start_s"), _number(w["end_s"], where + "word end_s"),
+                                       _text(w["text"], where + "word text"),
+                                       None if w.get("score") is None else _number(w["score"], where + "word score"))
                                   for w in words)
-                utterances.append(Utterance(float(item["start_s"]), float(item["end_s"]), str(item["speaker"]),
-                                            str(item.get("text", "")), words))
+                utterances.append(Utterance(_number(item["start_s"], where + "start_s"),
+                                            _number(item["end_s"], where + "end_s"),
+                                            _text(item["speaker"], where + "speaker"),
+                                            _text(item.get("text", ""), where + "text"), words))
             return cls.from_utterances(utterances, body.get("meta", {}))
 
 
@@ -452,6 +475,13 @@ class SpeakerLinks(_SavesJson):
     def name_for(self, voice: str) -> str:
         return next((link.name for link in self.links if link.voice == voice), voice)
 
+    def with_unlisted_off_screen(self, transcript: Transcript) -> SpeakerLinks:
+        """These links plus an off-screen link (track null) for every voice of the transcript they do not name."""
+        listed = {link.voice for link in self.links}
+        extra = tuple(SpeakerLink(voice, None, evidence={"decision": "unlisted in the given links: off screen"})
+                      for voice in transcript.speakers if voice not in listed)
+        return SpeakerLinks(self.links + extra, self.meta)
+
     def validate_against(self, tracks: Tracks, transcript: Transcript) -> None:
         known_tracks = set(tracks.track_ids)
         bad = [link for link in self.links if link.track_id is not None and link.track_id not in known_tracks]
@@ -461,6 +491,9 @@ class SpeakerLinks(_SavesJson):
         unknown = [link.voice for link in self.links if link.voice not in voices]
         _check(not unknown, f"links name voice {unknown[0]!r}, which the transcript does not have; "
                             f"expected one of {sorted(voices)}" if unknown else "")
+        unlisted = sorted(voices - {link.voice for link in self.links})
+        _check(not unlisted, f"the transcript's voices {unlisted[:5]} have no link; expected a link (a track id, or "
+                             "null for off screen) for every voice, or --unlisted-off-screen" if unlisted else "")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -475,12 +508,14 @@ class SpeakerLinks(_SavesJson):
         expected = '{"links": [{"voice": "name", "track_id": N or null}]} or {"name": N or null}'
         if isinstance(data, Mapping) and "socialpipe" not in data and "links" not in data:
             with _reading(source, "links", expected):
-                return cls(tuple(SpeakerLink(str(voice), None if tid is None else int(tid))
+                return cls(tuple(SpeakerLink(str(voice), None if tid is None else _integer(tid, f"track of {voice!r}"))
                                  for voice, tid in data.items()), {})
         body = _unwrap(data, "links", source)
         with _reading(source, "links", expected):
-            links = [SpeakerLink(str(item["voice"]), None if item.get("track_id") is None else int(item["track_id"]),
-                                 float(item.get("confidence", 1.0)), item.get("display_name"),
+            links = [SpeakerLink(_text(item["voice"], "voice"),
+                                 None if item.get("track_id") is None else _integer(item["track_id"], "track_id"),
+                                 _number(item.get("confidence", 1.0), "confidence"),
+                                 None if item.get("display_name") is None else _text(item["display_name"], "display_name"),
                                  dict(item.get("evidence") or {})) for item in body["links"]]
             return cls(tuple(links), body.get("meta", {}))
 

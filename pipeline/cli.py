@@ -59,12 +59,15 @@ def cli() -> None:
 @click.option("--transcript", type=_existing,
               help="Ground-truth transcript (.json, .rttm, .vtt or .srt) instead of the speech stage.")
 @click.option("--links", type=_existing, help="Ground-truth voice -> track links (.json) instead of the link stage.")
+@click.option("--unlisted-off-screen", is_flag=True,
+              help="Voices of the transcript that --links does not name are off screen (default: an error).")
 @click.option("--until", type=STAGE_CHOICE, default="answer", show_default=True, help="Last stage to run.")
 @click.option("--config", "config_path", type=_existing, help="A YAML config (see configs/). Default: built-in defaults.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
 @click.option("--model", help="Answer model: a hub id or a local folder (same as --set answer.model=...).")
 @click.option("--force", is_flag=True, help="Recompute stages even when their artifacts are up to date.")
-def run(video, out, question, options, tracks, transcript, links, until, config_path, overrides, model, force):
+def run(video, out, question, options, tracks, transcript, links, unlisted_off_screen, until, config_path, overrides,
+        model, force):
     """Run the pipeline on VIDEO and write every stage's artifact to the run folder."""
     from socialpipe.pipeline.config import load_config
     from socialpipe.pipeline.orchestrator import RunRequest
@@ -73,7 +76,7 @@ def run(video, out, question, options, tracks, transcript, links, until, config_
     overrides = list(overrides) + ([f"answer.model={model}"] if model else [])
     request = RunRequest(video=video, config=load_config(config_path, overrides), out=out, question=question,
                          options=tuple(options), tracks_file=tracks, transcript_file=transcript, links_file=links,
-                         until=until, force=force)
+                         unlisted_off_screen=unlisted_off_screen, until=until, force=force)
     progress = BarProgress()
     try:
         result = run_pipeline(request, progress=progress)

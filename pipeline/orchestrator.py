@@ -35,6 +35,7 @@ class RunRequest:
     tracks_file: Path | None = None  # ground truth for the people stage
     transcript_file: Path | None = None  # ground truth for the speech stage
     links_file: Path | None = None  # ground truth for the link stage
+    unlisted_off_screen: bool = False  # voices the given links do not name are off screen (else an error)
     until: str = "answer"  # last stage to run
     force: bool = False  # recompute stages even when their artifacts are up to date
 
@@ -155,9 +156,11 @@ class Run:
         load, check = {
             "people": (lambda: load_tracks(path, video.fps), lambda tracks: tracks.validate_against(video)),
             "speech": (lambda: load_transcript(path), lambda transcript: transcript.validate_against(video)),
-            "link": (lambda: load_links(path),
+            "link": (lambda: self._given_links(path, result.transcript),
                      lambda links: links.validate_against(result.tracks, result.transcript)),
         }[spec.name]
+        if spec.name == "link" and self.request.unlisted_off_screen:
+            inputs["unlisted_off_screen"] = True
 
         def make():
             artifact = load()
@@ -169,6 +172,10 @@ class Run:
 
         return self._step(result, spec, stage_key(spec.name, *upstream, inputs), make,
                           source=f"ground truth: {path}", inputs=inputs)
+
+    def _given_links(self, path: Path, transcript: Transcript) -> SpeakerLinks:
+        links = load_links(path)
+        return links.with_unlisted_off_screen(transcript) if self.request.unlisted_off_screen else links
 
     # ------------------------------------------------------------------ machinery
 

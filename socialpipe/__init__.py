@@ -52,14 +52,15 @@ __all__ = [
 def run(video: str | Path, question: str | None = None, options: Sequence[str] = (), *,
         out: str | Path | None = None, until: str = "answer", config: Config | None = None,
         settings: Sequence[str] = (), model: str | None = None, tracks: str | Path | None = None,
-        transcript: str | Path | None = None, links: str | Path | None = None, force: bool = False,
-        progress: ProgressHook = quiet):
+        transcript: str | Path | None = None, links: str | Path | None = None, unlisted_off_screen: bool = False,
+        force: bool = False, progress: ProgressHook = quiet):
     """Run the pipeline on ``video`` and return its :class:`~socialpipe.pipeline.orchestrator.RunResult`
     (the run folder and every artifact made or kept).
 
     ``settings`` are ``section.key=value`` overrides applied on top of ``config`` (default: the
     built-in defaults); ``model`` sets ``answer.model``. ``tracks``, ``transcript`` and ``links``
-    are ground-truth files used instead of the people, speech and link stages. Without a
+    are ground-truth files used instead of the people, speech and link stages (with
+    ``unlisted_off_screen``, voices the links do not name are off screen). Without a
     ``question`` the run stops after the link stage. Errors a caller can cause are
     :class:`InputError` / :class:`SocialpipeError` with a one-line message.
     """
@@ -70,5 +71,6 @@ def run(video: str | Path, question: str | None = None, options: Sequence[str] =
     overrides = list(settings) + ([f"answer.model={model}"] if model else [])
     request = RunRequest(video=Path(video), config=apply_overrides(config or Config(), overrides),
                          out=None if out is None else Path(out), question=question, options=tuple(options),
-                         tracks_file=tracks, transcript_file=transcript, links_file=links, until=until, force=force)
+                         tracks_file=tracks, transcript_file=transcript, links_file=links,
+                         unlisted_off_screen=unlisted_off_screen, until=until, force=force)
     return run_request(request, progress)

@@ -47,10 +47,12 @@ def test_tracks_are_sorted_and_indexable():
 
 
 def test_empty_tracks_are_well_formed():
-    empty = Tracks.empty(fps=30.0)
+    empty = Tracks.empty(fps=VIDEO.fps)
     assert len(empty) == 0 and empty.track_ids == [] and empty.xyxy.shape == (0, 4)
     empty.validate_against(VIDEO)
-    assert Tracks.from_json(empty.to_json()).fps == 30.0
+    assert Tracks.from_json(empty.to_json()).fps == VIDEO.fps
+    with pytest.raises(InputError, match="tracks are at 30 fps but the video is at 25 fps"):
+        Tracks.empty(fps=30.0).validate_against(VIDEO)
 
 
 @pytest.mark.parametrize("row, message", [

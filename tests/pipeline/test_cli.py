@@ -198,7 +198,35 @@ BAD_INPUTS = [
      "unknown key answer.alpah"),
     ("missing ground truth", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", t / "nope.json"],
      "--tracks .*nope.json: no such file"),
+    # ground truth is never converted silently
+    ("fractional track id", lambda t, r: [*_with_links(t, r, {"Alice": 2.7, "Bob": 2, "Carol": 3, "Dana": None})],
+     r"track of 'Alice' is 2.7; expected an integer"),
+    ("boolean track id", lambda t, r: [*_with_links(t, r, {"Alice": True, "Bob": 2, "Carol": 3, "Dana": None})],
+     r"track of 'Alice' is true; expected an integer"),
+    ("null speaker", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", SAMPLE_TRACKS, "--transcript",
+                                   _write(t, "s.json", {"utterances": [
+                                       {"start_s": 1, "end_s": 2, "speaker": None, "text": "x"}]})],
+     r"utterance 0: speaker is null; expected a string"),
+    ("null text", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", SAMPLE_TRACKS, "--transcript",
+                                _write(t, "s.json", {"utterances": [
+                                    {"start_s": 1, "end_s": 2, "speaker": "A", "text": None}]})],
+     r"utterance 0: text is null; expected a string"),
+    ("tracks at another frame rate", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", _retimed_tracks(t)],
+     r"tracks are at 62.5 fps but the video is at 25 fps"),
+    ("a voice without a link", lambda t, r: [*_with_links(t, r, {"Alice": 1, "Bob": 2, "Carol": 3})],
+     r"the transcript's voices \['Dana'\] have no link; .*or --unlisted-off-screen"),
 ]
+
+
+def _with_links(tmp_path: Path, run_dir: Path, links: dict) -> list:
+    return ["run", SAMPLE_VIDEO, "--out", run_dir, "--tracks", SAMPLE_TRACKS, "--transcript", SAMPLE_TRANSCRIPT,
+            "--links", _write(tmp_path, "l.json", links)]
+
+
+def _retimed_tracks(tmp_path: Path) -> Path:
+    data = json.loads(SAMPLE_TRACKS.read_text())
+    data["fps"] = 62.5
+    return _write(tmp_path, "retimed.json", data)
 
 
 # Every bad setting is refused when the settings are built: one line naming the key, the value and
@@ -276,3 +304,13 @@ def test_run_uses_the_people_stage_without_ground_truth(socialpipe, tiny_video, 
     assert manifest["stages"]["people"]["source"] == "people stage (mtcnn, bytetrack)"
     assert manifest["stages"]["people"]["inputs"]["settings"]["detect_fps"] == 2.0
     assert (out / "people.mot.csv").exists() and Tracks.from_json(json.loads((out / "people.json").read_text())).fps
+
+
+def test_unlisted_voices_are_off_screen_only_when_asked(socialpipe, tmp_path):
+    out = tmp_path / "run"
+    argv = [*_with_links(tmp_path, out, {"Alice": 1, "Bob": 2, "Carol": 3}), "--until", "link"]
+    assert socialpipe(*argv).code == 2
+    result = socialpipe(*argv, "--unlisted-off-screen")
+    assert result.code == 0, result
+    links = json.loads((out / "links.json").read_text())["links"]
+    assert {link["voice"]: link["track_id"] for link in links} == {"Alice": 1, "Bob": 2, "Carol": 3, "Dana": None}
