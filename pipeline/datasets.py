@@ -37,7 +37,7 @@ dropped silently.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -90,6 +90,13 @@ def load_dataset(name: str, annotations: str | Path, split: str = "test") -> Loa
     raise InputError(f"--dataset {name!r}: unknown; expected one of {list(DATASETS)}")
 
 
+def _data_root(root: str | Path, expected: str) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: {'is a file' if root.exists() else 'no such folder'}; expected {expected}")
+    return root
+
+
 def load_tvqa_plus(path: str | Path) -> LoadedDataset:
     path = Path(path)
     rows = read_json(path)
@@ -99,7 +106,7 @@ def load_tvqa_plus(path: str | Path) -> LoadedDataset:
     for index, row in enumerate(rows):
         try:
             items.append(_tvqa_item(row))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             reason = f"missing field {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
             rejected.append({"row": index, "id": row.get("qid") if isinstance(row, dict) else None, "reason": reason})
     return LoadedDataset(items, rejected)
@@ -116,6 +123,8 @@ def _tvqa_item(row: Mapping[str, Any]) -> EvalItem:
     if not 0 <= start <= end:
         raise ValueError(f"ts {row['ts']} is not a window [start, end] with 0 <= start <= end")
     width, height = TVQA_SIZE
+    if not isinstance(row["bbox"], Mapping):
+        raise ValueError(f"bbox is {type(row['bbox']).__name__}; expected {{frame: [boxes]}}")
     corners, frames, labels = [], [], []
     for frame, frame_boxes in row["bbox"].items():
         for box in frame_boxes:
@@ -200,18 +209,18 @@ def _bare(word: str) -> str:
 
 
 def load_mmsi(root: str | Path, split: str = "test") -> LoadedDataset:
-    root = Path(root)
-    try:
-        names = json.loads((root / "split.json").read_text(encoding="utf-8"))[split]
-    except FileNotFoundError:
-        raise InputError(f"{root / 'split.json'}: no such file; expected an MMSI data root") from None
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise InputError(f"{root / 'split.json'}: expected {{\"train\": [...], \"test\": [...]}} with a {split!r} list") from None
+    root = _data_root(root, "an MMSI data root (split.json, txt/, txt_labeled/, meta/, keypoints/, videos/)")
+    if not (root / "split.json").is_file():
+        raise InputError(f"{root / 'split.json'}: no such file; expected an MMSI data root")
+    splits = read_json(root / "split.json")
+    names = splits.get(split) if isinstance(splits, dict) else None
+    if not isinstance(names, list):
+        raise InputError(f"{root / 'split.json'}: expected {{\"train\": [...], \"test\": [...]}} with a {split!r} list")
     items, rejected = [], []
     for name in names:
         try:
             items += _mmsi_round(root, str(name))
-        except (OSError, KeyError, TypeError, ValueError) as exc:
+        except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
             reason = f"missing {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
             rejected.append({"row": name, "id": name, "reason": reason})
     return LoadedDataset(items, rejected)
@@ -224,7 +233,7 @@ def _mmsi_round(root: Path, name: str) -> list[EvalItem]:
                if line.strip()]
     if len(lines) != len(labeled):
         raise ValueError(f"{len(lines)} transcript lines but {len(labeled)} labelled lines")
-    players = len(json.loads((root / "meta" / f"{game}.json").read_text(encoding="utf-8"))[round_id]["playerNames"])
+    players = len(read_json(root / "meta" / f"{game}.json")[round_id]["playerNames"])
     parsed = []
     for number, line in enumerate(lines, start=1):
         match = _MMSI_LINE.match(line)
@@ -286,8 +295,8 @@ def _mmsi_question(word: str, w: int, label_words: list[str], label_line: str, p
 
 
 def load_onlinemmsi(root: str | Path, split: str = "test") -> LoadedDataset:
-    root = Path(root)
-    folders = {p.name.lower(): p for p in root.iterdir() if p.is_dir()} if root.is_dir() else {}
+    root = _data_root(root, "an OnlineMMSI data root (STI/, PCR/, MPP/ with train/ and test/)")
+    folders = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
     if not any(task in folders for task in MMSI_TASKS):
         raise InputError(f"{root}: no STI, PCR or MPP folder; expected an OnlineMMSI data root")
     items, rejected = [], []
@@ -298,13 +307,17 @@ def load_onlinemmsi(root: str | Path, split: str = "test") -> LoadedDataset:
         if not metadata.is_file():
             rejected.append({"row": str(metadata), "id": None, "reason": "no metadata.csv"})
             continue
-        with open(metadata, newline="", encoding="utf-8") as handle:
-            for number, row in enumerate(csv.DictReader(handle), start=2):
-                try:
-                    items.append(_onlinemmsi_item(root, folders[task].name, split, task, row))
-                except (KeyError, ValueError) as exc:
-                    reason = f"missing column {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
-                    rejected.append({"row": f"{metadata}:{number}", "id": row.get("video_name"), "reason": reason})
+        try:
+            text = metadata.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            rejected.append({"row": str(metadata), "id": None, "reason": "not UTF-8 text"})
+            continue
+        for number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+            try:
+                items.append(_onlinemmsi_item(root, folders[task].name, split, task, row))
+            except (KeyError, ValueError, AttributeError) as exc:
+                reason = f"missing column {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+                rejected.append({"row": f"{metadata}:{number}", "id": row.get("video_name"), "reason": reason})
     return LoadedDataset(items, rejected)
 
 

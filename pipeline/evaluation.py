@@ -118,14 +118,18 @@ def scene_for(item: EvalItem, root: Path, num_frames: int):
 
 
 def _read_results(path: Path) -> list[dict[str, Any]]:
+    """The finished items of an earlier run. A line that is not a JSON object with an ``item_id`` (an
+    interrupted write, a hand edit) is dropped alone, and its item is done again."""
     if not path.is_file():
         return []
     results = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            results.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            break  # an interrupted write: that item is done again
+            continue
+        if isinstance(record, dict) and isinstance(record.get("item_id"), str):
+            results.append(record)
     return results
 
 
@@ -140,12 +144,18 @@ def evaluate(dataset: str, annotations: Path, data_root: Path, settings: AnswerC
     items = [item for item in loaded_dataset.items if not tasks or item.task in tasks][:limit]
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file; expected a folder for the evaluation's results")
-    out.mkdir(parents=True, exist_ok=True)
+    setup_path = out / "eval.json"
+    if out.is_dir() and any(out.iterdir()) and not setup_path.is_file():
+        raise InputError(f"--out {out}: is a non-empty folder that holds no evaluation (no eval.json); expected a new "
+                         "or empty folder, or an earlier evaluation's folder to resume")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot make the folder ({exc.strerror}); expected a writable place") from None
     setup = {"dataset": dataset, "split": split, "annotations": str(annotations), "data_root": str(data_root),
              "answer": asdict(settings), "tasks": list(tasks)}
     setup["answer"]["layer_range"] = list(settings.layer_range)
-    setup_path = out / "eval.json"
-    if setup_path.is_file() and json.loads(setup_path.read_text()) != setup:
+    if setup_path.is_file() and _read_setup(setup_path) != setup:
         raise InputError(f"--out {out}: holds an evaluation with other settings ({setup_path}); "
                          "expected a new folder, or the same settings to resume")
     write_text_atomic(setup_path, json.dumps(setup, indent=1) + "\n")
@@ -179,6 +189,14 @@ def evaluate(dataset: str, annotations: Path, data_root: Path, settings: AnswerC
     summary = summarise([done[i.item_id] for i in items if i.item_id in done], loaded_dataset.rejected, setup)
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _read_setup(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path}: unreadable evaluation settings; expected the eval.json socialpipe wrote "
+                         "(choose a new --out folder)") from None
 
 
 def summarise(results: list[dict[str, Any]], rejected: list[dict[str, Any]], setup: dict[str, Any]) -> dict[str, Any]:

@@ -189,11 +189,22 @@ def _clock(time_s: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
 
 
+def _vtt_escape(text: str) -> str:
+    """Text safe inside one cue line: markup characters and line breaks as character references (a blank
+    line would end the cue, a line break in a voice name would break its ``<v>`` tag)."""
+    body = text.strip()
+    lead, tail = text[:len(text) - len(text.lstrip())], text[len(text.rstrip()):] if body else ""
+    refs = lambda spaces: "".join(f"&#{ord(c)};" for c in spaces)  # noqa: E731 (edge whitespace survives strip())
+    escaped = html.escape(body, quote=False).replace("\r", "&#13;").replace("\n", "&#10;")
+    return refs(lead) + escaped + refs(tail)
+
+
 def write_vtt(transcript: Transcript, path: str | Path) -> Path:
+    """One cue per utterance, ``<v Speaker>text</v>`` on one line; every utterance reads back as written."""
     blocks = ["WEBVTT\n"]
     for i, u in enumerate(transcript.utterances, start=1):
-        text = html.escape(u.text.strip(), quote=False)
-        blocks.append(f"{i}\n{_clock(u.start_s)} --> {_clock(u.end_s)}\n<v {html.escape(u.speaker, quote=False)}>{text}</v>\n")
+        blocks.append(f"{i}\n{_clock(u.start_s)} --> {_clock(u.end_s)}\n<v {_vtt_escape(u.speaker)}>"
+                      f"{_vtt_escape(u.text)}</v>\n")
     return write_text_atomic(path, "\n".join(blocks))
 
 
@@ -226,17 +237,17 @@ def _cue_utterances(path: Path, lineno: int, start: float, end: float, payload: 
     turns: list[list[str]] = []  # [speaker, text]
     for raw in payload:
         voice = _VOICE.search(raw)
-        plain = html.unescape(_TAG.sub("", raw)).strip()
-        prefix = _NAME_PREFIX.match(plain) if not voice else None
+        plain = html.unescape(_TAG.sub("", raw).strip())  # escaped line breaks and edge spaces are kept
+        prefix = _NAME_PREFIX.match(plain.strip()) if not voice else None
         if voice:
-            turns.append([html.unescape(voice.group(1)).strip(), plain])
+            turns.append([html.unescape(voice.group(1).strip()), plain])
         elif prefix:
             turns.append([prefix.group(1).strip(), prefix.group(2).strip()])
         elif turns:
-            turns[-1][1] = f"{turns[-1][1]} {plain}".strip()
-        elif plain and unnamed is not None:
-            turns.append([unnamed, plain])
-        elif plain:
+            turns[-1][1] = f"{turns[-1][1]} {plain.strip()}".strip()
+        elif plain.strip() and unnamed is not None:
+            turns.append([unnamed, plain.strip()])
+        elif plain.strip():
             raise InputError(f"{path} line {lineno}: cue {plain[:40]!r} names no speaker; expected a "
                              "'<v Name>' voice span or a line starting 'Name:'")
     try:

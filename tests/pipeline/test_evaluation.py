@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -113,6 +114,69 @@ def test_eval_resumes_and_refuses_other_settings(socialpipe, tmp_path):
     assert len((out / "results.jsonl").read_text().splitlines()) == 3
     other = socialpipe(*common, "--variant", "none")
     assert other.code == 2 and "holds an evaluation with other settings" in other.err
+
+
+def test_eval_resume_drops_only_unreadable_lines_and_refuses_foreign_folders(socialpipe, tmp_path):
+    root = make_tvqa_root(tmp_path / "tvqa")
+    model = qwen2_5_vl(tmp_path / "model")
+    out = tmp_path / "eval"
+    common = ["eval", "--dataset", "tvqa+", "--data-root", root, "--model", model, "--out", out,
+              "--set", "answer.num_frames=4"]
+    assert socialpipe(*common).code == 0
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    (out / "results.jsonl").write_text("\n".join([lines[0], '{"broken', '{"no_item_id": 1}', lines[2]]) + "\n")
+    again = socialpipe(*common)
+    assert again.code == 0 and again.err.count("[eval]") == 1, again  # only the item of the broken line
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
+    (out / "eval.json").write_text("{corrupt")
+    assert "unreadable evaluation settings" in socialpipe(*common).err
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_text("x")
+    refused = socialpipe(*common[:-4], "--out", foreign, "--set", "answer.num_frames=4")
+    assert refused.code == 2 and "non-empty folder that holds no evaluation" in refused.err
+    assert [p.name for p in foreign.iterdir()] == ["holiday.jpg"]
+
+
+@pytest.mark.parametrize("dataset, make, message", [
+    ("tvqa+", lambda root: _write_json(root / "tvqa_plus_val.json", [{**TVQA_ROW, "bbox": [1, 2]}]), None),
+    ("tvqa+", lambda root: _write_json(root / "tvqa_plus_val.json", [{**TVQA_ROW, "bbox": None}]), None),
+    ("mmsi", lambda root: _write_json(root / "split.json", {"test": 5}), r"split.json: expected .* with a 'test' list"),
+    ("mmsi", lambda root: root.rmdir() or root.write_text("x") or root, r"is a file; expected an MMSI data root"),
+    ("onlinemmsi", lambda root: _onlinemmsi_latin1(root), None),
+])
+def test_malformed_datasets_are_reported_not_crashes(socialpipe, tmp_path, dataset, make, message):
+    root = tmp_path / "data"
+    root.mkdir()
+    make(root)
+    model = qwen2_5_vl(tmp_path / "model")
+    result = socialpipe("eval", "--dataset", dataset, "--data-root", root, "--model", model, "--out", tmp_path / "out")
+    assert "Traceback" not in result.err
+    if message:
+        assert result.code == 2 and re.search(message, result.err), result
+    else:  # every row rejected with its reason, none answered
+        assert result.code == 0, result
+        summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+        assert summary["rejected_rows"] == 1 and summary["tasks"] == {}
+        assert summary["rejections"][0]["reason"] in ("bbox is list; expected {frame: [boxes]}",
+                                                      "bbox is NoneType; expected {frame: [boxes]}", "not UTF-8 text")
+
+
+TVQA_ROW = {"qid": 1, "q": "Why?", **{f"a{i}": f"option {i}" for i in range(5)}, "answer_idx": 0, "ts": [0, 2],
+            "vid_name": "s01e01_seg01_clip_00"}
+
+
+def _write_json(path: Path, value) -> Path:
+    path.write_text(json.dumps(value))
+    return path.parent
+
+
+def _onlinemmsi_latin1(root: Path) -> Path:
+    (root / "STI" / "test").mkdir(parents=True)
+    (root / "STI" / "test" / "metadata.csv").write_bytes("video_name,user,assistant\nclip,caf\xe9,Player1\n"
+                                                         .encode("latin-1"))
+    return root
 
 
 @needs_tvqa

@@ -132,3 +132,14 @@ def test_missing_files_are_clear_errors(tmp_path):
 def test_sample_ground_truth_loads():
     assert len(load_tracks(SAMPLE_TRACKS, fps=None).track_ids) >= 3
     assert len(load_transcript(SAMPLE_TRANSCRIPT).speakers) >= 4
+
+
+def test_vtt_keeps_any_utterance_whole(tmp_path):
+    """Blank lines, markup, arrows and edge spaces in the text, line breaks and brackets in a voice name."""
+    nasty = Transcript.from_utterances([
+        Utterance(0.0, 1.0, "Dr. X\nY <b>", "line one\n\nline three --> <i>&amp;</i>"),
+        Utterance(1.0, 2.0, "A", "  padded  "),
+        Utterance(2.0, 3.0, "B", ""),
+    ])
+    back = read_vtt(write_vtt(nasty, tmp_path / "n.vtt"))
+    assert [(u.speaker, u.text) for u in back.utterances] == [(u.speaker, u.text) for u in nasty.utterances]
