@@ -16,7 +16,7 @@ from pathlib import Path
 
 from socialpipe.pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
 from socialpipe.pipeline.config import Config
-from socialpipe.pipeline.errors import InputError, NoAudioError
+from socialpipe.pipeline.errors import InputError
 from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript
 from socialpipe.pipeline.io import sha256_file
 from socialpipe.pipeline.progress import ProgressEvent, ProgressHook, quiet
@@ -81,6 +81,7 @@ class Run:
         request = self.request
         # 0. the video: probe it before anything is written
         video = probe(request.video)
+        self._check_stages(video)
         video_sha = sha256_file(request.video)
         folder = RunFolder.open(request.out or default_run_dir(Path(request.video), video_sha), Path(request.video),
                                 video_sha)
@@ -119,6 +120,21 @@ class Run:
             inputs.update(question=self.request.question, options=list(self.request.options))
         return self._step(result, spec, key, make, source=source, inputs=inputs)
 
+    def _check_stages(self, video: VideoInfo) -> None:
+        """Before anything is written: what the stages that will run can tell now (no audio for speech, a
+        CUDA device that is not there)."""
+        request, config = self.request, self.request.config
+        will_run = [name for name in STAGE_NAMES[:STAGE_NAMES.index(request.until) + 1]
+                    if name not in request.ground_truth and (name != "answer" or request.question is not None)]
+        if "speech" in will_run:
+            from socialpipe.stages.speech import SpeechStage
+
+            SpeechStage(config.speech).check(video)
+        if "answer" in will_run:
+            from socialpipe.stages.answer import AnswerStage
+
+            AnswerStage(config.answer).check()
+
     def _runner(self, stage: str, result: RunResult) -> tuple[Callable[[], object], str]:
         """(make the stage's artifact, where it comes from in words) for a stage that runs."""
         config, request, video, hook = self.request.config, self.request, result.video, self.progress
@@ -128,9 +144,6 @@ class Run:
             return (lambda: PeopleStage(config.people).run(video, hook),
                     f"people stage ({config.people.detector}, {config.people.tracker})")
         if stage == "speech":
-            if not video.has_audio:
-                raise NoAudioError(f"{video.path}: has no audio track; the speech stage needs one "
-                                   "(or give the transcript with --transcript FILE)")
             from socialpipe.stages.speech import SpeechStage
 
             return (lambda: SpeechStage(config.speech).run(video, hook),

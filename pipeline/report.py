@@ -143,11 +143,16 @@ def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: d
     return out
 
 
+def _require_video(run: RunContents) -> None:
+    if not Path(run.video.path).is_file():
+        raise InputError(f"{run.video.path}: the run's video is not there (moved or deleted?); the previews need it "
+                         "(socialpipe inspect --no-render prints the summary without it)")
+
+
 def render_preview(run: RunContents, out_path: Path, progress: ProgressHook = quiet) -> Path:
     """An h264 mp4 of the whole video with overlays and the original audio; written atomically."""
     video, names = run.video, _track_names(run.links)
-    if not Path(video.path).is_file():
-        raise InputError(f"{video.path}: the run's video is gone; the preview needs it")
+    _require_video(run)
     tmp = temporary_sibling(out_path)
     command = ["ffmpeg", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{video.width}x{video.height}", "-r", f"{video.fps}", "-i", "pipe:0"]
@@ -176,6 +181,7 @@ def render_contact_sheet(run: RunContents, out_path: Path, count: int = 8, colum
                          thumb_width: int = 480) -> Path:
     """A PNG grid of ``count`` evenly spread annotated frames."""
     names = _track_names(run.links)
+    _require_video(run)
     indices = uniform_frame_indices(run.video, min(count, run.video.frame_count))
     frames = read_frames(run.video, indices)
     thumb_height = int(round(run.video.height * thumb_width / run.video.width))

@@ -74,7 +74,14 @@ class RunFolder:
                              "expected a new or empty folder")
         else:
             manifest = {"video": {"path": str(video_path), "sha256": video_sha256}, "stages": {}}
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe_file = path / f".{MANIFEST}.writable"
+            probe_file.write_bytes(b"")
+            probe_file.unlink()
+        except OSError as exc:
+            raise InputError(f"--out {path}: cannot write there ({exc.strerror}); expected a folder socialpipe can "
+                             "create and write") from None
         return cls(path, manifest)
 
     def file(self, stage: str) -> Path:

@@ -27,7 +27,7 @@ import numpy as np
 
 from socialpipe.pipeline.artifacts import Transcript, Utterance, VideoInfo, Word
 from socialpipe.pipeline.config import SpeechConfig
-from socialpipe.pipeline.errors import SocialpipeError
+from socialpipe.pipeline.errors import NoAudioError, SocialpipeError
 from socialpipe.pipeline.progress import Counter, ProgressEvent, ProgressHook, quiet
 from socialpipe.pipeline.video import AUDIO_SAMPLE_RATE, read_audio
 
@@ -331,6 +331,19 @@ class SpeechStage:
 
     def __init__(self, settings: SpeechConfig):
         self.settings = settings
+
+    def check(self, video: VideoInfo) -> None:
+        """Fail at once, before any work, on what would fail later: no audio, or a CUDA device asked for
+        on a machine without one."""
+        if not video.has_audio:
+            raise NoAudioError(f"{video.path}: has no audio track; the speech stage needs one "
+                               "(or give the transcript with --transcript FILE)")
+        if self.settings.device.startswith("cuda"):
+            import ctranslate2
+
+            if ctranslate2.get_cuda_device_count() == 0:
+                raise SocialpipeError(f"speech.device is {self.settings.device}, but this machine has no CUDA device; "
+                                      "expected speech.device=cpu (with speech.compute_type=int8) here")
 
     def run(self, video: VideoInfo, progress: ProgressHook = quiet) -> Transcript:
         settings = self.settings

@@ -50,7 +50,7 @@ def load_model(settings: AnswerConfig) -> Loaded:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    device = settings.device if settings.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(settings)
     dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32, "float32": torch.float32,
              "bfloat16": torch.bfloat16, "float16": torch.float16}[settings.dtype]
     source = _checkpoint(settings.model)
@@ -66,6 +66,17 @@ def load_model(settings: AnswerConfig) -> Loaded:
     model = model.to(device).eval()
     enable(model)
     return Loaded(model, processor, family, device)
+
+
+def check_device(settings: AnswerConfig) -> str:
+    """The torch device the answer stage will use; an error when CUDA is asked for and absent."""
+    import torch
+
+    device = settings.device if settings.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SocialpipeError(f"answer.device is {device}, but this machine has no CUDA device; expected "
+                              "answer.device=cpu or auto here")
+    return device
 
 
 def _checkpoint(name: str) -> str:
@@ -191,6 +202,10 @@ class AnswerStage:
         self.settings = settings
         self.head_expand = head_expand
         self.loaded = loaded
+
+    def check(self) -> None:
+        """Fail at once, before any stage runs, on a device this machine does not have."""
+        check_device(self.settings)
 
     def run(self, video: VideoInfo, tracks: Tracks | None, transcript: Transcript, links: SpeakerLinks | None,
             question: str, options: Sequence[str] = (), heatmap_path: Path | None = None) -> Answer:

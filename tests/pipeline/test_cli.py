@@ -97,9 +97,15 @@ def test_a_run_of_another_video_is_never_written_into(socialpipe, run_copy, tiny
 def test_a_failed_stage_keeps_the_earlier_stages(socialpipe, silent_video, tmp_path):
     empty_tracks = Tracks.empty(fps=10.0).save(tmp_path / "none.json")
     out = tmp_path / "silent"
-    result = socialpipe("run", silent_video, "--out", out, "--tracks", empty_tracks, "--until", "speech")
-    assert result.code == 2 and "has no audio track; the speech stage needs one" in result.err
+    late = Transcript.from_utterances([Utterance(0.1, 9.0, "A", "hi")]).save(tmp_path / "late.json")
+    failed = socialpipe("run", silent_video, "--out", out, "--tracks", empty_tracks, "--transcript", late)
+    assert failed.code == 2 and "ends at 9.00s but the video lasts" in failed.err
     assert (out / "people.json").exists() and not (out / "speech.json").exists()
+    # a video without audio is refused before any stage runs, not after the people stage
+    fresh = tmp_path / "fresh"
+    result = socialpipe("run", silent_video, "--out", fresh, "--tracks", empty_tracks, "--until", "speech")
+    assert result.code == 2 and "has no audio track; the speech stage needs one" in result.err
+    assert not fresh.exists()
     with_transcript = Transcript.from_utterances([Utterance(0.1, 1.0, "A", "hi")]).save(tmp_path / "t.json")
     ok = socialpipe("run", silent_video, "--out", out, "--tracks", empty_tracks, "--transcript", with_transcript,
                     "--until", "speech")
@@ -213,9 +219,29 @@ BAD_INPUTS = [
      r"utterance 0: text is null; expected a string"),
     ("tracks at another frame rate", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", _retimed_tracks(t)],
      r"tracks are at 62.5 fps but the video is at 25 fps"),
+    ("out below a file", lambda t, r: ["run", SAMPLE_VIDEO, "--out", _write(t, "file.txt", "x") / "run"],
+     r"file.txt/run: cannot write there"),
+    ("speech on cuda without cuda", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", SAMPLE_TRACKS,
+                                                  "--set", "speech.device=cuda", "--until", "speech"],
+     r"speech.device is cuda, but this machine has no CUDA device"),
+    ("answer on cuda without cuda", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, *GROUND_TRUTH_ARGS, "--question",
+                                                  "Who?", "--model", t, "--set", "answer.device=cuda"],
+     r"answer.device is cuda, but this machine has no CUDA device"),
+    ("inspect a run whose video moved", lambda t, r: ["inspect", _moved_video_run(t, r)],
+     r"the run's video is not there \(moved or deleted\?\)"),
     ("a voice without a link", lambda t, r: [*_with_links(t, r, {"Alice": 1, "Bob": 2, "Carol": 3})],
      r"the transcript's voices \['Dana'\] have no link; .*or --unlisted-off-screen"),
 ]
+
+
+def _moved_video_run(tmp_path: Path, run_dir: Path) -> Path:
+    """A copy of the run folder whose video.json points at a video that is no longer there."""
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved)
+    info = json.loads((moved / "video.json").read_text())
+    info["path"] = str(tmp_path / "gone.mp4")
+    (moved / "video.json").write_text(json.dumps(info))
+    return moved
 
 
 def _with_links(tmp_path: Path, run_dir: Path, links: dict) -> list:
