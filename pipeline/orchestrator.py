@@ -85,8 +85,14 @@ class Run:
         video_sha = sha256_file(request.video)
         folder = RunFolder.open(request.out or default_run_dir(Path(request.video), video_sha), Path(request.video),
                                 video_sha)
-        request.config.save(folder.path / "config.yaml")
-        result = RunResult(folder=folder, video=video)
+        try:
+            request.config.save(folder.path / "config.yaml")
+            return self._steps(RunResult(folder=folder, video=video), video_sha)
+        finally:
+            folder.close()
+
+    def _steps(self, result: RunResult, video_sha: str) -> RunResult:
+        request, video = self.request, result.video
         self._step(result, spec_of("video"), stage_key("video", video_sha), lambda: video, source="probe",
                    inputs={"video": {"path": str(request.video), "sha256": video_sha}})
         self.progress(ProgressEvent("video", message=f"{video.path}: {video.width}x{video.height}, {video.fps:g} fps, "
@@ -157,7 +163,7 @@ class Run:
 
         stage_runner = AnswerStage(config.answer, head_expand=config.people.head_expand)
         return (lambda: stage_runner.run(video, result.tracks, result.transcript, result.links, request.question,
-                                         request.options, result.folder.path / "attention.png"),
+                                         request.options, result.folder.path / spec_of("answer").extra_files[0]),
                 f"answer stage ({config.answer.model}, {config.answer.variant})")
 
     def _from_file(self, result: RunResult, spec: StageSpec, path: Path, upstream: list):
@@ -195,9 +201,13 @@ class Run:
     def _step(self, result: RunResult, spec: StageSpec, key: str, make: Callable, source: str, inputs: dict):
         folder, stage = result.folder, spec.name
         if folder.is_current(stage, key) and not self.request.force:
+            artifact = load_json(spec.artifact, folder.file(stage))
+            for export in spec.exports:  # an export deleted by hand is made again from the kept artifact
+                if not (folder.path / export.file).exists():
+                    export.write(artifact, folder.path / export.file, result.video)
             if stage != "video":
                 self.progress(ProgressEvent(stage, message=f"up to date, kept {folder.file(stage)}"))
-            return load_json(spec.artifact, folder.file(stage))
+            return artifact
         started = time.perf_counter()
         artifact = make()
         artifact.save(folder.file(stage))

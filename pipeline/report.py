@@ -24,7 +24,7 @@ from socialpipe.pipeline.progress import Counter, ProgressHook, quiet
 from socialpipe.pipeline.rundir import MANIFEST
 from socialpipe.pipeline.stage_table import STAGE_TABLE, VIDEO
 from socialpipe.pipeline.timebase import format_clock, frame_to_time
-from socialpipe.pipeline.video import read_frames, stream_frames, uniform_frame_indices
+from socialpipe.pipeline.video import local_file, read_frames, stream_frames, uniform_frame_indices
 
 
 
@@ -58,6 +58,9 @@ def summary(run: RunContents) -> str:
     for stage, entry in run.manifest.get("stages", {}).items():
         if stage != "video":
             lines.append(f"stage   {stage:<7} {entry.get('source')} ({entry.get('seconds', 0):.2f} s)")
+    for removed in run.manifest.get("removed", [])[-4:]:
+        lines.append(f"removed {removed['stage']:<7} {', '.join(removed['files'])}: {removed['because']} "
+                     f"({removed['at']})")
     names = _track_names(run.links)
     if run.tracks is not None:
         lines.append(f"people  {len(run.tracks.track_ids)} tracks, {len(run.tracks)} boxes")
@@ -157,7 +160,7 @@ def render_preview(run: RunContents, out_path: Path, progress: ProgressHook = qu
     command = ["ffmpeg", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{video.width}x{video.height}", "-r", f"{video.fps}", "-i", "pipe:0"]
     if video.has_audio:
-        command += ["-i", video.path, "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "64k", "-shortest"]
+        command += ["-i", local_file(video.path), "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "64k", "-shortest"]
     command += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p", "-f", "mp4", str(tmp)]
     encoder = subprocess.Popen(command, stdin=subprocess.PIPE)
     try:

@@ -28,6 +28,12 @@ class StageSpec:
     reads: tuple[str, ...] = ()  # the steps whose artifacts this stage takes as input
     config_section: str | None = None  # the Config section holding the stage's settings
     ground_truth_option: str | None = None  # the run option that gives this artifact instead of running it
+    extra_files: tuple[str, ...] = ()  # other files the stage writes (pictures)
+
+    @property
+    def files(self) -> list[str]:
+        """Every file of the stage in the run folder."""
+        return [self.file, *(export.file for export in self.exports), *self.extra_files]
 
 
 VIDEO = StageSpec("video", VideoInfo, "video.json")
@@ -41,10 +47,21 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
                Export("speech.vtt", lambda transcript, path, video: write_vtt(transcript, path))),
               ("video",), "speech", "transcript"),
     StageSpec("link", SpeakerLinks, "links.json", (), ("people", "speech"), "link", "links"),
-    StageSpec("answer", Answer, "answer.json", (), ("people", "speech", "link"), "answer", None),
+    StageSpec("answer", Answer, "answer.json", (), ("people", "speech", "link"), "answer", None, ("attention.png",)),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGE_TABLE)
 _BY_NAME = {spec.name: spec for spec in (VIDEO, *STAGE_TABLE)}
+
+
+def downstream_of(name: str) -> list[StageSpec]:
+    """The stages that read ``name``'s artifact, directly or through others, in pipeline order."""
+    affected = {name}
+    found = []
+    for spec in STAGE_TABLE:
+        if affected & set(spec.reads):
+            affected.add(spec.name)
+            found.append(spec)
+    return [spec for spec in found if spec.name != name]
 
 
 def spec_of(name: str) -> StageSpec:

@@ -29,10 +29,16 @@ def _require(tool: str) -> str:
     return found
 
 
+def local_file(path: str | Path) -> str:
+    """A path as ffmpeg and decord must get it: absolute, so that a file named like a protocol
+    (``concat:a.mp4|b.mp4``, ``http:...``) is read as the local file it is, never as that protocol."""
+    return str(Path(path).resolve())
+
+
 def _ffprobe_streams(path: Path) -> list[dict]:
     result = subprocess.run(
         [_require("ffprobe"), "-v", "error", "-show_entries", "stream=codec_type,codec_name,width,height",
-         "-of", "json", str(path)],
+         "-of", "json", local_file(path)],
         capture_output=True, text=True,
     )
     if result.returncode != 0:
@@ -65,7 +71,7 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 def _open(path: Path):
-    return _decode(path, lambda: _decord().VideoReader(str(path), ctx=_decord().cpu(0), num_threads=1))
+    return _decode(path, lambda: _decord().VideoReader(local_file(path), ctx=_decord().cpu(0), num_threads=1))
 
 
 def _decord():
@@ -140,7 +146,7 @@ def read_audio(video: VideoInfo, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.nda
         raise NoAudioError(f"{video.path}: has no audio track; the speech stage needs one "
                            "(or give the transcript with --transcript FILE)")
     result = subprocess.run(
-        [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", video.path, "-vn", "-ac", "1",
+        [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", local_file(video.path), "-vn", "-ac", "1",
          "-ar", str(sample_rate), "-f", "f32le", "pipe:1"],
         capture_output=True,
     )

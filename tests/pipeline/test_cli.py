@@ -12,6 +12,7 @@ import cv2
 import pytest
 
 from socialpipe.pipeline.artifacts import Tracks, Transcript, Utterance
+from socialpipe.pipeline.errors import InputError
 from socialpipe.pipeline.video import probe
 from tests.conftest import (
     GROUND_TRUTH_ARGS,
@@ -22,7 +23,7 @@ from tests.conftest import (
 )
 
 RUN_FILES = {"video.json", "people.json", "speech.json", "links.json", "people.mot.csv", "speech.rttm",
-             "speech.vtt", "config.yaml", "manifest.json"}
+             "speech.vtt", "config.yaml", "manifest.json", ".socialpipe.lock"}
 
 
 @pytest.fixture
@@ -340,3 +341,57 @@ def test_unlisted_voices_are_off_screen_only_when_asked(socialpipe, tmp_path):
     assert result.code == 0, result
     links = json.loads((out / "links.json").read_text())["links"]
     assert {link["voice"]: link["track_id"] for link in links} == {"Alice": 1, "Bob": 2, "Carol": 3, "Dana": None}
+
+
+def test_a_second_run_on_a_folder_in_use_stops_at_once(run_copy):
+    from socialpipe.pipeline.io import sha256_file
+    from socialpipe.pipeline.rundir import RunFolder
+
+    sha = sha256_file(SAMPLE_VIDEO)
+    holder = RunFolder.open(run_copy, SAMPLE_VIDEO, sha)
+    try:
+        with pytest.raises(InputError, match="another socialpipe run is writing this folder now"):
+            RunFolder.open(run_copy, SAMPLE_VIDEO, sha)
+    finally:
+        holder.close()
+    RunFolder.open(run_copy, SAMPLE_VIDEO, sha).close()  # free again once the first run is done
+
+
+def test_concurrent_runs_never_mix_a_folder(tmp_path):
+    """Two processes start a run on one new folder at once: one finishes, the other stops with a clear line."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "shared-run"
+    command = [sys.executable, "-c", "from socialpipe.pipeline.cli import main; main()", "run", str(SAMPLE_VIDEO),
+               "--out", str(out), *map(str, GROUND_TRUTH_ARGS), "--until", "link"]
+    runs = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    codes = sorted(code for code, _ in results)
+    assert codes[0] == 0 and codes[1] in (0, 2), results
+    for code, err in results:
+        if code == 2:
+            assert err.strip().splitlines()[-1].startswith("socialpipe: error: --out") and "another socialpipe run" in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["stages"]) == {"video", "people", "speech", "link"}
+
+
+def test_stale_downstream_files_are_removed_and_named(socialpipe, run_copy, tmp_path):
+    """New tracks make the old links point at tracks that may not exist: links.json goes, and inspect says why."""
+    assert (run_copy / "links.json").exists()
+    moved = json.loads(SAMPLE_TRACKS.read_text())
+    for track in moved["tracks"]:
+        for observation in track["observations"]:
+            observation["xyxy"][0] += 1
+    result = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, "--tracks", _write(tmp_path, "t.json", moved),
+                        "--until", "people")
+    assert result.code == 0, result
+    assert not (run_copy / "links.json").exists() and (run_copy / "speech.json").exists()
+    summary = socialpipe("inspect", run_copy, "--no-render")
+    assert "removed link    links.json: its input people changed" in summary.out
+
+
+def test_a_deleted_export_is_made_again(socialpipe, run_copy):
+    (run_copy / "speech.vtt").unlink()
+    result = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, *GROUND_TRUTH_ARGS, "--until", "link")
+    assert result.code == 0 and (run_copy / "speech.vtt").exists()

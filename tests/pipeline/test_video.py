@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from socialpipe.pipeline.errors import InputError, NoAudioError
 from socialpipe.pipeline.timebase import frame_step
 from socialpipe.pipeline.video import (
+    AUDIO_SAMPLE_RATE,
     probe,
     read_audio,
     read_frames_at,
@@ -103,3 +105,13 @@ def test_folder_is_not_a_video(tmp_path):
 
 def test_ffmpeg_is_required():
     assert shutil.which("ffmpeg") and shutil.which("ffprobe")
+
+
+def test_a_file_named_like_a_protocol_is_read_as_itself(tmp_path, tiny_video, monkeypatch):
+    """``concat:a.mp4|b.mp4`` is a legal file name; ffmpeg and decord must not read a.mp4 and b.mp4 instead."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(tiny_video, "a.mp4")
+    shutil.copy(SAMPLE_VIDEO, "concat:a.mp4|a.mp4")
+    video = probe(Path("concat:a.mp4|a.mp4"))
+    assert (video.width, video.height) == (640, 360)  # the sample, not the tiny clip twice
+    assert len(read_audio(video)) / AUDIO_SAMPLE_RATE > 30
