@@ -102,6 +102,7 @@ class PeopleConfig(_Section):
     interpolate_max_gap_s: float = 1.0  # boxes are interpolated across gaps up to this long, not longer ones
     smooth_keyframes: int = 3  # moving-average window over detections; 1 turns smoothing off
     head_expand: float = 2.2  # face box -> head-and-shoulders speaker box scale when no person box exists
+    trust_pickled_weights: bool = False  # YOLO .pt files are pickles that run code when loaded: true loads them
 
     section = "people"
     choices = {"detector": ("mtcnn", "yolo", "opencv"), "person_detector": ("none", "yolo"),
@@ -129,6 +130,7 @@ class SpeechConfig(_Section):
     min_turn_s: float = 0.2  # speech or silence shorter than this inside a speaker's turns is smoothed away
     device: str = "cpu"  # cpu or cuda
     compute_type: str = "int8"  # CTranslate2 compute type: int8 on CPU, float16 on GPU
+    trust_pickled_weights: bool = False  # a pyannote pipeline's checkpoints are pickles: true loads them
 
     section = "speech"
     choices = {"compute_type": ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",

@@ -20,6 +20,8 @@ from socialpipe.pipeline.errors import InputError, NoAudioError, SocialpipeError
 from socialpipe.pipeline.timebase import frame_to_time, time_to_frame
 
 AUDIO_SAMPLE_RATE = 16_000
+# libav error codes decord reports as bare numbers (FFERRTAG values), in words
+_FFMPEG_ERRORS = {1094995529: "invalid data found when processing input", 541478725: "end of file"}
 
 
 def _require(tool: str) -> str:
@@ -87,6 +89,8 @@ def _decode(path: Path, action):
         return action()
     except _decord().DECORDError as exc:
         message = re.sub(r"^\[[^\]]*\]\s*\S+:\d+:\s*(Error:\s*)?", "", str(exc).strip().splitlines()[0])[:120]
+        message = re.sub(r"\s*failed with (-?\d+)", lambda m: f": {_FFMPEG_ERRORS.get(abs(int(m[1])), 'decoder error')}",
+                         message)
         raise InputError(f"{path}: cannot decode the video, it looks truncated or corrupt ({message}); "
                          "expected an intact video file") from None
 

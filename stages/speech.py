@@ -272,6 +272,11 @@ def diarize_pretrained(audio: np.ndarray, settings: SpeechConfig):
     import torch
     from pyannote.audio import Pipeline
 
+    if not settings.trust_pickled_weights:
+        raise SocialpipeError(f"diarization pipeline {settings.diarization!r} loads pickled checkpoints, which run code "
+                              "when loaded, and socialpipe does not load pickles by default; for a pipeline you trust "
+                              "set speech.trust_pickled_weights=true (configs/hub.yaml does), or use "
+                              "speech.diarization=offline")
     try:
         pipeline = Pipeline.from_pretrained(settings.diarization, token=os.environ.get("HF_TOKEN"))
     except Exception as exc:

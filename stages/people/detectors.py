@@ -84,7 +84,7 @@ class YoloDetector:
 
     def __init__(self, weights: str, kind: str, settings: PeopleConfig):
         self.kind = kind
-        self.model = load_yolo(weights)
+        self.model = load_yolo(weights, settings.trust_pickled_weights)
         names = {int(k): str(v) for k, v in self.model.names.items()}
         self.classes = None
         if kind == "person":
@@ -102,9 +102,15 @@ class YoloDetector:
         return [Boxes(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy()) for r in results]
 
 
-def load_yolo(weights: str):
-    """An ultralytics YOLO model from a weights file, a model yaml (random initialisation) or a hub name."""
+def load_yolo(weights: str, trusted: bool = False):
+    """An ultralytics YOLO model from a weights file, a model yaml (random initialisation) or a hub name.
+    ``.pt`` weights are Python pickles, which can run code when loaded: only with ``trusted``."""
     from ultralytics import YOLO
+
+    if not trusted and not weights.endswith((".yaml", ".yml")):
+        raise SocialpipeError(f"YOLO weights {weights!r} are a Python pickle, which runs code when loaded, and socialpipe "
+                              "does not load pickles by default; for files you trust set "
+                              "people.trust_pickled_weights=true (configs/hub.yaml does, for ultralytics' own weights)")
 
     try:
         return YOLO(weights)

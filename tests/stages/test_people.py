@@ -93,9 +93,27 @@ def test_yolo_paths_run_end_to_end_on_a_random_model(tmp_path):
 @pytest.mark.skipif(reachable("github.com"), reason="this machine can download YOLO weights, so there is no offline error")
 def test_yolo_without_weights_offline_is_a_clear_error(tiny_video):
     with pytest.raises(SocialpipeError, match="not on this machine and could not be fetched.*--set people.person_model"):
-        PeopleStage(PeopleConfig(person_detector="yolo", person_model="yolo11m.pt")).run(probe(tiny_video))
+        PeopleStage(PeopleConfig(person_detector="yolo", person_model="yolo11m.pt",
+                                 trust_pickled_weights=True)).run(probe(tiny_video))
     with pytest.raises(SocialpipeError, match="needs face weights"):
         PeopleStage(PeopleConfig(detector="yolo")).run(probe(tiny_video))
+
+
+def test_pickled_yolo_weights_are_never_loaded_unless_trusted(tiny_video, tmp_path):
+    """A crafted .pt file would run code when unpickled; without people.trust_pickled_weights it is not opened."""
+    import pickle
+
+    marker = tmp_path / "ran.txt"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    weights = tmp_path / "face.pt"
+    weights.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(SocialpipeError, match="are a Python pickle, which runs code when loaded.*trust_pickled_weights"):
+        PeopleStage(PeopleConfig(detector="yolo", detector_model=str(weights))).run(probe(tiny_video))
+    assert not marker.exists()
 
 
 def test_rejoin_needs_appearance_and_position_to_agree():

@@ -14,7 +14,7 @@ from socialpipe.pipeline.formats import load_transcript, read_rttm
 from socialpipe.pipeline.scoring import score_speech
 from socialpipe.pipeline.video import probe
 from socialpipe.stages.speech import SpeechStage, assign_words, build_utterances, diarize_offline
-from tests.conftest import SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
+from tests.conftest import SAMPLE_TRANSCRIPT, SAMPLE_VIDEO, reachable
 
 
 def video_with_audio(tmp_path: Path, samples: np.ndarray, name: str = "a.mp4", rate: int = 16000) -> Path:
@@ -120,3 +120,21 @@ def test_words_go_to_the_voice_covering_most_of_them():
     utterances = build_utterances(words, speakers)
     assert [(u.speaker, u.text) for u in utterances] == [("A", "hi there"), ("B", "yes"), ("B", "late")]
     assert utterances[0].words[1].text == "there"
+
+
+def test_a_pyannote_pipeline_is_not_loaded_unless_trusted(tmp_path):
+    from socialpipe.pipeline.errors import SocialpipeError
+    from socialpipe.stages.speech import diarize_pretrained
+
+    with pytest.raises(SocialpipeError, match="loads pickled checkpoints.*speech.trust_pickled_weights=true"):
+        diarize_pretrained(np.zeros(16000, np.float32), SpeechConfig(diarization=str(tmp_path)))
+
+
+@pytest.mark.skipif(reachable("huggingface.co"), reason="this machine reaches the hub, so there is no offline error")
+def test_a_trusted_hub_pipeline_offline_is_a_clear_error():
+    from socialpipe.pipeline.errors import SocialpipeError
+    from socialpipe.stages.speech import diarize_pretrained
+
+    settings = SpeechConfig(diarization="pyannote/speaker-diarization-community-1", trust_pickled_weights=True)
+    with pytest.raises(SocialpipeError, match="could not be loaded.*connected machine and HF_TOKEN.*offline"):
+        diarize_pretrained(np.zeros(16000, np.float32), settings)
