@@ -91,6 +91,7 @@ class PeopleConfig(_Section):
     person_model: str = "yolo11n.pt"  # weights for person_detector yolo; fetched from the hub on first use
     detect_fps: float = 5.0  # detection rate; higher follows fast motion better, costs time linearly
     detect_scale: float = 0.5  # frames are shrunk by this before detection; lower is faster but misses small faces
+    max_side: int = 1280  # frames are decoded with the longer side at most this many pixels: bounds memory on 4K/8K
     min_face_px: float = 40.0  # smallest face side (pixels of the original frame) the detector looks for
     min_confidence: float = 0.5  # detections below this are ignored
     tracker: str = "bytetrack"  # ultralytics tracker: bytetrack or botsort
@@ -111,7 +112,7 @@ class PeopleConfig(_Section):
               "min_confidence": UNIT, "track_buffer_s": NON_NEGATIVE, "min_track_s": NON_NEGATIVE,
               "rejoin_max_gap_s": NON_NEGATIVE, "rejoin_min_similarity": Range(-1, 1),
               "rejoin_max_shift": NON_NEGATIVE, "interpolate_max_gap_s": NON_NEGATIVE,
-              "smooth_keyframes": AT_LEAST_ONE, "head_expand": Range(1)}
+              "smooth_keyframes": AT_LEAST_ONE, "head_expand": Range(1), "max_side": Range(64)}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 
@@ -23,13 +24,13 @@ from socialpipe.pipeline.boxes import Boxes
 from socialpipe.pipeline.config import PeopleConfig
 from socialpipe.pipeline.progress import Counter, ProgressHook, quiet
 from socialpipe.pipeline.timebase import frame_step, frames_in
-from socialpipe.pipeline.video import stream_frames
+from socialpipe.pipeline.video import decoded_size, frames_per_batch, stream_frames
 from socialpipe.stages.people.detectors import YoloDetector, make_face_detector
 from socialpipe.stages.people.postprocess import (HISTOGRAM_SIZE, appearance, finish, pieces, rejoin,
                                                   tie_faces_to_people)
 from socialpipe.stages.people.tracking import make_tracker, track
 
-BATCH_FRAMES = 8  # frames decoded and detected together
+BATCH_FRAMES = 8  # frames decoded and detected together, fewer when they are large (video.BATCH_BYTES)
 
 
 class PeopleStage:
@@ -43,9 +44,14 @@ class PeopleStage:
         step = frame_step(video.fps, settings.detect_fps)
         detect_rate = video.fps / step
         buffer_frames = max(frames_in(settings.track_buffer_s, detect_rate), 1)
-        detectors = [make_face_detector(settings)]
+        # frames are decoded at most max_side pixels long; detectors see them at detect_scale of the original
+        width, height = decoded_size(video, settings.max_side)
+        decoded = width / video.width
+        at_decoded = dataclasses.replace(settings, detect_scale=min(1.0, settings.detect_scale / decoded),
+                                         min_face_px=settings.min_face_px * decoded)
+        detectors = [make_face_detector(at_decoded)]
         if settings.person_detector == "yolo":
-            detectors.append(YoloDetector(settings.person_model, "person", settings))
+            detectors.append(YoloDetector(settings.person_model, "person", at_decoded))
         trackers = [make_tracker(settings.tracker, buffer_frames) for _ in detectors]
         detector_kinds = [detector.kind for detector in detectors]
         observed: list[list[Boxes]] = [[] for _ in detectors]  # per detector, tracked boxes per frame
@@ -53,10 +59,11 @@ class PeopleStage:
 
         timing = {"decode_s": 0.0, "detect_s": 0.0, "track_s": 0.0, "post_s": 0.0}
         counter = Counter(progress, "people", len(range(0, video.frame_count, step)), "frame")
-        frames = stream_frames(video, step=step, batch_size=BATCH_FRAMES)
+        batch_frames = frames_per_batch(width, height, most=BATCH_FRAMES)
+        frames = stream_frames(video, step=step, batch_size=batch_frames, max_side=settings.max_side)
         while True:
             started = time.perf_counter()
-            batch = list(itertools.islice(frames, BATCH_FRAMES))
+            batch = list(itertools.islice(frames, batch_frames))
             timing["decode_s"] += time.perf_counter() - started
             if not batch:
                 break
@@ -67,8 +74,8 @@ class PeopleStage:
                 started = time.perf_counter()
                 for (frame_index, frame), detections in zip(batch, found):
                     tracked = track(tracker, detections, frame_index)
-                    observed[k].append(tracked)
                     looks[k] += [appearance(frame, box) for box in tracked.xyxy]
+                    observed[k].append(tracked.scaled(1 / decoded))  # original-frame pixels
                 timing["track_s"] += time.perf_counter() - started
             counter.advance(len(batch))
         counter.finish()

@@ -115,3 +115,14 @@ def test_a_file_named_like_a_protocol_is_read_as_itself(tmp_path, tiny_video, mo
     video = probe(Path("concat:a.mp4|a.mp4"))
     assert (video.width, video.height) == (640, 360)  # the sample, not the tiny clip twice
     assert len(read_audio(video)) / AUDIO_SAMPLE_RATE > 30
+
+
+def test_streams_decode_large_frames_small_in_byte_sized_batches():
+    from socialpipe.pipeline.video import BATCH_BYTES, decoded_size, frames_per_batch
+
+    video = probe(SAMPLE_VIDEO)
+    assert decoded_size(video, 1280) == (640, 360) and decoded_size(video, 320) == (320, 180)
+    frames = [frame.shape for _, frame in stream_frames(video, step=100, max_side=320)]
+    assert frames == [(180, 320, 3)] * len(range(0, video.frame_count, 100))
+    assert frames_per_batch(7680, 4320) == max(1, BATCH_BYTES // (7680 * 4320 * 3)) <= 2
+    assert frames_per_batch(640, 360) == 16

@@ -161,3 +161,12 @@ def test_speaker_boxes_grow_faces_and_prefer_person_boxes():
     ], fps=10, kinds={1: "face", 2: "person"}, meta={"person_of_face": {"1": 2}})
     assert tracks.speaker_box(1, 0, 640, 360, 2.0).tolist() == [60, 30, 200, 360]
     assert tracks.speaker_box(1, 5, 640, 360, 2.0) is None
+
+
+def test_large_frames_are_decoded_small_and_boxes_come_back_in_original_pixels(tmp_path):
+    video = probe(video_from_frames(tmp_path / "big.mp4", [_face_frame(240, size=(1920, 1080), x=900, y=300)] * 6))
+    full = PeopleStage(PeopleConfig(max_side=1920, min_track_s=0.0)).run(video)
+    small = PeopleStage(PeopleConfig(max_side=640, min_track_s=0.0)).run(video)
+    assert full.track_ids == small.track_ids == [1]
+    assert np.abs(full.xyxy - small.xyxy).max() < 12  # pixels of the 1920x1080 frame
+    assert 880 < small.xyxy[0, 0] < 1000 and small.xyxy[0, 2] > 1050
