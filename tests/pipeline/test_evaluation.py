@@ -98,13 +98,16 @@ def test_eval_runs_every_variant_for_each_family(socialpipe, build, tmp_path):
         assert [r["correct"] == (r["chosen"] == r["answer_index"]) for r in results] == [True] * 3
 
 
+def tvqa_eval(tmp_path: Path) -> tuple[Path, list]:
+    """(results folder, the eval command) for three TVQA+ questions on a tiny Qwen2.5-VL."""
+    out = tmp_path / "eval"
+    return out, ["eval", "--dataset", "tvqa+", "--data-root", make_tvqa_root(tmp_path / "tvqa"), "--model",
+                 qwen2_5_vl(tmp_path / "model"), "--out", out, "--set", "answer.num_frames=4"]
+
+
 @needs_tvqa
 def test_eval_resumes_and_refuses_other_settings(socialpipe, tmp_path):
-    root = make_tvqa_root(tmp_path / "tvqa")
-    model = qwen2_5_vl(tmp_path / "model")
-    out = tmp_path / "eval"
-    common = ["eval", "--dataset", "tvqa+", "--data-root", root, "--model", model, "--out", out,
-              "--set", "answer.num_frames=4"]
+    out, common = tvqa_eval(tmp_path)
     first = socialpipe(*common, "--limit", "2")
     assert first.code == 0 and first.err.count("[eval]") == 2
     with open(out / "results.jsonl", "a") as handle:
@@ -116,12 +119,9 @@ def test_eval_resumes_and_refuses_other_settings(socialpipe, tmp_path):
     assert other.code == 2 and "holds an evaluation with other settings" in other.err
 
 
+@needs_tvqa
 def test_eval_resume_drops_only_unreadable_lines_and_refuses_foreign_folders(socialpipe, tmp_path):
-    root = make_tvqa_root(tmp_path / "tvqa")
-    model = qwen2_5_vl(tmp_path / "model")
-    out = tmp_path / "eval"
-    common = ["eval", "--dataset", "tvqa+", "--data-root", root, "--model", model, "--out", out,
-              "--set", "answer.num_frames=4"]
+    out, common = tvqa_eval(tmp_path)
     assert socialpipe(*common).code == 0
     lines = (out / "results.jsonl").read_text().splitlines()
     assert len(lines) == 3
@@ -134,7 +134,7 @@ def test_eval_resume_drops_only_unreadable_lines_and_refuses_foreign_folders(soc
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "holiday.jpg").write_text("x")
-    refused = socialpipe(*common[:-4], "--out", foreign, "--set", "answer.num_frames=4")
+    refused = socialpipe(*[foreign if part == out else part for part in common])
     assert refused.code == 2 and "non-empty folder that holds no evaluation" in refused.err
     assert [p.name for p in foreign.iterdir()] == ["holiday.jpg"]
 
