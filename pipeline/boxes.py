@@ -139,10 +139,7 @@ class Boxes:
 
     def clipped(self, width: int, height: int) -> Boxes:
         """Corners clipped to a ``width`` x ``height`` frame."""
-        xyxy = self.xyxy.copy()
-        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
-        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
-        return self.replace(xyxy=xyxy)
+        return self.replace(xyxy=clip_xyxy(self.xyxy.copy(), width, height))
 
     def describe(self, rows: np.ndarray, problem: str) -> str:
         """Name the first of ``rows`` for an error message."""
@@ -174,6 +171,11 @@ def head_and_shoulders(face_xyxy: np.ndarray, expand: float, width: int, height:
     cx = (face[:, 0] + face[:, 2]) / 2
     top = face[:, 1] - 0.25 * h
     boxes = np.stack([cx - expand * w / 2, top, cx + expand * w / 2, top + expand * h], axis=1)  # (n, 4)
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-    return boxes
+    return clip_xyxy(boxes, width, height)
+
+
+def clip_xyxy(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(n, 4) corners clipped, in place, to a ``width`` x ``height`` frame; returns them."""
+    xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
+    xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
+    return xyxy

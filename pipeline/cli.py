@@ -38,7 +38,10 @@ class BarProgress:
         if event.message is not None:
             tqdm.write(f"[{event.stage}] {event.message}", file=sys.stderr)
 
-    def close(self) -> None:
+    def __enter__(self) -> BarProgress:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
         for bar in self.bars.values():
             bar.close()
         self.bars.clear()
@@ -77,11 +80,8 @@ def run(video, out, question, options, tracks, transcript, links, unlisted_off_s
     request = RunRequest(video=video, config=load_config(config_path, overrides), out=out, question=question,
                          options=tuple(options), tracks_file=tracks, transcript_file=transcript, links_file=links,
                          unlisted_off_screen=unlisted_off_screen, until=until, force=force)
-    progress = BarProgress()
-    try:
+    with BarProgress() as progress:
         result = run_pipeline(request, progress=progress)
-    finally:
-        progress.close()
     for note in result.notes:
         click.echo(note, err=True)
     if result.answer is not None:
@@ -102,11 +102,8 @@ def inspect(run_dir, render):
     click.echo(summary(contents))
     if render:
         sheet = render_contact_sheet(contents, contents.path / "contact_sheet.png")
-        progress = BarProgress()
-        try:
+        with BarProgress() as progress:
             preview = render_preview(contents, contents.path / "preview.mp4", progress=progress)
-        finally:
-            progress.close()
         click.echo(f"preview: {preview}\ncontact sheet: {sheet}")
 
 
@@ -247,12 +244,9 @@ def evaluate_cmd(dataset, data_root, annotations, split, tasks, model, variant, 
     annotations = annotations or Path(data_root) / "tvqa_plus_val.json"
     out = out or Path("eval_runs") / f"{dataset}-{settings.variant}"
 
-    progress = BarProgress()
-    try:
+    with BarProgress() as progress:
         summary = evaluate(dataset, Path(annotations), Path(data_root), settings, Path(out), tuple(tasks), limit,
                            progress, split)
-    finally:
-        progress.close()
     click.echo(json.dumps(summary, sort_keys=True) if as_json else summary_table(summary))
     if not as_json:
         click.echo(f"results: {out}/results.jsonl, summary: {out}/summary.json", err=True)

@@ -21,7 +21,7 @@ from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript
 from socialpipe.pipeline.io import sha256_file
 from socialpipe.pipeline.progress import ProgressEvent, ProgressHook, quiet
 from socialpipe.pipeline.rundir import RunFolder, default_run_dir, stage_key
-from socialpipe.pipeline.stage_table import STAGE_NAMES, StageSpec, spec_of
+from socialpipe.pipeline.stage_table import HEATMAP_FILE, STAGE_NAMES, StageSpec, spec_of
 from socialpipe.pipeline.video import probe
 
 
@@ -163,7 +163,7 @@ class Run:
 
         stage_runner = AnswerStage(config.answer, head_expand=config.people.head_expand)
         return (lambda: stage_runner.run(video, result.tracks, result.transcript, result.links, request.question,
-                                         request.options, result.folder.path / spec_of("answer").extra_files[0]),
+                                         request.options, result.folder.path / HEATMAP_FILE),
                 f"answer stage ({config.answer.model}, {config.answer.variant})")
 
     def _from_file(self, result: RunResult, spec: StageSpec, path: Path, upstream: list):

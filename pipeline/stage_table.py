@@ -36,6 +36,7 @@ class StageSpec:
         return [self.file, *(export.file for export in self.exports), *self.extra_files]
 
 
+HEATMAP_FILE = "attention.png"  # the answer stage's picture of a speaker's attention, without and with the bias
 VIDEO = StageSpec("video", VideoInfo, "video.json")
 STAGE_TABLE: tuple[StageSpec, ...] = (
     StageSpec("people", Tracks, "people.json",
@@ -47,7 +48,7 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
                Export("speech.vtt", lambda transcript, path, video: write_vtt(transcript, path))),
               ("video",), "speech", "transcript"),
     StageSpec("link", SpeakerLinks, "links.json", (), ("people", "speech"), "link", "links"),
-    StageSpec("answer", Answer, "answer.json", (), ("people", "speech", "link"), "answer", None, ("attention.png",)),
+    StageSpec("answer", Answer, "answer.json", (), ("people", "speech", "link"), "answer", None, (HEATMAP_FILE,)),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGE_TABLE)
 _BY_NAME = {spec.name: spec for spec in (VIDEO, *STAGE_TABLE)}

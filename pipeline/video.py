@@ -1,7 +1,8 @@
-"""Reading videos: probing, frames (RGB, uint8, (H, W, 3)) through decord, audio through ffmpeg.
+"""Reading videos: probing and random access to frames through decord, streamed frames and audio
+through ffmpeg. Frames are always RGB, uint8, (H, W, 3).
 
-Frames are always RGB. Nothing here holds a whole video in memory except
-:func:`read_frames`, whose caller names the frames it wants.
+Nothing here holds a whole video in memory except :func:`read_frames`, whose caller names the
+frames it wants.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from socialpipe.pipeline.errors import InputError, NoAudioError, SocialpipeError
 from socialpipe.pipeline.timebase import frame_to_time, time_to_frame
 
 AUDIO_SAMPLE_RATE = 16_000
-BATCH_BYTES = 256 << 20  # decoded frames held at once by a stream, at most (one frame always fits)
+BATCH_BYTES = 256 << 20  # decoded frames a consumer batches together, at most (one frame always fits)
 # libav error codes decord reports as bare numbers (FFERRTAG values), in words
 _FFMPEG_ERRORS = {1094995529: "invalid data found when processing input", 541478725: "end of file"}
 
@@ -73,11 +74,8 @@ def probe(path: str | Path) -> VideoInfo:
                      duration_s=float(frame_to_time(frame_count, fps)), has_audio=has_audio)
 
 
-def _open(path: Path, size: tuple[int, int] | None = None):
-    """A decord reader, decoding at ``size`` (width, height) when given (the decoder scales each frame)."""
-    width, height = size or (-1, -1)
-    return _decode(path, lambda: _decord().VideoReader(local_file(path), ctx=_decord().cpu(0), num_threads=1,
-                                                       width=width, height=height))
+def _open(path: Path):
+    return _decode(path, lambda: _decord().VideoReader(local_file(path), ctx=_decord().cpu(0), num_threads=1))
 
 
 def _decord():
@@ -150,19 +148,18 @@ def frames_per_batch(width: int, height: int, most: int = 16) -> int:
     return max(1, min(most, BATCH_BYTES // (width * height * 3)))
 
 
-def stream_frames(video: VideoInfo, step: int = 1, batch_size: int | None = None,
-                  max_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def stream_frames(video: VideoInfo, step: int = 1, max_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (frame index, (H, W, 3) RGB frame) for every ``step``-th frame, decoded at most ``max_side`` pixels
     on the longer side (see :func:`decoded_size`).
 
     An ffmpeg process decodes, picks the frames and scales them, and this generator reads one frame at a
     time from its pipe: memory holds one frame whatever the video's resolution and length. (decord's
     reader, used for random access, keeps memory that grows with the frames it has decoded when streaming
-    a long video beside torch: 2.7 GB after 5 min of 640x360 in the people stage.) ``batch_size`` is
-    accepted for callers that batch; frames arrive one at a time either way.
+    a long video beside torch: 2.7 GB after 5 min of 640x360 in the people stage.) Callers that work in
+    batches take them from the stream (:func:`frames_per_batch` sizes them by bytes).
     """
-    if step < 1 or (batch_size is not None and batch_size < 1):
-        raise InputError(f"frame step and batch size must be >= 1, got {step} and {batch_size}")
+    if step < 1:
+        raise InputError(f"frame step must be >= 1, got {step}")
     width, height = decoded_size(video, max_side)
     filters = [f"select=not(mod(n\\,{step}))"] if step > 1 else []
     if (width, height) != (video.width, video.height):

@@ -32,9 +32,8 @@ from socialpipe.pipeline.drawing import PALETTE
 from socialpipe.pipeline.errors import InputError
 from socialpipe.pipeline.io import write_text_atomic
 from socialpipe.pipeline.report import RunContents, load_run
-from socialpipe.pipeline.stage_table import STAGE_TABLE
+from socialpipe.pipeline.stage_table import HEATMAP_FILE, STAGE_TABLE
 
-HEATMAP_FILE = "attention.png"
 _CHUNK_BYTES = 1 << 20
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 

@@ -60,7 +60,7 @@ class PeopleStage:
         timing = {"decode_s": 0.0, "detect_s": 0.0, "track_s": 0.0, "post_s": 0.0}
         counter = Counter(progress, "people", len(range(0, video.frame_count, step)), "frame")
         batch_frames = frames_per_batch(width, height, most=BATCH_FRAMES)
-        frames = stream_frames(video, step=step, batch_size=batch_frames, max_side=settings.max_side)
+        frames = stream_frames(video, step=step, max_side=settings.max_side)
         while True:
             started = time.perf_counter()
             batch = list(itertools.islice(frames, batch_frames))

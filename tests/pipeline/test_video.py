@@ -56,7 +56,7 @@ def test_frames_at_times_and_bad_times(tiny_video):
 
 def test_stream_visits_every_step_th_frame_in_bounded_batches(tiny_video):
     video = probe(tiny_video)
-    seen = [(index, frame.shape) for index, frame in stream_frames(video, step=3, batch_size=2)]
+    seen = [(index, frame.shape) for index, frame in stream_frames(video, step=3)]
     assert [i for i, _ in seen] == list(range(0, video.frame_count, 3))
     assert all(shape == (90, 160, 3) for _, shape in seen)
     assert frame_step(video.fps, 5.0) == 2 and frame_step(video.fps, 50.0) == 1
