@@ -1,4 +1,4 @@
-"""The ``socialpipe`` command: run, inspect, view, score, eval."""
+"""The ``socialpipe`` command: run, inspect, view, score, eval, finetune."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from socialpipe.pipeline.progress import ProgressEvent
 from socialpipe.pipeline.stage_table import STAGE_NAMES
 
 STAGE_CHOICE = click.Choice(list(STAGE_NAMES))
+VARIANT_CHOICE = click.Choice(["none", "box", "visual", "align"])
+DATASET_CHOICE = click.Choice(["tvqa+", "mmsi", "onlinemmsi"])
+DTYPES = {"auto": "auto", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
+          "fp32": "float32", "float32": "float32"}
 _existing = click.Path(path_type=Path)
 
 
@@ -68,15 +72,16 @@ def cli() -> None:
 @click.option("--config", "config_path", type=_existing, help="A YAML config (see configs/). Default: built-in defaults.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
 @click.option("--model", help="Answer model: a hub id or a local folder (same as --set answer.model=...).")
+@click.option("--adapter", type=_existing, help="A LoRA adapter folder from socialpipe finetune, applied to --model.")
 @click.option("--force", is_flag=True, help="Recompute stages even when their artifacts are up to date.")
 def run(video, out, question, options, tracks, transcript, links, unlisted_off_screen, until, config_path, overrides,
-        model, force):
+        model, adapter, force):
     """Run the pipeline on VIDEO and write every stage's artifact to the run folder."""
     from socialpipe.pipeline.config import load_config
     from socialpipe.pipeline.orchestrator import RunRequest
     from socialpipe.pipeline.orchestrator import run as run_pipeline
 
-    overrides = list(overrides) + ([f"answer.model={model}"] if model else [])
+    overrides = list(overrides) + _answer_overrides(model=model, adapter=adapter)
     request = RunRequest(video=video, config=load_config(config_path, overrides), out=out, question=question,
                          options=tuple(options), tracks_file=tracks, transcript_file=transcript, links_file=links,
                          unlisted_off_screen=unlisted_off_screen, until=until, force=force)
@@ -216,28 +221,34 @@ def score_link_cmd(pred, gt, transcript, pred_transcript, pred_tracks, gt_tracks
                        f"{'' if row['correct'] else '  <- wrong'}")
 
 
+def _answer_overrides(**values) -> list[str]:
+    """``--set answer.KEY=VALUE`` for each CLI shortcut given (``--model``, ``--adapter``, ``--variant``, ``--dtype``)."""
+    return [f"answer.{key}={json.dumps(DTYPES.get(value, value) if key == 'dtype' else str(value))}"
+            for key, value in values.items() if value is not None]
+
+
 @cli.command("eval")
-@click.option("--dataset", type=click.Choice(["tvqa+", "mmsi", "onlinemmsi"]), required=True)
+@click.option("--dataset", type=DATASET_CHOICE, required=True)
 @click.option("--data-root", type=_existing, required=True, help="The dataset's frames and subtitles.")
 @click.option("--annotations", type=_existing,
               help="TVQA+ question annotations. Default: DATA_ROOT/tvqa_plus_val.json.")
 @click.option("--split", default="test", show_default=True, help="MMSI / OnlineMMSI split.")
 @click.option("--task", "tasks", multiple=True, help="Only these tasks (videoqa, sti, pcr, mpp).")
 @click.option("--model", help="Answer model: a hub id or a local folder.")
-@click.option("--variant", type=click.Choice(["none", "box", "visual", "align"]), help="What the model is told of who is where.")
+@click.option("--adapter", type=_existing, help="A LoRA adapter folder from socialpipe finetune, applied to --model.")
+@click.option("--variant", type=VARIANT_CHOICE, help="What the model is told of who is where.")
 @click.option("--config", "config_path", type=_existing, help="A YAML config (see configs/).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
 @click.option("--out", type=_existing, help="Results folder (resumable). Default: eval_runs/<dataset>-<variant>.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N questions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def evaluate_cmd(dataset, data_root, annotations, split, tasks, model, variant, config_path, overrides, out, limit,
-                 as_json):
+def evaluate_cmd(dataset, data_root, annotations, split, tasks, model, adapter, variant, config_path, overrides, out,
+                 limit, as_json):
     """Answer a dataset's questions and report accuracy per task (resumes an interrupted run)."""
     from socialpipe.pipeline.config import load_config
     from socialpipe.pipeline.evaluation import evaluate, summary_table
 
-    overrides = list(overrides) + ([f"answer.model={model}"] if model else []) + \
-        ([f"answer.variant={variant}"] if variant else [])
+    overrides = list(overrides) + _answer_overrides(model=model, adapter=adapter, variant=variant)
     settings = load_config(config_path, overrides).answer
     if dataset != "tvqa+":
         annotations = Path(data_root)
@@ -250,6 +261,50 @@ def evaluate_cmd(dataset, data_root, annotations, split, tasks, model, variant, 
     click.echo(json.dumps(summary, sort_keys=True) if as_json else summary_table(summary))
     if not as_json:
         click.echo(f"results: {out}/results.jsonl, summary: {out}/summary.json", err=True)
+
+
+@cli.command()
+@click.option("--dataset", type=DATASET_CHOICE, required=True)
+@click.option("--data-root", type=_existing, required=True, help="The dataset's frames, videos and subtitles.")
+@click.option("--annotations", type=_existing,
+              help="TVQA+ question annotations. Default: DATA_ROOT/tvqa_plus_train.json.")
+@click.option("--split", default="train", show_default=True, help="MMSI / OnlineMMSI split.")
+@click.option("--task", "tasks", multiple=True, help="Only these tasks (videoqa, sti, pcr, mpp).")
+@click.option("--model", help="Base answer model: a hub id or a local folder.")
+@click.option("--variant", type=VARIANT_CHOICE, help="Trained as it will be evaluated: none, box, visual or align.")
+@click.option("--dtype", type=click.Choice(list(DTYPES)), help="Weights' dtype: bf16 on a GPU is the usual choice.")
+@click.option("--config", "config_path", type=_existing, help="A YAML config (see configs/).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override one setting, e.g. --set finetune.rank=64 (see configs/default.yaml).")
+@click.option("--out", type=_existing, help="Output folder (resumable). Default: finetune_runs/<dataset>-<variant>.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first adapter.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Adapters to train, one per seed (seed, seed+1, ...); the paper averages 3.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N questions.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def finetune(dataset, data_root, annotations, split, tasks, model, variant, dtype, config_path, overrides, out, seed,
+             seeds, limit, as_json):
+    """Train LoRA adapters on a dataset's questions, with or without speaker attention alignment."""
+    from socialpipe.pipeline.config import load_config
+    from socialpipe.pipeline.finetuning import finetune as train
+
+    overrides = list(overrides) + _answer_overrides(model=model, variant=variant, dtype=dtype)
+    config = load_config(config_path, overrides)
+    if dataset != "tvqa+":
+        annotations = Path(data_root)
+    annotations = annotations or Path(data_root) / "tvqa_plus_train.json"
+    out = Path(out or Path("finetune_runs") / f"{dataset}-{config.answer.variant}")
+    with BarProgress() as progress:
+        summary = train(dataset, Path(annotations), Path(data_root), config.answer, config.finetune, out, seed, seeds,
+                        tuple(tasks), limit, split, progress)
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True))
+        return
+    for result in summary["results"]:
+        loss = "" if result["final_loss"] is None else f", last step's loss {result['final_loss']:.4f}"
+        click.echo(f"seed {result['seed']}: {result['steps']} steps on {result['questions']} questions{loss}; "
+                   f"adapter: {result['adapter']}")
+    click.echo(f"use it with: socialpipe eval ... --model {config.answer.model} --adapter ADAPTER", err=True)
 
 
 def main() -> None:

@@ -47,6 +47,7 @@ class Range:
 
 POSITIVE, NON_NEGATIVE, UNIT, AT_LEAST_ONE = Range(0, low_open=True), Range(0), Range(0, 1), Range(1)
 DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ class AnswerConfig(_Section):
     layer_range: tuple[float, float] = (0.357, 0.714)  # layers l with lo <= l/L < hi get the bias: 10-19 of 28
     device: str = "auto"  # auto (cuda when available), cpu or cuda
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16
+    adapter: str | None = None  # a LoRA adapter folder (socialpipe finetune's output) applied to the model
 
     section = "answer"
     choices = {"variant": ("none", "box", "visual", "align"), "bias_source": ("logit", "prob"),
@@ -191,11 +193,40 @@ class AnswerConfig(_Section):
 
 
 @dataclass(frozen=True)
+class FinetuneConfig(_Section):
+    """LoRA fine-tuning (``socialpipe finetune``). The defaults are the paper's recipe: rank 128,
+    learning rate 1e-4, batch 4, 3 epochs; the rest (alpha 2x rank, all linear layers of the language
+    model, cosine schedule with 3% warm-up) are the usual LLaVA-style choices, not given by the paper."""
+
+    rank: int = 128  # LoRA rank r
+    lora_alpha: float = 256.0  # LoRA scaling numerator (the update is scaled by lora_alpha / rank)
+    lora_dropout: float = 0.05
+    target: str = "all"  # all (every linear layer of the language model) or attention (q, k, v, o only)
+    learning_rate: float = 1e-4
+    batch_size: int = 4  # questions per optimiser step (gradients accumulated one question at a time)
+    epochs: int = 3
+    max_steps: int | None = None  # stop after this many optimiser steps (default: the epochs decide)
+    warmup_ratio: float = 0.03  # share of the steps with a linear warm-up, then cosine decay
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0  # gradient clipping; 0 turns it off
+    gradient_checkpointing: bool = True  # recompute activations in backward: less memory, about 30% more time
+    checkpoint_every: int = 50  # optimiser steps between resumable checkpoints
+
+    section = "finetune"
+    choices = {"target": ("all", "attention")}
+    ranges = {"rank": AT_LEAST_ONE, "lora_alpha": POSITIVE, "lora_dropout": Range(0, 1, high_open=True),
+              "learning_rate": POSITIVE, "batch_size": AT_LEAST_ONE, "epochs": AT_LEAST_ONE,
+              "max_steps": AT_LEAST_ONE, "warmup_ratio": UNIT, "weight_decay": NON_NEGATIVE,
+              "max_grad_norm": NON_NEGATIVE, "checkpoint_every": AT_LEAST_ONE}
+
+
+@dataclass(frozen=True)
 class Config:
     people: PeopleConfig = field(default_factory=PeopleConfig)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
     link: LinkConfig = field(default_factory=LinkConfig)
     answer: AnswerConfig = field(default_factory=AnswerConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {f.name: _section_dict(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -266,6 +297,8 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as text; on the command line it means a number
     return section, key, value
 
 

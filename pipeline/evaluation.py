@@ -142,23 +142,10 @@ def evaluate(dataset: str, annotations: Path, data_root: Path, settings: AnswerC
 
     loaded_dataset = load_dataset(dataset, annotations, split)
     items = [item for item in loaded_dataset.items if not tasks or item.task in tasks][:limit]
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: is a file; expected a folder for the evaluation's results")
-    setup_path = out / "eval.json"
-    if out.is_dir() and any(out.iterdir()) and not setup_path.is_file():
-        raise InputError(f"--out {out}: is a non-empty folder that holds no evaluation (no eval.json); expected a new "
-                         "or empty folder, or an earlier evaluation's folder to resume")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"--out {out}: cannot make the folder ({exc.strerror}); expected a writable place") from None
     setup = {"dataset": dataset, "split": split, "annotations": str(annotations), "data_root": str(data_root),
              "answer": asdict(settings), "tasks": list(tasks)}
     setup["answer"]["layer_range"] = list(settings.layer_range)
-    if setup_path.is_file() and _read_setup(setup_path) != setup:
-        raise InputError(f"--out {out}: holds an evaluation with other settings ({setup_path}); "
-                         "expected a new folder, or the same settings to resume")
-    write_text_atomic(setup_path, json.dumps(setup, indent=1) + "\n")
+    claim_folder(out, "eval.json", setup, "evaluation")
     results_path = out / "results.jsonl"
     done = {r["item_id"]: r for r in _read_results(results_path)}
     write_text_atomic(results_path, "".join(json.dumps(r) + "\n" for r in done.values()))
@@ -191,11 +178,32 @@ def evaluate(dataset: str, annotations: Path, data_root: Path, settings: AnswerC
     return summary
 
 
-def _read_setup(path: Path) -> Any:
+def claim_folder(out: Path, setup_name: str, setup: dict[str, Any], what: str) -> None:
+    """Make ``out`` the folder of one resumable job (an evaluation, a fine-tuning) whose settings
+    ``setup`` are kept in ``out/setup_name``: a new or empty folder, or one of the same job with the same
+    settings (a resume). Anything else is refused before a file is written."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file; expected a folder for the {what}'s results")
+    setup_path = out / setup_name
+    if out.is_dir() and any(out.iterdir()) and not setup_path.is_file():
+        raise InputError(f"--out {out}: is a non-empty folder that holds no {what} (no {setup_name}); expected a new "
+                         f"or empty folder, or an earlier {what}'s folder to resume")
+    if setup_path.is_file() and _read_setup(setup_path, what) != setup:
+        raise InputError(f"--out {out}: holds {'an' if what[0] in 'aeiou' else 'a'} {what} with other settings "
+                         f"({setup_path}); "
+                         "expected a new folder, or the same settings to resume")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot make the folder ({exc.strerror}); expected a writable place") from None
+    write_text_atomic(setup_path, json.dumps(setup, indent=1) + "\n")
+
+
+def _read_setup(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{path}: unreadable evaluation settings; expected the eval.json socialpipe wrote "
+        raise InputError(f"{path}: unreadable {what} settings; expected the {path.name} socialpipe wrote "
                          "(choose a new --out folder)") from None
 
 

@@ -3,7 +3,8 @@
 - contracts (``socialpipe.pipeline`` except the wiring modules) import only contracts;
 - a stage (``socialpipe.stages.<name>``) imports contracts and its own modules, never another stage
   nor the wiring;
-- only the wiring (orchestrator, CLI, evaluation, report, viewer, and the top-level API) puts stages together;
+- only the wiring (orchestrator, CLI, evaluation, fine-tuning, report, viewer, and the top-level API) puts stages
+  together;
 - no module imports the old top-level names ``pipeline`` or ``stages``;
 - no two modules import each other, directly or through others.
 """
@@ -20,7 +21,8 @@ from tests.conftest import REPO
 SOURCE_ROOTS = {"socialpipe": REPO / "socialpipe", "socialpipe.pipeline": REPO / "pipeline",
                 "socialpipe.stages": REPO / "stages"}
 WIRING = {"socialpipe", "socialpipe.pipeline.orchestrator", "socialpipe.pipeline.cli",
-          "socialpipe.pipeline.evaluation", "socialpipe.pipeline.report", "socialpipe.pipeline.viewer"}
+          "socialpipe.pipeline.evaluation", "socialpipe.pipeline.finetuning", "socialpipe.pipeline.report",
+          "socialpipe.pipeline.viewer"}
 
 
 def project_modules() -> dict[str, Path]:

@@ -18,11 +18,17 @@ It is installed as a transformers attention function (``AttentionInterface`` plu
 ``AttentionMaskInterface`` entry, without which the mask would silently be dropped). A model set
 to it behaves exactly like SDPA unless a plan is active (``with speaker_alignment(model, plan):``),
 and then only in the chosen decoder layers of the language model, during prefill.
+
+Training: the bias (``m``, head selection) is computed from detached scores and carries no gradient;
+the attention itself stays differentiable in queries, keys and values. With gradients on, the
+efficient path writes nothing in place: the biased rows replace SDPA's by one out-of-place
+``index_put``. The active plan is held by the aligned attention modules themselves (not a context
+variable), so a backward pass inside the ``with`` block, which may run on autograd's own threads and
+recompute checkpointed layers there, sees the same plan as the forward pass.
 """
 
 from __future__ import annotations
 
-import contextvars
 import math
 from contextlib import contextmanager
 from collections.abc import Callable
@@ -50,7 +56,7 @@ class _State:
     heatmap: dict[str, list[torch.Tensor]] = field(default_factory=lambda: {"before": [], "after": []})
 
 
-_STATE: contextvars.ContextVar[_State | None] = contextvars.ContextVar("socialpipe_alignment", default=None)
+_STATE_ATTRIBUTE = "_socialpipe_alignment"  # set on each aligned attention module while a plan is active
 
 
 # ----------------------------------------------------------------------------- registration
@@ -107,11 +113,15 @@ def speaker_alignment(model, plans: list[SequencePlan], settings: AnswerConfig, 
     state = _State(tuple(plans), settings, {id(attention[i]): i for i in chosen}, reference,
                    {i: LayerStats() for i in chosen}, chunk_rows, heatmap_speaker)
     report = AlignmentReport(math.nan, math.nan, math.nan, math.nan, {})
-    token = _STATE.set(state)
+    if any(hasattr(attention[i], _STATE_ATTRIBUTE) for i in chosen):
+        raise RuntimeError("speaker_alignment blocks on one model cannot be nested or run at the same time")
+    for i in chosen:
+        setattr(attention[i], _STATE_ATTRIBUTE, state)
     try:
         yield report
     finally:
-        _STATE.reset(token)
+        for i in chosen:
+            delattr(attention[i], _STATE_ATTRIBUTE)
         pairs = sum(s.pairs for s in state.stats.values())
         if pairs:
             report.attn_max_before = sum(s.max_before for s in state.stats.values()) / pairs
@@ -134,7 +144,7 @@ def aligned_attention(module, query, key, value, attention_mask, dropout=0.0, sc
     """transformers attention function: SDPA, plus the alignment where a plan applies."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
-    state = _STATE.get()
+    state = getattr(module, _STATE_ATTRIBUTE, None)
     layer = None if state is None else state.layer_of.get(id(module))
     prefill = query.shape[2] == key.shape[2]
     if layer is None or not prefill or state.settings.alpha == 0 and state.reference is None:
@@ -156,9 +166,16 @@ def aligned_attention(module, query, key, value, attention_mask, dropout=0.0, sc
     if all(plan.empty for plan in state.plans[:query.shape[0]]):
         return out, None
     keys, values = repeat_kv(key, groups), repeat_kv(value, groups)  # (B, H, N, D)
+    differentiable = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+    replaced = []  # (sequence, rows, heads, values) of the biased rows, when they cannot be written in place
     for b, plan in enumerate(state.plans[:query.shape[0]]):
         if not plan.empty:
-            _align_rows(out[b], query[b], keys[b], values[b], mask, b, plan, state, layer, scale)
+            replaced += _align_rows(out[b], query[b], keys[b], values[b], mask, b, plan, state, layer, scale,
+                                    differentiable)
+    if replaced:  # one out-of-place write that autograd follows (gradients flow to SDPA's other rows too)
+        index = [torch.cat([torch.full_like(r, b) for b, r, _, _ in replaced]),
+                 torch.cat([r for _, r, _, _ in replaced]), torch.cat([h for _, _, h, _ in replaced])]
+        out = out.index_put(index, torch.cat([v for _, _, _, v in replaced]).to(out.dtype))
     return out, None
 
 
@@ -196,8 +213,11 @@ def group_masks(plan: SequencePlan, n_keys: int, device):
     return rows, row_in, key_in
 
 
-def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int, scale: float) -> None:
-    """Efficient path for one sequence: replace the U rows of the active heads in ``out`` (N, H, D).
+def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int, scale: float,
+                differentiable: bool = False) -> list[tuple]:
+    """Efficient path for one sequence: the biased U rows of the active heads. Without gradients they
+    are written into ``out`` (N, H, D) in place and nothing is returned; with gradients ``out`` is left
+    alone and the rows come back as ``[(b, row index, head index, values)]`` for one out-of-place write.
 
     The bias adds ``beta = alpha * m`` to a row's own speaker keys only, so the biased row follows
     from the unbiased one (SDPA's output ``O``, its log-normaliser ``lse``) and the row's scores on
@@ -205,6 +225,7 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
     times their values, ``d = exp(-beta)`` and ``c = 1 - d``:
     ``O' = (d O + c X) / (d + c P)`` and ``A'_j = A_j (own_j ? 1 : d) / (d + c P)``.
     Only ``lse`` needs the full ``|U| x N`` scores; everything else lives on the ``|U| x |V_all|`` block.
+    ``beta`` and the head selection come from detached scores: the bias carries no gradient.
     """
     settings = state.settings
     rows, row_in, key_in = group_masks(plan, key.shape[1], query.device)
@@ -221,30 +242,33 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
 
     every_head = torch.arange(heads, device=query.device)
     # pass 1, every head: the row normalisers, the statistic for head selection, m, diagnostics before
-    lse = torch.empty(heads, n_rows, device=query.device)
-    magnitude = torch.empty(heads, n_rows, device=query.device)
+    lse_chunks, magnitude_chunks = [], []
     activity = torch.zeros(heads, device=query.device)
     before_max = torch.zeros(heads, dtype=torch.float64)
     before_mean = torch.zeros(heads, dtype=torch.float64)
     pairs = 0
-    buffer = torch.empty(heads, min(chunk, n_rows), key.shape[1], device=query.device)  # reused by every chunk
+    # without gradients, one scores buffer is reused by every chunk; with them, autograd keeps each chunk's
+    buffer = None if differentiable else torch.empty(heads, min(chunk, n_rows), key.shape[1], device=query.device)
     row_masks = []
     for start in range(0, n_rows, chunk):
         r = rows[start:start + chunk]
         row_masks.append(mask_rows(mask, b, key.shape[1], r, query).float())
-        full = torch.baddbmm(row_masks[-1].expand(heads, -1, -1), q_all[:, r], k_all.transpose(-1, -2),
-                             alpha=scale, out=buffer[:, :len(r)])  # (H, R, N)
-        lse[:, start:start + len(r)] = full.logsumexp(dim=-1)
-        on_speakers = speaker_scores(every_head, r, row_masks[-1])  # (H, R, |V_all|)
-        weights = (on_speakers - lse[:, start:start + len(r), None]).exp()
-        activity += weights.sum(dim=(1, 2))
-        source = on_speakers if settings.bias_source == "logit" else weights
-        magnitude[:, start:start + len(r)] = source.amax(dim=-1).clamp_min(0.0)
-        mx, mn, n = group_sums(weights, row_in[start:start + chunk], key_in[:, cols])
+        full = torch.baddbmm(row_masks[-1].expand(heads, -1, -1), q_all[:, r], k_all.transpose(-1, -2), alpha=scale,
+                             **({} if buffer is None else {"out": buffer[:, :len(r)]}))  # (H, R, N)
+        lse_chunks.append(full.logsumexp(dim=-1))
+        with torch.no_grad():
+            on_speakers = speaker_scores(every_head, r, row_masks[-1])  # (H, R, |V_all|)
+            weights = (on_speakers - lse_chunks[-1][:, :, None]).exp()
+            activity += weights.sum(dim=(1, 2))
+            source = on_speakers if settings.bias_source == "logit" else weights
+            magnitude_chunks.append(source.amax(dim=-1).clamp_min(0.0))
+            mx, mn, n = group_sums(weights, row_in[start:start + chunk], key_in[:, cols])
         before_max, before_mean, pairs = before_max + mx, before_mean + mn, pairs + n
+    lse, magnitude = torch.cat(lse_chunks, dim=1), torch.cat(magnitude_chunks, dim=1)  # (H, |U|)
     activity /= n_rows * len(cols)
     active = torch.nonzero(activity > settings.head_threshold).flatten()
     after_max, after_mean = before_max.clone(), before_mean.clone()
+    replaced = []
     if len(active) and settings.alpha != 0:
         # pass 2, active heads only, on the |U| x |V_all| block: the biased rows replace SDPA's
         after_max[active.cpu()] = 0.0
@@ -258,15 +282,23 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
                                               (weights * own).sum(dim=-1))  # (A, R), (A, R), (A, R, 1)
             own_values = (weights * own) @ v_speakers[active]  # (A, R, D)
             plain = out[r[:, None], active[None, :]].transpose(0, 1).float()  # (A, R, D)
-            out[r[:, None], active[None, :]] = ((d[..., None] * plain + c[..., None] * own_values) / denominator) \
-                .transpose(0, 1).to(out.dtype)
-            biased = weights * torch.where(own.bool(), 1.0, d[..., None]) / denominator
-            mx, mn, _ = group_sums(biased, row_in[start:start + chunk], key_in[:, cols])
+            biased_rows = ((d[..., None] * plain + c[..., None] * own_values) / denominator).transpose(0, 1)
+            if differentiable:
+                row_index, head_index = torch.broadcast_tensors(r[:, None], active[None, :])
+                replaced.append((b, row_index.reshape(-1), head_index.reshape(-1),
+                                 biased_rows.reshape(-1, biased_rows.shape[-1])))
+            else:
+                out[r[:, None], active[None, :]] = biased_rows.to(out.dtype)
+            with torch.no_grad():
+                biased = weights * torch.where(own.bool(), 1.0, d[..., None]) / denominator
+                mx, mn, _ = group_sums(biased, row_in[start:start + chunk], key_in[:, cols])
             after_max[active.cpu()] += mx
             after_mean[active.cpu()] += mn
     record_layer(state.stats[layer], heads, len(active), before_max, before_mean, after_max, after_mean, pairs)
     if b == 0 and state.heatmap_speaker is not None and plan.visual is not None:
-        _heatmap(state, plan, q_all, k_all, rows, row_in, key_in, cols, mask, b, lse, magnitude, active, scale)
+        with torch.no_grad():
+            _heatmap(state, plan, q_all, k_all, rows, row_in, key_in, cols, mask, b, lse, magnitude, active, scale)
+    return replaced
 
 
 def _heatmap(state: _State, plan: SequencePlan, q_all, k_all, rows, row_in, key_in, cols, mask, b, lse, magnitude,

@@ -2,7 +2,8 @@
 LLM's answer, with speaker attention alignment by default.
 
 Reads top to bottom:
-1. load the model and processor (hub id or local folder; bf16 on GPU, fp32 on CPU by default);
+1. load the model and processor (hub id or local folder; bf16 on GPU, fp32 on CPU by default), with a
+   LoRA adapter from ``socialpipe finetune`` merged in when ``answer.adapter`` names one;
 2. pick ``num_frames`` frames: evenly over the clip, or around the time the question names;
 3. each linked voice's speaker box on each frame (person box, else the face grown to head and
    shoulders); transcript lines ``Name [MM:SS-MM:SS]: text`` for the utterances in the window;
@@ -30,7 +31,15 @@ from socialpipe.pipeline.timebase import format_clock
 from socialpipe.pipeline.video import read_uniform_frames
 from socialpipe.stages.answer.attention import enable, speaker_alignment
 from socialpipe.stages.answer.diagnostics import render_heatmaps
-from socialpipe.stages.answer.layout import family_of, frame_grids, frames_covered, line_token_spans, speaker_plan
+from socialpipe.stages.answer.layout import (
+    FrameGrid,
+    family_of,
+    frame_grids,
+    frames_covered,
+    line_token_spans,
+    speaker_plan,
+)
+from socialpipe.stages.answer.plan import SequencePlan
 
 QUESTION_WINDOW_S = 5.0  # a question naming a time looks this far either side of it
 MAX_NEW_TOKENS = 64
@@ -63,6 +72,10 @@ def load_model(settings: AnswerConfig) -> Loaded:
             f"{str(exc).strip().splitlines()[0][:120]}); expected a Qwen2.5-VL, LLaVA-NeXT-Video or InternVL3 "
             "checkpoint (hub id or local folder, given with --model)") from None
     family = family_of(model)
+    if settings.adapter is not None:
+        from socialpipe.stages.answer.lora import apply_adapter
+
+        model = apply_adapter(model, settings.adapter)
     model = model.to(device).eval()
     enable(model)
     return Loaded(model, processor, family, device)
@@ -195,6 +208,37 @@ def prompt_text(scene: Scene, question: str, options: Sequence[str], variant: st
     return "\n".join(parts)
 
 
+@dataclass
+class Encoded:
+    """One scene as the model takes it: tokenised inputs on the model's device, the alignment plan
+    (align variant only), the frames shown and their token grids."""
+
+    inputs: dict
+    plan: SequencePlan | None
+    frames: list[np.ndarray]
+    grid: list[FrameGrid] | None  # the token grid of each frame (align variant)
+    diagnostics: dict
+    heatmap_speaker: str | None = None
+
+
+def option_tokens(tokenizer, option: str) -> list[int]:
+    """The tokens of an answer option as it follows the prompt (a leading space, no special tokens)."""
+    return tokenizer(" " + option.strip(), add_special_tokens=False)["input_ids"]
+
+
+def option_log_probs(model, inputs: dict, continuation: list[int]):
+    """Log-probability of each of ``continuation``'s tokens after the prompt in ``inputs``: (L,) float32.
+    Scoring an option takes their mean; fine-tuning minimises minus that mean for the gold option."""
+    import torch
+
+    tokens = torch.tensor([continuation], device=inputs["input_ids"].device)
+    extended = dict(inputs, input_ids=torch.cat([inputs["input_ids"], tokens], dim=1),
+                    attention_mask=torch.cat([inputs["attention_mask"], torch.ones_like(tokens)], dim=1))
+    start = inputs["input_ids"].shape[1]
+    logits = model(**extended, use_cache=False).logits[0, start - 1:-1].float()  # predictions of the option's tokens
+    return logits.log_softmax(dim=-1).gather(1, tokens[0][:, None]).squeeze(1)
+
+
 class AnswerStage:
     """Answers one question about a video with a multimodal LLM."""
 
@@ -204,19 +248,23 @@ class AnswerStage:
         self.loaded = loaded
 
     def check(self) -> None:
-        """Fail at once, before any stage runs, on a device this machine does not have."""
+        """Fail at once, before any stage runs, on a device this machine does not have or an adapter folder
+        that is not one."""
         check_device(self.settings)
+        if self.settings.adapter is not None:
+            from socialpipe.stages.answer.lora import check_adapter
+
+            check_adapter(self.settings.adapter)
 
     def run(self, video: VideoInfo, tracks: Tracks | None, transcript: Transcript, links: SpeakerLinks | None,
             question: str, options: Sequence[str] = (), heatmap_path: Path | None = None) -> Answer:
         scene = build_scene(video, tracks, transcript, links, question, self.settings.num_frames, self.head_expand)
         return self.answer(scene, question, options, heatmap_path)
 
-    def answer(self, scene: Scene, question: str, options: Sequence[str] = (),
-               heatmap_path: Path | None = None) -> Answer:
-        """Answer about a scene (frames, lines, boxes) however it was made: from a run or a dataset. With
-        ``heatmap_path`` and the align variant, the most talkative boxed speaker's attention over the
-        frames, without and with the bias, is drawn there as a PNG."""
+    def encode(self, scene: Scene, question: str, options: Sequence[str] = (), heatmap: bool = False) -> Encoded:
+        """The model's inputs for a scene (frames, lines, boxes) however it was made, from a run or a
+        dataset: the variant's frames and prompt, tokenised, and for ``align`` the alignment plan.
+        Answering and fine-tuning both start here, so training sees exactly what evaluation sees."""
         settings = self.settings
         if self.loaded is None:
             self.loaded = load_model(settings)
@@ -228,13 +276,13 @@ class AnswerStage:
         prompt = loaded.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         inputs = loaded.processor(text=[prompt], videos=[frames], return_tensors="pt", return_offsets_mapping=True)
         offsets = inputs.pop("offset_mapping")
-        plan = None
+        plan, grid = None, None
         if settings.variant == "align":
-            grids = frame_grids(loaded.processor, inputs, (width, height), len(frames), loaded.model.config)
+            grid = frame_grids(loaded.processor, inputs, (width, height), len(frames), loaded.model.config)[0]
             spans = line_token_spans(prompt, scene.lines, inputs["input_ids"][0], offsets[0])
-            plan = speaker_plan(grids[0], scene.line_speakers, spans, scene.line_frames, scene.boxes)
+            plan = speaker_plan(grid, scene.line_speakers, spans, scene.line_frames, scene.boxes)
         talkers = [s for s in scene.line_speakers if any(g.speaker == s for g in (plan.groups if plan else ()))]
-        heatmap_speaker = max(set(talkers), key=talkers.count) if talkers and heatmap_path is not None else None
+        heatmap_speaker = max(set(talkers), key=talkers.count) if talkers and heatmap else None
         inputs = {k: v.to(loaded.device) if hasattr(v, "to") else v for k, v in inputs.items()}
         inputs = {k: v.to(loaded.model.dtype) if k.startswith("pixel_values") else v for k, v in inputs.items()}
         diagnostics = {"variant": settings.variant, "frame_times_s": [round(t, 3) for t in scene.times_s],
@@ -245,24 +293,34 @@ class AnswerStage:
                                alignment={"alpha": settings.alpha, "head_threshold": settings.head_threshold,
                                           "bias_source": settings.bias_source,
                                           "layer_range": list(settings.layer_range)})
+        return Encoded(inputs, plan, frames, grid, diagnostics, heatmap_speaker)
+
+    def answer(self, scene: Scene, question: str, options: Sequence[str] = (),
+               heatmap_path: Path | None = None) -> Answer:
+        """Answer about a scene. With ``heatmap_path`` and the align variant, the most talkative boxed
+        speaker's attention over the frames, without and with the bias, is drawn there as a PNG."""
+        settings = self.settings
+        encoded = self.encode(scene, question, options, heatmap=heatmap_path is not None)
+        diagnostics = dict(encoded.diagnostics)
         if options:
-            scores, report = self._score_options(inputs, options, plan, heatmap_speaker)
+            scores, report = self._score_options(encoded.inputs, options, encoded.plan, encoded.heatmap_speaker)
             best = int(np.argmax(scores))
             answer_text, chosen = options[best], best
         else:
-            answer_text, report = self._generate(inputs, plan, heatmap_speaker)
+            answer_text, report = self._generate(encoded.inputs, encoded.plan, encoded.heatmap_speaker)
             scores, chosen = None, None
         if report is not None:
             diagnostics.update(report.to_json())
         if report is not None and report.heatmap_before is not None:
-            render_heatmaps(heatmap_path, frames, grids[0], plan.visual, report.heatmap_before, report.heatmap_after,
-                            scene.boxes, heatmap_speaker)
-            diagnostics["heatmap"] = {"speaker": heatmap_speaker, "file": Path(heatmap_path).name}
+            render_heatmaps(heatmap_path, encoded.frames, encoded.grid, encoded.plan.visual, report.heatmap_before,
+                            report.heatmap_after, scene.boxes, encoded.heatmap_speaker)
+            diagnostics["heatmap"] = {"speaker": encoded.heatmap_speaker, "file": Path(heatmap_path).name}
         return Answer(question=question, text=answer_text, options=tuple(options), chosen_option=chosen,
                       option_scores=None if scores is None else tuple(float(s) for s in scores),
                       model=settings.model, diagnostics=diagnostics)
 
-    def _aligned(self, plan, heatmap_speaker: str | None = None):
+    def aligned(self, plan, heatmap_speaker: str | None = None):
+        """The alignment context for one encoded input (nothing for the other variants)."""
         from contextlib import nullcontext
 
         if plan is None:
@@ -274,29 +332,22 @@ class AnswerStage:
         positions, so the alignment plan holds for every option)."""
         import torch
 
-        tokenizer = self.loaded.processor.tokenizer
         scores, report = [], None
         for option in options:
-            continuation = torch.tensor([tokenizer(" " + option.strip(), add_special_tokens=False)["input_ids"]],
-                                        device=inputs["input_ids"].device)
-            if continuation.shape[1] == 0:
+            continuation = option_tokens(self.loaded.processor.tokenizer, option)
+            if not continuation:
                 scores.append(float("-inf"))
                 continue
-            extended = dict(inputs, input_ids=torch.cat([inputs["input_ids"], continuation], dim=1),
-                            attention_mask=torch.cat([inputs["attention_mask"], torch.ones_like(continuation)], dim=1))
-            with torch.no_grad(), self._aligned(plan, None if report else heatmap_speaker) as this_report:
-                logits = self.loaded.model(**extended).logits[0].float()
+            with torch.no_grad(), self.aligned(plan, None if report else heatmap_speaker) as this_report:
+                picked = option_log_probs(self.loaded.model, inputs, continuation)
             report = report or this_report
-            start = inputs["input_ids"].shape[1]
-            log_probs = logits[start - 1:-1].log_softmax(dim=-1)  # (L, vocab): predictions of the option's tokens
-            picked = log_probs.gather(1, continuation[0][:, None]).squeeze(1)
             scores.append(float(picked.mean()))
         return scores, report
 
     def _generate(self, inputs: dict, plan, heatmap_speaker=None):
         import torch
 
-        with torch.no_grad(), self._aligned(plan, heatmap_speaker) as report:
+        with torch.no_grad(), self.aligned(plan, heatmap_speaker) as report:
             output = self.loaded.model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
         new_tokens = output[0, inputs["input_ids"].shape[1]:]
         text = self.loaded.processor.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()

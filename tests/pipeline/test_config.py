@@ -39,7 +39,7 @@ def test_saved_config_loads_back(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (["answer.alpah=1"], r"unknown key answer.alpah; valid keys in 'answer' are \['model'"),
-    (["render.x=1"], r"unknown section 'render'; valid sections are \['people', 'speech', 'link', 'answer'\]"),
+    (["render.x=1"], r"unknown section 'render'; valid sections are \['people', 'speech', 'link', 'answer', 'finetune'\]"),
     (["answer.alpha=high"], "answer.alpha: expected float, got 'high'"),
     (["answer.num_frames=2.5"], "answer.num_frames: expected int"),
     (["answer.variant=magic"], r"'magic' is not one of \['none', 'box', 'visual', 'align'\]"),

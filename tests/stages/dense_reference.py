@@ -15,7 +15,8 @@ from socialpipe.stages.answer.plan import SequencePlan
 
 
 def dense_attention(query, key, value, mask_rows, plan: SequencePlan, state, layer: int, scale: float):
-    """One sequence's aligned attention output (H, N, D), computed the slow, obvious way."""
+    """One sequence's aligned attention output (H, N, D), computed the slow, obvious way. Like the efficient
+    path, the bias comes from detached scores; the attention is differentiable in query, key and value."""
     settings = state.settings
     scores = (query.float() @ key.float().transpose(-1, -2)) * scale + mask_rows.float()  # (H, N, N)
     scores = torch.where(torch.isinf(scores).all(dim=-1, keepdim=True), 0.0, scores)  # padding rows: nothing to see
@@ -27,13 +28,14 @@ def dense_attention(query, key, value, mask_rows, plan: SequencePlan, state, lay
         activity = weights[:, rows][:, :, cols].mean(dim=(1, 2))  # (H,)
         active = activity > settings.head_threshold
         source = scores if settings.bias_source == "logit" else weights
-        magnitude = source[:, rows][:, :, cols].max(dim=-1).values.clamp_min(0.0)  # (H, |U|)
+        magnitude = source[:, rows][:, :, cols].detach().max(dim=-1).values.clamp_min(0.0)  # (H, |U|), no gradient
         own_keys = (row_in.float() @ key_in.float()) > 0  # (|U|, N)
         for i, row in enumerate(rows.tolist()):
             bias[:, row] = settings.alpha * magnitude[:, i, None] * own_keys[i][None] * active[:, None]
         biased = (scores + bias).softmax(dim=-1)
-        before_max, before_mean, pairs = group_sums(weights[:, rows], row_in, key_in)
-        after_max, after_mean, _ = group_sums(biased[:, rows], row_in, key_in)
+        with torch.no_grad():
+            before_max, before_mean, pairs = group_sums(weights[:, rows], row_in, key_in)
+            after_max, after_mean, _ = group_sums(biased[:, rows], row_in, key_in)
         record_layer(state.stats[layer], scores.shape[0], int(active.sum()), before_max, before_mean, after_max,
                      after_mean, pairs)
     return (scores + bias).softmax(dim=-1).to(value.dtype) @ value  # (H, N, D)

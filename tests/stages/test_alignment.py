@@ -324,7 +324,7 @@ def test_heatmaps_show_attention_moving_onto_the_speaker(tiny, tmp_path):
 def test_inactive_heads_keep_their_sdpa_output():
     """Directly on the attention function: a head whose speaker-text -> box attention stays under
     lambda is left exactly as SDPA computed it; the active head's U rows change, other rows do not."""
-    from socialpipe.stages.answer.attention import _STATE, _State, aligned_attention
+    from socialpipe.stages.answer.attention import _STATE_ATTRIBUTE, _State, aligned_attention
     from socialpipe.stages.answer.diagnostics import LayerStats
 
     torch.manual_seed(0)
@@ -341,11 +341,8 @@ def test_inactive_heads_keep_their_sdpa_output():
     plain, _ = aligned_attention(module, query, key, value, None, scaling=dim ** -0.5)
     state = _State((plan,), AnswerConfig(alpha=1.0, head_threshold=0.05), {id(module): 0}, None,
                    {0: LayerStats()})
-    token = _STATE.set(state)
-    try:
-        aligned, _ = aligned_attention(module, query, key, value, None, scaling=dim ** -0.5)
-    finally:
-        _STATE.reset(token)
+    setattr(module, _STATE_ATTRIBUTE, state)
+    aligned, _ = aligned_attention(module, query, key, value, None, scaling=dim ** -0.5)
     assert state.stats[0].active == [1]
     assert torch.equal(aligned[0, :, 1], plain[0, :, 1])  # (B, N, H, D): head 1 inactive, untouched
     assert torch.equal(aligned[0, :16, 0], plain[0, :16, 0]) and torch.equal(aligned[0, 20:, 0], plain[0, 20:, 0])

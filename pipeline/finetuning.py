@@ -1,0 +1,62 @@
+"""``socialpipe finetune``: LoRA adapters trained on a dataset's questions, seen exactly as ``eval``
+sees them (the same loaders, scenes, prompts and boxes), one adapter per seed.
+
+``OUT/finetune.json`` records the settings (a resume with other settings is refused) and
+``OUT/summary.json`` each seed's result; one seed trains into ``OUT`` itself, several into ``OUT/seed-N``. See
+``socialpipe.stages.answer.finetune`` for the training itself and the files each folder holds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from socialpipe.pipeline.config import AnswerConfig, FinetuneConfig
+from socialpipe.pipeline.datasets import load_dataset
+from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.evaluation import claim_folder, scene_for
+from socialpipe.pipeline.io import write_text_atomic
+from socialpipe.pipeline.progress import ProgressEvent, ProgressHook, quiet
+
+SETUP = "finetune.json"
+
+
+def finetune(dataset: str, annotations: Path, data_root: Path, settings: AnswerConfig, train: FinetuneConfig,
+             out: Path, seed: int = 0, seeds: int = 1, tasks: tuple[str, ...] = (), limit: int | None = None,
+             split: str = "train", progress: ProgressHook = quiet) -> dict[str, Any]:
+    """Train ``seeds`` adapters (seeds ``seed``, ``seed + 1``, ...) on the chosen questions; resume
+    whatever an interrupted run on ``out`` left; return the summary that ``OUT/finetune.json`` holds."""
+    from socialpipe.stages.answer.finetune import Example, Finetuner
+
+    loaded = load_dataset(dataset, annotations, split)
+    items = [item for item in loaded.items if not tasks or item.task in tasks][:limit]
+    if not items:
+        raise InputError(f"--dataset {dataset} ({split} split{', tasks ' + ', '.join(tasks) if tasks else ''}): no "
+                         "readable questions to train on; expected a split with questions")
+    setup = {"dataset": dataset, "split": split, "annotations": str(annotations), "data_root": str(data_root),
+             "answer": asdict(settings), "finetune": asdict(train), "tasks": list(tasks), "limit": limit,
+             "seed": seed, "seeds": seeds, "questions": [item.item_id for item in items]}
+    setup["answer"]["layer_range"] = list(settings.layer_range)
+    claim_folder(out, SETUP, setup, "fine-tuning")
+    left_out: dict[str, str] = {}
+
+    def example(i: int) -> Example | None:
+        item = items[i]
+        try:
+            scene = scene_for(item, data_root, settings.num_frames)
+        except InputError as exc:
+            if item.item_id not in left_out:
+                left_out[item.item_id] = str(exc)
+                progress(ProgressEvent("finetune", message=f"left out {item.item_id}: {exc}"))
+            return None
+        return Example(scene, item.question, tuple(item.options), item.answer_index)
+
+    results = []
+    for k in range(seeds):
+        folder = out if seeds == 1 else out / f"seed-{seed + k}"
+        results.append(Finetuner(settings, train, seed + k, progress).run(example, len(items), folder))
+    summary = {**setup, "results": results, "left_out": left_out, "rejected_rows": len(loaded.rejected)}
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    return summary
