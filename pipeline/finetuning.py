@@ -9,6 +9,7 @@ sees them (the same loaders, scenes, prompts and boxes), one adapter per seed.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,30 @@ from socialpipe.pipeline.io import write_text_atomic
 from socialpipe.pipeline.progress import ProgressEvent, ProgressHook, quiet
 
 SETUP = "finetune.json"
+SCENE_CACHE_BYTES = 1 << 30  # decoded frames kept between epochs (decoding is most of a tiny model's step)
+
+
+class SceneCache:
+    """Scenes by question index, the least recently used dropped once their frames pass ``budget`` bytes."""
+
+    def __init__(self, budget: int):
+        self.budget, self.used, self.scenes = budget, 0, OrderedDict()
+
+    def get(self, key: int):
+        scene = self.scenes.get(key)
+        if scene is not None:
+            self.scenes.move_to_end(key)
+        return scene
+
+    def put(self, key: int, scene) -> None:
+        size = sum(frame.nbytes for frame in scene.frames)
+        if size > self.budget:
+            return
+        self.scenes[key] = scene
+        self.used += size
+        while self.used > self.budget:
+            _, dropped = self.scenes.popitem(last=False)
+            self.used -= sum(frame.nbytes for frame in dropped.frames)
 
 
 def finetune(dataset: str, annotations: Path, data_root: Path, settings: AnswerConfig, train: FinetuneConfig,
@@ -39,24 +64,29 @@ def finetune(dataset: str, annotations: Path, data_root: Path, settings: AnswerC
              "answer": asdict(settings), "finetune": asdict(train), "tasks": list(tasks), "limit": limit,
              "seed": seed, "seeds": seeds, "questions": [item.item_id for item in items]}
     setup["answer"]["layer_range"] = list(settings.layer_range)
+    trainers = [Finetuner(settings, train, seed + k, progress) for k in range(seeds)]  # settings checked first
     claim_folder(out, SETUP, setup, "fine-tuning")
     left_out: dict[str, str] = {}
+    cache = SceneCache(SCENE_CACHE_BYTES)
 
     def example(i: int) -> Example | None:
         item = items[i]
-        try:
-            scene = scene_for(item, data_root, settings.num_frames)
-        except InputError as exc:
-            if item.item_id not in left_out:
-                left_out[item.item_id] = str(exc)
-                progress(ProgressEvent("finetune", message=f"left out {item.item_id}: {exc}"))
-            return None
+        scene = cache.get(i)
+        if scene is None:
+            try:
+                scene = scene_for(item, data_root, settings.num_frames)
+            except InputError as exc:
+                if item.item_id not in left_out:
+                    left_out[item.item_id] = str(exc)
+                    progress(ProgressEvent("finetune", message=f"left out {item.item_id}: {exc}"))
+                return None
+            cache.put(i, scene)
         return Example(scene, item.question, tuple(item.options), item.answer_index)
 
     results = []
-    for k in range(seeds):
-        folder = out if seeds == 1 else out / f"seed-{seed + k}"
-        results.append(Finetuner(settings, train, seed + k, progress).run(example, len(items), folder))
+    for trainer in trainers:
+        folder = out if seeds == 1 else out / f"seed-{trainer.seed}"
+        results.append(trainer.run(example, len(items), folder))
     summary = {**setup, "results": results, "left_out": left_out, "rejected_rows": len(loaded.rejected)}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary

@@ -48,19 +48,26 @@ def text_config(vocab_size: int, layers: int, hidden: int, heads: int, kv_heads:
             "max_position_embeddings": 4096}
 
 
-def save_checkpoint(model_class, config, processor, folder: Path) -> Path:
-    """Initialise ``model_class`` from ``config`` (seeded) and save it with its processor, as a checkpoint folder."""
+def save_checkpoint(model_class, config, processor, folder: Path, head_std: float | None = None) -> Path:
+    """Initialise ``model_class`` from ``config`` (seeded) and save it with its processor, as a checkpoint folder.
+    ``head_std`` re-draws the output head with that spread: at the default 0.02 a 64-wide random model's
+    logits span about +-1.3, so no next token can get much probability whatever the layers below learn
+    (training tests need a head that can express a confident answer, as a real model's can)."""
     import torch
 
     torch.manual_seed(0)
     model = model_class(config).eval()
+    if head_std is not None:
+        with torch.no_grad():
+            model.get_output_embeddings().weight.normal_(0.0, head_std)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
 
 
-def qwen2_5_vl(folder: Path, layers: int = 4, hidden: int = 64, heads: int = 4, kv_heads: int = 2) -> Path:
+def qwen2_5_vl(folder: Path, layers: int = 4, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
+               head_std: float | None = None) -> Path:
     """A tiny Qwen2.5-VL checkpoint folder (model, processor, tokenizer, chat template)."""
     from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
                               Qwen2TokenizerFast, Qwen2VLImageProcessor)
@@ -82,7 +89,7 @@ def qwen2_5_vl(folder: Path, layers: int = 4, hidden: int = 64, heads: int = 4, 
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
-    return save_checkpoint(Qwen2_5_VLForConditionalGeneration, config, processor, folder)
+    return save_checkpoint(Qwen2_5_VLForConditionalGeneration, config, processor, folder, head_std)
 
 
 LLAVA_SPECIALS = ["</s>", "<s>", "<unk>", "<video>", "<image>"]
@@ -96,7 +103,7 @@ LLAVA_TEMPLATE = (
 
 
 def llava_next_video(folder: Path, layers: int = 4, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
-                     crop: int = 112) -> Path:
+                     crop: int = 112, head_std: float | None = None) -> Path:
     """A tiny LLaVA-NeXT-Video checkpoint folder: frames resized (short side) and centre-cropped to ``crop``,
     14 px patches pooled 2x2."""
     from transformers import (LlamaTokenizerFast, LlavaNextImageProcessor, LlavaNextVideoConfig,
@@ -119,7 +126,7 @@ def llava_next_video(folder: Path, layers: int = 4, hidden: int = 64, heads: int
         video_token_index=ids["<video>"], image_token_index=ids["<image>"], image_grid_pinpoints=[[crop, crop]],
         vision_feature_layer=-1, spatial_pool_stride=2, spatial_pool_mode="average")
     config.text_config.pad_token_id = ids["</s>"]
-    return save_checkpoint(LlavaNextVideoForConditionalGeneration, config, processor, folder)
+    return save_checkpoint(LlavaNextVideoForConditionalGeneration, config, processor, folder, head_std)
 
 
 INTERNVL_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>",
@@ -134,7 +141,7 @@ INTERNVL_TEMPLATE = (
 
 
 def internvl(folder: Path, layers: int = 4, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
-             side: int = 112) -> Path:
+             side: int = 112, head_std: float | None = None) -> Path:
     """A tiny InternVL (transformers-native) checkpoint folder: each frame one ``side`` x ``side`` tile,
     14 px patches, pixel shuffle 0.5."""
     from transformers import (GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration,
@@ -157,7 +164,7 @@ def internvl(folder: Path, layers: int = 4, hidden: int = 64, heads: int = 4, kv
                        "image_size": [side, side], "patch_size": [14, 14]},
         image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=tokens,
         downsample_ratio=0.5, vision_feature_layer=-1)
-    return save_checkpoint(InternVLForConditionalGeneration, config, processor, folder)
+    return save_checkpoint(InternVLForConditionalGeneration, config, processor, folder, head_std)
 
 
 def _save_and_reload(tokenizer, folder: Path) -> Path:
