@@ -161,22 +161,49 @@ def aligned_attention(module, query, key, value, attention_mask, dropout=0.0, sc
                                            scale)
                            for b in range(query.shape[0])])  # (B, H, N, D)
         return out.transpose(1, 2).contiguous(), None
-    out, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                    is_causal=is_causal, **kwargs)  # (B, N, H, D)
     if all(plan.empty for plan in state.plans[:query.shape[0]]):
-        return out, None
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
     keys, values = repeat_kv(key, groups), repeat_kv(value, groups)  # (B, H, N, D)
     differentiable = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+    fused = None if differentiable else _attention_with_lse(query, keys, values, mask, scale)
+    if fused is not None:
+        out, lse = fused  # (B, N, H, D), (B, H, N): the fused kernel's own row normalisers
+    else:
+        out, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                        is_causal=is_causal, **kwargs)  # (B, N, H, D)
+        lse = None
     replaced = []  # (sequence, rows, heads, values) of the biased rows, when they cannot be written in place
     for b, plan in enumerate(state.plans[:query.shape[0]]):
         if not plan.empty:
             replaced += _align_rows(out[b], query[b], keys[b], values[b], mask, b, plan, state, layer, scale,
-                                    differentiable)
+                                    differentiable, None if lse is None else lse[b])
     if replaced:  # one out-of-place write that autograd follows (gradients flow to SDPA's other rows too)
         index = [torch.cat([torch.full_like(r, b) for b, r, _, _ in replaced]),
                  torch.cat([r for _, r, _, _ in replaced]), torch.cat([h for _, _, h, _ in replaced])]
         out = out.index_put(index, torch.cat([v for _, _, _, v in replaced]).to(out.dtype))
     return out, None
+
+
+def _attention_with_lse(query, keys, values, mask, scale):
+    """SDPA's output (B, N, H, D) and its log-normalisers (B, H, N) from torch's fused kernels, which
+    compute both anyway (inference only: these kernels give no gradient for the normalisers). None where
+    no kernel serves this device and input; the caller then runs SDPA and computes the transcript rows'
+    normalisers itself."""
+    causal = mask is None
+    try:
+        if query.device.type == "cpu":
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                query, keys, values, 0.0, causal, attn_mask=None if causal else mask, scale=scale)
+        elif query.device.type == "cuda":
+            bias = None if causal else mask.expand(query.shape[0], query.shape[1], -1, -1)
+            out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
+                query, keys, values, bias, True, 0.0, causal, scale=scale)[:2]
+        else:
+            return None
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return None
+    return out.transpose(1, 2).contiguous(), lse[..., :query.shape[2]].float()
 
 
 def _additive_mask(attention_mask, query, key):
@@ -214,7 +241,7 @@ def group_masks(plan: SequencePlan, n_keys: int, device):
 
 
 def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int, scale: float,
-                differentiable: bool = False) -> list[tuple]:
+                differentiable: bool = False, row_lse: torch.Tensor | None = None) -> list[tuple]:
     """Efficient path for one sequence: the biased U rows of the active heads. Without gradients they
     are written into ``out`` (N, H, D) in place and nothing is returned; with gradients ``out`` is left
     alone and the rows come back as ``[(b, row index, head index, values)]`` for one out-of-place write.
@@ -224,7 +251,8 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
     V_all alone. With ``P`` the row's unbiased attention mass on its own keys, ``X`` that attention
     times their values, ``d = exp(-beta)`` and ``c = 1 - d``:
     ``O' = (d O + c X) / (d + c P)`` and ``A'_j = A_j (own_j ? 1 : d) / (d + c P)``.
-    Only ``lse`` needs the full ``|U| x N`` scores; everything else lives on the ``|U| x |V_all|`` block.
+    Only ``lse`` needs the full ``|U| x N`` scores (``row_lse`` (H, N) gives it when the fused kernel
+    already did); everything else lives on the ``|U| x |V_all|`` block.
     ``beta`` and the head selection come from detached scores: the bias carries no gradient.
     """
     settings = state.settings
@@ -242,29 +270,27 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
 
     every_head = torch.arange(heads, device=query.device)
     # pass 1, every head: the row normalisers, the statistic for head selection, m, diagnostics before
-    lse_chunks, magnitude_chunks = [], []
+    row_masks = [mask_rows(mask, b, key.shape[1], rows[start:start + chunk], query).float()
+                 for start in range(0, n_rows, chunk)]
+    if row_lse is not None:
+        lse = row_lse[:, rows]  # (H, |U|)
+    else:
+        lse = RowLogSumExp.apply(q_all[:, rows], k_all, row_masks, scale, chunk)  # (H, |U|), memory O(chunk x N)
+    magnitude = torch.empty(heads, n_rows, device=query.device)
     activity = torch.zeros(heads, device=query.device)
     before_max = torch.zeros(heads, dtype=torch.float64)
     before_mean = torch.zeros(heads, dtype=torch.float64)
     pairs = 0
-    # without gradients, one scores buffer is reused by every chunk; with them, autograd keeps each chunk's
-    buffer = None if differentiable else torch.empty(heads, min(chunk, n_rows), key.shape[1], device=query.device)
-    row_masks = []
-    for start in range(0, n_rows, chunk):
-        r = rows[start:start + chunk]
-        row_masks.append(mask_rows(mask, b, key.shape[1], r, query).float())
-        full = torch.baddbmm(row_masks[-1].expand(heads, -1, -1), q_all[:, r], k_all.transpose(-1, -2), alpha=scale,
-                             **({} if buffer is None else {"out": buffer[:, :len(r)]}))  # (H, R, N)
-        lse_chunks.append(full.logsumexp(dim=-1))
-        with torch.no_grad():
-            on_speakers = speaker_scores(every_head, r, row_masks[-1])  # (H, R, |V_all|)
-            weights = (on_speakers - lse_chunks[-1][:, :, None]).exp()
+    with torch.no_grad():
+        for start in range(0, n_rows, chunk):
+            r = rows[start:start + chunk]
+            on_speakers = speaker_scores(every_head, r, row_masks[start // chunk])  # (H, R, |V_all|)
+            weights = (on_speakers - lse[:, start:start + len(r), None]).exp()
             activity += weights.sum(dim=(1, 2))
             source = on_speakers if settings.bias_source == "logit" else weights
-            magnitude_chunks.append(source.amax(dim=-1).clamp_min(0.0))
+            magnitude[:, start:start + len(r)] = source.amax(dim=-1).clamp_min(0.0)
             mx, mn, n = group_sums(weights, row_in[start:start + chunk], key_in[:, cols])
-        before_max, before_mean, pairs = before_max + mx, before_mean + mn, pairs + n
-    lse, magnitude = torch.cat(lse_chunks, dim=1), torch.cat(magnitude_chunks, dim=1)  # (H, |U|)
+            before_max, before_mean, pairs = before_max + mx, before_mean + mn, pairs + n
     activity /= n_rows * len(cols)
     active = torch.nonzero(activity > settings.head_threshold).flatten()
     after_max, after_mean = before_max.clone(), before_mean.clone()
@@ -326,6 +352,41 @@ def _heatmap(state: _State, plan: SequencePlan, q_all, k_all, rows, row_in, key_
         biased[active] = weights[active] * torch.where(own_keys[:, visual], 1.0, d[..., None]) / denominator
     state.heatmap["before"].append(weights.mean(dim=(0, 1)).cpu())
     state.heatmap["after"].append(biased.mean(dim=(0, 1)).cpu())
+
+
+class RowLogSumExp(torch.autograd.Function):
+    """``lse[h, i] = logsumexp_j(scale * q[h, i] . k[h, j] + mask[i, j])`` for the transcript rows, in
+    chunks of rows, holding one chunk's ``(H, chunk, N)`` scores at a time, forward and backward: the
+    backward recomputes each chunk's scores instead of keeping all ``|U| x N`` of them (what autograd's
+    own logsumexp would keep, in every aligned layer), with ``d lse_i / d s_ij = softmax_ij``."""
+
+    @staticmethod
+    def forward(ctx, q_rows, keys, row_masks, scale, chunk):
+        heads, n_rows = q_rows.shape[:2]
+        lse = torch.empty(heads, n_rows, device=q_rows.device, dtype=q_rows.dtype)
+        buffer = torch.empty(heads, min(chunk, n_rows), keys.shape[1], device=q_rows.device, dtype=q_rows.dtype)
+        for k, start in enumerate(range(0, n_rows, chunk)):
+            size = min(chunk, n_rows - start)
+            scores = torch.baddbmm(row_masks[k].expand(heads, -1, -1), q_rows[:, start:start + size],
+                                   keys.transpose(-1, -2), alpha=scale, out=buffer[:, :size])
+            torch.logsumexp(scores, dim=-1, out=lse[:, start:start + size])
+        ctx.save_for_backward(q_rows, keys, lse)
+        ctx.row_masks, ctx.scale, ctx.chunk = row_masks, scale, chunk
+        return lse
+
+    @staticmethod
+    def backward(ctx, grad):
+        q_rows, keys, lse = ctx.saved_tensors
+        heads, n_rows = q_rows.shape[:2]
+        grad_q, grad_k = torch.zeros_like(q_rows), torch.zeros_like(keys)
+        for k, start in enumerate(range(0, n_rows, ctx.chunk)):
+            size = min(ctx.chunk, n_rows - start)
+            weights = torch.baddbmm(ctx.row_masks[k].expand(heads, -1, -1), q_rows[:, start:start + size],
+                                    keys.transpose(-1, -2), alpha=ctx.scale)
+            weights.sub_(lse[:, start:start + size, None]).exp_().mul_(grad[:, start:start + size, None] * ctx.scale)
+            grad_q[:, start:start + size] = weights @ keys
+            grad_k.baddbmm_(weights.transpose(-1, -2), q_rows[:, start:start + size])
+        return grad_q, grad_k, None, None, None
 
 
 def _bias_factors(beta: torch.Tensor, own_mass: torch.Tensor):

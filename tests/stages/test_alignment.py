@@ -225,8 +225,10 @@ def test_only_active_heads_and_rows_in_u_change(tiny):
         model.set_attn_implementation("sdpa")
     plain, aligned = captured["layer1"]  # (1, N, hidden) after o_proj: compare the rows
     outside = np.setdiff1d(np.arange(plain.shape[1]), plans[0].rows)
-    assert torch.equal(plain[0, outside], aligned[0, outside])
-    assert not torch.allclose(plain[0, plans[0].rows], aligned[0, plans[0].rows])
+    # the aligned layer takes SDPA's output from torch's fused kernel with its normalisers: the same
+    # attention, possibly another kernel than the plain call's, so equal to float rounding
+    assert torch.allclose(plain[0, outside], aligned[0, outside], rtol=0, atol=1e-6)
+    assert not torch.allclose(plain[0, plans[0].rows], aligned[0, plans[0].rows], rtol=0, atol=1e-4)
 
 
 def test_generate_with_cache_biases_only_the_prefill(tiny):

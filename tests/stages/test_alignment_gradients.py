@@ -146,3 +146,25 @@ def test_lora_targets_the_language_model_only(tiny):
 def test_a_model_without_language_layers_is_a_clear_error():
     with pytest.raises(SocialpipeError, match="support the Qwen2.5-VL, LLaVA-NeXT-Video and InternVL3 families"):
         lora_targets(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_inference_takes_the_normalisers_from_the_fused_kernel(masked):
+    """At inference the fused kernel hands back SDPA's output and the row normalisers the efficient path
+    needs; both match the plain computation (and the path does not silently fall back)."""
+    from socialpipe.stages.answer.attention import _attention_with_lse, mask_rows
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 24, 8) for _ in range(3))
+    causal = mask_rows(None, 0, 24, None, q)
+    mask = None
+    if masked:  # left padding on the second sequence
+        mask = causal.expand(2, 1, 24, 24).clone()
+        mask[1, :, :, :3] = float("-inf")
+        mask[1, :, :3, :3] = causal[:3, :3]  # padding rows still see themselves (no all -inf rows)
+    fused = _attention_with_lse(q, k, v, mask, 8 ** -0.5)
+    assert fused is not None
+    out, lse = fused
+    scores = q @ k.transpose(-1, -2) * 8 ** -0.5 + (causal if mask is None else mask)
+    assert torch.allclose(lse, scores.logsumexp(dim=-1), atol=1e-5)
+    assert torch.allclose(out, (scores.softmax(dim=-1) @ v).transpose(1, 2), atol=1e-5)
