@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 import torch
 
 from socialpipe.pipeline.config import AnswerConfig
-from socialpipe.stages.answer.diagnostics import AlignmentReport, LayerStats, group_sums, record_layer
+from socialpipe.stages.answer.diagnostics import AlignmentReport, LayerStats, record_layer
 from socialpipe.stages.answer.plan import SequencePlan
 
 ATTENTION_NAME = "socialpipe_speaker_alignment"
-DEFAULT_CHUNK_ROWS = 256  # rows of U whose scores are held at once
+CHUNK_BYTES = 32 << 20  # by default, rows of U are taken in chunks whose float32 scores fill about this much
 
 
 @dataclass
@@ -51,8 +51,9 @@ class _State:
     layer_of: dict[int, int]  # id(attention module) -> decoder layer index
     reference: Callable | None  # a per-sequence attention that replaces the efficient path (tests)
     stats: dict[int, LayerStats]
-    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    chunk_rows: int | None = None  # None: sized by CHUNK_BYTES
     heatmap_speaker: str | None = None
+    indexes: dict[tuple, PlanIndex] = field(default_factory=dict)  # (plan, keys, device) -> its index tensors
     heatmap: dict[str, list[torch.Tensor]] = field(default_factory=lambda: {"before": [], "after": []})
 
 
@@ -94,7 +95,7 @@ def enable(model) -> None:
 
 @contextmanager
 def speaker_alignment(model, plans: list[SequencePlan], settings: AnswerConfig, reference: Callable | None = None,
-                      heatmap_speaker: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+                      heatmap_speaker: str | None = None, chunk_rows: int | None = None):
     """Within the block, forward passes of ``model`` (set up by :func:`enable`) apply the alignment
     to the chosen language layers during prefill, with the answer settings' alpha, lambda, bias
     source and layer range. Yields an :class:`AlignmentReport` filled in when the block ends. With
@@ -103,7 +104,7 @@ def speaker_alignment(model, plans: list[SequencePlan], settings: AnswerConfig, 
     the bias. ``reference(query, keys, values, mask_rows, plan, state, layer, scale) -> (H, N, D)``
     replaces the efficient path for every sequence (the tests' dense reference); ``chunk_rows`` rows
     of ``U`` have their scores held at once."""
-    if chunk_rows < 1:
+    if chunk_rows is not None and chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     if model.config._attn_implementation != ATTENTION_NAME and getattr(
             getattr(model.config, "text_config", None), "_attn_implementation", None) != ATTENTION_NAME:
@@ -122,6 +123,8 @@ def speaker_alignment(model, plans: list[SequencePlan], settings: AnswerConfig, 
     finally:
         for i in chosen:
             delattr(attention[i], _STATE_ATTRIBUTE)
+        for stats in state.stats.values():
+            stats.settle()  # device sums -> numbers, once per block
         pairs = sum(s.pairs for s in state.stats.values())
         if pairs:
             report.attn_max_before = sum(s.max_before for s in state.stats.values()) / pairs
@@ -240,6 +243,49 @@ def group_masks(plan: SequencePlan, n_keys: int, device):
     return rows, row_in, key_in
 
 
+@dataclass
+class PlanIndex:
+    """One plan's index tensors on one device, made once and shared by every aligned layer: U, V_all,
+    each row's own keys, and the (row, group) pairs of each chunk of rows with each group's keys (as
+    positions in V_all), so the diagnostics are gathered without a loop over groups or a host sync."""
+
+    rows: torch.Tensor  # (|U|,) token indices
+    cols: torch.Tensor  # (|V_all|,) token indices
+    row_in: torch.Tensor  # (|U|, G) bool
+    key_in: torch.Tensor  # (G, N) bool
+    own_cols: torch.Tensor  # (|U|, |V_all|) bool: each row's own V_{s,t}, union over its groups
+    chunk_pairs: list[tuple[torch.Tensor, torch.Tensor]]  # per chunk: (row within the chunk, group) of each pair
+    group_cols: torch.Tensor  # (G, C) positions in V_all of each group's keys, padded
+    group_valid: torch.Tensor  # (G, C) bool: not padding
+    pairs: int
+
+    @classmethod
+    def build(cls, plan: SequencePlan, n_keys: int, device, chunk: int) -> PlanIndex:
+        rows, row_in, key_in = group_masks(plan, n_keys, device)
+        cols = torch.as_tensor(plan.cols, device=device)
+        key_in_cols = key_in[:, cols]  # (G, |V_all|)
+        own_cols = (row_in.float() @ key_in_cols.float()) > 0
+        chunk_pairs = []
+        for start in range(0, len(rows), chunk):
+            local, group = torch.nonzero(row_in[start:start + chunk], as_tuple=True)
+            chunk_pairs.append((local, group))
+        sizes = key_in_cols.sum(dim=1)
+        width = int(sizes.max()) if len(sizes) else 0
+        order = torch.argsort((~key_in_cols).to(torch.uint8), dim=1, stable=True)[:, :width]  # member positions first
+        valid = torch.arange(width, device=device)[None, :] < sizes[:, None]
+        return cls(rows, cols, row_in, key_in, own_cols, chunk_pairs, order, valid, int(row_in.sum()))
+
+    def group_sums(self, weights: torch.Tensor, chunk: int):
+        """Per head, sums over the chunk's (row, group) pairs of the max and the mean of ``weights``
+        (h, R, |V_all|) over the group's keys, as device tensors (h,)."""
+        local, group = self.chunk_pairs[chunk]
+        block = weights[:, local[:, None], self.group_cols[group]]  # (h, P, C)
+        valid = self.group_valid[group]  # (P, C)
+        largest = block.masked_fill(~valid, float("-inf")).amax(dim=-1)  # (h, P)
+        mean = (block * valid).sum(dim=-1) / valid.sum(dim=-1)
+        return largest.sum(dim=-1), mean.sum(dim=-1)
+
+
 def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int, scale: float,
                 differentiable: bool = False, row_lse: torch.Tensor | None = None) -> list[tuple]:
     """Efficient path for one sequence: the biased U rows of the active heads. Without gradients they
@@ -254,12 +300,22 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
     Only ``lse`` needs the full ``|U| x N`` scores (``row_lse`` (H, N) gives it when the fused kernel
     already did); everything else lives on the ``|U| x |V_all|`` block.
     ``beta`` and the head selection come from detached scores: the bias carries no gradient.
+
+    On a GPU nothing here waits for the device: the head selection is a mask applied with ``where``
+    (every head's biased rows are computed; inactive heads keep SDPA's), and the diagnostics stay
+    on the device until the alignment block ends. On the CPU, where waiting is free, only the
+    active heads' rows are computed.
     """
     settings = state.settings
-    rows, row_in, key_in = group_masks(plan, key.shape[1], query.device)
-    cols = torch.as_tensor(plan.cols, device=query.device)
-    own_cols = (row_in.float() @ key_in[:, cols].float()) > 0  # (|U|, |V_all|): each row's own V_{s,t}, union
-    heads, chunk, n_rows = query.shape[0], state.chunk_rows, len(rows)
+    heads = query.shape[0]
+    width = len(plan.cols) if row_lse is not None else key.shape[1]  # the widest scores a chunk holds
+    chunk = state.chunk_rows or max(16, CHUNK_BYTES // (4 * heads * width))
+    cache_key = (id(plan), key.shape[1], str(query.device), chunk)
+    index = state.indexes.get(cache_key)
+    if index is None:
+        index = state.indexes[cache_key] = PlanIndex.build(plan, key.shape[1], query.device, chunk)
+    rows, cols, own_cols = index.rows, index.cols, index.own_cols
+    n_rows = len(rows)
     q_all, k_all, v_all = query.float(), key.float(), value.float()
     k_speakers, v_speakers = k_all[:, cols], v_all[:, cols]  # (H, |V_all|, D)
 
@@ -278,52 +334,58 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
         lse = RowLogSumExp.apply(q_all[:, rows], k_all, row_masks, scale, chunk)  # (H, |U|), memory O(chunk x N)
     magnitude = torch.empty(heads, n_rows, device=query.device)
     activity = torch.zeros(heads, device=query.device)
-    before_max = torch.zeros(heads, dtype=torch.float64)
-    before_mean = torch.zeros(heads, dtype=torch.float64)
-    pairs = 0
+    before_max = torch.zeros(heads, device=query.device)
+    before_mean = torch.zeros(heads, device=query.device)
     with torch.no_grad():
-        for start in range(0, n_rows, chunk):
+        for k, start in enumerate(range(0, n_rows, chunk)):
             r = rows[start:start + chunk]
-            on_speakers = speaker_scores(every_head, r, row_masks[start // chunk])  # (H, R, |V_all|)
+            on_speakers = speaker_scores(every_head, r, row_masks[k])  # (H, R, |V_all|)
             weights = (on_speakers - lse[:, start:start + len(r), None]).exp()
             activity += weights.sum(dim=(1, 2))
             source = on_speakers if settings.bias_source == "logit" else weights
             magnitude[:, start:start + len(r)] = source.amax(dim=-1).clamp_min(0.0)
-            mx, mn, n = group_sums(weights, row_in[start:start + chunk], key_in[:, cols])
-            before_max, before_mean, pairs = before_max + mx, before_mean + mn, pairs + n
+            mx, mn = index.group_sums(weights, k)
+            before_max += mx
+            before_mean += mn
     activity /= n_rows * len(cols)
-    active = torch.nonzero(activity > settings.head_threshold).flatten()
-    after_max, after_mean = before_max.clone(), before_mean.clone()
+    active_mask = activity > settings.head_threshold  # (H,) bool, on the device
+    # the heads whose rows are recomputed: all of them on a GPU (no sync), the active ones on the CPU
+    biased_heads = every_head if query.device.type != "cpu" else torch.nonzero(active_mask).flatten()
+    keep_bias = active_mask[biased_heads][:, None, None]  # (A, 1, 1)
+    after_max, after_mean = torch.zeros_like(before_max), torch.zeros_like(before_mean)
     replaced = []
-    if len(active) and settings.alpha != 0:
-        # pass 2, active heads only, on the |U| x |V_all| block: the biased rows replace SDPA's
-        after_max[active.cpu()] = 0.0
-        after_mean[active.cpu()] = 0.0
-        for start in range(0, n_rows, chunk):
+    if len(biased_heads):
+        # pass 2 on the |U| x |V_all| block: the biased rows replace SDPA's
+        for k, start in enumerate(range(0, n_rows, chunk)):
             r = rows[start:start + chunk]
             own = own_cols[start:start + chunk].float()  # (R, |V_all|)
-            weights = (speaker_scores(active, r, row_masks[start // chunk])
-                       - lse[active, start:start + len(r), None]).exp()  # (A, R, |V_all|)
-            d, c, denominator = _bias_factors(settings.alpha * magnitude[active, start:start + len(r)],
+            weights = (speaker_scores(biased_heads, r, row_masks[k])
+                       - lse[biased_heads, start:start + len(r), None]).exp()  # (A, R, |V_all|)
+            d, c, denominator = _bias_factors(settings.alpha * magnitude[biased_heads, start:start + len(r)],
                                               (weights * own).sum(dim=-1))  # (A, R), (A, R), (A, R, 1)
-            own_values = (weights * own) @ v_speakers[active]  # (A, R, D)
-            plain = out[r[:, None], active[None, :]].transpose(0, 1).float()  # (A, R, D)
-            biased_rows = ((d[..., None] * plain + c[..., None] * own_values) / denominator).transpose(0, 1)
+            own_values = (weights * own) @ v_speakers[biased_heads]  # (A, R, D)
+            plain = out[r[:, None], biased_heads[None, :]].transpose(0, 1)  # (A, R, D)
+            biased_rows = (d[..., None] * plain.float() + c[..., None] * own_values) / denominator
+            biased_rows = torch.where(keep_bias, biased_rows.to(out.dtype), plain).transpose(0, 1)  # (R, A, D)
             if differentiable:
-                row_index, head_index = torch.broadcast_tensors(r[:, None], active[None, :])
+                row_index, head_index = torch.broadcast_tensors(r[:, None], biased_heads[None, :])
                 replaced.append((b, row_index.reshape(-1), head_index.reshape(-1),
                                  biased_rows.reshape(-1, biased_rows.shape[-1])))
             else:
-                out[r[:, None], active[None, :]] = biased_rows.to(out.dtype)
+                out[r[:, None], biased_heads[None, :]] = biased_rows
             with torch.no_grad():
                 biased = weights * torch.where(own.bool(), 1.0, d[..., None]) / denominator
-                mx, mn, _ = group_sums(biased, row_in[start:start + chunk], key_in[:, cols])
-            after_max[active.cpu()] += mx
-            after_mean[active.cpu()] += mn
-    record_layer(state.stats[layer], heads, len(active), before_max, before_mean, after_max, after_mean, pairs)
+                mx, mn = index.group_sums(biased, k)
+                after_max.index_add_(0, biased_heads, mx)
+                after_mean.index_add_(0, biased_heads, mn)
+    after_max = torch.where(active_mask, after_max, before_max)
+    after_mean = torch.where(active_mask, after_mean, before_mean)
+    record_layer(state.stats[layer], heads, active_mask.sum(), before_max, before_mean, after_max, after_mean,
+                 index.pairs)
     if b == 0 and state.heatmap_speaker is not None and plan.visual is not None:
         with torch.no_grad():
-            _heatmap(state, plan, q_all, k_all, rows, row_in, key_in, cols, mask, b, lse, magnitude, active, scale)
+            _heatmap(state, plan, q_all, k_all, rows, index.row_in, index.key_in, cols, mask, b, lse, magnitude,
+                     torch.nonzero(active_mask).flatten(), scale)
     return replaced
 
 

@@ -46,21 +46,28 @@ class AlignmentReport:
 
 @dataclass
 class LayerStats:
-    """Running sums for the diagnostics of one layer."""
+    """Running sums for the diagnostics of one layer. While a block runs they may be device tensors
+    (so no aligned layer waits for the GPU); :meth:`settle` turns them into numbers."""
 
     heads: int = 0
-    active: list[int] = field(default_factory=list)  # per sequence, number of active heads
+    active: list = field(default_factory=list)  # per sequence, number of active heads
     max_before: float = 0.0  # sum over (head, row, group) of max_{j in V_{s,t}} A
     mean_before: float = 0.0
     max_after: float = 0.0
     mean_after: float = 0.0
     pairs: int = 0  # (head, row, group) triples summed
 
+    def settle(self) -> None:
+        self.active = [int(a) for a in self.active]
+        for name in ("max_before", "mean_before", "max_after", "mean_after"):
+            setattr(self, name, float(getattr(self, name)))
+
 
 def group_sums(weights: torch.Tensor, row_in: torch.Tensor, key_in: torch.Tensor):
     """Per head, sums over (row, group) of the max and the mean attention to the group's keys;
     and the number of (row, group) pairs summed. ``weights`` (H, R, N); only the (row, key) pairs
-    of each group are gathered."""
+    of each group are gathered. A loop over groups, plain to read: the dense reference's; the
+    efficient path gathers the same sums at once (``attention.PlanIndex.group_sums``)."""
     total_max = torch.zeros(weights.shape[0], dtype=torch.float64)
     total_mean = torch.zeros(weights.shape[0], dtype=torch.float64)
     count = 0
@@ -76,14 +83,16 @@ def group_sums(weights: torch.Tensor, row_in: torch.Tensor, key_in: torch.Tensor
     return total_max, total_mean, count
 
 
-def record_layer(stats: LayerStats, heads: int, active: int, before_max, before_mean, after_max, after_mean,
-            pairs: int) -> None:
+def record_layer(stats: LayerStats, heads: int, active, before_max, before_mean, after_max, after_mean,
+                 pairs: int) -> None:
+    """Add one sequence's sums (per-head tensors, on any device) to a layer's running sums, without
+    reading them back."""
     stats.heads = heads
     stats.active.append(active)
-    stats.max_before += float(before_max.sum())
-    stats.mean_before += float(before_mean.sum())
-    stats.max_after += float(after_max.sum())
-    stats.mean_after += float(after_mean.sum())
+    stats.max_before = stats.max_before + before_max.sum().double()
+    stats.mean_before = stats.mean_before + before_mean.sum().double()
+    stats.max_after = stats.max_after + after_max.sum().double()
+    stats.mean_after = stats.mean_after + after_mean.sum().double()
     stats.pairs += pairs * heads
 
 
