@@ -41,7 +41,7 @@ from socialpipe.stages.answer.diagnostics import AlignmentReport, LayerStats, re
 from socialpipe.stages.answer.plan import SequencePlan
 
 ATTENTION_NAME = "socialpipe_speaker_alignment"
-CHUNK_BYTES = 32 << 20  # by default, rows of U are taken in chunks whose float32 scores fill about this much
+CHUNK_BYTES = 128 << 20  # by default, rows of U are taken in chunks whose float32 scores fill about this much
 
 
 @dataclass

@@ -288,6 +288,10 @@ BAD_SETTINGS = [
     (["link.min_score=-0.1"], r"link.min_score: -0.1 is outside the allowed range \[0, 1\]"),
     (["link.analysis_fps=0"], r"link.analysis_fps: 0.0 is outside the allowed range > 0"),
     (["people.detect_fps=fast"], r"people.detect_fps: expected float, got 'fast'"),
+    (["finetune.rank=0"], r"finetune.rank: 0 is outside the allowed range >= 1"),
+    (["finetune.target=mlp"], r"finetune.target: 'mlp' is not one of \['all', 'attention'\]"),
+    (["finetune.lora_dropout=1"], r"finetune.lora_dropout: 1.0 is outside the allowed range \[0, 1\)"),
+    (["finetune.learning_rate=-1e-4"], r"finetune.learning_rate: -0.0001 is outside the allowed range > 0"),
 ]
 BAD_INPUTS += [(f"setting {' '.join(overrides)}",
                 lambda t, r, overrides=overrides: ["run", SAMPLE_VIDEO, "--out", r, *GROUND_TRUTH_ARGS,
