@@ -227,13 +227,34 @@ def _answer_overrides(**values) -> list[str]:
             for key, value in values.items() if value is not None]
 
 
+def _dataset_options(split: str, tvqa_file: str):
+    """The options ``eval`` and ``finetune`` share: the dataset, where it is, and which questions."""
+    options = [
+        click.option("--dataset", type=DATASET_CHOICE, required=True),
+        click.option("--data-root", type=_existing, required=True,
+                     help="The dataset's frames, videos and subtitles."),
+        click.option("--annotations", type=_existing,
+                     help=f"TVQA+ question annotations. Default: DATA_ROOT/{tvqa_file}."),
+        click.option("--split", default=split, show_default=True, help="MMSI / OnlineMMSI split."),
+        click.option("--task", "tasks", multiple=True, help="Only these tasks (videoqa, sti, pcr, mpp)."),
+    ]
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+def _annotations(dataset: str, data_root, annotations, tvqa_file: str) -> Path:
+    """TVQA+ reads its annotation file (default DATA_ROOT/tvqa_file); MMSI and OnlineMMSI their data root."""
+    if dataset != "tvqa+":
+        return Path(data_root)
+    return Path(annotations or Path(data_root) / tvqa_file)
+
+
 @cli.command("eval")
-@click.option("--dataset", type=DATASET_CHOICE, required=True)
-@click.option("--data-root", type=_existing, required=True, help="The dataset's frames and subtitles.")
-@click.option("--annotations", type=_existing,
-              help="TVQA+ question annotations. Default: DATA_ROOT/tvqa_plus_val.json.")
-@click.option("--split", default="test", show_default=True, help="MMSI / OnlineMMSI split.")
-@click.option("--task", "tasks", multiple=True, help="Only these tasks (videoqa, sti, pcr, mpp).")
+@_dataset_options("test", "tvqa_plus_val.json")
 @click.option("--model", help="Answer model: a hub id or a local folder.")
 @click.option("--adapter", type=_existing, help="A LoRA adapter folder from socialpipe finetune, applied to --model.")
 @click.option("--variant", type=VARIANT_CHOICE, help="What the model is told of who is where.")
@@ -250,9 +271,7 @@ def evaluate_cmd(dataset, data_root, annotations, split, tasks, model, adapter, 
 
     overrides = list(overrides) + _answer_overrides(model=model, adapter=adapter, variant=variant)
     settings = load_config(config_path, overrides).answer
-    if dataset != "tvqa+":
-        annotations = Path(data_root)
-    annotations = annotations or Path(data_root) / "tvqa_plus_val.json"
+    annotations = _annotations(dataset, data_root, annotations, "tvqa_plus_val.json")
     out = out or Path("eval_runs") / f"{dataset}-{settings.variant}"
 
     with BarProgress() as progress:
@@ -264,12 +283,7 @@ def evaluate_cmd(dataset, data_root, annotations, split, tasks, model, adapter, 
 
 
 @cli.command()
-@click.option("--dataset", type=DATASET_CHOICE, required=True)
-@click.option("--data-root", type=_existing, required=True, help="The dataset's frames, videos and subtitles.")
-@click.option("--annotations", type=_existing,
-              help="TVQA+ question annotations. Default: DATA_ROOT/tvqa_plus_train.json.")
-@click.option("--split", default="train", show_default=True, help="MMSI / OnlineMMSI split.")
-@click.option("--task", "tasks", multiple=True, help="Only these tasks (videoqa, sti, pcr, mpp).")
+@_dataset_options("train", "tvqa_plus_train.json")
 @click.option("--model", help="Base answer model: a hub id or a local folder.")
 @click.option("--variant", type=VARIANT_CHOICE, help="Trained as it will be evaluated: none, box, visual or align.")
 @click.option("--dtype", type=click.Choice(list(DTYPES)), help="Weights' dtype: bf16 on a GPU is the usual choice.")
@@ -290,9 +304,7 @@ def finetune(dataset, data_root, annotations, split, tasks, model, variant, dtyp
 
     overrides = list(overrides) + _answer_overrides(model=model, variant=variant, dtype=dtype)
     config = load_config(config_path, overrides)
-    if dataset != "tvqa+":
-        annotations = Path(data_root)
-    annotations = annotations or Path(data_root) / "tvqa_plus_train.json"
+    annotations = _annotations(dataset, data_root, annotations, "tvqa_plus_train.json")
     out = Path(out or Path("finetune_runs") / f"{dataset}-{config.answer.variant}")
     with BarProgress() as progress:
         summary = train(dataset, Path(annotations), Path(data_root), config.answer, config.finetune, out, seed, seeds,
