@@ -73,8 +73,9 @@ def register() -> str:
     return ATTENTION_NAME
 
 
-def language_layers(model) -> list[torch.nn.Module]:
-    """The self-attention modules of the language model's decoder layers, in order (never the vision tower)."""
+def decoder_layers(model) -> tuple[str, torch.nn.ModuleList]:
+    """The dotted name of the language model's decoder layers in ``model`` and the layers themselves
+    (never the vision tower's)."""
     for path in ("model.language_model.layers", "language_model.model.layers", "model.layers",
                  "language_model.layers"):
         node = model
@@ -83,8 +84,13 @@ def language_layers(model) -> list[torch.nn.Module]:
             if node is None:
                 break
         if isinstance(node, torch.nn.ModuleList) and len(node) and hasattr(node[0], "self_attn"):
-            return [layer.self_attn for layer in node]
+            return path, node
     raise ValueError(f"cannot find the language model's decoder layers in {type(model).__name__}")
+
+
+def language_layers(model) -> list[torch.nn.Module]:
+    """The self-attention modules of the language model's decoder layers, in order (never the vision tower)."""
+    return [layer.self_attn for layer in decoder_layers(model)[1]]
 
 
 def enable(model) -> None:

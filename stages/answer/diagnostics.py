@@ -15,7 +15,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from socialpipe.pipeline.boxes import Boxes
 from socialpipe.pipeline.drawing import colour_of, draw_box, encode_png
@@ -61,26 +60,6 @@ class LayerStats:
         self.active = [int(a) for a in self.active]
         for name in ("max_before", "mean_before", "max_after", "mean_after"):
             setattr(self, name, float(getattr(self, name)))
-
-
-def group_sums(weights: torch.Tensor, row_in: torch.Tensor, key_in: torch.Tensor):
-    """Per head, sums over (row, group) of the max and the mean attention to the group's keys;
-    and the number of (row, group) pairs summed. ``weights`` (H, R, N); only the (row, key) pairs
-    of each group are gathered. A loop over groups, plain to read: the dense reference's; the
-    efficient path gathers the same sums at once (``attention.PlanIndex.group_sums``)."""
-    total_max = torch.zeros(weights.shape[0], dtype=torch.float64)
-    total_mean = torch.zeros(weights.shape[0], dtype=torch.float64)
-    count = 0
-    for g in range(key_in.shape[0]):
-        rows = torch.nonzero(row_in[:, g]).flatten()
-        if rows.numel() == 0:
-            continue
-        cols = torch.nonzero(key_in[g]).flatten()
-        block = weights[:, rows[:, None], cols[None, :]]  # (H, r, c)
-        total_max += block.amax(dim=-1).sum(dim=-1).double().cpu()
-        total_mean += block.mean(dim=-1).sum(dim=-1).double().cpu()
-        count += rows.numel()
-    return total_max, total_mean, count
 
 
 def record_layer(stats: LayerStats, heads: int, active, before_max, before_mean, after_max, after_mean,

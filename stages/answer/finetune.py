@@ -109,9 +109,8 @@ class Finetuner:
         steps = total_steps(count, train)
         scheduler = _schedule(optimizer, steps, train.warmup_ratio)
         first_step = _resume(out, model, optimizer, scheduler)
-        log = _Log(out, first_step)
-        out.mkdir(parents=True, exist_ok=True)
-        losses = []
+        log = _Log(out, first_step)  # makes the folder
+        last_loss = None
         try:
             for step in range(first_step, steps):
                 started = time.perf_counter()
@@ -132,7 +131,7 @@ class Finetuner:
                           "learning_rate": rate, "grad_norm": float(grad_norm), "questions": picks,
                           "left_out": len(picks) - len(batch),
                           "seconds": round(time.perf_counter() - started, 3)}
-                losses.append(record["loss"])
+                last_loss = record["loss"]
                 log.write(record)
                 if (step + 1) % train.checkpoint_every == 0 or step + 1 == steps:
                     _save_checkpoint(out, model, optimizer, scheduler, step + 1)
@@ -146,7 +145,7 @@ class Finetuner:
         model.save_pretrained(str(final), safe_serialization=True)
         return {"seed": seed, "steps": steps, "resumed_at_step": first_step, "questions": count,
                 "trainable_parameters": sum(p.numel() for p in parameters),
-                "final_loss": losses[-1] if losses else None, "adapter": str(final)}
+                "final_loss": last_loss, "adapter": str(final)}
 
 
 def _schedule(optimizer, steps: int, warmup_ratio: float):

@@ -11,7 +11,7 @@ import torch
 
 from socialpipe.pipeline.config import FinetuneConfig
 from socialpipe.pipeline.errors import InputError, SocialpipeError
-from socialpipe.stages.answer.attention import language_layers
+from socialpipe.stages.answer.attention import decoder_layers
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -22,16 +22,11 @@ SUPPORTED = "Qwen2.5-VL, LLaVA-NeXT-Video and InternVL3"
 def decoder_layers_path(model) -> tuple[str, torch.nn.ModuleList]:
     """The dotted name of the language model's decoder layers in ``model`` and the layers themselves."""
     try:
-        attention = language_layers(model)
+        return decoder_layers(model)
     except ValueError:
         raise SocialpipeError(f"{type(model).__name__}: LoRA fine-tuning and the alignment support the {SUPPORTED} "
                               "families (transformers' own classes); this model has no language decoder layers "
                               "they recognise") from None
-    first = attention[0]
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) and getattr(module[0], "self_attn", None) is first:
-            return name, module
-    raise SocialpipeError(f"{type(model).__name__}: cannot name the language model's decoder layers")
 
 
 def lora_targets(model, target: str = "all") -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from socialpipe.stages.answer.attention import group_masks
-from socialpipe.stages.answer.diagnostics import group_sums, record_layer
+from socialpipe.stages.answer.diagnostics import record_layer
 from socialpipe.stages.answer.plan import SequencePlan
 
 
@@ -39,3 +39,23 @@ def dense_attention(query, key, value, mask_rows, plan: SequencePlan, state, lay
         record_layer(state.stats[layer], scores.shape[0], int(active.sum()), before_max, before_mean, after_max,
                      after_mean, pairs)
     return (scores + bias).softmax(dim=-1).to(value.dtype) @ value  # (H, N, D)
+
+
+def group_sums(weights: torch.Tensor, row_in: torch.Tensor, key_in: torch.Tensor):
+    """Per head, sums over (row, group) of the max and the mean attention to the group's keys;
+    and the number of (row, group) pairs summed. ``weights`` (H, R, N); only the (row, key) pairs
+    of each group are gathered. A loop over groups, plain to read; the efficient path gathers the
+    same sums at once (``attention.PlanIndex.group_sums``)."""
+    total_max = torch.zeros(weights.shape[0], dtype=torch.float64)
+    total_mean = torch.zeros(weights.shape[0], dtype=torch.float64)
+    count = 0
+    for g in range(key_in.shape[0]):
+        rows = torch.nonzero(row_in[:, g]).flatten()
+        if rows.numel() == 0:
+            continue
+        cols = torch.nonzero(key_in[g]).flatten()
+        block = weights[:, rows[:, None], cols[None, :]]  # (H, r, c)
+        total_max += block.amax(dim=-1).sum(dim=-1).double().cpu()
+        total_mean += block.mean(dim=-1).sum(dim=-1).double().cpu()
+        count += rows.numel()
+    return total_max, total_mean, count
