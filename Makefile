@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 # Set up, then run the pipeline on the bundled sample and render the inspection previews.
-# Stages 1-3 run on the offline models; the answer stage is not built yet.
+# Stages 1-3 run on the offline models; the answer stage needs a model (--model), see the README.
 demo: install
 	$(VENV)/bin/socialpipe run $(SAMPLE).mp4 --out socialpipe_runs/sample --until link
 	$(VENV)/bin/socialpipe inspect socialpipe_runs/sample

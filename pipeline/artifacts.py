@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -51,30 +51,66 @@ class _SavesJson:
 
 @dataclass(frozen=True)
 class VideoInfo(_SavesJson):
-    """What the pipeline needs to know about an input video."""
+    """What the pipeline needs to know about an input video.
+
+    Frames are addressed on a constant-rate grid: frame ``i`` is the picture shown at ``i / fps``
+    seconds. For a constant frame rate video that is the ``i``-th decoded frame. A variable frame rate
+    video (phones record these) keeps its decoded frames' presentation times in ``frame_times_s``
+    (seconds from the first frame), and frame ``i`` of the grid is the decoded frame on screen at
+    ``i / fps``: every time in every artifact is then the time the picture is really shown.
+    """
 
     path: str
-    fps: float  # average frame rate, frames per second
-    frame_count: int
+    fps: float  # the grid's rate: the video's average frame rate, frames per second
+    frame_count: int  # frames on the grid
     width: int  # pixels
     height: int  # pixels
     duration_s: float
     has_audio: bool
+    frame_times_s: tuple[float, ...] | None = None  # decoded frames' start times, variable frame rate only
 
     def __post_init__(self) -> None:
         _check(math.isfinite(self.fps) and self.fps > 0, f"video fps must be a positive number, got {self.fps}")
         _check(self.frame_count > 0, f"video must have at least one frame, got {self.frame_count}")
         _check(self.width > 0 and self.height > 0, f"video size must be positive, got {self.width}x{self.height}")
         _check(self.duration_s > 0, f"video duration must be positive, got {self.duration_s}")
+        if self.frame_times_s is not None:
+            times = np.asarray(self.frame_times_s, dtype=np.float64)
+            _check(times.ndim == 1 and times.size > 0 and bool(np.isfinite(times).all()) and times[0] == 0
+                   and bool((np.diff(times) >= 0).all()),
+                   "video frame_times_s must be non-decreasing seconds starting at 0, one per decoded frame")
+            object.__setattr__(self, "frame_times_s", tuple(float(t) for t in times))
+
+    @property
+    def variable_rate(self) -> bool:
+        return self.frame_times_s is not None
+
+    def decoded_frames(self, frame_indices) -> np.ndarray:
+        """The decoded frame (in decoding order, as a reader counts them) shown on each grid frame."""
+        indices = np.asarray(frame_indices, dtype=np.int64)
+        if self.frame_times_s is None:
+            return indices
+        times = np.asarray(self.frame_times_s)
+        shown = np.searchsorted(times, frame_to_time(indices, self.fps) + 1e-6, side="right") - 1
+        return np.clip(shown, 0, len(times) - 1)
 
     def to_json(self) -> dict[str, Any]:
-        return {"socialpipe": "video", "version": FORMAT_VERSION, **self.__dict__}
+        body = {**self.__dict__}
+        if body["frame_times_s"] is None:
+            del body["frame_times_s"]
+        else:
+            body["frame_times_s"] = [round(t, 6) for t in body["frame_times_s"]]
+        return {"socialpipe": "video", "version": FORMAT_VERSION, **body}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], source: str = "video json") -> VideoInfo:
         body = _unwrap(data, "video", source)
         fields = ("path", "fps", "frame_count", "width", "height", "duration_s", "has_audio")
-        return _build(cls, source, **{name: body.get(name) for name in fields})
+        video = _build(cls, source, **{name: body.get(name) for name in fields})
+        if body.get("frame_times_s") is None:
+            return video
+        with _reading(source, "video", '"frame_times_s": [seconds, ...]'):
+            return replace(video, frame_times_s=tuple(body["frame_times_s"]))
 
 
 # ----------------------------------------------------------------------------- tracks

@@ -49,6 +49,7 @@ import numpy as np
 from socialpipe.pipeline.artifacts import read_json
 from socialpipe.pipeline.boxes import Boxes
 from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.io import text_lines
 
 DATASETS = ("tvqa+", "mmsi", "onlinemmsi")
 TVQA_FPS = 3.0
@@ -228,8 +229,8 @@ def load_mmsi(root: str | Path, split: str = "test") -> LoadedDataset:
 
 def _mmsi_round(root: Path, name: str) -> list[EvalItem]:
     game, _, round_id = name.partition("_")
-    lines = [line for line in (root / "txt" / f"{name}.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
-    labeled = [line for line in (root / "txt_labeled" / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+    lines = [line for line in text_lines((root / "txt" / f"{name}.txt").read_text(encoding="utf-8")) if line.strip()]
+    labeled = [line for line in text_lines((root / "txt_labeled" / f"{name}.txt").read_text(encoding="utf-8"))
                if line.strip()]
     if len(lines) != len(labeled):
         raise ValueError(f"{len(lines)} transcript lines but {len(labeled)} labelled lines")

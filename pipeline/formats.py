@@ -31,7 +31,7 @@ from socialpipe.pipeline.artifacts import (
     load_json,
 )
 from socialpipe.pipeline.errors import InputError
-from socialpipe.pipeline.io import write_text_atomic
+from socialpipe.pipeline.io import text_lines, write_text_atomic
 
 TRACK_SUFFIXES = (".json", ".csv", ".txt")
 TRANSCRIPT_SUFFIXES = (".json", ".rttm", ".vtt", ".srt")
@@ -118,7 +118,7 @@ _MOT_ROW = re.compile(rf"\s*\d+(?:\.0*)?\s*,\s*-?\d+(?:\.0*)?(?:\s*,\s*{_NUMBER}
 
 def _data_lines(path: Path, text: str) -> list[tuple[int, str]]:
     """(line number, line) of the lines that hold data: not blank, not a comment (``#`` or ``;;``)."""
-    return [(n, line) for n, line in enumerate(text.splitlines(), start=1)
+    return [(n, line) for n, line in enumerate(text_lines(text), start=1)
             if line.strip() and not line.lstrip().startswith(("#", ";;"))]
 
 
@@ -210,7 +210,7 @@ def write_vtt(transcript: Transcript, path: str | Path) -> Path:
 
 def _cues(path: Path, text: str):
     """Yield (lineno, start_s, end_s, payload_lines) for each timed cue of a VTT or SRT file."""
-    lines = text.splitlines()
+    lines = text_lines(text)
     i = 0
     while i < len(lines):
         match = _TIMING.match(lines[i])

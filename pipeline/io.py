@@ -55,3 +55,9 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def text_lines(text: str) -> list[str]:
+    """Lines split at the line ends text files use (LF, CRLF, CR) only. ``str.splitlines`` also splits at
+    characters such as U+001E or U+2028 inside a line, which would cut a subtitle or a speaker name."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")

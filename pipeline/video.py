@@ -11,7 +11,9 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +72,24 @@ def probe(path: str | Path) -> VideoInfo:
         raise InputError(f"{path}: reports {frame_count} frames at {fps} fps; expected a video with frames")
     height, width = _decode(path, lambda: reader[0]).shape[:2]
     _decode(path, lambda: reader[frame_count - 1])  # a truncated file fails here, not halfway through a stage
-    return VideoInfo(path=str(path), fps=fps, frame_count=frame_count, width=int(width), height=int(height),
+    info = VideoInfo(path=str(path), fps=fps, frame_count=frame_count, width=int(width), height=int(height),
                      duration_s=float(frame_to_time(frame_count, fps)), has_audio=has_audio)
+    return _with_presentation_times(info, _decode(path, lambda: reader.get_frame_timestamp(range(frame_count))))
+
+
+def _with_presentation_times(video: VideoInfo, stamps: np.ndarray) -> VideoInfo:
+    """``video`` as it must be addressed given its decoded frames' (start, end) presentation times in
+    seconds: unchanged when frame ``i`` starts within half a frame of ``i / fps`` (constant frame rate,
+    a start offset allowed), else a variable frame rate video whose grid frames are looked up by time."""
+    stamps = np.asarray(stamps, dtype=np.float64).reshape(-1, 2)
+    starts = stamps[:, 0] - stamps[0, 0]
+    if not np.isfinite(starts).all() or (np.diff(starts) < 0).any():
+        return video  # no usable timestamps: the average rate is all there is
+    if np.abs(starts - np.arange(len(starts)) / video.fps).max() <= 0.5 / video.fps:
+        return video
+    duration = max(float(stamps[-1, 1] - stamps[0, 0]), float(starts[-1]) + 1 / video.fps)
+    return replace(video, frame_times_s=tuple(starts), duration_s=duration,
+                   frame_count=max(1, int(round(duration * video.fps))))
 
 
 def _open(path: Path):
@@ -105,7 +123,7 @@ def read_frames(video: VideoInfo, frame_indices: Sequence[int]) -> np.ndarray:
         raise InputError(f"frame {bad[0]} is outside the video's frames 0..{video.frame_count - 1}")
     if not indices:
         return np.zeros((0, video.height, video.width, 3), np.uint8)
-    return _open(Path(video.path)).get_batch(indices).asnumpy()
+    return _open(Path(video.path)).get_batch(video.decoded_frames(indices).tolist()).asnumpy()
 
 
 def uniform_frame_indices(video: VideoInfo, count: int, start_s: float = 0.0, end_s: float | None = None) -> list[int]:
@@ -161,7 +179,8 @@ def stream_frames(video: VideoInfo, step: int = 1, max_side: int | None = None) 
     if step < 1:
         raise InputError(f"frame step must be >= 1, got {step}")
     width, height = decoded_size(video, max_side)
-    filters = [f"select=not(mod(n\\,{step}))"] if step > 1 else []
+    # a variable frame rate video is decoded whole and its grid frames picked here by time
+    filters = [f"select=not(mod(n\\,{step}))"] if step > 1 and not video.variable_rate else []
     if (width, height) != (video.width, video.height):
         filters.append(f"scale={width}:{height}:flags=area")
     command = [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", local_file(video.path), "-map", "0:v:0",
@@ -169,12 +188,18 @@ def stream_frames(video: VideoInfo, step: int = 1, max_side: int | None = None) 
                "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     frame_bytes = width * height * 3
     decoder = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes)
+    wanted = range(0, video.frame_count, step)
+    # for each wanted grid frame, the decoded frame it shows (the stream's own order when that is the same)
+    shown = video.decoded_frames(wanted) if video.variable_rate else range(len(wanted))
     try:
-        for index in range(0, video.frame_count, step):
-            data = decoder.stdout.read(frame_bytes)
-            if len(data) < frame_bytes:
-                break  # the stream holds fewer frames than the container said: stop where it ends
-            yield index, np.frombuffer(data, np.uint8).reshape(height, width, 3)
+        frame, decoded = None, -1
+        for index, source in zip(wanted, shown):
+            while decoded < source:
+                data = decoder.stdout.read(frame_bytes)
+                if len(data) < frame_bytes:
+                    return  # the stream holds fewer frames than the container said: stop where it ends
+                frame, decoded = np.frombuffer(data, np.uint8).reshape(height, width, 3), decoded + 1
+            yield index, frame
     finally:
         decoder.stdout.close()
         if decoder.poll() is None:
@@ -183,17 +208,45 @@ def stream_frames(video: VideoInfo, step: int = 1, max_side: int | None = None) 
         decoder.stderr.close()
 
 
-def read_audio(video: VideoInfo, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
-    """The audio track as mono float32 samples in [-1, 1] at ``sample_rate`` Hz."""
+AUDIO_CHUNK_S = 30.0  # seconds of audio a stream hands over at a time
+
+
+def stream_audio(video: VideoInfo, sample_rate: int = AUDIO_SAMPLE_RATE,
+                 chunk_s: float = AUDIO_CHUNK_S) -> Iterator[np.ndarray]:
+    """The audio track as consecutive chunks of mono float32 samples in [-1, 1] at ``sample_rate`` Hz,
+    ``chunk_s`` seconds each (the last one shorter): an ffmpeg process decodes and resamples, and
+    memory holds one chunk whatever the recording's length."""
     if not video.has_audio:
         raise NoAudioError(f"{video.path}: has no audio track; the speech stage needs one "
                            "(or give the transcript with --transcript FILE)")
-    result = subprocess.run(
-        [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", local_file(video.path), "-vn", "-ac", "1",
-         "-ar", str(sample_rate), "-f", "f32le", "pipe:1"],
-        capture_output=True,
-    )
-    if result.returncode != 0:
-        reason = (result.stderr.decode(errors="replace").strip().splitlines() or ["unknown error"])[-1]
-        raise InputError(f"{video.path}: cannot decode the audio ({reason})")
-    return np.frombuffer(result.stdout, dtype=np.float32).copy()
+    command = [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", local_file(video.path), "-vn", "-ac", "1",
+               "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
+    chunk_bytes = max(1, int(chunk_s * sample_rate)) * 4
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: ffmpeg never blocks on a full stderr
+        decoder = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
+        try:
+            while data := decoder.stdout.read(chunk_bytes):
+                yield np.frombuffer(data[: len(data) // 4 * 4], dtype=np.float32)
+            if decoder.wait() != 0:
+                errors.seek(0)
+                reason = (errors.read().decode(errors="replace").strip().splitlines() or ["unknown error"])[-1]
+                raise InputError(f"{video.path}: cannot decode the audio ({reason}); expected a readable audio track")
+        finally:
+            decoder.stdout.close()
+            if decoder.poll() is None:
+                decoder.kill()
+            decoder.wait()
+
+
+def read_audio(video: VideoInfo, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
+    """The whole audio track as mono float32 samples in [-1, 1] at ``sample_rate`` Hz (4 bytes a sample:
+    230 MB an hour), read in chunks into one array sized from the video's duration, so that the peak is
+    the array itself, not the array plus a copy of the decoder's output."""
+    samples = np.empty(int(video.duration_s * sample_rate) + sample_rate, dtype=np.float32)
+    filled = 0
+    for chunk in stream_audio(video, sample_rate):
+        if filled + len(chunk) > len(samples):  # the audio outlasts the video: grow by half
+            samples = np.resize(samples, max(filled + len(chunk), len(samples) * 3 // 2))
+        samples[filled:filled + len(chunk)] = chunk
+        filled += len(chunk)
+    return samples[:filled].copy() if filled < len(samples) // 2 else samples[:filled]

@@ -14,6 +14,7 @@ from socialpipe.pipeline.video import (
     read_audio,
     read_frames_at,
     read_uniform_frames,
+    stream_audio,
     stream_frames,
     uniform_frame_indices,
 )
@@ -67,6 +68,24 @@ def test_audio_is_16k_mono(tiny_video):
     audio = read_audio(video)
     assert audio.dtype == np.float32 and abs(len(audio) - 32000) < 1600
     assert 0.1 < np.abs(audio).max() <= 1.0
+
+
+def test_audio_streams_in_chunks_that_make_the_whole_track(tiny_video):
+    video = probe(tiny_video)
+    chunks = list(stream_audio(video, chunk_s=0.25))
+    assert all(len(c) == 4000 for c in chunks[:-1]) and 0 < len(chunks[-1]) <= 4000
+    assert np.array_equal(np.concatenate(chunks), read_audio(video))
+
+
+def test_audio_longer_than_the_video_is_read_whole(tmp_path):
+    import subprocess
+
+    path = tmp_path / "long_audio.mkv"  # 1 s of picture, 3 s of sound
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=size=32x32:duration=1:rate=10",
+                    "-f", "lavfi", "-i", "sine=frequency=440:duration=3", "-c:v", "libx264", "-c:a", "pcm_s16le",
+                    str(path)], check=True)
+    video = probe(path)
+    assert video.duration_s == pytest.approx(1.0) and len(read_audio(video)) == pytest.approx(48000, abs=400)
 
 
 def test_no_audio_is_an_error_for_audio_only(silent_video):
@@ -126,3 +145,55 @@ def test_streams_decode_large_frames_small_in_byte_sized_batches():
     assert frames == [(180, 320, 3)] * len(range(0, video.frame_count, 100))
     assert frames_per_batch(7680, 4320) == max(1, BATCH_BYTES // (7680 * 4320 * 3)) <= 2
     assert frames_per_batch(640, 360) == 16
+
+
+def _variable_rate_video(path: Path) -> Path:
+    """100 frames, frame k showing its tens as the grey of its left half and its units as the right's: frames 0-49 at 25 fps (0-1.96 s), then 50-99 at
+    10 fps (from 2.00 s), so the average rate (14.5 fps) puts frame 50 at 3.45 s."""
+    import subprocess
+
+    frames = np.zeros((100, 48, 64, 3), np.uint8)
+    frames[:, :, :32] = (np.arange(100) // 10 * 25)[:, None, None, None]
+    frames[:, :, 32:] = (np.arange(100) % 10 * 25)[:, None, None, None]
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x48", "-r", "25",
+                    "-i", "pipe:0", "-vf", "setpts='if(lt(N,50),N/25,2+(N-50)/10)/TB'", "-fps_mode", "passthrough",
+                    "-enc_time_base", "1:1000", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", str(path)],
+                   input=frames.tobytes(), check=True)
+    return path
+
+
+def test_variable_frame_rate_times_come_from_the_decoder(tmp_path):
+    video = probe(_variable_rate_video(tmp_path / "vfr.mp4"))
+    assert video.variable_rate and video.frame_times_s[50] == pytest.approx(2.0)
+    assert video.duration_s == pytest.approx(7.0, abs=0.1)  # the last frame lasts as long as the container says
+    assert video.frame_count == round(video.duration_s * video.fps)
+
+    def shown(frames):  # the decoded frame a picture is
+        return [int(round(f[24, 16, 0] / 25)) * 10 + int(round(f[24, 48, 0] / 25)) for f in frames]
+
+    # the picture at a time is the one the decoder shows then, to the grid's resolution (1 / 14.5 s):
+    # decoded frame 50 starts at 2.00 s, not at 50 / average fps = 3.45 s
+    times = np.array([0.5, 1.96, 2.0, 2.35, 3.45, 6.9])
+    grid_times = np.floor(times * video.fps + 1e-6) / video.fps
+    expected = np.searchsorted(np.asarray(video.frame_times_s), grid_times + 1e-6, side="right") - 1
+    assert shown(read_frames_at(video, times)) == expected.tolist()
+    assert expected.tolist() == [12, 48, 48, 53, 63, 98] and 50 in shown(read_frames_at(video, [2.05]))
+    # streamed grid frames show the same pictures as random access, at every step
+    grid = list(range(video.frame_count))
+    by_index = dict(zip(grid, shown(read_uniform_frames(video, video.frame_count)[0])))
+    for step in (1, 3):
+        streamed = list(stream_frames(video, step=step))
+        assert [i for i, _ in streamed] == grid[::step]
+        assert shown(f for _, f in streamed) == [by_index[i] for i in grid[::step]]
+    # each grid frame's picture is the one on screen at its time: started at or before it, not yet replaced
+    pts = np.asarray(video.frame_times_s)
+    picture = np.array([by_index[i] for i in grid])
+    grid_times = np.arange(len(grid)) / video.fps
+    assert np.all(pts[picture] <= grid_times + 1e-6)
+    assert np.all((picture == len(pts) - 1) | (pts[np.minimum(picture + 1, len(pts) - 1)] > grid_times))
+
+
+def test_constant_rate_video_keeps_plain_indices(tiny_video):
+    video = probe(tiny_video)
+    assert not video.variable_rate and video.frame_times_s is None
+    assert video.decoded_frames([0, 5, 19]).tolist() == [0, 5, 19]
