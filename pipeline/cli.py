@@ -1,4 +1,4 @@
-"""The ``socialpipe`` command: run, inspect, view, score, eval, finetune."""
+"""The ``socialpipe`` command: run, batch, inspect, view, score, eval, finetune."""
 
 from __future__ import annotations
 
@@ -93,6 +93,66 @@ def run(video, out, question, options, tracks, transcript, links, unlisted_off_s
         click.echo(result.answer.text)
     click.echo(f"run folder: {result.folder.path} (stopped after {result.stopped_after}); "
                f"see it with: socialpipe inspect {result.folder.path}", err=True)
+
+
+def _placement_options(command):
+    """--workers, --ray [ADDRESS] and --threads: where the work of many videos or questions runs."""
+    command = click.option("--threads", type=click.IntRange(min=1),
+                           help="CPU threads per worker. Default: the machine's cores shared out among the workers.")(command)
+    command = click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+                           help="Run on Ray: --ray alone starts a local Ray; --ray ADDRESS joins a cluster "
+                                "(ray://HEAD:10001, or auto). Needs pip install 'socialpipe[ray]'.")(command)
+    return click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                        help="Workers, each in its own process with its models loaded once.")(command)
+
+
+def _placement(workers, ray_address, threads):
+    from socialpipe.pipeline.parallel import Placement
+
+    return Placement(workers=workers, ray=ray_address, threads=threads)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--out", type=_existing, required=True, help="Batch folder: one run folder per video, and batch.json.")
+@click.option("--question", help="The question to answer about every video.")
+@click.option("--option", "options", multiple=True, help="A multiple-choice option (repeat for each).")
+@click.option("--tracks-dir", type=_existing, help="Ground-truth tracks, a file per video named after it (clip.json).")
+@click.option("--transcript-dir", type=_existing, help="Ground-truth transcripts, named after the videos.")
+@click.option("--links-dir", type=_existing, help="Ground-truth links, named after the videos.")
+@click.option("--unlisted-off-screen", is_flag=True,
+              help="Voices that a links file does not name are off screen (default: an error).")
+@click.option("--until", type=STAGE_CHOICE, default="answer", show_default=True, help="Last stage to run.")
+@click.option("--config", "config_path", type=_existing, help="A YAML config (see configs/). Default: built-in defaults.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
+@click.option("--model", help="Answer model: a hub id or a local folder (same as --set answer.model=...).")
+@click.option("--adapter", type=_existing, help="A LoRA adapter folder from socialpipe finetune, applied to --model.")
+@_placement_options
+@click.option("--return-folders", is_flag=True,
+              help="With --ray on a cluster without a shared disk: workers send each run folder back to this machine.")
+@click.option("--force", is_flag=True, help="Run every video again, recomputing every stage.")
+@click.option("--json", "as_json", is_flag=True, help="Print the batch record as one JSON object.")
+def batch(inputs, out, question, options, tracks_dir, transcript_dir, links_dir, unlisted_off_screen, until,
+          config_path, overrides, model, adapter, workers, ray_address, threads, return_folders, force, as_json):
+    """Run the pipeline on many videos: INPUT is a folder, a glob, a text file of paths, or a video.
+
+    Resumable: a re-run skips finished videos and retries failed ones. A video that fails is recorded
+    with its error and the others go on; the exit status is then 3."""
+    from socialpipe.pipeline.batch import BatchSettings, batch_table, run_batch
+    from socialpipe.pipeline.config import load_config
+
+    overrides = list(overrides) + _answer_overrides(model=model, adapter=adapter)
+    settings = BatchSettings(config=load_config(config_path, overrides), until=until, question=question,
+                             options=tuple(options), tracks_dir=tracks_dir, transcript_dir=transcript_dir,
+                             links_dir=links_dir, unlisted_off_screen=unlisted_off_screen, force=force)
+    with BarProgress() as progress:
+        record = run_batch(inputs, Path(out), settings, _placement(workers, ray_address, threads), return_folders,
+                           progress)
+    click.echo(json.dumps(record, sort_keys=True) if as_json else batch_table(record))
+    if not as_json:
+        click.echo(f"batch record: {Path(out) / 'batch.json'}; each run: socialpipe inspect {out}/<video>", err=True)
+    if any(r["status"] != "done" for r in record["videos"].values()):
+        sys.exit(3)  # finished, but some videos failed (each one's error is in the table and batch.json)
 
 
 @cli.command()

@@ -28,6 +28,7 @@ import numpy as np
 from socialpipe.pipeline.artifacts import Transcript, Utterance, VideoInfo, Word
 from socialpipe.pipeline.config import SpeechConfig
 from socialpipe.pipeline.errors import NoAudioError, SocialpipeError
+from socialpipe.pipeline.models import shared, thread_budget
 from socialpipe.pipeline.progress import Counter, ProgressEvent, ProgressHook, quiet
 from socialpipe.pipeline.video import AUDIO_SAMPLE_RATE, read_audio
 
@@ -55,10 +56,11 @@ def resolve_asr_model(name: str) -> str:
 def load_whisper(settings: SpeechConfig):
     from faster_whisper import WhisperModel
 
-    name = resolve_asr_model(settings.asr_model)
+    name, threads = resolve_asr_model(settings.asr_model), thread_budget()
     try:
-        return WhisperModel(name, device=settings.device, compute_type=settings.compute_type,
-                            cpu_threads=os.cpu_count() or 1)
+        return shared("whisper", (name, settings.device, settings.compute_type, threads),
+                      lambda: WhisperModel(name, device=settings.device, compute_type=settings.compute_type,
+                                           cpu_threads=threads))
     except Exception as exc:  # huggingface_hub / ctranslate2 raise many types
         raise SocialpipeError(
             f"ASR model {settings.asr_model!r} is not on this machine and could not be fetched "
@@ -137,7 +139,8 @@ def local_speakers(audio: np.ndarray, settings: SpeechConfig):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lightning's checkpoint-upgrade notice
-        model = Model.from_pretrained(segmentation_model_path())
+        model = shared("segmentation", segmentation_model_path(),
+                       lambda: Model.from_pretrained(segmentation_model_path()))
     inference = Inference(model, step=settings.segmentation_step_s, batch_size=32)
     scores = inference({"waveform": torch.from_numpy(audio)[None], "sample_rate": AUDIO_SAMPLE_RATE})
     windows = scores.sliding_window
@@ -159,7 +162,7 @@ def embed_local_speakers(audio: np.ndarray, scores: np.ndarray, starts: np.ndarr
     from resemblyzer import VoiceEncoder, audio as resemblyzer_audio
     from resemblyzer.hparams import mel_window_step, partials_n_frames
 
-    encoder = VoiceEncoder(device="cpu", verbose=False)
+    encoder = shared("voice encoder", "cpu", lambda: VoiceEncoder(device="cpu", verbose=False))
     mel = resemblyzer_audio.wav_to_mel_spectrogram(audio)  # (mel frames, 40), one per mel_window_step ms
     mel_s = mel_window_step / 1000
     active = scores > threshold  # (C, F, K)

@@ -22,7 +22,7 @@ SOURCE_ROOTS = {"socialpipe": REPO / "socialpipe", "socialpipe.pipeline": REPO /
                 "socialpipe.stages": REPO / "stages"}
 WIRING = {"socialpipe", "socialpipe.pipeline.orchestrator", "socialpipe.pipeline.cli",
           "socialpipe.pipeline.evaluation", "socialpipe.pipeline.finetuning", "socialpipe.pipeline.report",
-          "socialpipe.pipeline.viewer"}
+          "socialpipe.pipeline.viewer", "socialpipe.pipeline.batch", "socialpipe.pipeline.parallel"}
 
 
 def project_modules() -> dict[str, Path]:

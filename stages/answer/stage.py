@@ -27,6 +27,7 @@ from socialpipe.pipeline.boxes import Boxes
 from socialpipe.pipeline.config import AnswerConfig
 from socialpipe.pipeline.drawing import colour_of, draw_box
 from socialpipe.pipeline.errors import SocialpipeError
+from socialpipe.pipeline.models import shared
 from socialpipe.pipeline.timebase import format_clock
 from socialpipe.pipeline.video import read_uniform_frames
 from socialpipe.stages.answer.attention import enable, speaker_alignment
@@ -266,8 +267,9 @@ class AnswerStage:
         dataset: the variant's frames and prompt, tokenised, and for ``align`` the alignment plan.
         Answering and fine-tuning both start here, so training sees exactly what evaluation sees."""
         settings = self.settings
-        if self.loaded is None:
-            self.loaded = load_model(settings)
+        if self.loaded is None:  # one per process for a model's settings (a batch worker answers many videos)
+            key = (settings.model, settings.dtype, settings.device, settings.adapter)
+            self.loaded = shared("answer model", key, lambda: load_model(settings))
         loaded = self.loaded
         height, width = scene.frames[0].shape[:2]
         frames = draw_boxes(scene) if settings.variant == "visual" else scene.frames

@@ -10,6 +10,7 @@ import numpy as np
 from socialpipe.pipeline.boxes import Boxes
 from socialpipe.pipeline.config import PeopleConfig
 from socialpipe.pipeline.errors import SocialpipeError
+from socialpipe.pipeline.models import shared
 
 
 class Detector(Protocol):
@@ -35,7 +36,8 @@ class MtcnnDetector:
 
         self.scale = settings.detect_scale
         self.min_confidence = settings.min_confidence
-        self.model = MTCNN(keep_all=True, device="cpu", min_face_size=max(settings.min_face_px * self.scale, 12.0))
+        min_face = max(settings.min_face_px * self.scale, 12.0)
+        self.model = shared("mtcnn", min_face, lambda: MTCNN(keep_all=True, device="cpu", min_face_size=min_face))
 
     def detect(self, frames: list[np.ndarray]) -> list[Boxes]:
         small = _resize(frames, self.scale)
@@ -113,7 +115,7 @@ def load_yolo(weights: str, trusted: bool = False):
                               "people.trust_pickled_weights=true (configs/hub.yaml does, for ultralytics' own weights)")
 
     try:
-        return YOLO(weights)
+        return shared("yolo", weights, lambda: YOLO(weights))
     except Exception as exc:  # ultralytics raises ConnectionError, FileNotFoundError or its own types
         raise SocialpipeError(
             f"YOLO weights {weights!r} are not on this machine and could not be fetched ({type(exc).__name__}: "
