@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from socialpipe.pipeline.evaluation import claim_folder
 from socialpipe.pipeline.formats import LINK_SUFFIXES, TRACK_SUFFIXES, TRANSCRIPT_SUFFIXES
 from socialpipe.pipeline.io import text_lines, write_bytes_atomic, write_text_atomic
 from socialpipe.pipeline.models import load_counts
-from socialpipe.pipeline.parallel import Placement, spread
+from socialpipe.pipeline.parallel import Placement, spread, with_gpus
 from socialpipe.pipeline.progress import ProgressEvent, ProgressHook, quiet
 from socialpipe.pipeline.rundir import MANIFEST
 from socialpipe.pipeline.stage_table import STAGE_NAMES
@@ -93,11 +93,15 @@ def run_names(videos: Sequence[Path]) -> dict[Path, str]:
 
 def ground_truth_for(video: Path, folder: Path | None, suffixes: tuple[str, ...], what: str) -> Path | None:
     """The file in ``folder`` named after ``video`` (``<stem>.<anything><suffix>``, e.g. ``clip.json``,
-    ``clip.tracks.json`` or ``clip.mot.csv`` for ``clip.mp4``), or None when no folder is given."""
+    ``clip.tracks.json`` or ``clip.mot.csv`` for ``clip.mp4``), or None when no folder is given. Where one
+    folder holds several kinds (``clip.tracks.json`` beside ``clip.transcript.json``), the name that says
+    ``what`` decides."""
     if folder is None:
         return None
     found = sorted(p for p in folder.iterdir() if p.is_file() and p.name.startswith(video.stem + ".")
                    and p.suffix.lower() in suffixes)
+    if len(found) > 1:
+        found = [p for p in found if f".{what}." in p.name[len(video.stem):].lower()] or found
     if len(found) != 1:
         raise InputError(f"{folder}: {'no' if not found else f'{len(found)}'} {what} files named after {video.name} "
                          f"({video.stem}.*{'|'.join(suffixes)}); expected exactly one")
@@ -253,9 +257,8 @@ def run_batch(inputs: Sequence[str | Path], out: Path, settings: BatchSettings, 
     videos = expand_inputs(inputs)
     names = run_names(videos)
     claim_folder(out, SETUP_FILE, settings.describe(), "batch")
-    if placement.gpus == 0 and settings.question is not None and settings.until == "answer" \
-            and settings.config.answer.device.startswith("cuda"):
-        placement = replace(placement, gpus=1.0)  # answer tasks go where a GPU is
+    placement = with_gpus(placement, settings.config.answer.device,  # answer tasks go where a GPU is
+                          answering=settings.question is not None and settings.until == "answer")
     record_path = out / BATCH_FILE
     records = _read_batch(record_path)
     todo = [VideoJob(video, names[video], out, return_files) for video in videos

@@ -322,9 +322,10 @@ def _annotations(dataset: str, data_root, annotations, tvqa_file: str) -> Path:
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
 @click.option("--out", type=_existing, help="Results folder (resumable). Default: eval_runs/<dataset>-<variant>.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N questions.")
+@_placement_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def evaluate_cmd(dataset, data_root, annotations, split, tasks, model, adapter, variant, config_path, overrides, out,
-                 limit, as_json):
+                 limit, workers, ray_address, threads, as_json):
     """Answer a dataset's questions and report accuracy per task (resumes an interrupted run)."""
     from socialpipe.pipeline.config import load_config
     from socialpipe.pipeline.evaluation import evaluate, summary_table
@@ -336,7 +337,7 @@ def evaluate_cmd(dataset, data_root, annotations, split, tasks, model, adapter, 
 
     with BarProgress() as progress:
         summary = evaluate(dataset, Path(annotations), Path(data_root), settings, Path(out), tuple(tasks), limit,
-                           progress, split)
+                           progress, split, _placement(workers, ray_address, threads))
     click.echo(json.dumps(summary, sort_keys=True) if as_json else summary_table(summary))
     if not as_json:
         click.echo(f"results: {out}/results.jsonl, summary: {out}/summary.json", err=True)

@@ -10,8 +10,10 @@ could not be read.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,12 @@ from socialpipe.pipeline.datasets import (
 from socialpipe.pipeline.errors import InputError
 from socialpipe.pipeline.formats import read_srt
 from socialpipe.pipeline.io import write_text_atomic
+from socialpipe.pipeline.parallel import Placement, spread, with_gpus
 from socialpipe.pipeline.progress import ProgressEvent, ProgressHook, quiet
 from socialpipe.pipeline.timebase import duration_of, frame_to_time, frames_in
 
 UNNAMED_SPEAKER = "Someone"  # who speaks a subtitle line that names nobody
+GROUP_SIZE = 8  # questions per task when they are spread over workers (at most)
 NEAREST_BOX_FRAMES = 3  # a frame without box annotations borrows those of an annotated frame this close
 
 
@@ -133,13 +137,48 @@ def _read_results(path: Path) -> list[dict[str, Any]]:
     return results
 
 
+class QuestionWorker:
+    """Answers groups of questions; the answer model is loaded on its first question and kept."""
+
+    def __init__(self, settings: AnswerConfig, data_root: Path):
+        self.settings, self.data_root, self.stage = settings, data_root, None
+
+    def __call__(self, items: list[EvalItem]) -> list[dict[str, Any]]:
+        from socialpipe.stages.answer.stage import AnswerStage, load_model
+
+        if self.stage is None:
+            self.stage = AnswerStage(self.settings, loaded=load_model(self.settings))
+        return [self._answer(item) for item in items]
+
+    def _answer(self, item: EvalItem) -> dict[str, Any]:
+        started = time.perf_counter()
+        record: dict[str, Any] = {"item_id": item.item_id, "task": item.task, "answer_index": item.answer_index}
+        try:
+            scene = scene_for(item, self.data_root, self.settings.num_frames)
+            answer = self.stage.answer(scene, item.question, item.options)
+            record.update(chosen=answer.chosen_option, correct=answer.chosen_option == item.answer_index,
+                          option_scores=list(answer.option_scores or ()),
+                          diagnostics={k: v for k, v in answer.diagnostics.items()
+                                       if k.startswith(("attn_", "active_head", "aligned_"))})
+        except InputError as exc:
+            record.update(error=str(exc), correct=False)
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        return record
+
+
+def _lost_group(items: list[EvalItem], reason: str) -> list[dict[str, Any]]:
+    return []  # not recorded: a resumed evaluation answers these questions again
+
+
 def evaluate(dataset: str, annotations: Path, data_root: Path, settings: AnswerConfig, out: Path,
              tasks: tuple[str, ...] = (), limit: int | None = None,
-             progress: ProgressHook = quiet, split: str = "test") -> dict[str, Any]:
+             progress: ProgressHook = quiet, split: str = "test", placement: Placement = Placement()) -> dict[str, Any]:
     """Answer every item (or the first ``limit`` of the chosen tasks), resuming from ``out``; return the summary.
-    ``annotations`` is TVQA+'s annotation file, or the data root for MMSI and OnlineMMSI."""
-    from socialpipe.stages.answer.stage import AnswerStage, load_model
+    ``annotations`` is TVQA+'s annotation file, or the data root for MMSI and OnlineMMSI.
 
+    The questions go to ``placement``'s workers in groups (one task per group on Ray, with a GPU each when
+    ``answer.device`` is cuda); ``results.jsonl`` is written here only, one line per question as its group
+    comes back, so it stays the single record an interrupted evaluation resumes from."""
     loaded_dataset = load_dataset(dataset, annotations, split)
     items = [item for item in loaded_dataset.items if not tasks or item.task in tasks][:limit]
     setup = {"dataset": dataset, "split": split, "annotations": str(annotations), "data_root": str(data_root),
@@ -149,30 +188,23 @@ def evaluate(dataset: str, annotations: Path, data_root: Path, settings: AnswerC
     results_path = out / "results.jsonl"
     done = {r["item_id"]: r for r in _read_results(results_path)}
     write_text_atomic(results_path, "".join(json.dumps(r) + "\n" for r in done.values()))
-    stage = None
+    pending = [item for item in items if item.item_id not in done]
+    placement = with_gpus(placement, settings.device)
+    size = 1 if placement.workers == 1 and placement.ray is None else \
+        max(1, min(GROUP_SIZE, math.ceil(len(pending) / (4 * placement.workers))))
+    groups = [pending[k:k + size] for k in range(0, len(pending), size)]
+    answered = len(items) - len(pending)
     with open(results_path, "a", encoding="utf-8") as sink:
-        for k, item in enumerate(items):
-            if item.item_id in done:
-                continue
-            if stage is None:
-                stage = AnswerStage(settings, loaded=load_model(settings))
-            started = time.perf_counter()
-            record: dict[str, Any] = {"item_id": item.item_id, "task": item.task, "answer_index": item.answer_index}
-            try:
-                scene = scene_for(item, data_root, settings.num_frames)
-                answer = stage.answer(scene, item.question, item.options)
-                record.update(chosen=answer.chosen_option, correct=answer.chosen_option == item.answer_index,
-                              option_scores=list(answer.option_scores or ()),
-                              diagnostics={k: v for k, v in answer.diagnostics.items()
-                                           if k.startswith(("attn_", "active_head", "aligned_"))})
-            except InputError as exc:
-                record.update(error=str(exc), correct=False)
-            record["seconds"] = round(time.perf_counter() - started, 3)
-            sink.write(json.dumps(record) + "\n")
-            sink.flush()
-            done[item.item_id] = record
-            verdict = "error: " + record["error"] if "error" in record else ("right" if record["correct"] else "wrong")
-            progress(ProgressEvent("eval", k + 1, len(items), "question", f"{k + 1}/{len(items)} {item.item_id}: {verdict}"))
+        for _, records in spread(partial(QuestionWorker, settings, data_root), groups, placement, _lost_group):
+            for record in records:
+                sink.write(json.dumps(record) + "\n")
+                sink.flush()
+                done[record["item_id"]] = record
+                answered += 1
+                verdict = "error: " + record["error"] if "error" in record else \
+                    ("right" if record["correct"] else "wrong")
+                progress(ProgressEvent("eval", answered, len(items), "question",
+                                       f"{answered}/{len(items)} {record['item_id']}: {verdict}"))
     summary = summarise([done[i.item_id] for i in items if i.item_id in done], loaded_dataset.rejected, setup)
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary

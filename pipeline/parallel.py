@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from socialpipe.pipeline.errors import InputError, SocialpipeError
@@ -50,6 +50,16 @@ class Placement:
         return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
 
 
+def with_gpus(placement: Placement, device: str, answering: bool = True) -> Placement:
+    """``placement`` with a GPU per worker when the answer model will run on CUDA: asked for (``cuda``), or
+    ``auto`` with GPUs on this machine (locally; a cluster's GPUs are asked for with ``answer.device=cuda``)."""
+    if not answering or placement.gpus:
+        return placement
+    if device.startswith("cuda") or (device == "auto" and placement.ray is None and _visible_gpus()):
+        return replace(placement, gpus=1.0)
+    return placement
+
+
 def spread(factory: Callable[[], Callable[[Any], Any]], jobs: Sequence[Any], placement: Placement,
            lost: Callable[[Any, str], Any]) -> Iterator[tuple[int, Any]]:
     """Run every job on a worker made by ``factory``; yield (index of the job, its result) as each ends.
@@ -59,6 +69,8 @@ def spread(factory: Callable[[], Callable[[Any], Any]], jobs: Sequence[Any], pla
     if placement.ray is not None:
         yield from _on_ray(factory, jobs, placement)
     elif placement.workers == 1:
+        if placement.threads:
+            limit_threads(placement.threads)
         worker = factory()
         for index, job in enumerate(jobs):
             yield index, worker(job)
