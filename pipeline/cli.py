@@ -57,22 +57,35 @@ def cli() -> None:
     """Answer social questions about conversation video: who speaks, to whom, about whom."""
 
 
+def _pipeline_options(command):
+    """What ``run`` and ``batch`` share: the question, the last stage, settings and the answer model."""
+    options = [
+        click.option("--question", help="The question to answer about the video."),
+        click.option("--option", "options", multiple=True, help="A multiple-choice option (repeat for each)."),
+        click.option("--unlisted-off-screen", is_flag=True,
+                     help="Voices of the transcript that the given links do not name are off screen "
+                          "(default: an error)."),
+        click.option("--until", type=STAGE_CHOICE, default="answer", show_default=True, help="Last stage to run."),
+        click.option("--config", "config_path", type=_existing,
+                     help="A YAML config (see configs/). Default: built-in defaults."),
+        click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting."),
+        click.option("--model", help="Answer model: a hub id or a local folder (same as --set answer.model=...)."),
+        click.option("--adapter", type=_existing,
+                     help="A LoRA adapter folder from socialpipe finetune, applied to --model."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.argument("video", type=_existing)
 @click.option("--out", type=_existing, help="Run folder. Default: socialpipe_runs/<video>-<hash>.")
-@click.option("--question", help="The question to answer about the video.")
-@click.option("--option", "options", multiple=True, help="A multiple-choice option (repeat for each).")
 @click.option("--tracks", type=_existing, help="Ground-truth tracks (.json or MOT .csv) instead of the people stage.")
 @click.option("--transcript", type=_existing,
               help="Ground-truth transcript (.json, .rttm, .vtt or .srt) instead of the speech stage.")
 @click.option("--links", type=_existing, help="Ground-truth voice -> track links (.json) instead of the link stage.")
-@click.option("--unlisted-off-screen", is_flag=True,
-              help="Voices of the transcript that --links does not name are off screen (default: an error).")
-@click.option("--until", type=STAGE_CHOICE, default="answer", show_default=True, help="Last stage to run.")
-@click.option("--config", "config_path", type=_existing, help="A YAML config (see configs/). Default: built-in defaults.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
-@click.option("--model", help="Answer model: a hub id or a local folder (same as --set answer.model=...).")
-@click.option("--adapter", type=_existing, help="A LoRA adapter folder from socialpipe finetune, applied to --model.")
+@_pipeline_options
 @click.option("--force", is_flag=True, help="Recompute stages even when their artifacts are up to date.")
 def run(video, out, question, options, tracks, transcript, links, unlisted_off_screen, until, config_path, overrides,
         model, adapter, force):
@@ -115,18 +128,10 @@ def _placement(workers, ray_address, threads):
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--out", type=_existing, required=True, help="Batch folder: one run folder per video, and batch.json.")
-@click.option("--question", help="The question to answer about every video.")
-@click.option("--option", "options", multiple=True, help="A multiple-choice option (repeat for each).")
 @click.option("--tracks-dir", type=_existing, help="Ground-truth tracks, a file per video named after it (clip.json).")
 @click.option("--transcript-dir", type=_existing, help="Ground-truth transcripts, named after the videos.")
 @click.option("--links-dir", type=_existing, help="Ground-truth links, named after the videos.")
-@click.option("--unlisted-off-screen", is_flag=True,
-              help="Voices that a links file does not name are off screen (default: an error).")
-@click.option("--until", type=STAGE_CHOICE, default="answer", show_default=True, help="Last stage to run.")
-@click.option("--config", "config_path", type=_existing, help="A YAML config (see configs/). Default: built-in defaults.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one setting.")
-@click.option("--model", help="Answer model: a hub id or a local folder (same as --set answer.model=...).")
-@click.option("--adapter", type=_existing, help="A LoRA adapter folder from socialpipe finetune, applied to --model.")
+@_pipeline_options
 @_placement_options
 @click.option("--return-folders", is_flag=True,
               help="With --ray on a cluster without a shared disk: workers send each run folder back to this machine.")
