@@ -189,7 +189,12 @@ def _on_ray(factory, jobs: Sequence[Any], placement: Placement) -> Iterator[tupl
         pool.submit(lambda a, pair: a.run.remote(*pair), (index, job))
     try:
         while pool.has_next():
-            yield pool.get_next_unordered()
+            try:
+                yield pool.get_next_unordered()
+            except ray.exceptions.RayError as exc:  # a lost actor or node: what finished is kept by the caller
+                reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                raise SocialpipeError(f"a Ray worker was lost ({reason}); the finished work is recorded, run the "
+                                      "same command again to resume") from None
     finally:
         for a in actors:
             ray.kill(a)
