@@ -19,7 +19,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from socialpipe.pipeline.evaluation import claim_folder
 from socialpipe.pipeline.formats import LINK_SUFFIXES, TRACK_SUFFIXES, TRANSCRIPT_SUFFIXES
 from socialpipe.pipeline.io import text_lines, write_bytes_atomic, write_text_atomic
 from socialpipe.pipeline.models import load_counts
+from socialpipe.pipeline.orchestrator import RunRequest, check_run_options, run
 from socialpipe.pipeline.parallel import Placement, spread, with_gpus
 from socialpipe.pipeline.progress import ProgressEvent, ProgressHook, quiet
 from socialpipe.pipeline.rundir import MANIFEST
@@ -84,9 +87,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
 def run_names(videos: Sequence[Path]) -> dict[Path, str]:
     """Each video's run folder name: its file name without the suffix, and a short hash of its full path
     when another input has the same name. The same inputs always get the same names (a re-run finds them)."""
-    stems: dict[str, int] = {}
-    for video in videos:
-        stems[video.stem] = stems.get(video.stem, 0) + 1
+    stems = Counter(video.stem for video in videos)
     return {video: video.stem if stems[video.stem] == 1 else
             f"{video.stem}-{hashlib.sha256(str(video).encode()).hexdigest()[:6]}" for video in videos}
 
@@ -126,8 +127,7 @@ class BatchSettings:
     force: bool = False
 
     def __post_init__(self) -> None:
-        if self.until not in STAGE_NAMES:
-            raise InputError(f"--until {self.until!r}: expected one of {list(STAGE_NAMES)}")
+        check_run_options(self.until, self.question)
         for option, folder in (("tracks-dir", self.tracks_dir), ("transcript-dir", self.transcript_dir),
                                ("links-dir", self.links_dir)):
             if folder is not None and not Path(folder).is_dir():
@@ -169,7 +169,7 @@ class VideoWorker:
         try:
             if scratch is not None and (job.out / job.name / MANIFEST).is_file():
                 shutil.copytree(job.out / job.name, folder)  # a shared path after all: resume from it
-            before = _stage_stamps(folder)
+            before = _stamps(_manifest_stages(folder))
             result = self._run(job.video, folder)
             record.update(status="done", **_counts(result), stopped_after=result.stopped_after)
         except SocialpipeError as exc:
@@ -177,8 +177,9 @@ class VideoWorker:
         except Exception as exc:  # a bug or a library's failure on this video: recorded, the batch goes on
             record.update(status="failed", error=f"{type(exc).__name__}: {str(exc).strip()[:300]}")
         finally:
-            record["computed"] = [s for s, stamp in _stage_stamps(folder).items() if before.get(s) != stamp]
-            record["stage_seconds"] = _stage_seconds(folder)
+            stages = _manifest_stages(folder)
+            record["computed"] = [s for s, stamp in _stamps(stages).items() if before.get(s) != stamp]
+            record["stage_seconds"] = {name: entry.get("seconds") for name, entry in stages.items() if name != "video"}
             record["seconds"] = round(time.perf_counter() - started, 3)
             record["model_loads"] = load_counts()
             record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -189,8 +190,6 @@ class VideoWorker:
         return record
 
     def _run(self, video: Path, folder: Path):
-        from socialpipe.pipeline.orchestrator import RunRequest, run
-
         s = self.settings
         request = RunRequest(
             video=video, config=s.config, out=folder, question=s.question, options=s.options, until=s.until,
@@ -201,22 +200,18 @@ class VideoWorker:
         return run(request)
 
 
-def _manifest(folder: Path) -> dict[str, Any]:
+def _manifest_stages(folder: Path) -> dict[str, dict[str, Any]]:
+    """The stages a run folder's manifest records (none when it has no readable manifest yet)."""
     try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) and isinstance(data.get("stages"), dict) else {"stages": {}}
-    except (OSError, ValueError):
-        return {"stages": {}}
+        stages = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("stages")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {name: entry for name, entry in stages.items() if isinstance(entry, dict)} if isinstance(stages, dict) else {}
 
 
-def _stage_stamps(folder: Path) -> dict[str, tuple]:
-    return {name: (entry.get("key"), entry.get("finished_at"), entry.get("seconds"))
-            for name, entry in _manifest(folder)["stages"].items() if isinstance(entry, dict)}
-
-
-def _stage_seconds(folder: Path) -> dict[str, float]:
-    return {name: entry.get("seconds") for name, entry in _manifest(folder)["stages"].items()
-            if isinstance(entry, dict) and name != "video"}
+def _stamps(stages: dict[str, dict[str, Any]]) -> dict[str, tuple]:
+    """What changes when a stage is computed again."""
+    return {name: (entry.get("key"), entry.get("finished_at"), entry.get("seconds")) for name, entry in stages.items()}
 
 
 def _counts(result) -> dict[str, Any]:
@@ -270,7 +265,7 @@ def run_batch(inputs: Sequence[str | Path], out: Path, settings: BatchSettings, 
                            f"{_where(placement)}"))
     failed = 0
     started = time.perf_counter()
-    for k, (index, record) in enumerate(spread(_worker_factory(settings), todo, placement, _lost), start=1):
+    for k, (index, record) in enumerate(spread(partial(VideoWorker, settings), todo, placement, _lost), start=1):
         files = record.pop("files", None)
         if files is not None:  # handed back by a worker without the shared path
             for name, data in files.items():
@@ -287,12 +282,6 @@ def run_batch(inputs: Sequence[str | Path], out: Path, settings: BatchSettings, 
              "placement": asdict(placement), "seconds": round(time.perf_counter() - started, 3)}
     write_text_atomic(record_path, json.dumps(batch, indent=1) + "\n")
     return batch
-
-
-def _worker_factory(settings: BatchSettings):
-    from functools import partial
-
-    return partial(VideoWorker, settings)
 
 
 def _where(placement: Placement) -> str:

@@ -25,6 +25,14 @@ from socialpipe.pipeline.stage_table import HEATMAP_FILE, STAGE_NAMES, StageSpec
 from socialpipe.pipeline.video import probe
 
 
+def check_run_options(until: str, question: str | None) -> None:
+    """What a run's options must be whatever the video: a known last stage, a question with words in it."""
+    if until not in STAGE_NAMES:
+        raise InputError(f"--until {until!r}: expected one of {list(STAGE_NAMES)}")
+    if question is not None and not question.strip():
+        raise InputError("--question is empty; expected a question such as 'Who is Alice talking to?'")
+
+
 @dataclass(frozen=True)
 class RunRequest:
     video: Path
@@ -40,10 +48,7 @@ class RunRequest:
     force: bool = False  # recompute stages even when their artifacts are up to date
 
     def __post_init__(self) -> None:
-        if self.until not in STAGE_NAMES:
-            raise InputError(f"--until {self.until!r}: expected one of {list(STAGE_NAMES)}")
-        if self.question is not None and not self.question.strip():
-            raise InputError("--question is empty; expected a question such as 'Who is Alice talking to?'")
+        check_run_options(self.until, self.question)
         for stage, path in self.ground_truth.items():
             if not Path(path).is_file():
                 raise InputError(f"--{spec_of(stage).ground_truth_option} {path}: no such file")

@@ -139,8 +139,8 @@ def local_speakers(audio: np.ndarray, settings: SpeechConfig):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lightning's checkpoint-upgrade notice
-        model = shared("segmentation", segmentation_model_path(),
-                       lambda: Model.from_pretrained(segmentation_model_path()))
+        path = segmentation_model_path()
+        model = shared("segmentation", path, lambda: Model.from_pretrained(path))
     inference = Inference(model, step=settings.segmentation_step_s, batch_size=32)
     scores = inference({"waveform": torch.from_numpy(audio)[None], "sample_rate": AUDIO_SAMPLE_RATE})
     windows = scores.sliding_window
