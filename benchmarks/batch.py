@@ -5,7 +5,7 @@
 The videos are cuts of the bundled sample (``--seconds`` long, from different offsets, so no two are the
 same file) run through the offline stages up to ``--until``; every configuration starts from an empty batch
 folder and runs in its own ``socialpipe batch`` process, start-up (imports, Ray) included. Printed: wall
-time per configuration and its ratio to 1 worker, and how often each model was loaded per worker (read from
+time per configuration and its ratio to 1 worker, the peak resident memory of the largest process, and how often each model was loaded per worker (read from
 ``batch.json``), which shows that a worker loads its models once however many videos it runs.
 """
 
@@ -33,15 +33,20 @@ def cut_videos(folder: Path, count: int, seconds: float) -> None:
                        check=True)
 
 
-def batch(videos: Path, out: Path, until: str, extra: list[str]) -> tuple[float, dict]:
+def batch(videos: Path, out: Path, until: str, extra: list[str]) -> tuple[float, float, dict]:
+    """(wall seconds, peak resident MB of the largest process, the batch record) of one batch command."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", "from socialpipe.pipeline.cli import main; main()", "batch",
-                             str(videos), "--out", str(out), "--until", until, "--json", *extra],
-                            capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"batch {' '.join(extra)} failed: {result.stderr[-1500:]}")
-    return wall, json.loads(result.stdout)
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen([sys.executable, "-c", "from socialpipe.pipeline.cli import main; main()", "batch",
+                                    str(videos), "--out", str(out), "--until", until, "--json", *extra],
+                                   stdout=stdout, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)  # ru_maxrss: the largest of the process and its reaped workers
+        wall = time.perf_counter() - started
+        stdout.seek(0)
+        stderr.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"batch {' '.join(extra)} failed: {stderr.read().decode()[-1500:]}")
+        return wall, usage.ru_maxrss / 1024, json.loads(stdout.read())
 
 
 def loads_per_worker(record: dict) -> str:
@@ -68,17 +73,21 @@ def main() -> None:
         cut_videos(videos, args.videos, args.seconds)
         rows = []
         for label, extra in configurations:
-            wall, record = batch(videos, Path(scratch) / label.replace(" ", "_").replace(",", ""), args.until, extra)
-            rows.append((label, wall, record))
+            rows.append((label, *batch(videos, Path(scratch) / label.replace(" ", "_").replace(",", ""), args.until,
+                                       extra)))
     base = rows[0][1]
     print(f"socialpipe batch: {args.videos} videos of {args.seconds:g} s, --until {args.until}, {os.cpu_count()} cores "
           "(each configuration one process from an empty folder, start-up included)")
-    print(f"{'configuration':<22} {'wall s':>7} {'x 1 worker':>10} {'s per video':>11}  models loaded per worker")
-    for label, wall, record in rows:
-        print(f"{label:<22} {wall:>7.1f} {wall / base:>10.2f} {wall / args.videos:>11.1f}  {loads_per_worker(record)}")
-    minutes = sum(v["duration_s"] for v in rows[0][2]["videos"].values()) / 60
+    print(f"{'configuration':<22} {'wall s':>7} {'x 1 worker':>10} {'s per video':>11} {'peak MB':>8}  "
+          "models loaded per worker")
+    for label, wall, peak, record in rows:
+        print(f"{label:<22} {wall:>7.1f} {wall / base:>10.2f} {wall / args.videos:>11.1f} {peak:>8.0f}  "
+              f"{loads_per_worker(record)}")
+    print("(peak MB: resident memory of the largest single process; with 1 worker that process does all the work. "
+          "Ray's own processes are not counted.)")
+    minutes = sum(v["duration_s"] for v in rows[0][3]["videos"].values()) / 60
     stages: dict[str, float] = defaultdict(float)
-    for video in rows[0][2]["videos"].values():
+    for video in rows[0][3]["videos"].values():
         for stage, seconds in video["stage_seconds"].items():
             stages[stage] += seconds or 0.0
     print("1 worker, seconds of stage work per minute of video: " +
