@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -161,9 +162,24 @@ class _RayWorker:
         return index, self.worker(job)
 
 
+def _reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail at once, in one line, when ``HOST:PORT`` (or ``ray://HOST:PORT``) does not answer: Ray itself
+    retries an unreachable cluster for minutes, printing its own warnings."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and other forms: Ray resolves them itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise InputError(f"--ray {address}: nothing answers there ({exc.strerror or exc}); expected the address of "
+                         "a running Ray cluster (ray start --head), or --ray alone for a local one") from None
+
+
 def connect_ray(address: str, num_cpus: int | None = None):
     """Join the Ray cluster at ``address``, or start a local Ray instance for ``"local"``."""
     ray = _ray()
+    if address != LOCAL_RAY and not ray.is_initialized():
+        _reachable(address)
     if not ray.is_initialized():
         try:
             if address == LOCAL_RAY:

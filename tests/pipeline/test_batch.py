@@ -171,6 +171,8 @@ def test_batch_cli_reports_failures_with_exit_status_3(socialpipe, tiny_videos, 
     assert result.code == 2 and "no such file or folder" in result.err
     result = socialpipe("batch", tiny_videos, "--out", tmp_path / "d", "--tracks-dir", tmp_path / "nowhere")
     assert result.code == 2 and "--tracks-dir" in result.err
+    result = socialpipe("batch", tiny_videos / "a.mp4", "--out", tmp_path / "e", "--ray", "127.0.0.1:1")
+    assert result.code == 2 and "--ray 127.0.0.1:1: nothing answers there" in result.err
 
 
 # ----------------------------------------------------------------------------- evaluation spread out
