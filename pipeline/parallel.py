@@ -178,7 +178,7 @@ def _reachable(address: str, timeout_s: float = 5.0) -> None:
 def connect_ray(address: str, num_cpus: int | None = None):
     """Join the Ray cluster at ``address``, or start a local Ray instance for ``"local"``."""
     ray = _ray()
-    if address != LOCAL_RAY and not ray.is_initialized():
+    if address != LOCAL_RAY:
         _reachable(address)
     if not ray.is_initialized():
         try:
