@@ -336,6 +336,17 @@ class Utterance:
         return self.end_s - self.start_s
 
 
+def _annotation(turns: Sequence[Utterance], uri: str):
+    """Turns as a ``pyannote.core.Annotation``, each track named by the turn's index (empty turns left out)."""
+    from pyannote.core import Annotation, Segment
+
+    annotation = Annotation(uri=uri)
+    for i, u in enumerate(turns):
+        if u.end_s > u.start_s:
+            annotation[Segment(u.start_s, u.end_s), i] = u.speaker
+    return annotation
+
+
 def _check_span(start_s: float, end_s: float, what: str) -> None:
     _check(all(isinstance(v, (int, float)) and math.isfinite(v) for v in (start_s, end_s)),
            f"{what} has non-numeric times ({start_s!r}, {end_s!r}); expected seconds")
@@ -345,45 +356,62 @@ def _check_span(start_s: float, end_s: float, what: str) -> None:
 
 @dataclass(frozen=True)
 class Transcript(_SavesJson):
-    """Utterances in time order (overlapping speech allowed)."""
+    """Utterances in time order (overlapping speech allowed), and optionally the speaker activity they
+    came from.
+
+    ``speaker_turns`` is who speaks when as the diarization heard it, overlaps and speech without
+    recognised words included (text empty). When present it is the speech activity: the RTTM export,
+    diarization scoring, talk time and the link stage's speaking activity use it; the utterances keep
+    the words, each utterance one voice. A transcript without it (read from RTTM, subtitles, a
+    dataset) uses its utterances as its activity.
+    """
 
     utterances: tuple[Utterance, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
+    speaker_turns: tuple[Utterance, ...] = ()
 
     def __post_init__(self) -> None:
-        starts = [u.start_s for u in self.utterances]
-        _check(starts == sorted(starts), "utterances must be sorted by start time; use Transcript.from_utterances")
+        for name in ("utterances", "speaker_turns"):
+            starts = [u.start_s for u in getattr(self, name)]
+            _check(starts == sorted(starts), f"{name} must be sorted by start time; use Transcript.from_utterances")
 
     @classmethod
-    def from_utterances(cls, utterances: Sequence[Utterance], meta: Mapping[str, Any] | None = None) -> Transcript:
-        return cls(tuple(sorted(utterances, key=lambda u: (u.start_s, u.end_s, u.speaker))), dict(meta or {}))
+    def from_utterances(cls, utterances: Sequence[Utterance], meta: Mapping[str, Any] | None = None,
+                        speaker_turns: Sequence[Utterance] = ()) -> Transcript:
+        def order(items):
+            return tuple(sorted(items, key=lambda u: (u.start_s, u.end_s, u.speaker)))
+
+        return cls(order(utterances), dict(meta or {}), order(speaker_turns))
 
     def __len__(self) -> int:
         return len(self.utterances)
 
     @property
     def speakers(self) -> list[str]:
-        """Voice labels in order of first appearance."""
-        return list(dict.fromkeys(u.speaker for u in self.utterances))
+        """Voice labels in order of first appearance (in the utterances, then voices heard without words)."""
+        return list(dict.fromkeys([u.speaker for u in self.utterances] + [t.speaker for t in self.speech_turns]))
+
+    @property
+    def speech_turns(self) -> tuple[Utterance, ...]:
+        """Who speaks when: the speaker turns when the transcript has them, else the utterances."""
+        return self.speaker_turns or self.utterances
 
     @property
     def end_s(self) -> float:
-        return max((u.end_s for u in self.utterances), default=0.0)
+        return max((u.end_s for u in (*self.utterances, *self.speaker_turns)), default=0.0)
 
     def talk_time_s(self) -> dict[str, float]:
         """Seconds each voice speaks (its own overlapping turns counted once)."""
-        annotation = self.to_annotation()
+        annotation = self.activity_annotation()
         return {str(label): float(annotation.label_duration(label)) for label in annotation.labels()}
 
     def to_annotation(self, uri: str = "video"):
-        """The speaker turns as a ``pyannote.core.Annotation``; each track is named by its utterance's index."""
-        from pyannote.core import Annotation, Segment
+        """The utterances as a ``pyannote.core.Annotation``; each track is named by its utterance's index."""
+        return _annotation(self.utterances, uri)
 
-        annotation = Annotation(uri=uri)
-        for i, u in enumerate(self.utterances):
-            if u.end_s > u.start_s:
-                annotation[Segment(u.start_s, u.end_s), i] = u.speaker
-        return annotation
+    def activity_annotation(self, uri: str = "video"):
+        """Who speaks when (``speech_turns``) as a ``pyannote.core.Annotation``."""
+        return _annotation(self.speech_turns, uri)
 
     # Time questions: which utterances overlap a time or a window (pyannote.core's interval search on the
     # turns), who speaks most in a window (its argmax), and activity on a grid of frames (centre rule, in
@@ -415,7 +443,7 @@ class Transcript(_SavesJson):
         voices = self.speakers
         row = {voice: i for i, voice in enumerate(voices)}
         active = np.zeros((len(voices), frame_count))
-        for u in self.utterances:
+        for u in self.speech_turns:
             active[row[u.speaker], centred_frames(u.start_s, u.end_s, frame_s, frame_count)] = 1.0
         return voices, active
 
@@ -433,7 +461,7 @@ class Transcript(_SavesJson):
         return self._turns.argmax(Segment(start_s, max(end_s, start_s + INSTANT_S)))
 
     def validate_against(self, video: VideoInfo) -> None:
-        late = [u for u in self.utterances if u.end_s > video.duration_s + TIME_TOLERANCE_S]
+        late = [u for u in (*self.utterances, *self.speaker_turns) if u.end_s > video.duration_s + TIME_TOLERANCE_S]
         _check(not late, f"utterance of {late[0].speaker!r} ends at {late[0].end_s:.2f}s but the video lasts "
                          f"{video.duration_s:.2f}s; expected times inside the video" if late else "")
 
@@ -445,7 +473,11 @@ class Transcript(_SavesJson):
                 item["words"] = [{"start_s": w.start_s, "end_s": w.end_s, "text": w.text,
                                   **({"score": w.score} if w.score is not None else {})} for w in u.words]
             utterances.append(item)
-        return {"socialpipe": "transcript", "version": FORMAT_VERSION, "meta": dict(self.meta), "utterances": utterances}
+        body = {"socialpipe": "transcript", "version": FORMAT_VERSION, "meta": dict(self.meta), "utterances": utterances}
+        if self.speaker_turns:
+            body["speaker_turns"] = [{"start_s": t.start_s, "end_s": t.end_s, "speaker": t.speaker}
+                                     for t in self.speaker_turns]
+        return body
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], source: str = "transcript json") -> Transcript:
@@ -465,7 +497,11 @@ class Transcript(_SavesJson):
                                             _number(item["end_s"], where + "end_s"),
                                             _text(item["speaker"], where + "speaker"),
                                             _text(item.get("text", ""), where + "text"), words))
-            return cls.from_utterances(utterances, body.get("meta", {}))
+            turns = [Utterance(_number(item["start_s"], f"speaker turn {n}: start_s"),
+                               _number(item["end_s"], f"speaker turn {n}: end_s"),
+                               _text(item["speaker"], f"speaker turn {n}: speaker"))
+                     for n, item in enumerate(body.get("speaker_turns") or [])]
+            return cls.from_utterances(utterances, body.get("meta", {}), turns)
 
 
 # ----------------------------------------------------------------------------- links

@@ -128,6 +128,7 @@ class SpeechConfig(_Section):
     max_speakers: int | None = None  # upper bound for the automatic speaker count
     segmentation_step_s: float = 0.5  # hop of the 5 s segmentation windows; smaller is finer and slower
     activity_threshold: float = 0.5  # a local speaker is active above this segmentation score
+    overlap_threshold: float = 0.3  # counting voices heard at once: a local speaker counts above this score (lower finds more overlap, and more false overlap)
     cluster_threshold: float = 0.25  # cosine distance that separates voices; raising it merges more voices
     min_turn_s: float = 0.2  # speech or silence shorter than this inside a speaker's turns is smoothed away
     device: str = "cpu"  # cpu or cuda
@@ -140,6 +141,7 @@ class SpeechConfig(_Section):
     ranges = {"beam_size": AT_LEAST_ONE, "num_speakers": AT_LEAST_ONE, "min_speakers": AT_LEAST_ONE,
               "max_speakers": AT_LEAST_ONE, "segmentation_step_s": Range(0, 5, low_open=True),
               "activity_threshold": Range(0, 1, low_open=True, high_open=True),
+              "overlap_threshold": Range(0, 1, low_open=True, high_open=True),
               "cluster_threshold": Range(0, 2, low_open=True), "min_turn_s": NON_NEGATIVE}
     devices = {"device": False}
 

@@ -3,7 +3,8 @@
 - Tracks <-> MOT-challenge csv: ``frame,id,bb_left,bb_top,bb_width,bb_height,conf,x,y,z``
   with 1-based frames and 0-based pixels, read by motmetrics. MOT has no track kind nor landmarks: they are not written, and
   tracks read from MOT get the kind the caller names.
-- Transcript <-> RTTM (speaker turns, no text), written by ``pyannote.core`` and read by
+- Transcript <-> RTTM (who speaks when, overlaps included: the speaker turns when the transcript has
+  them, else its utterances; no text), written by ``pyannote.core`` and read by
   ``pyannote.database``. RTTM fields are space-separated, so a label's spaces are written as
   underscores.
 - Transcript <-> WebVTT, one cue per utterance with a ``<v Speaker>`` voice span.
@@ -130,7 +131,7 @@ def rttm_label(speaker: str) -> str:
 
 
 def write_rttm(transcript: Transcript, path: str | Path, uri: str = "video") -> Path:
-    annotation = transcript.to_annotation(uri=rttm_label(uri) or "video")
+    annotation = transcript.activity_annotation(uri=rttm_label(uri) or "video")
     annotation = annotation.rename_labels({label: rttm_label(label) for label in annotation.labels()})
     buffer = io.StringIO()
     annotation.write_rttm(buffer)

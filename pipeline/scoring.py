@@ -67,7 +67,7 @@ def score_speech(pred: Transcript, gt: Transcript, collar_s: float = 0.25) -> di
 
     from pyannote.core import Segment, Timeline
 
-    reference, hypothesis = gt.to_annotation(), pred.to_annotation()
+    reference, hypothesis = gt.activity_annotation(), pred.activity_annotation()
     if not reference:
         raise InputError("the ground-truth transcript has no speech; nothing to score")
     extent = reference.get_timeline().extent() | hypothesis.get_timeline().extent() if hypothesis else \
@@ -151,7 +151,8 @@ def score_link(pred: SpeakerLinks, gt: SpeakerLinks, gt_transcript: Transcript |
     if pred_transcript is not None and gt_transcript is not None:
         from pyannote.metrics.diarization import DiarizationErrorRate
 
-        mapping = DiarizationErrorRate().optimal_mapping(gt_transcript.to_annotation(), pred_transcript.to_annotation())
+        mapping = DiarizationErrorRate().optimal_mapping(gt_transcript.activity_annotation(),
+                                                           pred_transcript.activity_annotation())
         own_voice = {truth: guess for guess, truth in mapping.items()}
     per_voice = {}
     for link in gt.links:
@@ -190,7 +191,7 @@ def _same_voices(transcript: Transcript, links: SpeakerLinks, which: str) -> Non
 
 def _by_track(transcript: Transcript, links: SpeakerLinks):
     """The transcript's speech relabelled with the track each voice is linked to."""
-    annotation = transcript.to_annotation()
+    annotation = transcript.activity_annotation()
     mapping = {}
     for voice in annotation.labels():
         track = links.track_for(voice)

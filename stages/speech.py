@@ -148,14 +148,16 @@ def local_speakers(audio: np.ndarray, settings: SpeechConfig):
     return scores.data, starts, windows.duration / scores.data.shape[1]
 
 
-def embed_local_speakers(audio: np.ndarray, scores: np.ndarray, starts: np.ndarray, frame_s: float,
-                         threshold: float) -> tuple[dict[tuple[int, int], np.ndarray], dict[tuple[int, int], float]]:
-    """(window, local speaker) -> unit voice embedding of the speech where only that speaker is active,
-    and the seconds of speech it was made from.
+def embed_tracklets(audio: np.ndarray, scores: np.ndarray, starts: np.ndarray, frame_s: float, threshold: float,
+                    tracklets: np.ndarray) -> tuple[dict[int, np.ndarray], dict[int, float], dict[int, bool]]:
+    """tracklet -> unit voice embedding, the seconds of speech it was made from, and whether that speech
+    was clean (only that speaker active).
 
-    The mel spectrogram is computed once; each local speaker's clean frames are cut into resemblyzer's
-    1.6 s partials (half overlapping, the last one zero-padded) and all partials of all speakers go
-    through the encoder in batches. An embedding is the unit mean of its partials, as resemblyzer's
+    A tracklet is embedded from the instants where it is the only active speaker, when it has MIN_EMBED_S
+    of them, else from all its active instants (overlap included) when it has that much; shorter ones
+    are not embedded. The mel spectrogram is computed once; each tracklet's instants are cut into
+    resemblyzer's 1.6 s partials (half overlapping, the last one zero-padded) and all partials go through
+    the encoder in batches. An embedding is the unit mean of its partials, as resemblyzer's
     ``embed_utterance`` makes it.
     """
     import torch
@@ -167,32 +169,39 @@ def embed_local_speakers(audio: np.ndarray, scores: np.ndarray, starts: np.ndarr
     mel_s = mel_window_step / 1000
     active = scores > threshold  # (C, F, K)
     alone = active & (active.sum(axis=2, keepdims=True) == 1)
-    partials, owners, seconds = [], [], {}
-    for c in range(scores.shape[0]):
-        for k in range(scores.shape[2]):
-            frames = np.flatnonzero(alone[c, :, k])
+    first_frame = np.round(starts / frame_s).astype(int)  # each window's first frame on the file's frame grid
+    instants: dict[int, tuple[list, list]] = {}
+    for c, k in zip(*np.nonzero(active.any(axis=1))):
+        clean_list, all_list = instants.setdefault(int(tracklets[c, k]), ([], []))
+        clean_list.append(first_frame[c] + np.flatnonzero(alone[c, :, k]))
+        all_list.append(first_frame[c] + np.flatnonzero(active[c, :, k]))
+    partials, owners, seconds, clean = [], [], {}, {}
+    for tracklet, (clean_list, all_list) in instants.items():
+        frames = np.unique(np.concatenate(clean_list))
+        is_clean = len(frames) * frame_s >= MIN_EMBED_S
+        if not is_clean:
+            frames = np.unique(np.concatenate(all_list))
             if len(frames) * frame_s < MIN_EMBED_S:
                 continue
-            mel_index = np.unique(((starts[c] + (frames[:, None] + np.linspace(0, 1, 3)[None]) * frame_s) / mel_s)
-                                  .astype(int).ravel())
-            clean = mel[mel_index[mel_index < len(mel)]]  # (n, 40)
-            hop = partials_n_frames // 2
-            for first in range(0, max(len(clean) - hop, 1), hop):
-                piece = clean[first:first + partials_n_frames]
-                partials.append(np.pad(piece, ((0, partials_n_frames - len(piece)), (0, 0))))
-                owners.append((c, k))
-            seconds[c, k] = len(frames) * frame_s
+        mel_index = np.unique(((frames[:, None] + np.linspace(0, 1, 3)[None]) * frame_s / mel_s).astype(int).ravel())
+        chosen = mel[mel_index[mel_index < len(mel)]]  # (n, 40)
+        hop = partials_n_frames // 2
+        for first in range(0, max(len(chosen) - hop, 1), hop):
+            piece = chosen[first:first + partials_n_frames]
+            partials.append(np.pad(piece, ((0, partials_n_frames - len(piece)), (0, 0))))
+            owners.append(tracklet)
+        seconds[tracklet], clean[tracklet] = len(frames) * frame_s, is_clean
     if not partials:
-        return {}, {}
+        return {}, {}, {}
     with torch.no_grad():
         vectors = np.concatenate([encoder(torch.from_numpy(np.stack(partials[i:i + 256]))).numpy()
                                   for i in range(0, len(partials), 256)])  # (partials, 256)
     keys = list(seconds)
     slot = {key: i for i, key in enumerate(keys)}
     sums = np.zeros((len(keys), vectors.shape[1]))
-    np.add.at(sums, [slot[owner] for owner in owners], vectors)  # partials summed per local speaker
+    np.add.at(sums, [slot[owner] for owner in owners], vectors)  # partials summed per tracklet
     sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-9)
-    return dict(zip(keys, sums)), seconds
+    return dict(zip(keys, sums)), seconds, clean
 
 
 def cluster_voices(vectors: np.ndarray, seconds: np.ndarray, settings: SpeechConfig) -> np.ndarray:
@@ -230,43 +239,45 @@ def _absorb_small_clusters(vectors: np.ndarray, seconds: np.ndarray, labels: np.
 
 
 def diarize_offline(audio: np.ndarray, settings: SpeechConfig):
-    """pyannote.core Annotation of who speaks when, from bundled models only."""
-    from pyannote.core import SlidingWindow, SlidingWindowFeature
-    from pyannote.audio.utils.signal import Binarize
+    """pyannote.core Annotation of who speaks when, overlap included, from bundled models only."""
+    from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin as Steps
+    from pyannote.core import Annotation, SlidingWindow, SlidingWindowFeature
     from scipy.optimize import linear_sum_assignment
 
     scores, starts, frame_s = local_speakers(audio, settings)
-    embeddings, seconds = embed_local_speakers(audio, scores, starts, frame_s, settings.activity_threshold)
-    if not embeddings:
-        from pyannote.core import Annotation
-
+    n_windows, n_frames, n_local = scores.shape
+    step = float(starts[1] - starts[0]) if n_windows > 1 else settings.segmentation_step_s
+    active = scores > settings.activity_threshold
+    tracklets = np.arange(n_windows * n_local).reshape(n_windows, n_local)
+    embeddings, seconds, clean = embed_tracklets(audio, scores, starts, frame_s, settings.activity_threshold, tracklets)
+    training = [key for key in embeddings if clean[key]] or list(embeddings)
+    if not training:
         return Annotation()
-    keys = list(embeddings)
-    labels = cluster_voices(np.stack([embeddings[k] for k in keys]), np.array([seconds[k] for k in keys]), settings)
+    labels = cluster_voices(np.stack([embeddings[k] for k in training]), np.array([seconds[k] for k in training]),
+                            settings)
     n_voices = int(labels.max()) + 1
-    centroids = np.stack([np.mean([embeddings[k] for k, lab in zip(keys, labels) if lab == v], axis=0)
+    centroids = np.stack([np.mean([embeddings[k] for k, lab in zip(training, labels) if lab == v], axis=0)
                           for v in range(n_voices)])
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
 
     # one-to-one per window: local speakers -> voices by similarity, so a window never merges two voices
-    n_windows, n_frames, _ = scores.shape
-    offsets = np.round(starts / frame_s).astype(int)
-    total_frames = int(offsets[-1] + n_frames)
-    summed = np.zeros((total_frames, n_voices))
-    counts = np.zeros((total_frames, 1))
+    hard = np.full((n_windows, n_local), -2)
     for c in range(n_windows):
-        counts[offsets[c]:offsets[c] + n_frames] += 1
-        local = [k for k in range(scores.shape[2]) if (c, k) in embeddings]
-        if not local:
-            continue
-        similarity = np.stack([embeddings[c, k] for k in local]) @ centroids.T  # (local, voices)
-        for i, v in zip(*linear_sum_assignment(-similarity)):
-            summed[offsets[c]:offsets[c] + n_frames, v] += scores[c, :, local[i]]
-    activity = summed / np.maximum(counts, 1)  # (frames, voices)
+        local = [k for k in range(n_local) if tracklets[c, k] in embeddings and active[c, :, k].any()]
+        if local:
+            similarity = np.stack([embeddings[tracklets[c, k]] for k in local]) @ centroids.T  # (local, voices)
+            for i, v in zip(*linear_sum_assignment(-similarity)):
+                hard[c, local[i]] = v
+    clustered = np.full((n_windows, n_frames, n_voices), np.nan, dtype=np.float32)
+    for c, k in zip(*np.nonzero(hard >= 0)):
+        clustered[c, :, hard[c, k]] = scores[c, :, k]
+    windows = SlidingWindow(start=float(starts[0]), duration=n_frames * frame_s, step=step)
     frames = SlidingWindow(start=float(starts[0]), duration=frame_s, step=frame_s)
-    binarize = Binarize(onset=settings.activity_threshold, offset=settings.activity_threshold,
-                        min_duration_on=settings.min_turn_s, min_duration_off=settings.min_turn_s)
-    annotation = binarize(SlidingWindowFeature(activity, frames))
+    binary = SlidingWindowFeature((scores > settings.overlap_threshold).astype(np.float32), windows)
+    count = Steps.speaker_count(binary, frames, warm_up=(0.0, 0.0))  # speakers heard at once, per frame
+    count.data = np.minimum(count.data, n_voices).astype(np.uint8)
+    discrete = Steps.to_diarization(SlidingWindowFeature(clustered, windows), count)
+    annotation = Steps.to_annotation(discrete, min_duration_on=settings.min_turn_s, min_duration_off=settings.min_turn_s)
     return annotation.rename_labels({label: f"SPEAKER_{int(label):02d}" for label in annotation.labels()})
 
 
@@ -369,15 +380,13 @@ class SpeechStage:
             annotation_turns = [(float(seg.start), float(seg.end), str(label))
                                 for seg, _, label in diarization.itertracks(yield_label=True)]
         timing["diarization_s"] = time.perf_counter() - started
-        turns = Transcript.from_utterances([Utterance(start, end, label) for start, end, label in annotation_turns])
-        utterances = build_utterances(words, assign_words(words, turns))
+        turns = [Utterance(start, end, label) for start, end, label in annotation_turns]
+        utterances = build_utterances(words, assign_words(words, Transcript.from_utterances(turns)))
         meta = {
             "source": f"speech stage: {settings.asr_model} + {settings.diarization} diarization", **notes,
-            "diarization": settings.diarization, "speaker_turns": [[round(s, 3), round(e, 3), label]
-                                                                  for s, e, label in annotation_turns],
-            "timing_s": {k: round(v, 4) for k, v in timing.items()},
+            "diarization": settings.diarization, "timing_s": {k: round(v, 4) for k, v in timing.items()},
         }
-        return Transcript.from_utterances(utterances, meta)
+        return Transcript.from_utterances(utterances, meta, turns)
 
 
 def _is_silent(audio: np.ndarray) -> bool:

@@ -117,6 +117,22 @@ def test_transcript_orders_utterances_and_counts_talk_time():
         Transcript(tuple(reversed(transcript.utterances)))
 
 
+def test_speaker_turns_are_the_speech_activity_and_survive_json():
+    words = (Word(0.1, 0.5, "hello", 0.9),)
+    utterances = [Utterance(0.1, 0.5, "A", "hello", words)]
+    turns = [Utterance(2.0, 3.0, "B"), Utterance(0.0, 1.0, "A"), Utterance(0.5, 2.5, "B")]  # overlap, B wordless
+    transcript = Transcript.from_utterances(utterances, {"source": "t"}, turns)
+    assert [t.start_s for t in transcript.speaker_turns] == [0.0, 0.5, 2.0]
+    assert transcript.speakers == ["A", "B"]  # B is heard without recognised words
+    assert transcript.talk_time_s() == pytest.approx({"A": 1.0, "B": 2.5})  # from the turns, not the words
+    voices, active = transcript.activity(frame_s=0.5, frame_count=6)
+    assert voices == ["A", "B"] and active[:, 1].tolist() == [1.0, 1.0]  # both voices at 0.75 s
+    back = Transcript.from_json(transcript.to_json())
+    assert back == transcript
+    plain = Transcript.from_utterances(utterances)
+    assert "speaker_turns" not in plain.to_json() and plain.speech_turns == plain.utterances
+
+
 def test_transcript_validates_against_video_duration():
     Transcript.from_utterances([Utterance(3.0, 4.02, "A")]).validate_against(VIDEO)  # within tolerance
     with pytest.raises(InputError, match="ends at 5.00s but the video lasts 4.00s"):

@@ -29,6 +29,13 @@ def transcript_with_names() -> Transcript:
     ])
 
 
+def test_rttm_holds_the_speaker_turns_overlaps_included(tmp_path):
+    turns = [Utterance(0.0, 2.0, "A"), Utterance(1.0, 3.0, "B"), Utterance(4.0, 5.0, "C")]
+    transcript = Transcript.from_utterances([Utterance(0.2, 1.5, "A", "words")], speaker_turns=turns)
+    back = read_rttm(write_rttm(transcript, tmp_path / "s.rttm"))
+    assert [(u.start_s, u.end_s, u.speaker) for u in back.utterances] == [(t.start_s, t.end_s, t.speaker) for t in turns]
+
+
 def test_mot_round_trip(tmp_path):
     tracks = make_tracks()
     back = read_mot(write_mot(tracks, tmp_path / "t.csv"), fps=tracks.fps)
