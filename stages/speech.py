@@ -21,7 +21,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -30,12 +30,15 @@ from socialpipe.pipeline.config import SpeechConfig
 from socialpipe.pipeline.errors import NoAudioError, SocialpipeError
 from socialpipe.pipeline.models import shared, thread_budget
 from socialpipe.pipeline.progress import Counter, ProgressEvent, ProgressHook, quiet
-from socialpipe.pipeline.video import AUDIO_SAMPLE_RATE, read_audio
+from socialpipe.pipeline.video import AUDIO_SAMPLE_RATE, read_audio, stream_audio
 
 SEGMENTATION_ASSET = ("whisperx", "assets", "pytorch_model.bin")
 MIN_EMBED_S = 0.3  # a local speaker needs this much clean speech in a window to be embedded
 MIN_CLUSTER_S = 3.0  # a voice needs this much clean speech (summed over windows) to stand on its own
 PAUSE_SPLIT_S = 1.0  # a pause this long inside one voice's speech starts a new utterance
+BLOCK_S = 120.0  # the stage works through the audio in blocks this long: memory holds one block
+BLOCK_CONTEXT_S = 2.0  # a block's ASR also hears this much audio before and after it
+MAX_CLUSTERED = 2000  # at most this many local-speaker embeddings are clustered; the rest join the voices found
 
 
 # ----------------------------------------------------------------------------- ASR
@@ -132,76 +135,100 @@ def segmentation_model_path() -> str:
     return str(path)
 
 
-def local_speakers(audio: np.ndarray, settings: SpeechConfig):
-    """Segmentation scores per window: (windows (C,F,K) array, window start times, frame duration)."""
-    import torch
-    from pyannote.audio import Inference, Model
+def segmentation_model():
+    from pyannote.audio import Model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lightning's checkpoint-upgrade notice
         path = segmentation_model_path()
         model = shared("segmentation", path, lambda: Model.from_pretrained(path))
-    inference = Inference(model, step=settings.segmentation_step_s, batch_size=32)
-    scores = inference({"waveform": torch.from_numpy(audio)[None], "sample_rate": AUDIO_SAMPLE_RATE})
-    windows = scores.sliding_window
-    starts = np.array([windows[c].start for c in range(scores.data.shape[0])])
-    return scores.data, starts, windows.duration / scores.data.shape[1]
+    return model.eval()
 
 
-def embed_tracklets(audio: np.ndarray, scores: np.ndarray, starts: np.ndarray, frame_s: float, threshold: float,
-                    tracklets: np.ndarray) -> tuple[dict[int, np.ndarray], dict[int, float], dict[int, bool]]:
-    """tracklet -> unit voice embedding, the seconds of speech it was made from, and whether that speech
-    was clean (only that speaker active).
-
-    A tracklet is embedded from the instants where it is the only active speaker, when it has MIN_EMBED_S
-    of them, else from all its active instants (overlap included) when it has that much; shorter ones
-    are not embedded. The mel spectrogram is computed once; each tracklet's instants are cut into
-    resemblyzer's 1.6 s partials (half overlapping, the last one zero-padded) and all partials go through
-    the encoder in batches. An embedding is the unit mean of its partials, as resemblyzer's
-    ``embed_utterance`` makes it.
-    """
+def local_speakers(audio: np.ndarray, window_starts_s: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Segmentation scores (windows, frames, local speakers) for the 5 s windows starting at
+    ``window_starts_s`` (seconds into ``audio``; a window running past the end is zero-padded)."""
     import torch
-    from resemblyzer import VoiceEncoder, audio as resemblyzer_audio
-    from resemblyzer.hparams import mel_window_step, partials_n_frames
 
-    encoder = shared("voice encoder", "cpu", lambda: VoiceEncoder(device="cpu", verbose=False))
-    mel = resemblyzer_audio.wav_to_mel_spectrogram(audio)  # (mel frames, 40), one per mel_window_step ms
-    mel_s = mel_window_step / 1000
-    active = scores > threshold  # (C, F, K)
-    alone = active & (active.sum(axis=2, keepdims=True) == 1)
-    first_frame = np.round(starts / frame_s).astype(int)  # each window's first frame on the file's frame grid
-    instants: dict[int, tuple[list, list]] = {}
-    for c, k in zip(*np.nonzero(active.any(axis=1))):
-        clean_list, all_list = instants.setdefault(int(tracklets[c, k]), ([], []))
-        clean_list.append(first_frame[c] + np.flatnonzero(alone[c, :, k]))
-        all_list.append(first_frame[c] + np.flatnonzero(active[c, :, k]))
-    partials, owners, seconds, clean = [], [], {}, {}
-    for tracklet, (clean_list, all_list) in instants.items():
-        frames = np.unique(np.concatenate(clean_list))
-        is_clean = len(frames) * frame_s >= MIN_EMBED_S
-        if not is_clean:
-            frames = np.unique(np.concatenate(all_list))
-            if len(frames) * frame_s < MIN_EMBED_S:
-                continue
-        mel_index = np.unique(((frames[:, None] + np.linspace(0, 1, 3)[None]) * frame_s / mel_s).astype(int).ravel())
-        chosen = mel[mel_index[mel_index < len(mel)]]  # (n, 40)
+    model = segmentation_model()
+    size = int(model.specifications.duration * AUDIO_SAMPLE_RATE)
+    out = []
+    for first in range(0, len(window_starts_s), batch_size):
+        batch = np.zeros((len(window_starts_s[first:first + batch_size]), 1, size), np.float32)
+        for i, start in enumerate(window_starts_s[first:first + batch_size]):
+            piece = audio[int(round(start * AUDIO_SAMPLE_RATE)):][:size]
+            batch[i, 0, :len(piece)] = piece
+        with torch.no_grad():
+            out.append(model(torch.from_numpy(batch)).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0, 0), np.float32)
+
+
+class LocalSpeakerEmbedder:
+    """Unit voice embeddings of the local speakers of segmentation windows, with resemblyzer's encoder.
+
+    A local speaker is embedded from the frames where it is the only active speaker when it has
+    MIN_EMBED_S of them ("clean"), else from all its active frames (overlap included) when it has
+    that much; shorter ones are not embedded. The mel spectrogram of a block of audio is computed
+    once; each local speaker's frames are cut into resemblyzer's 1.6 s partials (half overlapping, the
+    last one zero-padded) that go through the encoder 256 at a time. An embedding is the unit mean of
+    its partials, as resemblyzer's ``embed_utterance`` makes it.
+    """
+
+    def __init__(self):
+        from resemblyzer import VoiceEncoder
+
+        self.encoder = shared("voice encoder", "cpu", lambda: VoiceEncoder(device="cpu", verbose=False))
+        self.vectors: dict[tuple[int, int], np.ndarray] = {}
+        self.seconds: dict[tuple[int, int], float] = {}
+        self.clean: dict[tuple[int, int], bool] = {}
+        self._partials: list[np.ndarray] = []
+        self._owners: list[tuple[int, int]] = []
+
+    def add(self, audio: np.ndarray, scores: np.ndarray, starts_s: np.ndarray, first_window: int, frame_s: float,
+            threshold: float) -> None:
+        """Embed the local speakers of windows ``first_window + i`` whose scores are ``scores[i]`` and
+        which start ``starts_s[i]`` seconds into ``audio``."""
+        from resemblyzer import audio as resemblyzer_audio
+        from resemblyzer.hparams import mel_window_step, partials_n_frames
+
+        mel = resemblyzer_audio.wav_to_mel_spectrogram(audio)  # (mel frames, 40), one per mel_window_step ms
+        mel_s = mel_window_step / 1000
+        active = scores > threshold  # (C, F, K)
+        alone = active & (active.sum(axis=2, keepdims=True) == 1)
         hop = partials_n_frames // 2
-        for first in range(0, max(len(chosen) - hop, 1), hop):
-            piece = chosen[first:first + partials_n_frames]
-            partials.append(np.pad(piece, ((0, partials_n_frames - len(piece)), (0, 0))))
-            owners.append(tracklet)
-        seconds[tracklet], clean[tracklet] = len(frames) * frame_s, is_clean
-    if not partials:
-        return {}, {}, {}
-    with torch.no_grad():
-        vectors = np.concatenate([encoder(torch.from_numpy(np.stack(partials[i:i + 256]))).numpy()
-                                  for i in range(0, len(partials), 256)])  # (partials, 256)
-    keys = list(seconds)
-    slot = {key: i for i, key in enumerate(keys)}
-    sums = np.zeros((len(keys), vectors.shape[1]))
-    np.add.at(sums, [slot[owner] for owner in owners], vectors)  # partials summed per tracklet
-    sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-9)
-    return dict(zip(keys, sums)), seconds, clean
+        for c, k in zip(*np.nonzero(active.any(axis=1))):
+            frames = np.flatnonzero(alone[c, :, k])
+            is_clean = len(frames) * frame_s >= MIN_EMBED_S
+            if not is_clean:
+                frames = np.flatnonzero(active[c, :, k])
+                if len(frames) * frame_s < MIN_EMBED_S:
+                    continue
+            key = (first_window + int(c), int(k))
+            mel_index = np.unique(((starts_s[c] + (frames[:, None] + np.linspace(0, 1, 3)[None]) * frame_s) / mel_s)
+                                  .astype(int).ravel())
+            chosen = mel[mel_index[mel_index < len(mel)]]  # (n, 40)
+            for first in range(0, max(len(chosen) - hop, 1), hop):
+                piece = chosen[first:first + partials_n_frames]
+                self._partials.append(np.pad(piece, ((0, partials_n_frames - len(piece)), (0, 0))))
+                self._owners.append(key)
+            self.seconds[key], self.clean[key] = len(frames) * frame_s, is_clean
+            if len(self._partials) >= 256:
+                self._encode()
+
+    def _encode(self) -> None:
+        import torch
+
+        if not self._partials:
+            return
+        with torch.no_grad():
+            vectors = self.encoder(torch.from_numpy(np.stack(self._partials))).numpy()  # (partials, 256)
+        for owner, vector in zip(self._owners, vectors):
+            self.vectors[owner] = self.vectors.get(owner, 0) + vector
+        self._partials, self._owners = [], []
+
+    def finish(self) -> dict[tuple[int, int], np.ndarray]:
+        self._encode()
+        return {key: (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32) for key, v in self.vectors.items()}
 
 
 def cluster_voices(vectors: np.ndarray, seconds: np.ndarray, settings: SpeechConfig) -> np.ndarray:
@@ -238,47 +265,118 @@ def _absorb_small_clusters(vectors: np.ndarray, seconds: np.ndarray, labels: np.
     return labels
 
 
-def diarize_offline(audio: np.ndarray, settings: SpeechConfig):
-    """pyannote.core Annotation of who speaks when, overlap included, from bundled models only."""
-    from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin as Steps
-    from pyannote.core import Annotation, SlidingWindow, SlidingWindowFeature
-    from scipy.optimize import linear_sum_assignment
+def audio_blocks(chunks: Iterable[np.ndarray], block_s: float, before_s: float,
+                 after_s: float) -> Iterator[tuple[float, np.ndarray, float, float | None]]:
+    """Consecutive blocks of a stream of audio chunks: (start of the samples in seconds, samples, block
+    start, block end or None for the last block). Block k owns [k * block_s, (k + 1) * block_s); its
+    samples reach ``before_s`` earlier and ``after_s`` later where the audio has them, so work on a
+    block sees its edges in context. Memory holds one block and its context."""
+    rate = AUDIO_SAMPLE_RATE
+    buffer, buffer_start, block_start = np.zeros(0, np.float32), 0, 0.0
+    for chunk in chunks:
+        buffer = np.concatenate([buffer, chunk])
+        while buffer_start + len(buffer) >= int((block_start + block_s + after_s) * rate):
+            low = max(0, int((block_start - before_s) * rate))
+            high = int((block_start + block_s + after_s) * rate)
+            yield low / rate, buffer[low - buffer_start:high - buffer_start], block_start, block_start + block_s
+            block_start += block_s
+            drop = max(0, int((block_start - before_s) * rate) - buffer_start)
+            buffer, buffer_start = buffer[drop:], buffer_start + drop
+    low = max(0, int((block_start - before_s) * rate))
+    yield low / rate, buffer[low - buffer_start:], block_start, None
 
-    scores, starts, frame_s = local_speakers(audio, settings)
-    n_windows, n_frames, n_local = scores.shape
-    step = float(starts[1] - starts[0]) if n_windows > 1 else settings.segmentation_step_s
-    active = scores > settings.activity_threshold
-    tracklets = np.arange(n_windows * n_local).reshape(n_windows, n_local)
-    embeddings, seconds, clean = embed_tracklets(audio, scores, starts, frame_s, settings.activity_threshold, tracklets)
-    training = [key for key in embeddings if clean[key]] or list(embeddings)
-    if not training:
-        return Annotation()
-    labels = cluster_voices(np.stack([embeddings[k] for k in training]), np.array([seconds[k] for k in training]),
-                            settings)
-    n_voices = int(labels.max()) + 1
-    centroids = np.stack([np.mean([embeddings[k] for k, lab in zip(training, labels) if lab == v], axis=0)
-                          for v in range(n_voices)])
-    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
 
-    # one-to-one per window: local speakers -> voices by similarity, so a window never merges two voices
-    hard = np.full((n_windows, n_local), -2)
-    for c in range(n_windows):
-        local = [k for k in range(n_local) if tracklets[c, k] in embeddings and active[c, :, k].any()]
-        if local:
-            similarity = np.stack([embeddings[tracklets[c, k]] for k in local]) @ centroids.T  # (local, voices)
+class OfflineDiarizer:
+    """Who speaks when, overlaps included, from bundled models only, fed block by block.
+
+    Per block: pyannote's segmentation model (inside the whisperx wheel) scores 5 s windows every
+    ``segmentation_step_s`` for up to 3 local speakers each, and each local speaker is embedded with
+    resemblyzer (``LocalSpeakerEmbedder``). At the end: the clean embeddings are clustered into voices
+    (``cluster_voices``); each window's local speakers go to voices one-to-one by similarity (two
+    speakers of one window are never merged); per frame, pyannote's speaker counting gives how many
+    voices are heard at once (local speakers above ``overlap_threshold``, averaged over the windows
+    that cover the frame) and that many of the most active voices speak there.
+    """
+
+    def __init__(self, settings: SpeechConfig):
+        self.settings = settings
+        model = segmentation_model()
+        self.window_s = float(model.specifications.duration)
+        self.step_s = settings.segmentation_step_s
+        self.scores: list[np.ndarray] = []
+        self.embedder = LocalSpeakerEmbedder()
+        self.windows = 0
+        self.frame_s = 0.0
+
+    def add(self, audio: np.ndarray, audio_start_s: float, block_start_s: float, block_end_s: float | None) -> None:
+        """Score and embed the windows that start inside [block_start_s, block_end_s) (up to the last
+        window the audio needs, when ``block_end_s`` is None); ``audio`` starts at ``audio_start_s`` and
+        reaches past the block by a window."""
+        if block_end_s is None:  # the last block: windows until one reaches the end of the audio
+            end_s = audio_start_s + len(audio) / AUDIO_SAMPLE_RATE
+            last = max(0, int(np.ceil((end_s - self.window_s) / self.step_s - 1e-9)))
+        else:
+            last = int(np.ceil(block_end_s / self.step_s - 1e-9)) - 1
+        first = self.windows
+        if last < first or (block_end_s is None and first > 0 and len(audio) == 0):
+            return
+        starts = np.arange(first, last + 1) * self.step_s - audio_start_s  # seconds into this block's audio
+        scores = local_speakers(audio, starts)
+        self.frame_s = self.window_s / scores.shape[1]
+        self.scores.append(scores)
+        self.embedder.add(audio, scores, starts, first, self.frame_s, self.settings.activity_threshold)
+        self.windows = last + 1
+
+    def finish(self):
+        from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin as Steps
+        from pyannote.core import Annotation, SlidingWindow, SlidingWindowFeature
+        from scipy.optimize import linear_sum_assignment
+
+        settings = self.settings
+        embeddings = self.embedder.finish()
+        clean = self.embedder.clean
+        training = [key for key in embeddings if clean[key]] or list(embeddings)
+        if not training:
+            return Annotation()
+        if len(training) > MAX_CLUSTERED:  # hour-long audio: cluster an even sample, assign the rest below
+            training = [training[i] for i in np.linspace(0, len(training) - 1, MAX_CLUSTERED).astype(int)]
+        seconds = self.embedder.seconds
+        labels = cluster_voices(np.stack([embeddings[k] for k in training]), np.array([seconds[k] for k in training]),
+                                settings)
+        n_voices = int(labels.max()) + 1
+        centroids = np.stack([np.mean([embeddings[k] for k, lab in zip(training, labels) if lab == v], axis=0)
+                              for v in range(n_voices)])
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+
+        scores = np.concatenate(self.scores)  # (windows, frames, local speakers)
+        n_windows, n_frames, n_local = scores.shape
+        by_window: dict[int, list[int]] = {}
+        for c, k in embeddings:
+            by_window.setdefault(c, []).append(k)
+        clustered = np.full((n_windows, n_frames, n_voices), np.nan, dtype=np.float32)
+        for c, local in by_window.items():  # one-to-one per window: local speakers -> voices by similarity
+            similarity = np.stack([embeddings[c, k] for k in local]) @ centroids.T  # (local, voices)
             for i, v in zip(*linear_sum_assignment(-similarity)):
-                hard[c, local[i]] = v
-    clustered = np.full((n_windows, n_frames, n_voices), np.nan, dtype=np.float32)
-    for c, k in zip(*np.nonzero(hard >= 0)):
-        clustered[c, :, hard[c, k]] = scores[c, :, k]
-    windows = SlidingWindow(start=float(starts[0]), duration=n_frames * frame_s, step=step)
-    frames = SlidingWindow(start=float(starts[0]), duration=frame_s, step=frame_s)
-    binary = SlidingWindowFeature((scores > settings.overlap_threshold).astype(np.float32), windows)
-    count = Steps.speaker_count(binary, frames, warm_up=(0.0, 0.0))  # speakers heard at once, per frame
-    count.data = np.minimum(count.data, n_voices).astype(np.uint8)
-    discrete = Steps.to_diarization(SlidingWindowFeature(clustered, windows), count)
-    annotation = Steps.to_annotation(discrete, min_duration_on=settings.min_turn_s, min_duration_off=settings.min_turn_s)
-    return annotation.rename_labels({label: f"SPEAKER_{int(label):02d}" for label in annotation.labels()})
+                clustered[c, :, v] = scores[c, :, local[i]]
+        windows = SlidingWindow(start=0.0, duration=n_frames * self.frame_s, step=self.step_s)
+        frames = SlidingWindow(start=0.0, duration=self.frame_s, step=self.frame_s)
+        binary = SlidingWindowFeature((scores > settings.overlap_threshold).astype(np.float32), windows)
+        count = Steps.speaker_count(binary, frames, warm_up=(0.0, 0.0))  # voices heard at once, per frame
+        count.data = np.minimum(count.data, n_voices).astype(np.uint8)
+        discrete = Steps.to_diarization(SlidingWindowFeature(clustered, windows), count)
+        annotation = Steps.to_annotation(discrete, min_duration_on=settings.min_turn_s,
+                                         min_duration_off=settings.min_turn_s)
+        return annotation.rename_labels({label: f"SPEAKER_{int(label):02d}" for label in annotation.labels()})
+
+
+def diarize_offline(audio: np.ndarray, settings: SpeechConfig):
+    """pyannote.core Annotation of who speaks when in an array of samples (the stage streams instead)."""
+    diarizer = OfflineDiarizer(settings)
+    chunks = (audio[i:i + AUDIO_SAMPLE_RATE * 30] for i in range(0, max(len(audio), 1), AUDIO_SAMPLE_RATE * 30))
+    for audio_start, samples, block_start, block_end in audio_blocks(chunks, BLOCK_S, BLOCK_CONTEXT_S,
+                                                                     diarizer.window_s):
+        diarizer.add(samples, audio_start, block_start, block_end)
+    return diarizer.finish()
 
 
 def diarize_pretrained(audio: np.ndarray, settings: SpeechConfig):
@@ -365,21 +463,43 @@ class SpeechStage:
                                       "expected speech.device=cpu (with speech.compute_type=int8) here")
 
     def run(self, video: VideoInfo, progress: ProgressHook = quiet) -> Transcript:
+        """Words and speaker turns, block by block (BLOCK_S of audio at a time, streamed from the video):
+        memory holds one block whatever the recording's length. A hub diarization pipeline takes the
+        whole audio at once."""
         settings = self.settings
-        audio = read_audio(video)
-        timing = {}
+        offline = settings.diarization == "offline"
+        diarizer = OfflineDiarizer(settings) if offline else None
+        timing = {"asr_s": 0.0, "diarization_s": 0.0}
+        words: list[Word] = []
+        notes: dict[str, Any] = {"word_times": None}
+        heard = False
+        counter = Counter(progress, "speech", round(video.duration_s, 1), "s")
+        window_s = diarizer.window_s if diarizer else 5.0
+        for audio_start, samples, block_start, block_end in audio_blocks(stream_audio(video), BLOCK_S,
+                                                                          BLOCK_CONTEXT_S, window_s):
+            started = time.perf_counter()
+            heard = heard or not _is_silent(samples)
+            listen = samples if block_end is None else \
+                samples[:int((block_end + BLOCK_CONTEXT_S - audio_start) * AUDIO_SAMPLE_RATE)]
+            if len(listen) and not _is_silent(listen):
+                found, notes = transcribe(listen, settings)
+                words += [Word(w.start_s + audio_start, w.end_s + audio_start, w.text, w.score) for w in found
+                          if block_start <= audio_start + (w.start_s + w.end_s) / 2 < (block_end or float("inf"))]
+            timing["asr_s"] += time.perf_counter() - started
+            started = time.perf_counter()
+            if diarizer is not None:
+                diarizer.add(samples, audio_start, block_start, block_end)
+            timing["diarization_s"] += time.perf_counter() - started
+            counter.advance(min(block_end or video.duration_s, video.duration_s) - counter.done)
         started = time.perf_counter()
-        words, notes = transcribe(audio, settings, progress) if len(audio) else ([], {"word_times": None})
-        timing["asr_s"] = time.perf_counter() - started
-        started = time.perf_counter()
-        if not words and _is_silent(audio):
+        if not words and not heard:
             annotation_turns = []
         else:
-            diarization = diarize_offline(audio, settings) if settings.diarization == "offline" else \
-                diarize_pretrained(audio, settings)
+            diarization = diarizer.finish() if diarizer is not None else diarize_pretrained(read_audio(video), settings)
             annotation_turns = [(float(seg.start), float(seg.end), str(label))
                                 for seg, _, label in diarization.itertracks(yield_label=True)]
-        timing["diarization_s"] = time.perf_counter() - started
+        timing["diarization_s"] += time.perf_counter() - started
+        counter.finish()
         turns = [Utterance(start, end, label) for start, end, label in annotation_turns]
         utterances = build_utterances(words, assign_words(words, Transcript.from_utterances(turns)))
         meta = {
