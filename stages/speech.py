@@ -38,6 +38,7 @@ MIN_CLUSTER_S = 3.0  # a voice needs this much clean speech (summed over windows
 PAUSE_SPLIT_S = 1.0  # a pause this long inside one voice's speech starts a new utterance
 BLOCK_S = 120.0  # the stage works through the audio in blocks this long: memory holds one block
 BLOCK_CONTEXT_S = 2.0  # a block's ASR also hears this much audio before and after it
+MIN_WORDLESS_VOICE_S = 1.0  # a voice without a recognised word must be heard this long to count
 MAX_CLUSTERED = 2000  # at most this many local-speaker embeddings are clustered; the rest join the voices found
 
 
@@ -82,7 +83,7 @@ def transcribe(audio: np.ndarray, settings: SpeechConfig,
     """Words with times, and notes on how they were made."""
     model = load_whisper(settings)
     if settings.align_model is not None:
-        aligned = _whisperx_aligned(model, audio, settings, progress)
+        aligned = _whisperx_aligned(audio, settings, progress)
         if aligned is not None:
             return aligned
     segments, info = model.transcribe(audio, language=settings.language, beam_size=settings.beam_size,
@@ -97,7 +98,7 @@ def transcribe(audio: np.ndarray, settings: SpeechConfig,
                    "language": info.language, "word_times": "faster-whisper"}
 
 
-def _whisperx_aligned(model, audio: np.ndarray, settings: SpeechConfig, progress: ProgressHook):
+def _whisperx_aligned(audio: np.ndarray, settings: SpeechConfig, progress: ProgressHook):
     """WhisperX batched transcription + wav2vec2 alignment, or None (with a warning) when the
     alignment model cannot be loaded."""
     import whisperx
@@ -111,8 +112,11 @@ def _whisperx_aligned(model, audio: np.ndarray, settings: SpeechConfig, progress
         progress(ProgressEvent("speech", message=f"alignment model for {language!r} unavailable "
                                                  f"({type(exc).__name__}); using faster-whisper's word times"))
         return None
-    pipeline = whisperx.load_model(resolve_asr_model(settings.asr_model), settings.device,
-                                   compute_type=settings.compute_type, language=language, model=model)
+    # whisperx batches with its own WhisperModel subclass: it loads the same model files itself
+    pipeline = shared("whisperx", (settings.asr_model, settings.device, settings.compute_type, language),
+                      lambda: whisperx.load_model(resolve_asr_model(settings.asr_model), settings.device,
+                                                  compute_type=settings.compute_type, language=language,
+                                                  threads=thread_budget()))
     result = pipeline.transcribe(audio, batch_size=8)
     aligned = whisperx.align(result["segments"], align_model, metadata, audio, settings.device)
     words = [_word(w["start"], w["end"], w["word"], w.get("score"))
@@ -407,6 +411,19 @@ def diarize_pretrained(audio: np.ndarray, settings: SpeechConfig):
 # ----------------------------------------------------------------------------- words -> utterances
 
 
+def drop_wordless_blips(turns: list[Utterance], words: list[Word]) -> list[Utterance]:
+    """The turns less those of voices heard for under MIN_WORDLESS_VOICE_S in all that have no
+    recognised word over them: a click, a tone's onset or a laugh that the segmentation model took for a
+    speaker. Longer speech without words (a hum, a language the recogniser missed) stays."""
+    spoken: dict[str, float] = {}
+    for turn in turns:
+        spoken[turn.speaker] = spoken.get(turn.speaker, 0.0) + turn.duration_s
+    centres = np.sort([(w.start_s + w.end_s) / 2 for w in words])
+    with_words = {turn.speaker for turn in turns
+                  if np.searchsorted(centres, turn.end_s) > np.searchsorted(centres, turn.start_s)}
+    return [t for t in turns if t.speaker in with_words or spoken[t.speaker] >= MIN_WORDLESS_VOICE_S]
+
+
 def assign_words(words: list[Word], turns: Transcript) -> list[str | None]:
     """Per word, the voice whose turns cover most of it, else the voice of the turn whose boundary is
     nearest the word's centre (None when there are no turns)."""
@@ -501,6 +518,7 @@ class SpeechStage:
         timing["diarization_s"] += time.perf_counter() - started
         counter.finish()
         turns = [Utterance(start, end, label) for start, end, label in annotation_turns]
+        turns = drop_wordless_blips(turns, words)
         utterances = build_utterances(words, assign_words(words, Transcript.from_utterances(turns)))
         meta = {
             "source": f"speech stage: {settings.asr_model} + {settings.diarization} diarization", **notes,

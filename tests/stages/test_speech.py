@@ -14,7 +14,7 @@ from socialpipe.pipeline.formats import load_transcript, read_rttm
 from socialpipe.pipeline.scoring import score_speech
 from socialpipe.pipeline.video import probe
 from socialpipe.stages.speech import SpeechStage, assign_words, build_utterances, diarize_offline
-from tests.conftest import SAMPLE_TRANSCRIPT, SAMPLE_VIDEO, reachable
+from tests.conftest import DEV_DATA, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO, reachable
 
 
 def video_with_audio(tmp_path: Path, samples: np.ndarray, name: str = "a.mp4", rate: int = 16000) -> Path:
@@ -138,3 +138,114 @@ def test_a_trusted_hub_pipeline_offline_is_a_clear_error():
     settings = SpeechConfig(diarization="pyannote/speaker-diarization-community-1", trust_pickled_weights=True)
     with pytest.raises(SocialpipeError, match="could not be loaded.*connected machine and HF_TOKEN.*offline"):
         diarize_pretrained(np.zeros(16000, np.float32), settings)
+
+
+# ----------------------------------------------------------------------------- real-recording cases (issue: speech on real recordings)
+
+LONG_TEXT = ("The committee met on Tuesday to talk about the new library. Everyone agreed that the old building "
+             "was too small for the town, and that the children needed more room to read and to play. ")
+
+
+def _mix(*parts: tuple[float, np.ndarray], seconds: float) -> np.ndarray:
+    """Samples of ``seconds`` with each (start seconds, samples) part added in."""
+    out = np.zeros(int(seconds * 16000), np.float32)
+    for start, samples in parts:
+        first = int(start * 16000)
+        piece = samples[:len(out) - first]
+        out[first:first + len(piece)] += piece
+    return np.clip(out, -1, 1)
+
+
+def test_a_tone_sweep_is_not_a_speaker(tmp_path):
+    t = np.arange(16000 * 8) / 16000
+    sweep = 0.4 * np.sin(2 * np.pi * (200 * t + (3000 - 200) / (2 * 8) * t ** 2)).astype(np.float32)  # 200 Hz -> 3 kHz
+    transcript = SpeechStage(SpeechConfig()).run(probe(video_with_audio(tmp_path, sweep)))
+    assert transcript.speakers == [] and transcript.speaker_turns == ()
+
+
+def test_one_speaker_for_a_minute_is_one_voice(tmp_path):
+    speech = espeak(LONG_TEXT * 4, voice="en-us+m3", pitch=40)
+    speech = np.tile(speech, int(np.ceil(60 * 16000 / len(speech))))[:60 * 16000]
+    transcript = SpeechStage(SpeechConfig()).run(probe(video_with_audio(tmp_path, speech)))
+    assert len(transcript.speakers) == 1, transcript.talk_time_s()
+    assert sum(transcript.talk_time_s().values()) > 40  # the minute is speech, and the turns say so
+
+
+def test_two_speakers_overlapping_for_five_seconds_are_both_heard_there(tmp_path):
+    first = espeak(LONG_TEXT, voice="en-us+m3", pitch=35)[:16000 * 10]  # 0-10 s
+    second = espeak(LONG_TEXT, voice="en-us+f4", pitch=85)[:16000 * 10]  # 5-15 s
+    audio = _mix((0.0, first), (5.0, 0.9 * second), seconds=16)
+    transcript = SpeechStage(SpeechConfig()).run(probe(video_with_audio(tmp_path, audio)))
+    assert len(set(t.speaker for t in transcript.speaker_turns)) == 2
+    annotation = transcript.activity_annotation()
+    overlap = annotation.get_overlap()
+    from pyannote.core import Segment
+
+    assert overlap.crop(Segment(5.0, 10.0)).duration() > 2.5, annotation  # two voices at once for most of it
+    assert overlap.duration() - overlap.crop(Segment(4.5, 10.5)).duration() < 1.0  # and hardly elsewhere
+    assert all(len({u.speaker}) == 1 for u in transcript.utterances)  # utterances stay one voice each
+
+
+def test_a_two_second_clip(tmp_path):
+    speech = espeak("Where are you going?")[:32000]
+    transcript = SpeechStage(SpeechConfig()).run(probe(video_with_audio(tmp_path, _mix((0.2, speech), seconds=2.0))))
+    assert len(transcript.speakers) == 1
+    assert all(t.end_s <= 2.1 for t in transcript.speaker_turns)
+
+
+def test_min_speakers_above_the_voices_heard(tmp_path):
+    speech = espeak(LONG_TEXT, voice="en-us+m3", pitch=40)
+    video = probe(video_with_audio(tmp_path, speech))
+    transcript = SpeechStage(SpeechConfig(min_speakers=3)).run(video)
+    # honoured as far as the audio allows: the one voice is split into at most 3, never more, and
+    # every voice the transcript names has turns
+    assert 1 <= len(transcript.speakers) <= 3
+    assert set(transcript.speakers) == {t.speaker for t in transcript.speaker_turns}
+    assert sum(transcript.talk_time_s().values()) > 5
+
+
+def test_a_long_recording_is_worked_through_in_blocks(tmp_path, monkeypatch):
+    """Blocks of 10 s (instead of 120 s) over 19.5 s: the same voices and nearly the same words as one pass,
+    no word twice at a block edge, and progress reported block by block."""
+    from socialpipe.stages import speech as speech_module
+
+    audio = np.concatenate([espeak(LONG_TEXT, voice="en-us+m3", pitch=35)[:16000 * 17],
+                            espeak(LONG_TEXT, voice="en-us+f4", pitch=85)[:16000 * 18]])
+    video = probe(video_with_audio(tmp_path, audio))
+    whole = SpeechStage(SpeechConfig()).run(video)
+    monkeypatch.setattr(speech_module, "BLOCK_S", 10.0)
+    events = []
+    blocked = SpeechStage(SpeechConfig()).run(video, events.append)
+    assert len(blocked.speakers) == len(whole.speakers) == 2
+    whole_words = [w.text for u in whole.utterances for w in u.words]
+    blocked_words = [w.text for u in blocked.utterances for w in u.words]
+    import jiwer
+
+    assert jiwer.wer(" ".join(whole_words), " ".join(blocked_words)) < 0.15
+    done = [e.done for e in events if e.stage == "speech" and e.total]
+    assert done[:-1] == [0.0, 10.0] and done[-1] == pytest.approx(video.duration_s, abs=0.2)  # 19.5 s: 2 blocks
+
+
+AMI = DEV_DATA / "ami-debug"
+
+
+@pytest.mark.skipif(not (AMI / "development.rttm").is_file(), reason="the AMI debug chunks are not here (../shared/data)")
+def test_real_meeting_chunks_pooled_der():
+    """Four 60 s real meeting chunks (AMI), scored on their annotated 0-30 s, pooled, overlap scored.
+    Measured: 0.459 with no collar, 0.391 with a 0.25 s collar (the issue's goals, 0.40 and 0.30, are
+    not reached: see the README's speech section). The bounds hold that measurement against regressions."""
+    import soundfile
+    from pyannote.database.util import load_rttm, load_uem
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    refs = {**load_rttm(AMI / "development.rttm"), **load_rttm(AMI / "test.rttm")}
+    uems = {**load_uem(AMI / "development.uem"), **load_uem(AMI / "test.uem")}
+    no_collar = DiarizationErrorRate(collar=0.0, skip_overlap=False)
+    collar = DiarizationErrorRate(collar=0.5, skip_overlap=False)  # pyannote's collar is both sides: 0.25 s each
+    for uri in ("dev00", "dev01", "tst00", "tst01"):
+        audio, rate = soundfile.read(AMI / f"{uri}.wav", dtype="float32")
+        assert rate == 16000
+        hypothesis = diarize_offline(audio, SpeechConfig())
+        no_collar(refs[uri], hypothesis, uem=uems[uri])
+        collar(refs[uri], hypothesis, uem=uems[uri])
+    assert abs(no_collar) <= 0.47 and abs(collar) <= 0.40, (abs(no_collar), abs(collar))
