@@ -509,18 +509,30 @@ class Transcript(_SavesJson):
 
 @dataclass(frozen=True)
 class SpeakerLink:
-    """One voice tied to an on-screen track, or left unlinked (``track_id`` None: off screen)."""
+    """One voice tied to the on-screen tracks of the person who speaks it, or left unlinked (``track_id``
+    None: off screen). ``track_ids`` are all that person's tracks (several shots, or pieces split by a
+    gap); ``track_id`` is the main one (most speaking), always among them."""
 
     voice: str
     track_id: int | None
     confidence: float = 1.0
     display_name: str | None = None  # a name to show instead of the voice label
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    track_ids: tuple[int, ...] = ()
+    person_id: int | None = None
 
     def __post_init__(self) -> None:
         _check(isinstance(self.voice, str) and self.voice.strip() != "", "a link has an empty voice label")
         _check(self.track_id is None or isinstance(self.track_id, int),
                f"link of {self.voice!r} has track {self.track_id!r}; expected an integer track id or null")
+        ids = tuple(self.track_ids)
+        _check(all(isinstance(t, int) for t in ids),
+               f"link of {self.voice!r} has tracks {list(ids)}; expected a list of integer track ids")
+        if self.track_id is not None and self.track_id not in ids:
+            ids = (self.track_id, *ids)
+        _check(self.track_id is not None or not ids,
+               f"link of {self.voice!r} lists tracks {list(ids)} but no main track; expected track_id among them")
+        object.__setattr__(self, "track_ids", ids)
         _check(0.0 <= self.confidence <= 1.0, f"link of {self.voice!r} has confidence {self.confidence}; expected [0, 1]")
 
     @property
@@ -542,7 +554,28 @@ class SpeakerLinks(_SavesJson):
         return len(self.links)
 
     def track_for(self, voice: str) -> int | None:
+        """The voice's main track (None: off screen or not linked)."""
         return next((link.track_id for link in self.links if link.voice == voice), None)
+
+    def tracks_for(self, voice: str) -> tuple[int, ...]:
+        """Every track of the person who speaks ``voice``."""
+        return next((link.track_ids for link in self.links if link.voice == voice), ())
+
+    def track_at(self, voice: str, frame_index: int, tracks: Tracks, time_s: float | None = None) -> int | None:
+        """The voice's track seen on ``frame_index``: the one its utterance at ``time_s`` is attributed to when
+        that one is seen, else the main track, else any of its tracks seen then; None when none is seen."""
+        ids = self.tracks_for(voice)
+        if not ids:
+            return None
+        seen = {int(t) for t in tracks.track_id[tracks.frame_index == frame_index]}
+        attributed = None
+        if time_s is not None:
+            attributed = next((u.get("track_id") for u in self.meta.get("utterances", ())
+                               if u.get("voice") == voice and u["start_s"] <= time_s < u["end_s"]), None)
+        for candidate in (attributed, self.track_for(voice), *ids):
+            if candidate is not None and candidate in seen and candidate in ids:
+                return candidate
+        return None
 
     def name_for(self, voice: str) -> str:
         return next((link.name for link in self.links if link.voice == voice), voice)
@@ -556,8 +589,8 @@ class SpeakerLinks(_SavesJson):
 
     def validate_against(self, tracks: Tracks, transcript: Transcript) -> None:
         known_tracks = set(tracks.track_ids)
-        bad = [link for link in self.links if link.track_id is not None and link.track_id not in known_tracks]
-        _check(not bad, f"voice {bad[0].voice!r} is linked to track {bad[0].track_id}, which does not exist; "
+        bad = [(link, t) for link in self.links for t in link.track_ids if t not in known_tracks]
+        _check(not bad, f"voice {bad[0][0].voice!r} is linked to track {bad[0][1]}, which does not exist; "
                         f"expected one of the tracks {sorted(known_tracks)} or null" if bad else "")
         voices = set(transcript.speakers)
         unknown = [link.voice for link in self.links if link.voice not in voices]
@@ -570,7 +603,8 @@ class SpeakerLinks(_SavesJson):
     def to_json(self) -> dict[str, Any]:
         return {
             "socialpipe": "links", "version": FORMAT_VERSION, "meta": dict(self.meta),
-            "links": [{"voice": link.voice, "track_id": link.track_id, "confidence": link.confidence,
+            "links": [{"voice": link.voice, "track_id": link.track_id, "track_ids": list(link.track_ids),
+                       "person_id": link.person_id, "confidence": link.confidence,
                        "display_name": link.display_name, "evidence": dict(link.evidence)} for link in self.links],
         }
 
@@ -588,7 +622,10 @@ class SpeakerLinks(_SavesJson):
                                  None if item.get("track_id") is None else _integer(item["track_id"], "track_id"),
                                  _number(item.get("confidence", 1.0), "confidence"),
                                  None if item.get("display_name") is None else _text(item["display_name"], "display_name"),
-                                 dict(item.get("evidence") or {})) for item in body["links"]]
+                                 dict(item.get("evidence") or {}),
+                                 tuple(_integer(t, "track_ids") for t in item.get("track_ids") or ()),
+                                 None if item.get("person_id") is None else _integer(item["person_id"], "person_id"))
+                     for item in body["links"]]
             return cls(tuple(links), body.get("meta", {}))
 
 

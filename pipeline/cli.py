@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from socialpipe.pipeline import __version__
-from socialpipe.pipeline.errors import SocialpipeError
+from socialpipe.pipeline.errors import InputError, SocialpipeError
 from socialpipe.pipeline.progress import ProgressEvent
 from socialpipe.pipeline.stage_table import STAGE_NAMES
 
@@ -284,6 +284,48 @@ def score_link_cmd(pred, gt, transcript, pred_transcript, pred_tracks, gt_tracks
         for voice, row in scores["voices"].items():
             click.echo(f"  {voice}: expected {row['expected']}, predicted {row['predicted']}"
                        f"{'' if row['correct'] else '  <- wrong'}")
+
+
+@score.command("speakers")
+@click.option("--run", "run_dir", type=_existing, required=True, help="A run folder (people, speech and link done).")
+@click.option("--gt-tracks", type=_existing, required=True, help="Ground-truth tracks (.json or MOT .csv).")
+@click.option("--gt-transcript", type=_existing, required=True, help="Ground-truth transcript.")
+@click.option("--gt-links", type=_existing, required=True, help="Ground-truth links (.json).")
+@click.option("--min-iou", type=float, default=0.3, show_default=True, help="IoU with the true face a box needs.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def score_speakers_cmd(run_dir, gt_tracks, gt_transcript, gt_links, min_iou, as_json):
+    """End-to-end speaker-box accuracy: at single-speaker moments (5 a second), is the run's speaker box on
+    the true speaker's face?"""
+    from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript
+    from socialpipe.pipeline.report import load_run
+    from socialpipe.pipeline.scoring import score_speakers
+
+    run = load_run(run_dir)
+    if run.tracks is None or run.transcript is None or run.links is None:
+        raise InputError(f"{run_dir}: the run has no people, speech or link output; expected a run that went "
+                         "through the link stage (socialpipe run VIDEO --until link)")
+    truth_links = load_links(gt_links)
+    scores = score_speakers(run.tracks, run.transcript, run.links, load_tracks(gt_tracks, run.video.fps),
+                            load_transcript(gt_transcript), truth_links, run.video.duration_s, min_iou)
+    _emit(scores, as_json, f"speakers: {run_dir} against {gt_tracks}, {gt_transcript}, {gt_links}")
+    if not as_json:
+        for reason, count in scores["failures"].items():
+            click.echo(f"  missed: {reason:<40} {count}")
+
+
+@score.command("asd")
+@click.option("--pred", type=_existing, required=True,
+              help="Predicted speaking scores: an AVA-ActiveSpeaker csv, or a run folder (its asd.csv).")
+@click.option("--gt", type=_existing, required=True, help="Ground-truth labels, AVA-ActiveSpeaker csv.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def score_asd_cmd(pred, gt, as_json):
+    """Active speaker detection mAP, as the AVA-ActiveSpeaker benchmark computes it."""
+    from socialpipe.pipeline.scoring import read_ava_csv, score_asd
+
+    pred = Path(pred) / "asd.csv" if Path(pred).is_dir() else Path(pred)
+    if not pred.is_file():
+        raise InputError(f"{pred}: no such file; expected a run folder whose link stage wrote asd.csv")
+    _emit(score_asd(read_ava_csv(pred), read_ava_csv(gt)), as_json, f"asd: {pred} against {gt}")
 
 
 def _answer_overrides(**values) -> list[str]:

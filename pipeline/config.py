@@ -90,6 +90,7 @@ class PeopleConfig(_Section):
     detector_model: str | None = None  # yolo only: a face model's weights file or hub name
     person_detector: str = "none"  # none, or yolo: also track people (COCO person class) and tie faces to them
     person_model: str = "yolo11n.pt"  # weights for person_detector yolo; fetched from the hub on first use
+    shot_threshold: float = 27.0  # PySceneDetect content score that makes a cut; lower finds more cuts, 0 turns cuts off
     detect_fps: float = 5.0  # detection rate; higher follows fast motion better, costs time linearly
     detect_scale: float = 0.5  # frames are shrunk by this before detection; lower is faster but misses small faces
     max_side: int = 1280  # frames are decoded with the longer side at most this many pixels: bounds memory on 4K/8K
@@ -109,7 +110,7 @@ class PeopleConfig(_Section):
     section = "people"
     choices = {"detector": ("mtcnn", "yolo", "opencv"), "person_detector": ("none", "yolo"),
                "tracker": ("bytetrack", "botsort")}
-    ranges = {"detect_fps": POSITIVE, "detect_scale": Range(0, 1, low_open=True), "min_face_px": Range(1),
+    ranges = {"shot_threshold": NON_NEGATIVE, "detect_fps": POSITIVE, "detect_scale": Range(0, 1, low_open=True), "min_face_px": Range(1),
               "min_confidence": UNIT, "track_buffer_s": NON_NEGATIVE, "min_track_s": NON_NEGATIVE,
               "rejoin_max_gap_s": NON_NEGATIVE, "rejoin_min_similarity": Range(-1, 1),
               "rejoin_max_shift": NON_NEGATIVE, "interpolate_max_gap_s": NON_NEGATIVE,
@@ -153,12 +154,24 @@ class SpeechConfig(_Section):
 
 @dataclass(frozen=True)
 class LinkConfig(_Section):
-    analysis_fps: float = 12.5  # mouth activity is measured this often; higher resolves quick syllables, costs decode time
-    min_score: float = 0.2  # a voice links to a track only above this agreement; raising it leaves more voices off screen
-    min_coverage: float = 0.3  # the track must be visible for at least this share of the voice's speech
+    method: str = "asd"  # asd: LR-ASD speaking scores (mouth activity as fallback); mouth: mouth activity only
+    asd_weights: str | None = None  # LR-ASD checkpoint; None: the bundled TalkSet weights (pretrain_AVA.model: the AVA ones)
+    min_face_px: float = 24.0  # faces smaller than this (box side, pixels) are not scored by the active-speaker model
+    speaking_threshold: float = 0.0  # the network's logit above which a face counts as speaking
+    min_seen_s: float = 0.5  # a face must be seen this long while a voice speaks alone to be judged for it
+    min_speaking_share: float = 0.4  # ... and speak on at least this share of those frames
+    min_margin: float = 0.2  # ... this much more often than while the voice is silent
+    silent_share: float = 0.0  # a face speaking on less than this share whenever judged is a listener, never a fallback
+    correct: bool = True  # act on audio/vision disagreements (utterances follow the speaking face; split voices share it)
+    mouth_fallback: bool = True  # voices no face speaks for may be linked by mouth activity
+    analysis_fps: float = 12.5  # mouth activity is measured this often (fallback only)
+    min_score: float = 0.2  # mouth fallback: agreement needed; raising it leaves more voices off screen
+    min_coverage: float = 0.3  # mouth fallback: the track must be visible for this share of the voice's speech
 
     section = "link"
-    ranges = {"analysis_fps": POSITIVE, "min_score": UNIT, "min_coverage": UNIT}
+    choices = {"method": ("asd", "mouth")}
+    ranges = {"analysis_fps": POSITIVE, "min_score": UNIT, "min_coverage": UNIT, "min_face_px": NON_NEGATIVE,
+              "min_seen_s": NON_NEGATIVE, "min_speaking_share": UNIT, "min_margin": UNIT, "silent_share": UNIT}
 
 
 @dataclass(frozen=True)

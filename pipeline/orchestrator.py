@@ -163,7 +163,7 @@ class Run:
             from socialpipe.stages.link import LinkStage
 
             return (lambda: LinkStage(config.link).run(video, result.tracks, result.transcript, hook),
-                    "link stage (mouth activity x speech activity)")
+                    "link stage (LR-ASD active speaker x speech activity)")
         from socialpipe.stages.answer import AnswerStage
 
         stage_runner = AnswerStage(config.answer, head_expand=config.people.head_expand)

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -37,6 +38,15 @@ class RunContents:
     links: SpeakerLinks | None
     answer: Answer | None
     manifest: dict
+
+    @cached_property
+    def speaking_by_frame(self) -> dict[int, dict[int, float]]:
+        """frame -> {face track: active-speaker probability} from the link stage's scores."""
+        by_frame: dict[int, dict[int, float]] = {}
+        for tid, pairs in (self.links.meta if self.links is not None else {}).get("speaking_scores", {}).items():
+            for frame, value in pairs:
+                by_frame.setdefault(int(frame), {})[int(tid)] = float(value)
+        return by_frame
 
 
 def load_run(path: str | Path) -> RunContents:
@@ -80,7 +90,9 @@ def summary(run: RunContents) -> str:
     if run.links is not None:
         lines.append(f"links   {len(run.links)} voices")
         for link in run.links.links:
-            target = "off screen (unlinked)" if link.track_id is None else f"track {link.track_id}"
+            target = ("off screen (unlinked)" if link.track_id is None else
+                      f"track {link.track_id}" if len(link.track_ids) == 1 else
+                      f"tracks {', '.join(map(str, link.track_ids))} (person {link.person_id})")
             name = f" as {link.display_name}" if link.display_name and link.display_name != link.voice else ""
             evidence = f"; {_evidence_line(link)}" if link.evidence else ""
             lines.append(f"  {link.voice}{name} -> {target} (confidence {link.confidence:.2f}{evidence})")
@@ -97,23 +109,41 @@ def summary(run: RunContents) -> str:
 
 
 def _evidence_line(link) -> str:
-    """The evidence behind a link in a few words: the best candidates' scores and the utterance vote."""
+    """The evidence behind a link in a few words: how the best candidates spoke while the voice did."""
     evidence = dict(link.evidence)
     candidates = evidence.pop("candidates", None)
     if not candidates:
         return f"evidence {json.dumps(evidence)}"
-    parts = [f"track {tid}: score {c['score']:.2f} (corr {c['correlation']:.2f}, visible {c['coverage']:.0%})"
-             for tid, c in list(candidates.items())[:2]]
-    agreement = evidence.get("utterances_on_linked_track")
-    if agreement is not None:
-        parts.append(f"{agreement:.0%} of its utterances on that track")
+    parts = []
+    for tid, c in list(candidates.items())[:2]:
+        if c.get("speaking_share") is None:
+            parts.append(f"track {tid}: not seen while it speaks alone")
+            continue
+        otherwise = c.get("speaking_share_otherwise")
+        parts.append(f"track {tid}: speaking on {c['speaking_share']:.0%} of {c['seen_steps'] / 25:.1f} s seen"
+                     + ("" if otherwise is None else f", {otherwise:.0%} while other voices speak")
+                     + (f", mouth corr {c['mouth_correlation']:.2f}" if "mouth_correlation" in c else ""))
+    for disagreement in evidence.get("disagreements", ()):
+        parts.append(f"{disagreement['kind']} ({disagreement['meaning']})")
     return "; ".join(parts)
 
 
 def _track_names(links: SpeakerLinks | None) -> dict[int, str]:
     if links is None:
         return {}
-    return {link.track_id: link.name for link in links.links if link.track_id is not None}
+    return {t: link.name for link in links.links for t in link.track_ids}
+
+
+def draw_score_bar(image: np.ndarray, xyxy: np.ndarray, probability: float, colour) -> None:
+    """A bar under a face box: filled to the face's speaking probability, with a mark at one half."""
+    x1, _, x2, y2 = (int(round(v)) for v in xyxy)
+    top, bottom = y2 + 3, y2 + 9
+    if bottom >= image.shape[0] or x2 - x1 < 8:
+        return
+    cv2.rectangle(image, (x1, top), (x2, bottom), (40, 40, 40), -1)
+    cv2.rectangle(image, (x1, top), (x1 + int(round((x2 - x1) * probability)), bottom), colour, -1)
+    middle = (x1 + x2) // 2
+    cv2.line(image, (middle, top), (middle, bottom), (255, 255, 255), 1)
 
 
 def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: dict[int, str],
@@ -124,13 +154,17 @@ def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: d
         frame, (width, int(round(frame.shape[0] * scale))), interpolation=cv2.INTER_AREA)
     time_s = frame_to_time(frame_index, run.video.fps)
     current = run.transcript.speaking_at(time_s) if run.transcript is not None else ()
-    speaking_tracks = {run.links.track_for(u.speaker) for u in current} if run.links is not None else set()
+    speaking_tracks = ({run.links.track_at(u.speaker, frame_index, run.tracks, time_s) for u in current}
+                       if run.links is not None and run.tracks is not None else set())
+    scores = run.speaking_by_frame.get(frame_index, {})
     if run.tracks is not None:
         here = run.tracks.at_frame(frame_index)
         for i, tid in enumerate(here.track_id.tolist()):
             colour, speaking = colour_of(tid), tid in speaking_tracks
             label = f"{tid} {names.get(tid, '')}".strip() + (" speaking" if speaking else "")
             draw_box(out, here.xyxy[i], colour, label, thickness=4 if speaking else 2, scale=scale)
+            if tid in scores:
+                draw_score_bar(out, here.xyxy[i] * scale, scores[tid], colour)
             if here.landmarks is not None and np.isfinite(here.landmarks[i]).all():
                 for x, y in here.landmarks[i] * scale:
                     cv2.circle(out, (int(round(x)), int(round(y))), 2, colour, -1)

@@ -3,10 +3,14 @@
 - people: multi-object tracking metrics from motmetrics (IDF1, MOTA, ...) with IoU >= 0.5 matching.
 - speech: diarization error rate from pyannote.metrics (collar stated) and word error rate from jiwer.
 - link: share of voices linked to the right track, and share of speech time attributed to the right track.
+- speakers: end to end, the share of single-speaker moments whose speaker box lies on the right face.
+- asd: per-face speaking scores against AVA-ActiveSpeaker labels, by average precision.
 """
 
 from __future__ import annotations
 
+import csv
+import os
 import re
 from dataclasses import replace
 from typing import Any
@@ -16,6 +20,7 @@ import numpy as np
 from socialpipe.pipeline.artifacts import SpeakerLinks, Tracks, Transcript
 from socialpipe.pipeline.boxes import box_iou
 from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.io import temporary_sibling
 
 UNLINKED = "<off screen>"
 
@@ -197,3 +202,130 @@ def _by_track(transcript: Transcript, links: SpeakerLinks):
         track = links.track_for(voice)
         mapping[voice] = UNLINKED if track is None else f"track {track}"
     return annotation.rename_labels(mapping)
+
+
+SPEAKER_SAMPLES_HZ = 5.0  # ground-truth moments are sampled this often
+
+
+def score_speakers(pred_tracks: Tracks, pred_transcript: Transcript, pred_links: SpeakerLinks,
+                   gt_tracks: Tracks, gt_transcript: Transcript, gt_links: SpeakerLinks,
+                   duration_s: float, min_iou: float = 0.3) -> dict[str, Any]:
+    """End-to-end speaker-box accuracy: at every moment (5 a second) where exactly one person speaks in the
+    ground truth and that person's face is on screen, is the box the pipeline would hand the answer stage
+    (the predicted voice speaking then, its linked track seen on that frame, that track's face box) on the
+    true speaker's face (IoU >= ``min_iou``)? Moments where the true speaker is off screen are counted apart:
+    any predicted box then is wrong."""
+    moments = np.arange(0.0, duration_s, 1.0 / SPEAKER_SAMPLES_HZ) + 0.5 / SPEAKER_SAMPLES_HZ
+    right = on_screen = off_screen = boxed_off_screen = 0
+    failures = {"no predicted voice": 0, "voice not linked or its track not seen": 0, "box on another face": 0}
+    for time_s in moments:
+        speaking = {u.speaker for u in gt_transcript.speech_turns if u.start_s <= time_s < u.end_s}
+        if len(speaking) != 1:
+            continue
+        (voice,) = speaking
+        gt_frame = int(np.floor(time_s * gt_tracks.fps + 1e-6))
+        true_track = gt_links.track_at(voice, gt_frame, gt_tracks, time_s)
+        if true_track is None:
+            off_screen += 1
+            boxed_off_screen += _predicted_box(pred_tracks, pred_transcript, pred_links, time_s, {}) is not None
+            continue
+        predicted_box = _predicted_box(pred_tracks, pred_transcript, pred_links, time_s, failures)
+        on_screen += 1
+        true_box = gt_tracks.xyxy[(gt_tracks.track_id == true_track) & (gt_tracks.frame_index == gt_frame)][0]
+        if predicted_box is None:
+            continue
+        if float(box_iou(predicted_box[None], true_box[None])[0, 0]) >= min_iou:
+            right += 1
+        else:
+            failures["box on another face"] += 1
+    return {"speaker_box_accuracy": right / on_screen if on_screen else float("nan"),
+            "moments_on_screen": on_screen, "moments_right": right, "moments_off_screen": off_screen,
+            "boxes_given_off_screen": boxed_off_screen, "min_iou": min_iou, "samples_per_s": SPEAKER_SAMPLES_HZ,
+            "failures": failures}
+
+
+def _predicted_box(tracks: Tracks, transcript: Transcript, links: SpeakerLinks, time_s: float,
+                   failures: dict[str, int]) -> np.ndarray | None:
+    """The face box the pipeline gives for the voice speaking at ``time_s`` (None, with the reason counted)."""
+    speaking = [u for u in transcript.speech_turns if u.start_s <= time_s < u.end_s]
+    if not speaking:
+        failures["no predicted voice"] = failures.get("no predicted voice", 0) + 1
+        return None
+    voice = max(speaking, key=lambda u: u.end_s - u.start_s).speaker if len({u.speaker for u in speaking}) > 1 \
+        else speaking[0].speaker
+    frame = int(np.floor(time_s * tracks.fps + 1e-6))
+    track = links.track_at(voice, frame, tracks, time_s)
+    if track is None:
+        reason = "voice not linked or its track not seen"
+        failures[reason] = failures.get(reason, 0) + 1
+        return None
+    return tracks.xyxy[(tracks.track_id == track) & (tracks.frame_index == frame)][0]
+
+
+AVA_SPEAKING = "SPEAKING_AUDIBLE"
+
+
+def read_ava_csv(path) -> list[dict]:
+    """Rows of an AVA-ActiveSpeaker csv: video_id, frame_timestamp, x1, y1, x2, y2, label, entity_id[, score]."""
+    rows = []
+    with open(path, newline="") as handle:
+        for number, fields in enumerate(csv.reader(handle), 1):
+            if not fields or fields[0].startswith("#") or fields[0] == "video_id":
+                continue
+            if len(fields) < 8:
+                raise InputError(f"{path}:{number}: {len(fields)} columns; expected video_id, frame_timestamp, "
+                                 "x1, y1, x2, y2, label, entity_id[, score] (the AVA-ActiveSpeaker csv)")
+            try:
+                rows.append({"key": (fields[0], round(float(fields[1]), 2), fields[7]), "label": fields[6].strip(),
+                             "score": float(fields[8]) if len(fields) > 8 and fields[8].strip() else None})
+            except ValueError:
+                raise InputError(f"{path}:{number}: timestamp {fields[1]!r} or score is not a number; expected "
+                                 "seconds and a score") from None
+    return rows
+
+
+def score_asd(pred_rows: list[dict], gt_rows: list[dict]) -> dict[str, Any]:
+    """Average precision of per-face speaking scores the way the AVA-ActiveSpeaker benchmark computes it:
+    every ground-truth (video, timestamp, entity) is one example, positive when labelled SPEAKING_AUDIBLE;
+    predictions sorted by score, precision made non-increasing from the right, area under the precision-
+    recall steps. A ground-truth face without a prediction counts with score -inf (it is never found)."""
+    truth = {row["key"]: row["label"] == AVA_SPEAKING for row in gt_rows}
+    if not truth:
+        raise InputError("the ground-truth csv has no rows; expected AVA-ActiveSpeaker labels")
+    scored = {row["key"]: row["score"] for row in pred_rows if row["score"] is not None}
+    keys = list(truth)
+    scores = np.array([scored.get(k, -np.inf) for k in keys])
+    labels = np.array([truth[k] for k in keys])
+    positives = int(labels.sum())
+    if positives == 0:
+        raise InputError("the ground truth has no SPEAKING_AUDIBLE rows; average precision needs some")
+    order = np.argsort(-scores, kind="stable")
+    hits = labels[order]
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    recall = np.cumsum(hits) / positives
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    recall_steps = np.diff(np.concatenate([[0.0], recall]))
+    found = np.isfinite(scores[order])
+    average_precision = float(np.sum(precision * recall_steps * found))
+    return {"mAP": average_precision, "examples": len(keys), "positives": positives,
+            "predicted": int(np.isfinite(scores).sum())}
+
+
+def write_ava_csv(links: SpeakerLinks, tracks: Tracks, path, video_id: str, width: int, height: int):
+    """The link stage's speaking scores as an AVA-ActiveSpeaker prediction csv (normalised face boxes)."""
+    temporary = temporary_sibling(path)
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        for tid, pairs in links.meta.get("speaking_scores", {}).items():
+            mine = tracks.for_track(int(tid))
+            for frame, probability in pairs:
+                rows = np.flatnonzero(mine.frame_index == frame)
+                if not rows.size:
+                    continue
+                x1, y1, x2, y2 = mine.xyxy[rows[0]]
+                writer.writerow([video_id, f"{frame / tracks.fps:.2f}", f"{x1 / width:.4f}", f"{y1 / height:.4f}",
+                                 f"{x2 / width:.4f}", f"{y2 / height:.4f}",
+                                 AVA_SPEAKING if probability >= 0.5 else "NOT_SPEAKING", f"{video_id}:{tid}",
+                                 f"{probability:.4f}"])
+    os.replace(temporary, path)
+    return path

@@ -36,6 +36,15 @@ class StageSpec:
         return [self.file, *(export.file for export in self.exports), *self.extra_files]
 
 
+def _write_asd(links, path: Path, video: VideoInfo):
+    """The speaking scores in AVA-ActiveSpeaker's csv (boxes from the run's people.json beside it)."""
+    from socialpipe.pipeline.artifacts import load_json
+    from socialpipe.pipeline.scoring import write_ava_csv
+
+    return write_ava_csv(links, load_json(Tracks, path.parent / "people.json"), path, Path(video.path).stem,
+                         video.width, video.height)
+
+
 HEATMAP_FILE = "attention.png"  # the answer stage's picture of a speaker's attention, without and with the bias
 VIDEO = StageSpec("video", VideoInfo, "video.json")
 STAGE_TABLE: tuple[StageSpec, ...] = (
@@ -47,7 +56,8 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
                                                                                 uri=Path(video.path).stem)),
                Export("speech.vtt", lambda transcript, path, video: write_vtt(transcript, path))),
               ("video",), "speech", "transcript"),
-    StageSpec("link", SpeakerLinks, "links.json", (), ("people", "speech"), "link", "links"),
+    StageSpec("link", SpeakerLinks, "links.json", (Export("asd.csv", _write_asd),), ("people", "speech"), "link",
+              "links"),
     StageSpec("answer", Answer, "answer.json", (), ("people", "speech", "link"), "answer", None, (HEATMAP_FILE,)),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGE_TABLE)

@@ -44,7 +44,7 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 def view_data(run: RunContents) -> dict[str, Any]:
     """Everything the page shows, in compact columns (a 1 h run stays a few MB)."""
     video = run.video
-    names = {link.track_id: link.name for link in run.links.links if link.track_id is not None} if run.links else {}
+    names = {t: link.name for link in run.links.links for t in link.track_ids} if run.links else {}
     data: dict[str, Any] = {
         "run": str(run.path),
         "video": {"file": Path(video.path).name, "fps": video.fps, "frame_count": video.frame_count,
@@ -77,6 +77,7 @@ def view_data(run: RunContents) -> dict[str, Any]:
         for link in run.links.links:
             evidence = dict(link.evidence)
             data["links"].append({"voice": link.voice, "name": link.name, "track": link.track_id,
+                                  "tracks": list(link.track_ids), "person": link.person_id,
                                   "confidence": round(link.confidence, 4), "decision": evidence.get("decision"),
                                   "candidates": evidence.get("candidates", {})})
     if run.answer is not None:
@@ -94,8 +95,8 @@ def view_data(run: RunContents) -> dict[str, Any]:
 
 
 def _speaking_scores(run: RunContents, track_id: int) -> list | None:
-    """Per-frame speaking scores of a track, ``[[frame, score], ...]``, when the run's people artifact has them."""
-    scores = run.tracks.meta.get("speaking_scores", {}).get(str(track_id))
+    """Per-frame speaking scores of a track, ``[[frame, probability], ...]``, when the run's link stage made them."""
+    scores = (run.links.meta if run.links is not None else {}).get("speaking_scores", {}).get(str(track_id))
     return scores if isinstance(scores, list) else None
 
 

@@ -166,8 +166,10 @@ def build_scene(video: VideoInfo, tracks: Tracks | None, transcript: Transcript,
         for link in links.links:
             if link.track_id is None:
                 continue
-            for t, frame_index in enumerate(indices):
-                box = tracks.speaker_box(link.track_id, frame_index, video.width, video.height, head_expand)
+            for t, (frame_index, time_s) in enumerate(zip(indices, times)):
+                track_id = links.track_at(link.voice, frame_index, tracks, time_s)  # the person's track seen then
+                box = None if track_id is None else tracks.speaker_box(track_id, frame_index, video.width,
+                                                                        video.height, head_expand)
                 if box is not None:
                     boxes[link.name, t] = box
     return Scene(list(frames), list(times), lines, speakers, covered, Boxes.from_labelled(boxes))

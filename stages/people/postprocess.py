@@ -57,9 +57,11 @@ def _mean_look(looks: np.ndarray) -> np.ndarray | None:
     return seen.mean(axis=0).astype(np.float32) if len(seen) else None
 
 
-def rejoin(boxes: Boxes, looks: np.ndarray, video: VideoInfo, settings: PeopleConfig) -> tuple[Boxes, list[dict]]:
-    """Join track pieces that never overlap in time when the later one starts where the earlier one
-    ended (or both touch the same frame edge: left and came back) and they look alike.
+def rejoin(boxes: Boxes, looks: np.ndarray, video: VideoInfo, settings: PeopleConfig,
+           shot_starts: list[int] = (0,)) -> tuple[Boxes, list[dict]]:
+    """Join track pieces of one shot that never overlap in time when the later one starts where the
+    earlier one ended (or both touch the same frame edge: left and came back) and they look alike.
+    Pieces in different shots (``shot_starts``: each shot's first frame) are never joined.
 
     Returns the boxes relabelled and one record per join saying why.
     """
@@ -67,11 +69,13 @@ def rejoin(boxes: Boxes, looks: np.ndarray, video: VideoInfo, settings: PeopleCo
     frames = boxes.frame_index
     spans = {tid: (int(frames[r[0]]), int(frames[r[-1]])) for tid, r in rows.items()}
     mean_looks = {tid: _mean_look(looks[r]) for tid, r in rows.items()}
+    shot = {tid: int(np.searchsorted(np.asarray(shot_starts), first, side="right")) for tid, (first, _) in spans.items()}
     candidates = []
     for a, ra in rows.items():
         for b, rb in rows.items():
             gap_frames = spans[b][0] - spans[a][1]
-            if a == b or gap_frames <= 0 or duration_of(gap_frames, video.fps) > settings.rejoin_max_gap_s:
+            if a == b or gap_frames <= 0 or duration_of(gap_frames, video.fps) > settings.rejoin_max_gap_s \
+                    or shot[a] != shot[b]:
                 continue
             if mean_looks[a] is None or mean_looks[b] is None:
                 continue

@@ -118,3 +118,95 @@ def test_link_scores_map_predicted_track_ids_onto_the_truth():
     assert score_link(wrong, gt, pred_tracks=pred_tracks, gt_tracks=gt_tracks)["voice_accuracy"] == 0.0
     with pytest.raises(InputError, match="give both"):
         score_link(pred, gt, pred_tracks=pred_tracks)
+
+
+# ----------------------------------------------------------------------------- speakers and asd
+
+def _sample_truth():
+    from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript
+    from tests.conftest import SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT
+
+    return load_tracks(SAMPLE_TRACKS, None), load_transcript(SAMPLE_TRANSCRIPT), load_links(SAMPLE_LINKS)
+
+
+def test_speaker_boxes_of_the_truth_itself_are_all_right():
+    from socialpipe.pipeline.scoring import score_speakers
+
+    tracks, transcript, links = _sample_truth()
+    scores = score_speakers(tracks, transcript, links, tracks, transcript, links, 37.68)
+    assert scores["speaker_box_accuracy"] == 1.0 and scores["moments_on_screen"] > 100
+    assert scores["moments_off_screen"] > 10 and scores["boxes_given_off_screen"] == 0  # Dana speaks off screen
+
+
+def test_a_voice_on_the_wrong_face_loses_its_moments():
+    from dataclasses import replace
+
+    from socialpipe.pipeline.scoring import score_speakers
+
+    tracks, transcript, links = _sample_truth()
+    wrong = SpeakerLinks(tuple(replace(link, track_id=2, track_ids=(2,)) if link.voice == "Alice" else link
+                               for link in links.links))
+    scores = score_speakers(tracks, transcript, wrong, tracks, transcript, links, 37.68)
+    alice_share = sum(u.duration_s for u in transcript.utterances if u.speaker == "Alice") / 37.68
+    assert scores["failures"]["box on another face"] > 0
+    assert scores["speaker_box_accuracy"] < 1.0 - 0.5 * alice_share
+
+
+def test_a_person_seen_in_two_pieces_needs_both_tracks_linked():
+    """Carol's track cut in two (as a shot cut would): linked to both pieces she keeps every moment; linked to
+    the first piece only, her later lines have no box."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from socialpipe.pipeline.scoring import score_speakers
+
+    tracks, transcript, links = _sample_truth()
+    carol = next(link for link in links.links if link.voice == "Carol")
+    frames = tracks.frame_index[tracks.track_id == carol.track_id]
+    middle = int(np.median(frames))
+    ids = np.where((tracks.track_id == carol.track_id) & (tracks.frame_index >= middle), 99, tracks.track_id)
+    from socialpipe.pipeline.boxes import Boxes
+
+    plain = Boxes(xyxy=tracks.xyxy, confidence=tracks.confidence, landmarks=tracks.landmarks, track_id=ids,
+                  frame_index=tracks.frame_index)
+    split = Tracks.from_boxes(plain, fps=tracks.fps, kinds={**tracks.kinds, 99: "face"})
+    both = SpeakerLinks(tuple(replace(link, track_ids=(carol.track_id, 99)) if link is carol else link
+                              for link in links.links))
+    first_only = SpeakerLinks(tuple(replace(link, track_ids=(carol.track_id,)) if link is carol else link
+                                    for link in links.links))
+    assert score_speakers(split, transcript, both, tracks, transcript, links, 37.68)["speaker_box_accuracy"] == 1.0
+    partial = score_speakers(split, transcript, first_only, tracks, transcript, links, 37.68)
+    assert partial["speaker_box_accuracy"] < 1.0
+    assert partial["failures"]["voice not linked or its track not seen"] > 0
+
+
+def test_asd_average_precision_as_the_benchmark_computes_it(tmp_path):
+    from socialpipe.pipeline.scoring import read_ava_csv, score_asd
+
+    (tmp_path / "gt.csv").write_text("v,1.00,0,0,1,1,SPEAKING_AUDIBLE,a\nv,1.00,0,0,1,1,SPEAKING_AUDIBLE,b\n"
+                                     "v,1.00,0,0,1,1,NOT_SPEAKING,c\nv,1.04,0,0,1,1,NOT_SPEAKING,d\n")
+    (tmp_path / "pred.csv").write_text("v,1.00,0,0,1,1,SPEAKING_AUDIBLE,a,0.9\nv,1.00,0,0,1,1,SPEAKING_AUDIBLE,c,0.8\n"
+                                       "v,1.00,0,0,1,1,SPEAKING_AUDIBLE,b,0.7\nv,1.04,0,0,1,1,NOT_SPEAKING,d,0.1\n")
+    scores = score_asd(read_ava_csv(tmp_path / "pred.csv"), read_ava_csv(tmp_path / "gt.csv"))
+    # ranked a+, c-, b+, d-: precision 1, 1/2, 2/3, 1/2 at recall 1/2, 1/2, 1, 1 -> 1/2 * 1 + 1/2 * 2/3
+    assert scores["mAP"] == pytest.approx(0.5 + 0.5 * 2 / 3) and scores["positives"] == 2
+    missing_b = read_ava_csv(tmp_path / "pred.csv")[:2]
+    assert score_asd(missing_b, read_ava_csv(tmp_path / "gt.csv"))["mAP"] == pytest.approx(0.5)
+
+
+def test_an_ava_csv_with_too_few_columns_is_refused(tmp_path):
+    from socialpipe.pipeline.scoring import read_ava_csv
+
+    (tmp_path / "bad.csv").write_text("v,1.0,0,0,1\n")
+    with pytest.raises(InputError, match=r"bad.csv:1: 5 columns; expected video_id"):
+        read_ava_csv(tmp_path / "bad.csv")
+
+
+def test_links_keep_every_track_of_a_person_through_json():
+    link = SpeakerLink("Ann", 4, track_ids=(7,), person_id=2)
+    assert link.track_ids == (4, 7)
+    again = SpeakerLinks.from_json(SpeakerLinks((link,)).to_json())
+    assert again.links[0].track_ids == (4, 7) and again.links[0].person_id == 2
+    with pytest.raises(InputError, match="no main track"):
+        SpeakerLink("Ann", None, track_ids=(3,))

@@ -170,3 +170,36 @@ def test_large_frames_are_decoded_small_and_boxes_come_back_in_original_pixels(t
     assert full.track_ids == small.track_ids == [1]
     assert np.abs(full.xyxy - small.xyxy).max() < 12  # pixels of the 1920x1080 frame
     assert 880 < small.xyxy[0, 0] < 1000 and small.xyxy[0, 2] > 1050
+
+
+def _cut_scene(face_x: int, background: tuple[int, int, int]) -> np.ndarray:
+    frame = _face_frame(80, size=(320, 240), x=face_x)
+    frame[frame == 180] = 0
+    mask = (frame == 0).all(axis=2)
+    frame[mask] = background
+    return frame
+
+
+def test_no_track_crosses_a_shot_cut(tmp_path):
+    # the same face in the same place on both sides of a cut (only the background changes): the tracker alone
+    # would carry one track through; the cut must end it
+    frames = [_cut_scene(120, (200, 60, 40))] * 12 + [_cut_scene(124, (40, 90, 210))] * 12
+    video = probe(video_from_frames(tmp_path / "cut.mp4", frames))
+    tracks = PeopleStage(PeopleConfig(detect_fps=10.0)).run(video)
+    assert tracks.meta["shots"] == [[0, 11], [12, 23]]
+    spans = {tid: (int(tracks.for_track(tid).frame_index.min()), int(tracks.for_track(tid).frame_index.max()))
+             for tid in tracks.track_ids}
+    assert len(spans) == 2 and all(last < 12 or first >= 12 for first, last in spans.values()), spans
+    uncut = PeopleStage(PeopleConfig(detect_fps=10.0, shot_threshold=0)).run(video)
+    assert uncut.meta["shots"] == [[0, 23]] and len(uncut.track_ids) == 1
+
+
+def test_a_one_frame_shot(tmp_path):
+    frames = [_cut_scene(120, (200, 60, 40))] * 8 + [_cut_scene(40, (40, 90, 210))] + \
+             [_cut_scene(120, (200, 60, 40))] * 8
+    video = probe(video_from_frames(tmp_path / "flash.mp4", frames))
+    tracks = PeopleStage(PeopleConfig(detect_fps=10.0, min_track_s=0.0)).run(video)
+    assert tracks.meta["shots"] == [[0, 7], [8, 8], [9, 16]]
+    for tid in tracks.track_ids:  # every track stays inside one shot
+        frames_of = tracks.for_track(tid).frame_index
+        assert (frames_of < 8).all() or (frames_of == 8).all() or (frames_of > 8).all()

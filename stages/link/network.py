@@ -1,0 +1,205 @@
+"""The LR-ASD active-speaker network (Liao et al., IJCV 2025), written here from its published
+description and the layer shapes of its released checkpoints.
+
+A face track's grey 112x112 crops at 25 fps and its 13 MFCCs at 100 Hz go through two light
+encoders (a visual one of factorised spatial/temporal 3D convolutions, an audio one of factorised
+frequency/time 2D convolutions) to one 128-d embedding per video frame each; a sigmoid gate mixes
+them, a forward and a time-reversed GRU read the sequence, a second gate mixes those, and a linear
+head gives two logits per frame. The speaking score is the raw logit of class 1. A second head on
+the visual embedding alone gives a visual-only score.
+
+Every convolution has no bias and pads to keep its size; each is followed by batch norm
+(eps 1e-3) and ReLU. The parameter names match the released state dicts, so they load as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+BN_EPS = 1e-3
+GREY_MEAN, GREY_STD = 0.4161, 0.1688  # the visual input is (pixel / 255 - mean) / std
+
+
+def _norm3d(channels: int) -> nn.BatchNorm3d:
+    return nn.BatchNorm3d(channels, eps=BN_EPS)
+
+
+def _norm2d(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS)
+
+
+class VisualBlock(nn.Module):
+    """Two spatial convolutions (k1 then k2, per frame) then two temporal ones (k1 then k2 frames)."""
+
+    def __init__(self, channels_in: int, channels_out: int, first_stride: int = 1, k1: int = 5, k2: int = 3):
+        super().__init__()
+        half = channels_out // 2
+        self.s_1 = nn.Conv3d(channels_in, half, (1, k1, k1), stride=(1, first_stride, first_stride),
+                             padding=(0, k1 // 2, k1 // 2), bias=False)
+        self.s_norm_1 = _norm3d(half)
+        self.s_2 = nn.Conv3d(half, channels_out, (1, k2, k2), padding=(0, k2 // 2, k2 // 2), bias=False)
+        self.s_norm_2 = _norm3d(channels_out)
+        self.t_1 = nn.Conv3d(channels_out, channels_out, (k1, 1, 1), padding=(k1 // 2, 0, 0), bias=False)
+        self.t_norm_1 = _norm3d(channels_out)
+        self.t_2 = nn.Conv3d(channels_out, channels_out, (k2, 1, 1), padding=(k2 // 2, 0, 0), bias=False)
+        self.t_norm_2 = _norm3d(channels_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv, norm in ((self.s_1, self.s_norm_1), (self.s_2, self.s_norm_2),
+                           (self.t_1, self.t_norm_1), (self.t_2, self.t_norm_2)):
+            x = torch.relu(norm(conv(x)))
+        return x
+
+
+class VisualEncoder(nn.Module):
+    """(B, 1, T, 112, 112) normalised grey crops -> (B, T, 128)."""
+
+    def __init__(self):
+        super().__init__()
+        self.block1 = VisualBlock(1, 32, first_stride=2)
+        self.pool1 = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        self.block2 = VisualBlock(32, 64)
+        self.pool2 = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        self.block3 = VisualBlock(64, 128)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block3(self.pool2(self.block2(self.pool1(self.block1(x)))))
+        return x.amax(dim=(3, 4)).transpose(1, 2)  # the strongest response per frame and channel
+
+
+class AudioBlock(nn.Module):
+    """Two convolutions along the MFCC axis (k1 then k2) then two along time."""
+
+    def __init__(self, channels_in: int, channels_out: int, k1: int = 5, k2: int = 3):
+        super().__init__()
+        half = channels_out // 2
+        self.m_1 = nn.Conv2d(channels_in, half, (k1, 1), padding=(k1 // 2, 0), bias=False)
+        self.m_norm_1 = _norm2d(half)
+        self.m_2 = nn.Conv2d(half, channels_out, (k2, 1), padding=(k2 // 2, 0), bias=False)
+        self.m_norm_2 = _norm2d(channels_out)
+        self.t_1 = nn.Conv2d(channels_out, channels_out, (1, k1), padding=(0, k1 // 2), bias=False)
+        self.t_norm_1 = _norm2d(channels_out)
+        self.t_2 = nn.Conv2d(channels_out, channels_out, (1, k2), padding=(0, k2 // 2), bias=False)
+        self.t_norm_2 = _norm2d(channels_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv, norm in ((self.m_1, self.m_norm_1), (self.m_2, self.m_norm_2),
+                           (self.t_1, self.t_norm_1), (self.t_2, self.t_norm_2)):
+            x = torch.relu(norm(conv(x)))
+        return x
+
+
+class AudioEncoder(nn.Module):
+    """(B, 1, 13, 4T) MFCCs -> (B, T, 128): two stride-2 pools along time bring 100 Hz to 25 Hz."""
+
+    def __init__(self):
+        super().__init__()
+        self.block1 = AudioBlock(1, 32)
+        self.pool1 = nn.MaxPool2d((1, 3), stride=(1, 2), padding=(0, 1))
+        self.block2 = AudioBlock(32, 64)
+        self.pool2 = nn.MaxPool2d((1, 3), stride=(1, 2), padding=(0, 1))
+        self.block3 = AudioBlock(64, 128)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block3(self.pool2(self.block2(self.pool1(self.block1(x)))))
+        return x.mean(dim=2).transpose(1, 2)  # averaged over the MFCC axis
+
+
+class Gate(nn.Module):
+    """x * sigmoid(bn(conv1x1(x))) over the channels of a (B, T, C) sequence."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.attention = nn.Conv1d(channels, channels, 1, bias=False)
+        self.bn = nn.BatchNorm1d(channels, eps=BN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(self.bn(self.attention(x.transpose(1, 2)))).transpose(1, 2)
+        return x * gate
+
+
+class Detector(nn.Module):
+    """A forward GRU and a GRU over the reversed sequence (its output reversed back), gated together."""
+
+    def __init__(self, channels: int = 256, hidden: int = 64):
+        super().__init__()
+        self.dropout = nn.Dropout(0.5)
+        self.gru_forward = nn.GRU(channels, hidden, num_layers=1, batch_first=True)
+        self.gru_backward = nn.GRU(channels, hidden, num_layers=1, batch_first=True)
+        self.attention = Gate(2 * hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        forward, _ = self.gru_forward(self.dropout(x))
+        backward, _ = self.gru_backward(self.dropout(torch.flip(x, dims=[1])))
+        return self.attention(torch.cat([forward, torch.flip(backward, dims=[1])], dim=2))
+
+
+class Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.visualEncoder = VisualEncoder()  # noqa: N815 (the checkpoints' names)
+        self.audioEncoder = AudioEncoder()  # noqa: N815
+        self.fusion = Gate(256)
+        self.detector = Detector()
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.FC = nn.Linear(128, 2)  # noqa: N815
+
+
+class LRASD(nn.Module):
+    """The whole network; ``forward`` gives per-frame speaking logits and the embeddings."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = Backbone()
+        self.lossAV = Head()  # noqa: N815
+        self.lossV = Head()  # noqa: N815
+
+    def embed_visual(self, faces: torch.Tensor) -> torch.Tensor:
+        """faces (B, T, 112, 112) grey 0-255 -> visual embeddings (B, T, 128)."""
+        return self.model.visualEncoder(((faces / 255.0 - GREY_MEAN) / GREY_STD).unsqueeze(1))
+
+    def embed_audio(self, mfcc: torch.Tensor) -> torch.Tensor:
+        """mfcc (B, 4T, 13) -> audio embeddings (B, T, 128)."""
+        return self.model.audioEncoder(mfcc.unsqueeze(1).transpose(2, 3))
+
+    def classify(self, audio: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        """Audio and visual embeddings (B, T, 128) -> speaking logits (B*T, 2)."""
+        fused = self.model.detector(self.model.fusion(torch.cat([audio, visual], dim=2)))
+        return self.lossAV.FC(fused.reshape(-1, 128))
+
+    def forward(self, faces: torch.Tensor, mfcc: torch.Tensor) -> dict[str, torch.Tensor]:
+        audio, visual = self.embed_audio(mfcc), self.embed_visual(faces)
+        return {"av_logits": self.classify(audio, visual), "v_logits": self.lossV.FC(visual.reshape(-1, 128)),
+                "audio_embed": audio, "visual_embed": visual}
+
+
+def load_lr_asd(path: str | Path) -> LRASD:
+    """The network in eval mode with a released checkpoint's weights (read as tensors only, nothing executed)."""
+    path = Path(path)
+    if not path.is_file():
+        from socialpipe.pipeline.errors import InputError
+
+        raise InputError(f"active-speaker weights {path}: no such file; expected an LR-ASD checkpoint "
+                         "(finetuning_TalkSet.model or pretrain_AVA.model from github.com/Junhua-Liao/LR-ASD, weight/)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 (any unreadable file is one kind of input error)
+        from socialpipe.pipeline.errors import InputError
+
+        raise InputError(f"active-speaker weights {path}: not a readable PyTorch state dict ({exc.__class__.__name__}); "
+                         "expected an LR-ASD checkpoint") from None
+    network = LRASD()
+    missing, unexpected = network.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        from socialpipe.pipeline.errors import InputError
+
+        raise InputError(f"active-speaker weights {path}: not an LR-ASD checkpoint (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    return network.eval()

@@ -1,0 +1,275 @@
+"""Per-frame speaking scores for every face track, fed to LR-ASD the way its published evaluation
+feeds it, so that its published accuracy carries over:
+
+- each face track is cut into runs of continuous visibility (a run never crosses a shot cut,
+  because tracks do not) and resampled to 25 fps by timestamp: step ``k`` of a run is the picture
+  on screen at ``k / 25`` s, whatever the video's rate;
+- the crop follows the track box smoothed by a 13-step median filter; for half-size ``s`` the
+  crop is a square of side ``2s(1 + 0.4)`` reaching ``s`` above the box centre and ``1.8s`` below
+  (the mouth and chin are inside), padded with grey 110 beyond the frame, resized to 224x224,
+  turned grey and its centre 112x112 kept;
+- the audio is 13 MFCCs per 10 ms (25 ms windows, 16 kHz), four per video step;
+- a run is scored on windows of 1 to 6 s, separately for each length, and the per-step scores
+  averaged with the published weights (1 s, 2 s three times, 3 s twice, 4, 5, 6 s once); then
+  smoothed over +-2 steps.
+
+Where this differs from the published scripts, and why: identical window lengths are computed
+once and weighted (the network is deterministic in eval mode, so the result is the same for
+half the work); a run longer than 60 s is scored 60 s at a time, a length every window size
+divides, so windows fall where they would in one pass while memory holds at most 60 s of crops
+per visible face. Without an audio track the visual-only head gives the score (said in the
+result).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from scipy.signal import medfilt
+
+from socialpipe.pipeline.artifacts import Tracks, VideoInfo
+from socialpipe.pipeline.progress import Counter, ProgressHook, quiet
+from socialpipe.pipeline.timebase import time_to_frame
+from socialpipe.pipeline.video import decoded_size, stream_audio, stream_frames
+
+ASD_FPS = 25  # the network's frame rate
+MFCC_PER_STEP = 4  # 100 Hz MFCCs per 25 fps step
+SAMPLE_RATE = 16000
+HOP, WINDOW = 160, 400  # 10 ms hop, 25 ms window at 16 kHz
+PRE_EMPHASIS = 0.97
+WINDOW_WEIGHTS = {1: 3, 2: 3, 3: 2, 4: 1, 5: 1, 6: 1}  # window seconds -> times it appears in {1,1,1,2,2,2,3,3,4,5,6}
+CHUNK_STEPS = 60 * ASD_FPS  # 60 s: every window length divides it
+CROP_SCALE = 0.40  # cs: how far the crop reaches beyond the face box
+MEDIAN_STEPS = 13
+SMOOTH_STEPS = 2
+PAD_GREY = 110
+PIECE_STEPS = 100  # visual embeddings are computed this many steps at a time
+VISUAL_REACH = 9  # the visual encoder's reach in time: three blocks of a 5- and a 3-step temporal convolution
+RUN_GAP_S = 0.2  # a track unseen for longer than this starts a new run
+WEIGHTS = Path(__file__).with_name("weights") / "lr_asd_talkset.model"
+
+
+def mfcc_features(chunks: Iterable[np.ndarray]) -> np.ndarray:
+    """13 MFCCs per 10 ms of 16 kHz float audio in [-1, 1] given as consecutive chunks: (frames, 13) float32.
+
+    The same numbers as ``python_speech_features.mfcc`` on the whole signal in 16-bit sample units (what the
+    network was trained on), computed chunk by chunk: pre-emphasis carries the previous sample over, and
+    each chunk's last partial window waits for the next chunk.
+    """
+    from python_speech_features import mfcc
+
+    parts, carry, previous = [], np.zeros(0, np.float64), None
+    for chunk in chunks:
+        samples = np.asarray(chunk, np.float64) * 32768.0
+        if samples.size == 0:
+            continue
+        emphasised = np.empty_like(samples)
+        emphasised[0] = samples[0] if previous is None else samples[0] - PRE_EMPHASIS * previous
+        emphasised[1:] = samples[1:] - PRE_EMPHASIS * samples[:-1]
+        previous = samples[-1]
+        carry = np.concatenate([carry, emphasised])
+        if carry.size < WINDOW:
+            continue
+        complete = (carry.size - WINDOW) // HOP + 1  # windows that lie wholly inside what we have
+        parts.append(mfcc(carry[: (complete - 1) * HOP + WINDOW], SAMPLE_RATE, numcep=13, winlen=WINDOW / SAMPLE_RATE,
+                          winstep=HOP / SAMPLE_RATE, preemph=0.0).astype(np.float32))
+        carry = carry[complete * HOP:]
+    if carry.size:  # the tail, zero-padded to one window as the library pads the end of a signal
+        parts.append(mfcc(carry, SAMPLE_RATE, numcep=13, winlen=WINDOW / SAMPLE_RATE, winstep=HOP / SAMPLE_RATE,
+                          preemph=0.0).astype(np.float32))
+    return np.concatenate(parts) if parts else np.zeros((0, 13), np.float32)
+
+
+@dataclass
+class FaceRun:
+    """One stretch of a face track's continuous visibility on the 25 fps grid."""
+
+    track_id: int
+    first_step: int  # the run's first step is the picture at first_step / 25 s
+    source_frames: np.ndarray  # (n,) video grid frame shown at each step
+    crop_boxes: np.ndarray  # (n, 3) smoothed (centre x, centre y, half size) in video pixels
+    face_px: float  # median face box side, video pixels
+    crops: list[np.ndarray] = field(default_factory=list)  # grey 112x112 uint8 crops not yet scored
+    scored_steps: int = 0  # steps whose crops were scored (and dropped)
+    scores: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        return len(self.source_frames)
+
+
+def face_runs(tracks: Tracks, video: VideoInfo, min_face_px: float) -> tuple[list[FaceRun], list[dict]]:
+    """Every face track cut into runs of continuous visibility, resampled to 25 fps by timestamp; and the
+    runs left out (too short for one step, or faces smaller than ``min_face_px``) with the reason."""
+    runs, skipped = [], []
+    for tid in tracks.track_ids:
+        if tracks.kinds.get(tid) != "face":
+            continue
+        mine = tracks.for_track(tid)
+        frames = mine.frame_index.astype(np.int64)
+        breaks = np.flatnonzero(np.diff(frames) / video.fps > RUN_GAP_S) + 1
+        for rows in np.split(np.arange(len(frames)), breaks):
+            start_s, end_s = frames[rows[0]] / video.fps, (frames[rows[-1]] + 1) / video.fps
+            steps = np.arange(math.ceil(start_s * ASD_FPS - 1e-6), math.ceil(end_s * ASD_FPS - 1e-6))
+            if steps.size == 0:
+                skipped.append({"track_id": tid, "start_s": round(start_s, 3), "reason": "shorter than one 25 fps step"})
+                continue
+            shown = np.array([time_to_frame(k / ASD_FPS, video.fps, video.frame_count) for k in steps])
+            nearest = np.clip(np.searchsorted(frames[rows], shown), 0, len(rows) - 1)
+            before = np.clip(nearest - 1, 0, len(rows) - 1)
+            pick = np.where(np.abs(frames[rows][before] - shown) < np.abs(frames[rows][nearest] - shown), before, nearest)
+            xyxy = mine.xyxy[rows][pick]
+            sides = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
+            face_px = float(np.median(sides))
+            if face_px < min_face_px:
+                skipped.append({"track_id": tid, "start_s": round(start_s, 3),
+                                "reason": f"face {face_px:.0f} px, smaller than the model's {min_face_px:g} px"})
+                continue
+            kernel = min(MEDIAN_STEPS, steps.size - (1 - steps.size % 2))  # medfilt wants an odd kernel
+            smooth = [medfilt(values, kernel) if kernel > 1 else values for values in
+                      ((xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2, sides / 2)]
+            runs.append(FaceRun(tid, int(steps[0]), shown, np.stack(smooth, axis=1), face_px))
+    return runs, skipped
+
+
+def face_crop(frame_grey: np.ndarray, centre_x: float, centre_y: float, half: float) -> np.ndarray:
+    """The network's 112x112 grey crop of a face (coordinates in this frame's pixels)."""
+    pad = int(half * (1 + 2 * CROP_SCALE))
+    padded = cv2.copyMakeBorder(frame_grey, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=PAD_GREY)
+    y, x = centre_y + pad, centre_x + pad
+    region = padded[int(y - half):int(y + half * (1 + 2 * CROP_SCALE)),
+                    int(x - half * (1 + CROP_SCALE)):int(x + half * (1 + CROP_SCALE))]
+    if region.size == 0:
+        return np.full((112, 112), PAD_GREY, np.uint8)
+    return cv2.resize(region, (224, 224))[56:168, 56:168]
+
+
+class SpeakingScorer:
+    """LR-ASD over face runs: multi-window scoring with the published window weights."""
+
+    def __init__(self, weights: str | Path | None = None, threads: int | None = None):
+        from socialpipe.stages.link.network import load_lr_asd
+
+        self.network = load_lr_asd(weights or WEIGHTS)
+        self.threads = threads
+
+    @torch.inference_mode()
+    def visual_embeddings(self, crops: np.ndarray) -> torch.Tensor:
+        """(n, 128) visual embeddings of a run's crops as one pass over the whole run would give them,
+        computed PIECE_STEPS at a time with VISUAL_REACH steps of context each side (the encoder sees no
+        further in time), so memory holds one piece's activations."""
+        faces = torch.from_numpy(crops.astype(np.float32))
+        parts = []
+        for start in range(0, len(faces), PIECE_STEPS):
+            lo, hi = max(start - VISUAL_REACH, 0), min(start + PIECE_STEPS + VISUAL_REACH, len(faces))
+            visual = self.network.embed_visual(faces[lo:hi].unsqueeze(0))[0]
+            parts.append(visual[start - lo:start - lo + min(PIECE_STEPS, len(faces) - start)])
+        return torch.cat(parts)
+
+    @torch.inference_mode()
+    def score(self, crops: np.ndarray, mfcc: np.ndarray | None) -> np.ndarray:
+        """Per-step scores for (n, 112, 112) crops and their (4n, 13) MFCCs (None: the visual-only head).
+
+        The visual embeddings are computed once for the run; each window runs the audio encoder and the
+        back end on its own stretch, and the window scores are averaged with the published weights."""
+        visual = self.visual_embeddings(crops)
+        if mfcc is None:
+            return self.network.lossV.FC(visual)[:, 1].numpy().astype(np.float32)
+        audio = torch.from_numpy(mfcc.astype(np.float32))
+        n = len(crops)
+        total = np.zeros(n, np.float64)
+        for seconds, weight in WINDOW_WEIGHTS.items():
+            size = seconds * ASD_FPS
+            for start in range(0, n, size):
+                length = min(size, n - start)
+                audio_embed = self.network.embed_audio(audio[MFCC_PER_STEP * start:MFCC_PER_STEP * (start + length)][None])
+                logits = self.network.classify(audio_embed, visual[start:start + length][None])
+                total[start:start + length] += weight * logits[:, 1].numpy()
+        return (total / sum(WINDOW_WEIGHTS.values())).astype(np.float32)
+
+
+def smooth_scores(scores: np.ndarray, reach: int = SMOOTH_STEPS) -> np.ndarray:
+    """Mean over +-reach steps, the window cut at the ends (and where the scores stop: steps past the end of
+    the audio stay NaN)."""
+    finite = int(np.isfinite(scores).sum()) if np.isfinite(scores).all() else int(np.argmin(np.isfinite(scores)))
+    if finite < len(scores):
+        return np.concatenate([smooth_scores(scores[:finite], reach), scores[finite:]]).astype(np.float32)
+    cumulative = np.concatenate([[0.0], np.cumsum(scores, dtype=np.float64)])
+    index = np.arange(len(scores))
+    lo, hi = np.maximum(index - reach, 0), np.minimum(index + reach + 1, len(scores))
+    return ((cumulative[hi] - cumulative[lo]) / (hi - lo)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TrackScores:
+    """A run's per-step speaking scores (LR-ASD logits: above 0 speaking) at 25 fps from ``first_step / 25`` s."""
+
+    track_id: int
+    first_step: int
+    scores: np.ndarray
+
+    @property
+    def start_s(self) -> float:
+        return self.first_step / ASD_FPS
+
+
+def score_tracks(video: VideoInfo, tracks: Tracks, weights: str | Path | None = None, min_face_px: float = 24.0,
+                 max_side: int | None = None, progress: ProgressHook = quiet) -> tuple[list[TrackScores], dict]:
+    """Speaking scores of every face track (one entry per run of visibility), and notes: runs skipped and
+    why, which head gave the scores."""
+    runs, skipped = face_runs(tracks, video, min_face_px)
+    notes = {"head": "audio-visual" if video.has_audio else "visual only (the video has no audio track)",
+             "fps": ASD_FPS, "skipped": skipped, "weights": Path(weights or WEIGHTS).name}
+    if not runs:
+        return [], notes
+    mfcc = mfcc_features(stream_audio(video, SAMPLE_RATE)) if video.has_audio else None
+    scorer = SpeakingScorer(weights)
+    width, _ = decoded_size(video, max_side)
+    scale = width / video.width
+    step = max(1, int(video.fps // (2 * ASD_FPS)) + 1) if video.fps >= 2 * ASD_FPS else 1
+    wanted: dict[int, list[tuple[FaceRun, int]]] = {}  # decoded frame -> (run, step index) it serves
+    for run in runs:
+        for i, frame in enumerate(run.source_frames):
+            wanted.setdefault(int(frame) // step * step, []).append((run, i))
+    counter = Counter(progress, "speaking", sum(run.steps for run in runs), "face step")
+    for frame_index, frame in stream_frames(video, step=step, max_side=max_side):
+        served = wanted.pop(frame_index, None)
+        if served is None:
+            continue
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        for run, i in served:
+            cx, cy, half = run.crop_boxes[i] * scale
+            run.crops.append(face_crop(grey, cx, cy, half))
+            if len(run.crops) == CHUNK_STEPS or i == run.steps - 1:
+                counter.advance(_score_chunk(scorer, run, mfcc))
+    for run in runs:  # the stream ended early (fewer frames than the container said)
+        if run.crops:
+            counter.advance(_score_chunk(scorer, run, mfcc))
+    counter.finish()
+    found = [TrackScores(run.track_id, run.first_step, smooth_scores(np.concatenate(run.scores)))
+             for run in runs if run.scores and sum(map(len, run.scores))]
+    return found, notes
+
+
+def _score_chunk(scorer: SpeakingScorer, run: FaceRun, mfcc: np.ndarray | None) -> int:
+    """Score a run's waiting crops and drop them; how many steps that was."""
+    crops = np.stack(run.crops)
+    run.crops = []
+    first = run.first_step + run.scored_steps
+    run.scored_steps += len(crops)
+    if mfcc is None:
+        run.scores.append(scorer.score(crops, None))
+        return len(crops)
+    available = max(0, (len(mfcc) - MFCC_PER_STEP * first) // MFCC_PER_STEP)
+    usable = min(len(crops), available)
+    scores = np.full(len(crops), np.nan, np.float32)  # steps past the end of the audio have no score
+    if usable:
+        scores[:usable] = scorer.score(crops[:usable], mfcc[MFCC_PER_STEP * first:MFCC_PER_STEP * (first + usable)])
+    run.scores.append(scores)
+    return len(crops)

@@ -1,0 +1,127 @@
+"""LR-ASD: the network against the original's outputs, its input features, the 25 fps resampling, and the
+edges (no audio, faces too small)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from socialpipe.pipeline.artifacts import Tracks, VideoInfo
+from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.timebase import frame_to_time
+from socialpipe.stages.link.network import load_lr_asd
+from socialpipe.stages.link.speaking import (ASD_FPS, WEIGHTS, WINDOW_WEIGHTS, SpeakingScorer, face_runs,
+                                           mfcc_features, score_tracks, smooth_scores)
+from tests.conftest import DEV_DATA
+
+PARITY = DEV_DATA / "lr-asd" / "parity_talkset.npz"
+needs_parity = pytest.mark.skipif(not PARITY.is_file(), reason=f"{PARITY} (the original network's outputs) is absent")
+
+
+@pytest.fixture(scope="module")
+def network():
+    return load_lr_asd(WEIGHTS)
+
+
+@needs_parity
+@pytest.mark.parametrize("steps", [25, 40, 7])
+def test_the_network_reproduces_the_original_outputs(network, steps):
+    data = np.load(PARITY)
+    with torch.inference_mode():
+        out = network(torch.from_numpy(data[f"t{steps}_visual"]), torch.from_numpy(data[f"t{steps}_mfcc"]))
+    for key in ("av_logits", "v_logits", "audio_embed", "visual_embed"):
+        assert np.abs(out[key].numpy() - data[f"t{steps}_{key}"]).max() < 1e-4, key
+
+
+def test_the_bundled_weights_ship_with_their_licence():
+    assert WEIGHTS.is_file() and 3_000_000 < WEIGHTS.stat().st_size < 4_000_000
+    assert "MIT License" in (WEIGHTS.parent / "LICENSE").read_text()
+
+
+def test_weights_that_are_not_lr_asd_are_a_clear_error(tmp_path):
+    torch.save({"something": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="not an LR-ASD checkpoint"):
+        load_lr_asd(tmp_path / "other.pt")
+    (tmp_path / "junk.model").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a readable PyTorch state dict"):
+        load_lr_asd(tmp_path / "junk.model")
+    with pytest.raises(InputError, match="no such file"):
+        load_lr_asd(tmp_path / "missing.model")
+
+
+def test_mfccs_in_chunks_equal_the_library_on_the_whole_signal():
+    from python_speech_features import mfcc
+
+    rng = np.random.default_rng(0)
+    audio = (rng.normal(0, 0.1, 53_123) * np.sin(np.linspace(0, 40, 53_123))).astype(np.float32)
+    whole = mfcc(audio.astype(np.float64) * 32768, 16000, numcep=13, winlen=0.025, winstep=0.01)
+    chunked = mfcc_features([audio[:7_001], audio[7_001:7_100], audio[7_100:40_000], audio[40_000:]])
+    assert chunked.shape == whole.shape == (len(whole), 13)
+    assert np.abs(chunked - whole).max() < 1e-3
+
+
+@needs_parity
+def test_window_scores_with_shared_visual_embeddings_match_scoring_each_window_alone(network):
+    """The published evaluation runs the whole network on each window; we embed the faces once per run and run
+    the rest per window. Only frames near a window's edge can differ (the visual encoder sees 9 frames each way)."""
+    data = np.load(PARITY)
+    crops = np.concatenate([data["t40_visual"][0], data["t25_visual"][0], data["t40_visual"][0]])  # 105 steps
+    mfcc = np.concatenate([data["t40_mfcc"][0], data["t25_mfcc"][0], data["t40_mfcc"][0]])
+    exact = np.zeros(len(crops))
+    with torch.inference_mode():
+        for seconds, weight in WINDOW_WEIGHTS.items():
+            size = seconds * ASD_FPS
+            for start in range(0, len(crops), size):
+                stop = min(start + size, len(crops))
+                logits = network(torch.from_numpy(crops[None, start:stop]),
+                                 torch.from_numpy(mfcc[None, 4 * start:4 * stop]))["av_logits"]
+                exact[start:stop] += weight * logits[:, 1].numpy()
+    exact /= sum(WINDOW_WEIGHTS.values())
+    ours = SpeakingScorer().score(crops, mfcc)
+    assert np.mean(np.sign(ours) == np.sign(exact)) >= 0.95
+    assert np.abs(ours - exact).max() < 0.5 * np.abs(exact).max()
+
+
+def test_smoothing_averages_two_steps_each_side_and_keeps_missing_audio_missing():
+    assert np.allclose(smooth_scores(np.array([0, 0, 5, 0, 0], np.float32)), [5 / 3, 5 / 4, 1, 5 / 4, 5 / 3])
+    tail = smooth_scores(np.array([1, 1, 1, np.nan], np.float32))
+    assert np.allclose(tail[:3], 1) and np.isnan(tail[3])
+
+
+def _one_face(fps: float, seconds: float, side: float = 80.0) -> tuple[VideoInfo, Tracks]:
+    frames = int(round(fps * seconds))
+    video = VideoInfo("unused.mp4", fps, frames, 640, 360, seconds, has_audio=True)
+    rows = [{"track_id": 1, "frame_index": f, "xyxy": [100, 100, 100 + side, 100 + side]} for f in range(frames)]
+    return video, Tracks.from_rows(rows, fps=fps)
+
+
+@pytest.mark.parametrize("fps", [24.0, 30000 / 1001, 30.0, 60.0])
+def test_face_runs_are_resampled_to_25_fps_by_timestamp(fps):
+    video, tracks = _one_face(fps, 4.0)
+    (run,), skipped = face_runs(tracks, video, min_face_px=24)
+    assert not skipped and run.first_step == 0
+    assert abs(run.steps - 4.0 * ASD_FPS) <= 1
+    step_times = np.arange(run.steps) / ASD_FPS
+    shown_from = frame_to_time(run.source_frames, fps)
+    # each step takes the picture on screen at its time
+    assert np.all(shown_from <= step_times + 1e-9) and np.all(step_times < shown_from + 1 / fps + 1e-9)
+
+
+def test_faces_too_small_for_the_model_are_left_out_with_the_reason():
+    video, tracks = _one_face(25.0, 2.0, side=12.0)
+    runs, skipped = face_runs(tracks, video, min_face_px=24)
+    assert runs == [] and "smaller than the model's 24 px" in skipped[0]["reason"]
+
+
+def test_without_audio_the_visual_only_head_scores_the_faces(tmp_path):
+    from tests.builders import Head, talking_heads
+
+    video_path, tracks, _ = talking_heads(tmp_path / "v.mp4", [Head("A", 200, [(0.5, 1.5)])], 2.0, fps=25.0)
+    from socialpipe.pipeline.video import probe
+
+    video = probe(video_path)
+    assert not video.has_audio
+    scores, notes = score_tracks(video, tracks)
+    assert notes["head"].startswith("visual only")
+    assert len(scores) == 1 and len(scores[0].scores) == 50 and np.isfinite(scores[0].scores).all()
