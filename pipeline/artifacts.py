@@ -570,8 +570,10 @@ class SpeakerLinks(_SavesJson):
         seen = {int(t) for t in tracks.track_id[tracks.frame_index == frame_index]}
         attributed = None
         if time_s is not None:
-            attributed = next((u.get("track_id") for u in self.meta.get("utterances", ())
-                               if u.get("voice") == voice and u["start_s"] <= time_s < u["end_s"]), None)
+            utterance = next((u for u in self.meta.get("utterances", ())
+                              if u.get("voice") == voice and u["start_s"] <= time_s < u["end_s"]), {})
+            attributed = next((part["track_id"] for part in utterance.get("segments", ())
+                               if part["start_s"] <= time_s < part["end_s"]), utterance.get("track_id"))
         for candidate in (attributed, self.track_for(voice), *ids):
             if candidate is not None and candidate in seen and candidate in ids:
                 return candidate

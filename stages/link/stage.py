@@ -226,10 +226,32 @@ def attribute_utterances(transcript: Transcript, grid: SpeakingEvidence, seen: n
                 best = primary[u.speaker]
             else:
                 best = max(shown, key=shown.get)
-        result.append({"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3), "voice": u.speaker,
-                       "track_id": best, "score": None if best is None or speaking[best] is None
-                       else round(speaking[best], 3)})
+        entry = {"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3), "voice": u.speaker,
+                 "track_id": best, "score": None if best is None or speaking[best] is None else round(speaking[best], 3)}
+        scored = [t for t in shown if speaking[t] is not None]
+        if correct and len(scored) > 1:  # the voice's faces seen together: follow whichever speaks, moment by moment
+            entry["segments"] = _speaking_segments(grid, [row[t] for t in scored], np.flatnonzero(inside))
+        result.append(entry)
     return result
+
+
+SEGMENT_SMOOTH_STEPS = 12  # about half a second: who speaks is decided on scores averaged this long
+
+
+def _speaking_segments(grid: SpeakingEvidence, rows: list[int], steps: np.ndarray) -> list[dict]:
+    """Within an utterance, stretches of ``[start_s, end_s, track_id]`` on which each of the given tracks is the
+    one the network finds speaking most (scores averaged over about half a second; unseen counts as silent)."""
+    values = np.nan_to_num(grid.logits[np.ix_(rows, steps)], nan=-20.0)
+    kernel = np.ones(SEGMENT_SMOOTH_STEPS) / SEGMENT_SMOOTH_STEPS
+    smooth = np.stack([np.convolve(v, kernel, mode="same") for v in values])
+    winner = smooth.argmax(axis=0)
+    segments, start = [], 0
+    for k in range(1, len(steps) + 1):
+        if k == len(steps) or winner[k] != winner[start]:
+            segments.append({"start_s": round(steps[start] / ASD_FPS, 3), "end_s": round((steps[k - 1] + 1) / ASD_FPS, 3),
+                             "track_id": grid.track_ids[rows[winner[start]]]})
+            start = k
+    return segments
 
 
 def together(grid: SpeakingEvidence, a: int, b: int) -> int:

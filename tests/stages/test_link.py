@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from socialpipe.pipeline.artifacts import Tracks
 from socialpipe.pipeline.config import LinkConfig
 from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript
 from socialpipe.pipeline.scoring import score_link
@@ -86,3 +87,27 @@ def test_a_high_threshold_leaves_voices_unlinked(min_score):
     transcript = load_transcript(SAMPLE_TRANSCRIPT)
     links = run_link(SAMPLE_VIDEO, load_tracks(SAMPLE_TRACKS, fps=None), transcript, min_score=min_score)
     assert all(link.track_id is None for link in links.links)
+
+
+def test_one_voice_on_two_faces_follows_whichever_face_speaks():
+    """The diarization merged two people into one long utterance: with ``correct`` the utterance is cut into
+    stretches owned by the face the network finds speaking; without, one track holds it all."""
+    import numpy as np
+
+    from socialpipe.pipeline.artifacts import SpeakerLink, SpeakerLinks, Transcript, Utterance
+    from socialpipe.stages.link.stage import SpeakingEvidence, attribute_utterances
+
+    steps = 250  # 10 s at 25 fps: face 1 speaks 0-4 s and 7-10 s, face 2 speaks 4-7 s
+    logits = np.full((2, steps), -3.0, np.float32)
+    logits[0, :100], logits[0, 175:], logits[1, 100:175] = 3.0, 3.0, 3.0
+    grid = SpeakingEvidence([1, 2], logits)
+    transcript = Transcript.from_utterances([Utterance(0.0, 10.0, "V", "a long merged turn")])
+    seen = np.ones((2, steps), bool)
+    (merged,) = attribute_utterances(transcript, grid, seen, {"V": [1, 2]}, {"V": 1}, correct=True)
+    assert [(p["track_id"], round(p["start_s"], 1), round(p["end_s"], 1)) for p in merged["segments"]] == \
+        [(1, 0.0, 4.0), (2, 4.0, 7.0), (1, 7.0, 10.0)]
+    links = SpeakerLinks((SpeakerLink("V", 1, track_ids=(1, 2)),), {"utterances": [merged]})
+    tracks = Tracks.from_rows([{"track_id": t, "frame_index": 0, "xyxy": [0, 0, 10, 10]} for t in (1, 2)], fps=25.0)
+    assert links.track_at("V", 0, tracks, 5.0) == 2 and links.track_at("V", 0, tracks, 8.0) == 1
+    (plain,) = attribute_utterances(transcript, grid, seen, {"V": [1, 2]}, {"V": 1}, correct=False)
+    assert plain["track_id"] == 1 and "segments" not in plain
