@@ -71,7 +71,7 @@ def summary(run: RunContents) -> str:
     for removed in run.manifest.get("removed", [])[-4:]:
         lines.append(f"removed {removed['stage']:<7} {', '.join(removed['files'])}: {removed['because']} "
                      f"({removed['at']})")
-    names = _track_names(run.links)
+    names = track_names(run.links)
     if run.tracks is not None:
         lines.append(f"people  {len(run.tracks.track_ids)} tracks, {len(run.tracks)} boxes")
         for tid in run.tracks.track_ids:
@@ -128,7 +128,8 @@ def _evidence_line(link) -> str:
     return "; ".join(parts)
 
 
-def _track_names(links: SpeakerLinks | None) -> dict[int, str]:
+def track_names(links: SpeakerLinks | None) -> dict[int, str]:
+    """Every linked track -> the name of the voice it speaks (all tracks of a person carry the name)."""
     if links is None:
         return {}
     return {t: link.name for link in links.links for t in link.track_ids}
@@ -188,7 +189,7 @@ def _require_video(run: RunContents) -> None:
 
 def render_preview(run: RunContents, out_path: Path, progress: ProgressHook = quiet) -> Path:
     """An h264 mp4 of the whole video with overlays and the original audio; written atomically."""
-    video, names = run.video, _track_names(run.links)
+    video, names = run.video, track_names(run.links)
     _require_video(run)
     tmp = temporary_sibling(out_path)
     command = ["ffmpeg", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
@@ -217,7 +218,7 @@ def render_preview(run: RunContents, out_path: Path, progress: ProgressHook = qu
 def render_contact_sheet(run: RunContents, out_path: Path, count: int = 8, columns: int = 2,
                          thumb_width: int = 480) -> Path:
     """A PNG grid of ``count`` evenly spread annotated frames."""
-    names = _track_names(run.links)
+    names = track_names(run.links)
     _require_video(run)
     indices = uniform_frame_indices(run.video, min(count, run.video.frame_count))
     frames = read_frames(run.video, indices)

@@ -251,8 +251,7 @@ def _predicted_box(tracks: Tracks, transcript: Transcript, links: SpeakerLinks, 
     if not speaking:
         failures["no predicted voice"] = failures.get("no predicted voice", 0) + 1
         return None
-    voice = max(speaking, key=lambda u: u.end_s - u.start_s).speaker if len({u.speaker for u in speaking}) > 1 \
-        else speaking[0].speaker
+    voice = max(speaking, key=lambda u: u.end_s - u.start_s).speaker
     frame = int(np.floor(time_s * tracks.fps + 1e-6))
     track = links.track_at(voice, frame, tracks, time_s)
     if track is None:
@@ -317,12 +316,12 @@ def write_ava_csv(links: SpeakerLinks, tracks: Tracks, path, video_id: str, widt
     with open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         for tid, pairs in links.meta.get("speaking_scores", {}).items():
-            mine = tracks.for_track(int(tid))
+            mine = tracks.for_track(int(tid))  # its frames ascending: rows are found by binary search
             for frame, probability in pairs:
-                rows = np.flatnonzero(mine.frame_index == frame)
-                if not rows.size:
+                row = int(np.searchsorted(mine.frame_index, frame))
+                if row == len(mine) or mine.frame_index[row] != frame:
                     continue
-                x1, y1, x2, y2 = mine.xyxy[rows[0]]
+                x1, y1, x2, y2 = mine.xyxy[row]
                 writer.writerow([video_id, f"{frame / tracks.fps:.2f}", f"{x1 / width:.4f}", f"{y1 / height:.4f}",
                                  f"{x2 / width:.4f}", f"{y2 / height:.4f}",
                                  AVA_SPEAKING if probability >= 0.5 else "NOT_SPEAKING", f"{video_id}:{tid}",

@@ -20,12 +20,13 @@ def frame_to_time(frame_index, fps: float):
     return float(times) if times.ndim == 0 else times
 
 
-def time_to_frame(time_s: float, fps: float, frame_count: int | None = None) -> int:
-    """Index of the frame shown at ``time_s``, clipped to ``[0, frame_count - 1]`` when the count is given."""
-    index = int(math.floor(time_s * fps + 1e-6))
+def time_to_frame(time_s, fps: float, frame_count: int | None = None):
+    """Index of the frame shown at ``time_s`` (scalar or array), clipped to ``[0, frame_count - 1]`` when the
+    count is given."""
+    index = np.floor(np.asarray(time_s, dtype=np.float64) * fps + 1e-6).astype(np.int64)
     if frame_count is not None:
-        index = min(max(index, 0), max(frame_count - 1, 0))
-    return index
+        index = np.clip(index, 0, max(frame_count - 1, 0))
+    return int(index) if index.ndim == 0 else index
 
 
 def duration_of(frame_count, fps: float):

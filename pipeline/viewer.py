@@ -31,7 +31,7 @@ import numpy as np
 from socialpipe.pipeline.drawing import PALETTE
 from socialpipe.pipeline.errors import InputError
 from socialpipe.pipeline.io import write_text_atomic
-from socialpipe.pipeline.report import RunContents, load_run
+from socialpipe.pipeline.report import RunContents, load_run, track_names
 from socialpipe.pipeline.stage_table import HEATMAP_FILE, STAGE_TABLE
 
 _CHUNK_BYTES = 1 << 20
@@ -44,7 +44,7 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 def view_data(run: RunContents) -> dict[str, Any]:
     """Everything the page shows, in compact columns (a 1 h run stays a few MB)."""
     video = run.video
-    names = {t: link.name for link in run.links.links for t in link.track_ids} if run.links else {}
+    names = track_names(run.links)
     data: dict[str, Any] = {
         "run": str(run.path),
         "video": {"file": Path(video.path).name, "fps": video.fps, "frame_count": video.frame_count,

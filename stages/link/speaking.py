@@ -120,7 +120,7 @@ def face_runs(tracks: Tracks, video: VideoInfo, min_face_px: float) -> tuple[lis
             if steps.size == 0:
                 skipped.append({"track_id": tid, "start_s": round(start_s, 3), "reason": "shorter than one 25 fps step"})
                 continue
-            shown = np.array([time_to_frame(k / ASD_FPS, video.fps, video.frame_count) for k in steps])
+            shown = time_to_frame(steps / ASD_FPS, video.fps, video.frame_count)
             nearest = np.clip(np.searchsorted(frames[rows], shown), 0, len(rows) - 1)
             before = np.clip(nearest - 1, 0, len(rows) - 1)
             pick = np.where(np.abs(frames[rows][before] - shown) < np.abs(frames[rows][nearest] - shown), before, nearest)
@@ -232,7 +232,7 @@ def score_tracks(video: VideoInfo, tracks: Tracks, weights: str | Path | None = 
     scorer = SpeakingScorer(weights)
     width, _ = decoded_size(video, max_side)
     scale = width / video.width
-    step = max(1, int(video.fps // (2 * ASD_FPS)) + 1) if video.fps >= 2 * ASD_FPS else 1
+    step = int(video.fps // (2 * ASD_FPS)) + 1  # 1 below 50 fps; above, decode at 25-50 fps
     wanted: dict[int, list[tuple[FaceRun, int]]] = {}  # decoded frame -> (run, step index) it serves
     for run in runs:
         for i, frame in enumerate(run.source_frames):

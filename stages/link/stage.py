@@ -198,7 +198,7 @@ def _rounded(row: dict) -> dict:
 
 def visibility(tracks: Tracks, track_ids: list[int], video: VideoInfo, steps: int) -> np.ndarray:
     """(tracks, steps) whether each track has a box on the frame shown at each 25 fps step."""
-    shown = np.array([time_to_frame(k / ASD_FPS, video.fps, video.frame_count) for k in range(steps)])
+    shown = time_to_frame(np.arange(steps) / ASD_FPS, video.fps, video.frame_count)
     seen = np.zeros((len(track_ids), steps), bool)
     for i, tid in enumerate(track_ids):
         seen[i] = np.isin(shown, tracks.for_track(tid).frame_index)
@@ -217,9 +217,9 @@ def attribute_utterances(transcript: Transcript, grid: SpeakingEvidence, seen: n
         shown = {t: n for t, n in shown.items() if n and n >= 0.3 * inside.sum()}
         speaking = {t: grid.logits[row[t], inside & seen[row[t]]] for t in shown}
         speaking = {t: float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else None for t, v in speaking.items()}
+        scored = [t for t in shown if speaking[t] is not None]
         best = None
         if shown:
-            scored = [t for t in shown if speaking[t] is not None]
             if correct and scored:
                 best = max(scored, key=lambda t: speaking[t])
             elif primary.get(u.speaker) in shown:
@@ -228,7 +228,6 @@ def attribute_utterances(transcript: Transcript, grid: SpeakingEvidence, seen: n
                 best = max(shown, key=shown.get)
         entry = {"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3), "voice": u.speaker,
                  "track_id": best, "score": None if best is None or speaking[best] is None else round(speaking[best], 3)}
-        scored = [t for t in shown if speaking[t] is not None]
         if correct and len(scored) > 1:  # the voice's faces seen together: follow whichever speaks, moment by moment
             entry["segments"] = _speaking_segments(grid, [row[t] for t in scored], np.flatnonzero(inside))
         result.append(entry)
@@ -275,6 +274,7 @@ class LinkStage:
             scores, notes = score_tracks(video, tracks, settings.asd_weights, settings.min_face_px, progress=progress)
         else:
             scores, notes = [], {"head": "off (link.method mouth): mouth activity only"}
+        row = {t: i for i, t in enumerate(face_ids)}
         grid = speaking_grid(scores, face_ids, steps)
         voices, speaking = transcript.activity(1 / ASD_FPS, steps)
         evidence = voice_evidence(grid, speaking, settings)
@@ -310,7 +310,7 @@ class LinkStage:
             _, coarse = transcript.activity(frame_s, len(mouths.times_s))
             mouth = mouth_scores(mouths, coarse)
             free = [t for t, tid in enumerate(mouths.track_ids) if tid not in taken
-                    and not self._asd_says_silent(evidence, face_ids.index(tid), settings)]
+                    and not self._asd_says_silent(evidence, row[tid], settings)]
             if free:
                 sub = mouth[0][np.ix_(orphans, free)]
                 for i, j in zip(*linear_sum_assignment(-sub)):
@@ -332,7 +332,6 @@ class LinkStage:
                                               if settings.correct else "the diarization may have merged two people",
                                               "corrected": settings.correct})
 
-        row = {t: i for i, t in enumerate(face_ids)}
         primary = {voice: max(ids, key=lambda t: self._speaking_steps(grid, row[t], speaking[voices.index(voice)]))
                    for voice, ids in owners.items() if ids}
         seen = visibility(tracks, face_ids, video, steps)
@@ -351,7 +350,7 @@ class LinkStage:
             candidates = {str(face_ids[t]): _rounded(evidence[t][v]) for t in ranked[:3]}
             if mouth is not None:
                 for tid in candidates:
-                    m = face_ids.index(int(tid))
+                    m = row[int(tid)]
                     candidates[tid].update(mouth_correlation=round(float(mouth[1][v, m]), 3),
                                            mouth_score=round(float(mouth[0][v, m]), 3))
             mine = [u for u in utterances if u["voice"] == voice]
@@ -400,8 +399,8 @@ def speaking_scores_json(scores: list[TrackScores], video: VideoInfo) -> dict[st
     out: dict[str, list] = {}
     for run in scores:
         values = 1 / (1 + np.exp(-run.scores.astype(np.float64)))
-        for k, value in enumerate(values):
+        frames = time_to_frame((run.first_step + np.arange(len(values))) / ASD_FPS, video.fps, video.frame_count)
+        for frame, value in zip(frames.tolist(), values.tolist()):
             if np.isfinite(value):
-                frame = time_to_frame((run.first_step + k) / ASD_FPS, video.fps, video.frame_count)
-                out.setdefault(str(run.track_id), []).append([frame, round(float(value), 3)])
+                out.setdefault(str(run.track_id), []).append([frame, round(value, 3)])
     return out
