@@ -385,7 +385,8 @@ class LinkStage:
     def _asd_says_silent(evidence: list[list[dict]], t: int, settings: LinkConfig) -> bool:
         """The network saw this face long enough during some voice and found it not speaking: not a fallback
         candidate (a listener whose head moves)."""
-        rows = [r for r in evidence[t] if r["seen_steps"] >= settings.min_seen_s * ASD_FPS]
+        rows = [r for r in evidence[t] if r["speaking_share"] is not None
+                and r["seen_steps"] >= settings.min_seen_s * ASD_FPS]
         return bool(rows) and max(r["speaking_share"] for r in rows) < settings.silent_share
 
     @staticmethod

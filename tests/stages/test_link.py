@@ -111,3 +111,14 @@ def test_one_voice_on_two_faces_follows_whichever_face_speaks():
     assert links.track_at("V", 0, tracks, 5.0) == 2 and links.track_at("V", 0, tracks, 8.0) == 1
     (plain,) = attribute_utterances(transcript, grid, seen, {"V": [1, 2]}, {"V": 1}, correct=False)
     assert plain["track_id"] == 1 and "segments" not in plain
+
+
+def test_a_face_never_seen_while_a_voice_speaks_is_not_judged_silent():
+    """With ``min_seen_s`` 0 every voice row counts, including voices during which the face was never seen
+    (no share): those say nothing about the face, the others decide."""
+    from socialpipe.stages.link.stage import LinkStage
+
+    evidence = [[{"seen_steps": 0, "speaking_share": None}, {"seen_steps": 30, "speaking_share": 0.05}]]
+    settings = LinkConfig(min_seen_s=0.0, silent_share=0.1)
+    assert LinkStage._asd_says_silent(evidence, 0, settings)
+    assert not LinkStage._asd_says_silent([[{"seen_steps": 0, "speaking_share": None}]], 0, settings)
