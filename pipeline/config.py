@@ -156,6 +156,7 @@ class SpeechConfig(_Section):
 class LinkConfig(_Section):
     method: str = "asd"  # asd: LR-ASD speaking scores (mouth activity as fallback); mouth: mouth activity only
     asd_weights: str | None = None  # LR-ASD checkpoint; None: the bundled TalkSet weights (pretrain_AVA.model: the AVA ones)
+    asd_precision: str = "auto"  # auto: bfloat16 where the CPU has it natively (about 2x faster), else float32
     min_face_px: float = 24.0  # faces smaller than this (box side, pixels) are not scored by the active-speaker model
     speaking_threshold: float = 0.0  # the network's logit above which a face counts as speaking
     min_seen_s: float = 0.5  # a face must be seen this long while a voice speaks alone to be judged for it
@@ -169,7 +170,7 @@ class LinkConfig(_Section):
     min_coverage: float = 0.3  # mouth fallback: the track must be visible for this share of the voice's speech
 
     section = "link"
-    choices = {"method": ("asd", "mouth")}
+    choices = {"method": ("asd", "mouth"), "asd_precision": ("auto", "float32", "bfloat16")}
     ranges = {"analysis_fps": POSITIVE, "min_score": UNIT, "min_coverage": UNIT, "min_face_px": NON_NEGATIVE,
               "min_seen_s": NON_NEGATIVE, "min_speaking_share": UNIT, "min_margin": UNIT, "silent_share": UNIT}
 

@@ -141,6 +141,10 @@ class Run:
             from socialpipe.stages.speech import SpeechStage
 
             SpeechStage(config.speech).check(video)
+        if "link" in will_run:
+            from socialpipe.stages.link import LinkStage
+
+            LinkStage(config.link).check()
         if "answer" in will_run:
             from socialpipe.stages.answer import AnswerStage
 

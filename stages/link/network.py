@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 BN_EPS = 1e-3
@@ -53,6 +54,33 @@ class VisualBlock(nn.Module):
             x = torch.relu(norm(conv(x)))
         return x
 
+    def infer(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        """The same block in eval mode on frames stacked as (B*T, C, H, W), for speed: each batch norm is
+        folded into its convolution, the spatial convolutions run as 2D ones on every frame and the
+        temporal ones as 2D ones over (time, pixels). In channels-last memory both views are the same
+        bytes, so switching between them copies nothing. Same numbers as ``forward`` up to float rounding."""
+        x = x.contiguous(memory_format=torch.channels_last)
+        for conv, norm in ((self.s_1, self.s_norm_1), (self.s_2, self.s_norm_2)):
+            weight, bias = _folded(conv, norm)
+            x = torch.relu(F.conv2d(x, weight[:, :, 0], bias, stride=conv.stride[1:], padding=conv.padding[1:]))
+        frames, channels, height, width = x.shape
+        x = x.permute(0, 2, 3, 1).reshape(batch, frames // batch, height * width, channels).permute(0, 3, 1, 2)
+        for conv, norm in ((self.t_1, self.t_norm_1), (self.t_2, self.t_norm_2)):
+            weight, bias = _folded(conv, norm)
+            x = torch.relu(F.conv2d(x, weight[..., 0], bias, padding=(conv.padding[0], 0)))
+        return x.permute(0, 2, 3, 1).reshape(frames, height, width, channels).permute(0, 3, 1, 2)
+
+
+def _pool(x: torch.Tensor) -> torch.Tensor:
+    """The (1, 3, 3) stride-2 max pool per frame (in channels-last memory: several times faster on CPU)."""
+    return F.max_pool2d(x.contiguous(memory_format=torch.channels_last), 3, 2, 1)
+
+
+def _folded(conv: nn.Conv3d, norm: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A bias-free convolution followed by an eval-mode batch norm, as one convolution's weight and bias."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    return conv.weight * scale.view(-1, 1, 1, 1, 1), norm.bias - norm.running_mean * scale
+
 
 class VisualEncoder(nn.Module):
     """(B, 1, T, 112, 112) normalised grey crops -> (B, T, 128)."""
@@ -66,8 +94,21 @@ class VisualEncoder(nn.Module):
         self.block3 = VisualBlock(64, 128)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reference(x) if self.training else self.infer(x)
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The network as published: 3D convolutions, batch norm after each."""
         x = self.block3(self.pool2(self.block2(self.pool1(self.block1(x)))))
         return x.amax(dim=(3, 4)).transpose(1, 2)  # the strongest response per frame and channel
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` in eval mode through the blocks' folded 2D path (see ``VisualBlock.infer``)."""
+        batch, _, steps, height, width = x.shape
+        x = x.transpose(1, 2).reshape(batch * steps, 1, height, width)
+        x = _pool(self.block1.infer(x, batch))
+        x = _pool(self.block2.infer(x, batch))
+        x = self.block3.infer(x, batch)
+        return x.amax(dim=(2, 3)).reshape(batch, steps, -1).float()
 
 
 class AudioBlock(nn.Module):

@@ -150,14 +150,26 @@ def face_crop(frame_grey: np.ndarray, centre_x: float, centre_y: float, half: fl
     return cv2.resize(region, (224, 224))[56:168, 56:168]
 
 
+def resolve_precision(precision: str) -> str:
+    """``auto``: bfloat16 for the visual encoder where the CPU computes it natively (oneDNN with AVX512-BF16 or
+    AMX; about 2x faster, speaking scores within a few hundredths), float32 elsewhere."""
+    if precision not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"precision {precision!r}; expected auto, float32 or bfloat16")
+    if precision == "auto":
+        return "bfloat16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() \
+            else "float32"
+    return precision
+
+
 class SpeakingScorer:
     """LR-ASD over face runs: multi-window scoring with the published window weights."""
 
-    def __init__(self, weights: str | Path | None = None, threads: int | None = None):
+    def __init__(self, weights: str | Path | None = None, threads: int | None = None, precision: str = "auto"):
         from socialpipe.stages.link.network import load_lr_asd
 
         self.network = load_lr_asd(weights or WEIGHTS)
         self.threads = threads
+        self.precision = resolve_precision(precision)
 
     @torch.inference_mode()
     def visual_embeddings(self, crops: np.ndarray) -> torch.Tensor:
@@ -166,9 +178,11 @@ class SpeakingScorer:
         further in time), so memory holds one piece's activations."""
         faces = torch.from_numpy(crops.astype(np.float32))
         parts = []
+        low = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
         for start in range(0, len(faces), PIECE_STEPS):
             lo, hi = max(start - VISUAL_REACH, 0), min(start + PIECE_STEPS + VISUAL_REACH, len(faces))
-            visual = self.network.embed_visual(faces[lo:hi].unsqueeze(0))[0]
+            with low:
+                visual = self.network.embed_visual(faces[lo:hi].unsqueeze(0))[0].float()
             parts.append(visual[start - lo:start - lo + min(PIECE_STEPS, len(faces) - start)])
         return torch.cat(parts)
 
@@ -176,20 +190,20 @@ class SpeakingScorer:
     def score(self, crops: np.ndarray, mfcc: np.ndarray | None) -> np.ndarray:
         """Per-step scores for (n, 112, 112) crops and their (4n, 13) MFCCs (None: the visual-only head).
 
-        The visual embeddings are computed once for the run; each window runs the audio encoder and the
-        back end on its own stretch, and the window scores are averaged with the published weights."""
+        The visual and audio embeddings are computed once for the run (the encoders see less than half a second
+        each way); each window runs the back end (fusion, GRUs, head) on its own stretch, and the window scores
+        are averaged with the published weights."""
         visual = self.visual_embeddings(crops)
         if mfcc is None:
             return self.network.lossV.FC(visual)[:, 1].numpy().astype(np.float32)
-        audio = torch.from_numpy(mfcc.astype(np.float32))
         n = len(crops)
+        audio = self.network.embed_audio(torch.from_numpy(mfcc[:MFCC_PER_STEP * n].astype(np.float32))[None])[0]
         total = np.zeros(n, np.float64)
         for seconds, weight in WINDOW_WEIGHTS.items():
             size = seconds * ASD_FPS
             for start in range(0, n, size):
                 length = min(size, n - start)
-                audio_embed = self.network.embed_audio(audio[MFCC_PER_STEP * start:MFCC_PER_STEP * (start + length)][None])
-                logits = self.network.classify(audio_embed, visual[start:start + length][None])
+                logits = self.network.classify(audio[start:start + length][None], visual[start:start + length][None])
                 total[start:start + length] += weight * logits[:, 1].numpy()
         return (total / sum(WINDOW_WEIGHTS.values())).astype(np.float32)
 
@@ -220,7 +234,8 @@ class TrackScores:
 
 
 def score_tracks(video: VideoInfo, tracks: Tracks, weights: str | Path | None = None, min_face_px: float = 24.0,
-                 max_side: int | None = None, progress: ProgressHook = quiet) -> tuple[list[TrackScores], dict]:
+                 max_side: int | None = None, precision: str = "auto",
+                 progress: ProgressHook = quiet) -> tuple[list[TrackScores], dict]:
     """Speaking scores of every face track (one entry per run of visibility), and notes: runs skipped and
     why, which head gave the scores."""
     runs, skipped = face_runs(tracks, video, min_face_px)
@@ -229,7 +244,8 @@ def score_tracks(video: VideoInfo, tracks: Tracks, weights: str | Path | None = 
     if not runs:
         return [], notes
     mfcc = mfcc_features(stream_audio(video, SAMPLE_RATE)) if video.has_audio else None
-    scorer = SpeakingScorer(weights)
+    scorer = SpeakingScorer(weights, precision=precision)
+    notes["precision"] = scorer.precision
     width, _ = decoded_size(video, max_side)
     scale = width / video.width
     step = int(video.fps // (2 * ASD_FPS)) + 1  # 1 below 50 fps; above, decode at 25-50 fps

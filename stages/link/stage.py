@@ -23,6 +23,7 @@ Reads top to bottom:
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -34,7 +35,8 @@ from socialpipe.pipeline.config import LinkConfig
 from socialpipe.pipeline.progress import Counter, ProgressHook, quiet
 from socialpipe.pipeline.timebase import duration_of, frame_step, frame_to_time, time_to_frame
 from socialpipe.pipeline.video import stream_frames
-from socialpipe.stages.link.speaking import ASD_FPS, TrackScores, score_tracks
+from socialpipe.stages.link.network import load_lr_asd
+from socialpipe.stages.link.speaking import ASD_FPS, WEIGHTS, TrackScores, score_tracks
 
 MOUTH_SIZE = (24, 16)  # mouth crops are resized to this (width, height) before comparing
 ANONYMOUS_VOICE = re.compile(r"^(speaker|spk|voice)[ _-]?\d+$", re.IGNORECASE)
@@ -253,10 +255,9 @@ def _speaking_segments(grid: SpeakingEvidence, rows: list[int], steps: np.ndarra
     return segments
 
 
-def together(grid: SpeakingEvidence, a: int, b: int) -> int:
-    """Steps on which tracks a and b are both seen."""
-    row = {t: i for i, t in enumerate(grid.track_ids)}
-    return int((np.isfinite(grid.logits[row[a]]) & np.isfinite(grid.logits[row[b]])).sum())
+def together(seen: np.ndarray, row: dict[int, int], a: int, b: int) -> int:
+    """Steps on which tracks a and b are both on screen (scored by the network or not)."""
+    return int((seen[row[a]] & seen[row[b]]).sum())
 
 
 class LinkStage:
@@ -265,15 +266,23 @@ class LinkStage:
     def __init__(self, settings: LinkConfig):
         self.settings = settings
 
+    def check(self) -> None:
+        """Before a run writes anything: the active-speaker weights can be read (a one-line InputError if not)."""
+        if self.settings.method == "asd":
+            load_lr_asd(self.settings.asd_weights or WEIGHTS)
+
     def run(self, video: VideoInfo, tracks: Tracks, transcript: Transcript,
             progress: ProgressHook = quiet) -> SpeakerLinks:
         settings = self.settings
+        started = time.perf_counter()
         steps = max(int(np.ceil(video.duration_s * ASD_FPS)), 1)
         face_ids = [t for t in tracks.track_ids if tracks.kinds[t] == "face"]
         if settings.method == "asd":
-            scores, notes = score_tracks(video, tracks, settings.asd_weights, settings.min_face_px, progress=progress)
+            scores, notes = score_tracks(video, tracks, settings.asd_weights, settings.min_face_px,
+                                         precision=settings.asd_precision, progress=progress)
         else:
             scores, notes = [], {"head": "off (link.method mouth): mouth activity only"}
+        timing = {"asd_s": time.perf_counter() - started, "mouth_s": 0.0}
         row = {t: i for i, t in enumerate(face_ids)}
         grid = speaking_grid(scores, face_ids, steps)
         voices, speaking = transcript.activity(1 / ASD_FPS, steps)
@@ -305,10 +314,12 @@ class LinkStage:
         orphans = [v for v, voice in enumerate(voices) if not owners[voice]]
         taken = {t for ids in owners.values() for t in ids}
         if (settings.mouth_fallback or settings.method == "mouth") and orphans and face_ids:
+            tick = time.perf_counter()
             mouths = measure_mouths(video, tracks, settings.analysis_fps, progress)
             frame_s = duration_of(frame_step(video.fps, settings.analysis_fps), video.fps)
             _, coarse = transcript.activity(frame_s, len(mouths.times_s))
             mouth = mouth_scores(mouths, coarse)
+            timing["mouth_s"] = time.perf_counter() - tick
             free = [t for t, tid in enumerate(mouths.track_ids) if tid not in taken
                     and not self._asd_says_silent(evidence, row[tid], settings)]
             if free:
@@ -321,10 +332,11 @@ class LinkStage:
                         how[voices[v], tid] = "mouth activity"
 
         # 3. one voice speaking from two faces seen together
+        seen = visibility(tracks, face_ids, video, steps)
         for voice, ids in owners.items():
             for i, a in enumerate(ids):
                 for b in ids[i + 1:]:
-                    if together(grid, a, b) >= settings.min_seen_s * ASD_FPS and not any(
+                    if together(seen, row, a, b) >= settings.min_seen_s * ASD_FPS and not any(
                             d["kind"] == "two voices on one face" and d["track_id"] in (a, b) for d in disagreements):
                         disagreements.append({"kind": "one voice on two faces seen together", "voice": voice,
                                               "track_ids": [a, b], "meaning": "the diarization may have merged two "
@@ -334,7 +346,6 @@ class LinkStage:
 
         primary = {voice: max(ids, key=lambda t: self._speaking_steps(grid, row[t], speaking[voices.index(voice)]))
                    for voice, ids in owners.items() if ids}
-        seen = visibility(tracks, face_ids, video, steps)
         utterances = attribute_utterances(transcript, grid, seen, owners, primary, settings.correct)
         persons: dict[int, int] = {}  # the tracks of one voice are one person; a silent face is its own
         for ids in [owners[voice] for voice in voices] + [[tid] for tid in face_ids]:
@@ -379,6 +390,8 @@ class LinkStage:
                 "speaking": notes, "disagreements": disagreements, "utterances": utterances,
                 "person_of_track": {str(t): p for t, p in sorted(persons.items())},
                 "speaking_scores": speaking_scores_json(scores, video)}
+        timing["link_s"] = time.perf_counter() - started - timing["asd_s"] - timing["mouth_s"]
+        meta["timing_s"] = {k: round(v, 4) for k, v in timing.items()}
         return SpeakerLinks(tuple(links), meta)
 
     @staticmethod

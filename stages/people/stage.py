@@ -69,7 +69,7 @@ class PeopleStage:
         # every frame is decoded (cuts are looked for on each); faces are detected on every step-th
         frames = stream_frames(video, step=1 if cuts.detector is not None else step, max_side=settings.max_side)
         while True:
-            started = time.perf_counter()
+            started, shots_before = time.perf_counter(), timing["shots_s"]
             batch, shots_of_batch, seen = [], [], 0
             while len(batch) < batch_frames:
                 item = next(frames, None)
@@ -82,7 +82,7 @@ class PeopleStage:
                 if item[0] % step == 0:
                     batch.append(item)
                     shots_of_batch.append(len(cuts.starts) - 1)
-            timing["decode_s"] += time.perf_counter() - started
+            timing["decode_s"] += time.perf_counter() - started - (timing["shots_s"] - shots_before)
             if not batch:
                 counter.advance(seen)
                 break

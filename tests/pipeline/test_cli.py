@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -231,6 +232,10 @@ BAD_INPUTS = [
      r"answer.device is cuda, but this machine has no CUDA device"),
     ("inspect a run whose video moved", lambda t, r: ["inspect", _moved_video_run(t, r)],
      r"the run's video is not there \(moved or deleted\?\)"),
+    ("missing active-speaker weights", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", SAMPLE_TRACKS,
+                                                     "--transcript", SAMPLE_TRANSCRIPT, "--set",
+                                                     f"link.asd_weights={t / 'nope.model'}"],
+     r"active-speaker weights .*nope.model: no such file; expected an LR-ASD checkpoint"),
     ("a voice without a link", lambda t, r: [*_with_links(t, r, {"Alice": 1, "Bob": 2, "Carol": 3})],
      r"the transcript's voices \['Dana'\] have no link; .*or --unlisted-off-screen"),
 ]
@@ -286,6 +291,7 @@ BAD_SETTINGS = [
     (["speech.activity_threshold=1"], r"speech.activity_threshold: 1.0 is outside the allowed range \(0, 1\)"),
     (["link.min_coverage=7"], r"link.min_coverage: 7.0 is outside the allowed range \[0, 1\]"),
     (["link.min_score=-0.1"], r"link.min_score: -0.1 is outside the allowed range \[0, 1\]"),
+    (["link.asd_precision=half"], r"link.asd_precision: 'half' is not one of \['auto', 'float32', 'bfloat16'\]"),
     (["link.analysis_fps=0"], r"link.analysis_fps: 0.0 is outside the allowed range > 0"),
     (["people.detect_fps=fast"], r"people.detect_fps: expected float, got 'fast'"),
     (["finetune.rank=0"], r"finetune.rank: 0 is outside the allowed range >= 1"),
@@ -336,6 +342,50 @@ def test_run_uses_the_people_stage_without_ground_truth(socialpipe, tiny_video, 
     assert manifest["stages"]["people"]["source"] == "people stage (mtcnn, bytetrack)"
     assert manifest["stages"]["people"]["inputs"]["settings"]["detect_fps"] == 2.0
     assert (out / "people.mot.csv").exists() and Tracks.from_json(json.loads((out / "people.json").read_text())).fps
+
+
+def _sample_cut(tmp_path: Path, name: str, seconds: float, *extra: str) -> Path:
+    """The first ``seconds`` of the bundled sample, re-encoded (``extra``: more ffmpeg output options)."""
+    out = tmp_path / name
+    subprocess.run(["ffmpeg", "-y", "-v", "error", "-i", str(SAMPLE_VIDEO), "-t", str(seconds), "-c:v", "libx264",
+                    *extra, str(out)], check=True)
+    return out
+
+
+def test_a_one_second_video_runs_through_perception(socialpipe, tmp_path):
+    video = _sample_cut(tmp_path, "one_second.mp4", 1.0, "-c:a", "aac")
+    out = tmp_path / "run"
+    result = socialpipe("run", video, "--out", out, "--until", "link")
+    assert result.code == 0, result
+    tracks = Tracks.from_json(json.loads((out / "people.json").read_text()))
+    assert len(tracks.track_ids) == 3  # the sample's three faces are all on screen in its first second
+    assert json.loads((out / "people.json").read_text())["meta"]["shots"] == [[0, probe(video).frame_count - 1]]
+    links = json.loads((out / "links.json").read_text())
+    assert set(links["meta"]["speaking_scores"]) == {str(t) for t in tracks.track_ids}  # every face scored
+    assert (out / "speech.json").is_file() and (out / "asd.csv").is_file()
+
+
+def test_a_video_without_audio_links_a_given_transcript_by_the_visual_only_head(socialpipe, tmp_path):
+    video = _sample_cut(tmp_path, "no_audio.mp4", 12.0, "-an")
+    assert not probe(video).has_audio
+    given = Transcript.from_utterances([u for u in Transcript.from_json(json.loads(SAMPLE_TRANSCRIPT.read_text()))
+                                        .utterances if u.end_s < 12.0]).save(tmp_path / "given.json")
+    out = tmp_path / "run"
+    result = socialpipe("run", video, "--out", out, "--transcript", given, "--until", "link")
+    assert result.code == 0, result
+    links = json.loads((out / "links.json").read_text())
+    assert links["meta"]["speaking"]["head"].startswith("visual only")
+    assert links["meta"]["speaking_scores"], "the visual-only head scored no face"
+    assert {link["voice"] for link in links["links"]} == {"Alice", "Bob", "Carol"}
+    tracks = Tracks.from_json(json.loads((out / "people.json").read_text()))
+    truth = Tracks.from_json(json.loads(SAMPLE_TRACKS.read_text()))
+    for link in links["links"]:  # each voice's face is its person's (the ground truth's track of that name)
+        assert link["track_id"] is not None, link
+        mine = tracks.for_track(link["track_id"])
+        theirs = truth.for_track({"Alice": 1, "Bob": 2, "Carol": 3}[link["voice"]])
+        frame = int(mine.frame_index[len(mine) // 2])
+        box, true_box = mine.xyxy[len(mine) // 2], theirs.xyxy[list(theirs.frame_index).index(frame)]
+        assert abs((box[0] + box[2]) / 2 - (true_box[0] + true_box[2]) / 2) < 60, link
 
 
 def test_unlisted_voices_are_off_screen_only_when_asked(socialpipe, tmp_path):

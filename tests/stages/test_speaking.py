@@ -34,6 +34,28 @@ def test_the_network_reproduces_the_original_outputs(network, steps):
         assert np.abs(out[key].numpy() - data[f"t{steps}_{key}"]).max() < 1e-4, key
 
 
+def test_the_fast_visual_path_gives_the_published_layers_numbers(network):
+    """Eval mode runs the visual encoder as folded 2D convolutions in channels-last memory (for speed); the
+    published 3D layers must give the same embeddings."""
+    faces = torch.from_numpy(np.random.default_rng(1).normal(0, 1, (2, 1, 23, 112, 112)).astype(np.float32))
+    encoder = network.model.visualEncoder
+    with torch.inference_mode():
+        fast, published = encoder(faces), encoder.reference(faces)
+    assert fast.shape == published.shape == (2, 23, 128)
+    assert (fast - published).abs().max() < 1e-4
+
+
+@needs_parity
+def test_bfloat16_scores_agree_with_float32():
+    data = np.load(PARITY)
+    crops = np.concatenate([data["t40_visual"][0], data["t25_visual"][0]])
+    mfcc = np.concatenate([data["t40_mfcc"][0], data["t25_mfcc"][0]])
+    exact = SpeakingScorer(precision="float32").score(crops, mfcc)
+    low = SpeakingScorer(precision="bfloat16").score(crops, mfcc)
+    assert np.mean(np.sign(low) == np.sign(exact)) >= 0.95
+    assert np.abs(low - exact).max() < 0.02 * np.abs(exact).max()
+
+
 def test_the_bundled_weights_ship_with_their_licence():
     assert WEIGHTS.is_file() and 3_000_000 < WEIGHTS.stat().st_size < 4_000_000
     assert "MIT License" in (WEIGHTS.parent / "LICENSE").read_text()

@@ -1,0 +1,123 @@
+"""Speed of the whole perception (people, speech, link) and each part's share, on 2 CPU cores.
+
+    python benchmarks/perception.py [VIDEO ...] [--no-720p]
+
+For each video (default: the bundled sample, then the sample scaled to 1280x720 so that the
+picture work grows while the content stays the same) it runs the three perception stages once on a
+3 s cut (start-up: imports and model loads, printed on its own and not counted) and then once on the
+whole video, and prints from that run:
+- the real-time factor of the whole perception (video seconds per wall second; goals: at least 1.5x on
+  640x360, at least 1x on 720p);
+- each part's share of the total: decoding, shot cuts, face detection, tracking and post-processing
+  (people stage); ASR and diarization (speech stage); active speaker detection (LR-ASD, including its
+  own decode of the face crops), the mouth-activity fallback and the linking itself (link stage).
+  Goal: active speaker detection at most 15% of the total.
+
+The stages report their parts' times in their artifacts (``meta.timing_s``); "other" is what a stage
+spent outside them (audio decoding, resampling, writing nothing: no files are written here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_videos" / "conversation.mp4"
+GOALS = {360: 1.5, 720: 1.0}  # video height -> real-time factor the issue asks for
+ASD_GOAL = 0.15
+
+
+def cut(video: Path, seconds: float, folder: Path) -> Path:
+    out = folder / f"{video.stem}_first{seconds:g}s.mp4"
+    subprocess.run(["ffmpeg", "-y", "-v", "error", "-i", str(video), "-t", str(seconds), "-c:v", "libx264",
+                    "-preset", "ultrafast", "-c:a", "aac", str(out)], check=True)
+    return out
+
+
+def scaled(video: Path, height: int, folder: Path) -> Path:
+    out = folder / f"{video.stem}_{height}p.mp4"
+    subprocess.run(["ffmpeg", "-y", "-v", "error", "-i", str(video), "-vf", f"scale=-2:{height}", "-c:v", "libx264",
+                    "-preset", "fast", "-crf", "20", "-c:a", "copy", str(out)], check=True)
+    return out
+
+
+def perceive(path: Path) -> dict:
+    """People, speech and link on ``path``; wall seconds per stage and the stages' own part timings."""
+    from socialpipe.pipeline.config import LinkConfig, PeopleConfig, SpeechConfig
+    from socialpipe.pipeline.video import probe
+    from socialpipe.stages.link import LinkStage
+    from socialpipe.stages.people import PeopleStage
+    from socialpipe.stages.speech import SpeechStage
+
+    video = probe(path)
+    walls, parts = {}, {}
+    started = time.perf_counter()
+    tracks = PeopleStage(PeopleConfig()).run(video)
+    walls["people"] = time.perf_counter() - started
+    started = time.perf_counter()
+    transcript = SpeechStage(SpeechConfig()).run(video)
+    walls["speech"] = time.perf_counter() - started
+    started = time.perf_counter()
+    links = LinkStage(LinkConfig()).run(video, tracks, transcript)
+    walls["link"] = time.perf_counter() - started
+    for stage, artifact in (("people", tracks), ("speech", transcript), ("link", links)):
+        parts[stage] = {name[:-2]: seconds for name, seconds in artifact.meta["timing_s"].items()}
+    return {"video": video, "walls": walls, "parts": parts, "tracks": len(tracks.track_ids),
+            "shots": len(tracks.meta.get("shots", [])), "voices": len(transcript.speakers),
+            "linked": sum(link.track_id is not None for link in links.links)}
+
+
+LABELS = {
+    ("people", "decode"): "decode (every frame)", ("people", "shots"): "shot cuts (PySceneDetect)",
+    ("people", "detect"): "face detection (MTCNN)", ("people", "track"): "tracking (ByteTrack)",
+    ("people", "post"): "track post-processing", ("speech", "asr"): "ASR (faster-whisper)",
+    ("speech", "diarization"): "diarization", ("link", "asd"): "active speaker (LR-ASD)",
+    ("link", "mouth"): "mouth-activity fallback", ("link", "link"): "linking",
+}
+
+
+def report(result: dict) -> None:
+    video, walls, parts = result["video"], result["walls"], result["parts"]
+    total = sum(walls.values())
+    factor = video.duration_s / total
+    goal = GOALS.get(min(GOALS, key=lambda h: abs(h - video.height)))
+    print(f"\n{Path(video.path).name}: {video.width}x{video.height}, {video.duration_s:.1f} s at {video.fps:g} fps; "
+          f"{result['shots']} shots, {result['tracks']} tracks, {result['voices']} voices, {result['linked']} linked")
+    print(f"  perception {total:6.1f} s  {factor:5.2f}x real time  (goal for {video.height}p: at least {goal:g}x: "
+          f"{'met' if factor >= goal else 'NOT met'})")
+    for stage in ("people", "speech", "link"):
+        print(f"  {stage:<8}{walls[stage]:8.2f} s  {walls[stage] / total:6.1%}")
+        for part, seconds in parts[stage].items():
+            print(f"    {LABELS.get((stage, part), part):<28}{seconds:7.2f} s  {seconds / total:6.1%}")
+        rest = walls[stage] - sum(parts[stage].values())
+        print(f"    {'other':<28}{rest:7.2f} s  {rest / total:6.1%}")
+    asd = parts["link"].get("asd", 0.0) / total
+    print(f"  active speaker share {asd:.1%} (goal: at most {ASD_GOAL:.0%}: {'met' if asd <= ASD_GOAL else 'NOT met'})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("videos", nargs="*", type=Path, help="videos to measure (default: the bundled sample)")
+    parser.add_argument("--no-720p", action="store_true", help="leave out the sample scaled to 720p")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    import torch
+
+    folder = Path(tempfile.mkdtemp(prefix="socialpipe-perception-bench-"))
+    videos = args.videos or [SAMPLE] + ([] if args.no_720p else [scaled(SAMPLE, 720, folder)])
+    print(f"torch threads {torch.get_num_threads()}; start-up and model loads run on a 3 s cut first and are "
+          "not counted")
+    for path in videos:
+        started = time.perf_counter()
+        perceive(cut(path, 3.0, folder))
+        print(f"\nstart-up on a 3 s cut of {path.name}: {time.perf_counter() - started:.1f} s")
+        report(perceive(path))
+
+
+if __name__ == "__main__":
+    main()
