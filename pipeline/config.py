@@ -168,10 +168,11 @@ class LinkConfig(_Section):
     analysis_fps: float = 12.5  # mouth activity is measured this often (fallback only)
     min_score: float = 0.2  # mouth fallback: agreement needed; raising it leaves more voices off screen
     min_coverage: float = 0.3  # mouth fallback: the track must be visible for this share of the voice's speech
+    min_correlation: float = 0.5  # mouth fallback: a voice's tracks in other shots need this mouth/speech correlation
 
     section = "link"
     choices = {"method": ("asd", "mouth"), "asd_precision": ("auto", "float32", "bfloat16")}
-    ranges = {"analysis_fps": POSITIVE, "min_score": UNIT, "min_coverage": UNIT, "min_face_px": NON_NEGATIVE,
+    ranges = {"analysis_fps": POSITIVE, "min_score": UNIT, "min_coverage": UNIT, "min_correlation": UNIT, "min_face_px": NON_NEGATIVE,
               "min_seen_s": NON_NEGATIVE, "min_speaking_share": UNIT, "min_margin": UNIT, "silent_share": UNIT}
 
 

@@ -97,3 +97,42 @@ def test_generator_reproduces_the_ground_truth(tmp_path, truth):
     assert load_json(Tracks, tmp_path / "conversation.tracks.json").track_ids == tracks.track_ids
     assert load_json(SpeakerLinks, tmp_path / "conversation.links.json") == links
     assert probe(tmp_path / "conversation.mp4").frame_count == pytest.approx(probe(SAMPLE_VIDEO).frame_count, abs=10)
+
+
+SHOTS = REPO / "sample_videos" / "shots"
+
+
+@pytest.fixture(scope="module")
+def shots_truth():
+    return (load_json(Tracks, SHOTS.with_suffix(".tracks.json")), load_json(Transcript, SHOTS.with_suffix(".transcript.json")),
+            load_json(SpeakerLinks, SHOTS.with_suffix(".links.json")))
+
+
+def test_second_sample_has_cuts_a_person_in_two_shots_a_listener_and_a_long_talker(shots_truth):
+    tracks, transcript, links = shots_truth
+    video = probe(SHOTS.with_suffix(".mp4"))
+    assert (video.width, video.height) == (640, 360) and video.has_audio
+    assert SHOTS.with_suffix(".mp4").stat().st_size <= 3_000_000
+    tracks.validate_against(video)
+    transcript.validate_against(video)
+    links.validate_against(tracks, transcript)
+    shots = tracks.meta["shots"]
+    assert len(shots) == 4 and shots[0][0] == 0 and shots[-1][1] == video.frame_count - 1
+    for tid in tracks.track_ids:  # no ground-truth track crosses a cut
+        frames = tracks.for_track(tid).frame_index
+        assert sum(first <= frames.min() and frames.max() <= last for first, last in shots) == 1
+    assert all(len(link.track_ids) >= 2 for link in links.links), "each speaker is seen in two shots or more"
+    linked = {t for link in links.links for t in link.track_ids}
+    assert len(set(tracks.track_ids) - linked) >= 2, "a silent listener's tracks"
+    longest = max(u.end_s - u.start_s for u in transcript.utterances)
+    assert longest >= 10.0, "one person talks for 10 s without a pause"
+
+
+def test_second_sample_generator_reproduces_its_ground_truth(tmp_path, shots_truth):
+    subprocess.run([sys.executable, str(REPO / "sample_videos" / "make_sample_shots.py"), "--out", str(tmp_path)],
+                   check=True, capture_output=True)
+    tracks, transcript, links = shots_truth
+    again = load_json(Transcript, tmp_path / "shots.transcript.json")
+    assert [(u.speaker, u.text) for u in again.utterances] == [(u.speaker, u.text) for u in transcript.utterances]
+    assert load_json(Tracks, tmp_path / "shots.tracks.json").meta["shots"] == tracks.meta["shots"]
+    assert load_json(SpeakerLinks, tmp_path / "shots.links.json") == links

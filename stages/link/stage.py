@@ -309,6 +309,8 @@ class LinkStage:
                         owners[voices[v]].append(tid)
                         how[voices[v], tid] = "active speaker (same face as " + voices[qualified[0]] + ")"
 
+        seen = visibility(tracks, face_ids, video, steps)
+
         # 2. voices without a speaking face: mouth activity where the network had nothing to say
         mouth = None
         orphans = [v for v, voice in enumerate(voices) if not owners[voice]]
@@ -330,9 +332,9 @@ class LinkStage:
                         tid = mouths.track_ids[t]
                         owners[voices[v]].append(tid)
                         how[voices[v], tid] = "mouth activity"
+                self._more_shots_by_mouth(mouth[1], mouths.track_ids, free, orphans, voices, owners, how, seen, row)
 
         # 3. one voice speaking from two faces seen together
-        seen = visibility(tracks, face_ids, video, steps)
         for voice, ids in owners.items():
             for i, a in enumerate(ids):
                 for b in ids[i + 1:]:
@@ -393,6 +395,26 @@ class LinkStage:
         timing["link_s"] = time.perf_counter() - started - timing["asd_s"] - timing["mouth_s"]
         meta["timing_s"] = {k: round(v, 4) for k, v in timing.items()}
         return SpeakerLinks(tuple(links), meta)
+
+    def _more_shots_by_mouth(self, correlation: np.ndarray, track_ids: list[int], free: list[int], orphans: list[int],
+                             voices: list[str], owners: dict[str, list[int]], how: dict, seen: np.ndarray,
+                             row: dict[int, int]) -> None:
+        """A voice the mouth fallback linked also takes its person's tracks in other shots: a free track whose
+        mouth follows this voice best of all voices, with correlation >= ``link.min_correlation``, and never on
+        screen together with the voice's tracks (so at most one face per voice at a time). Best first."""
+        linked = {voices[v] for v in orphans if owners[voices[v]]}
+        taken = {t for ids in owners.values() for t in ids}
+        candidates = []
+        for t in free:
+            if track_ids[t] in taken:
+                continue
+            v = int(np.argmax(correlation[:, t]))
+            if voices[v] in linked and correlation[v, t] >= self.settings.min_correlation:
+                candidates.append((float(correlation[v, t]), voices[v], track_ids[t]))
+        for _, voice, tid in sorted(candidates, reverse=True):
+            if all(together(seen, row, tid, other) == 0 for other in owners[voice]):
+                owners[voice].append(tid)
+                how[voice, tid] = "mouth activity (the same person in another shot)"
 
     @staticmethod
     def _asd_says_silent(evidence: list[list[dict]], t: int, settings: LinkConfig) -> bool:

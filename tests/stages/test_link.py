@@ -122,3 +122,21 @@ def test_a_face_never_seen_while_a_voice_speaks_is_not_judged_silent():
     settings = LinkConfig(min_seen_s=0.0, silent_share=0.1)
     assert LinkStage._asd_says_silent(evidence, 0, settings)
     assert not LinkStage._asd_says_silent([[{"seen_steps": 0, "speaking_share": None}]], 0, settings)
+
+
+def test_a_talker_seen_in_two_shots_gets_both_tracks_and_the_close_up_listener_none():
+    """The second sample: cuts between wide shots and close-ups; Bob talks for 10 s in his close-up and answers
+    in the last wide shot; Carol smiles and nods without speaking. Default settings (LR-ASD, then mouth activity:
+    the faces are drawn). Bob's silent first shot needs appearance grouping, which the stage does not do."""
+    from tests.conftest import REPO
+
+    shots = REPO / "sample_videos" / "shots"
+    tracks, transcript = load_tracks(shots.with_suffix(".tracks.json"), fps=None), load_transcript(shots.with_suffix(".transcript.json"))
+    links = {link.voice: link for link in LinkStage(LinkConfig()).run(probe(shots.with_suffix(".mp4")), tracks,
+                                                                         transcript).links}
+    truth = {link.voice: set(link.track_ids) for link in load_links(shots.with_suffix(".links.json")).links}
+    speaking_shots = {4, 7}  # Bob's close-up and his track in the last wide shot
+    assert speaking_shots < truth["Bob"] and set(links["Bob"].track_ids) == speaking_shots
+    assert links["Bob"].evidence["tracks"]["7"] == "mouth activity (the same person in another shot)"
+    linked = {t for link in links.values() for t in link.track_ids}
+    assert 5 not in linked, "Carol's close-up, smiling and nodding while Alice speaks off screen"
