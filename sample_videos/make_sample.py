@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import tempfile
 import wave
 from dataclasses import dataclass
@@ -161,6 +162,33 @@ def background() -> np.ndarray:
     return frame.astype(np.uint8)
 
 
+def open_encoder(mix: np.ndarray, workdir: Path, video_path: Path) -> subprocess.Popen:
+    """An ffmpeg process that takes raw RGB frames on stdin and writes them with ``mix`` (float samples at
+    AUDIO_RATE) as the sample's h264 + aac mp4."""
+    wav_path = workdir / "mix.wav"
+    with wave.open(str(wav_path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(AUDIO_RATE)
+        handle.writeframes((np.clip(mix, -1, 1) * 32767).astype(np.int16).tobytes())
+    return subprocess.Popen(
+        ["ffmpeg", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{WIDTH}x{HEIGHT}",
+         "-r", str(FPS), "-i", "pipe:0", "-i", str(wav_path), "-c:v", "libx264", "-preset", "slow",
+         "-crf", "27", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "48k", "-ac", "1", "-ar", "16000",
+         "-movflags", "+faststart", "-shortest", str(video_path)],
+        stdin=subprocess.PIPE,
+    )
+
+
+def main_for(render_to) -> None:
+    """The generators' command line: ``--out`` folder (default: beside the script)."""
+    parser = argparse.ArgumentParser(description=sys.modules[render_to.__module__].__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    render_to(args.out)
+
+
 def render(out_dir: Path) -> None:
     from skimage import data
 
@@ -176,23 +204,8 @@ def render(out_dir: Path) -> None:
         base = background()
         rows = []
 
-        mix = sum(audio_tracks.values())
-        mix = (np.clip(mix, -1, 1) * 32767).astype(np.int16)
-        wav_path = workdir / "mix.wav"
-        with wave.open(str(wav_path), "wb") as handle:
-            handle.setnchannels(1)
-            handle.setsampwidth(2)
-            handle.setframerate(AUDIO_RATE)
-            handle.writeframes(mix.tobytes())
-
         video_path = out_dir / "conversation.mp4"
-        encoder = subprocess.Popen(
-            ["ffmpeg", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{WIDTH}x{HEIGHT}",
-             "-r", str(FPS), "-i", "pipe:0", "-i", str(wav_path), "-c:v", "libx264", "-preset", "slow",
-             "-crf", "27", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "48k", "-ac", "1", "-ar", "16000",
-             "-movflags", "+faststart", "-shortest", str(video_path)],
-            stdin=subprocess.PIPE,
-        )
+        encoder = open_encoder(sum(audio_tracks.values()), workdir, video_path)
         for frame_index in range(frame_count):
             t = frame_index / FPS
             frame = base.copy()
@@ -240,11 +253,7 @@ def render(out_dir: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent)
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    render(args.out)
+    main_for(render)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,8 @@ photograph, espeak-ng voices). Needs espeak-ng, ffmpeg and scikit-image.
 
 from __future__ import annotations
 
-import argparse
-import subprocess
 import sys
 import tempfile
-import wave
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_sample import (  # noqa: E402  (the first sample's generator, beside this file)
-    AUDIO_RATE, FPS, HEIGHT, SOURCE_FACE_XYXY, SOURCE_LANDMARKS, WIDTH, Person, background, mouth_openness,
-    portrait, speak, to_frame,
+    AUDIO_RATE, FPS, HEIGHT, SOURCE_FACE_XYXY, SOURCE_LANDMARKS, WIDTH, Person, background, main_for,
+    mouth_openness, open_encoder, portrait, speak, to_frame,
 )
 
 from socialpipe.pipeline.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, Utterance  # noqa: E402
@@ -130,21 +127,8 @@ def render(out_dir: Path) -> None:
         cards = {(name, scale): portrait(replace(p, scale=scale), source) for name, p in PEOPLE.items()
                  for scale in {WIDE[name][2], CLOSE.get(name, WIDE[name])[2]}}
         base = background()
-        mix = np.clip(sum(audio_tracks.values()), -1, 1)
-        wav_path = workdir / "mix.wav"
-        with wave.open(str(wav_path), "wb") as handle:
-            handle.setnchannels(1)
-            handle.setsampwidth(2)
-            handle.setframerate(AUDIO_RATE)
-            handle.writeframes((mix * 32767).astype(np.int16).tobytes())
         video_path = out_dir / "shots.mp4"
-        encoder = subprocess.Popen(
-            ["ffmpeg", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{WIDTH}x{HEIGHT}",
-             "-r", str(FPS), "-i", "pipe:0", "-i", str(wav_path), "-c:v", "libx264", "-preset", "slow",
-             "-crf", "27", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "48k", "-ac", "1", "-ar", "16000",
-             "-movflags", "+faststart", "-shortest", str(video_path)],
-            stdin=subprocess.PIPE,
-        )
+        encoder = open_encoder(sum(audio_tracks.values()), workdir, video_path)
         rows, track_of = [], {}  # (shot, person) -> track id
         first_frames = [int(round(start * FPS)) for _, _, start, _ in shots]
         for frame_index in range(frame_count):
@@ -190,11 +174,7 @@ def render(out_dir: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent)
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    render(args.out)
+    main_for(render)
 
 
 if __name__ == "__main__":
