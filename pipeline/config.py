@@ -130,7 +130,7 @@ class SpeechConfig(_Section):
     segmentation_step_s: float = 0.5  # hop of the 5 s segmentation windows; smaller is finer and slower
     activity_threshold: float = 0.5  # a local speaker is active above this segmentation score
     overlap_threshold: float = 0.3  # counting voices heard at once: a local speaker counts above this score (lower finds more overlap, and more false overlap)
-    cluster_threshold: float = 0.25  # cosine distance that separates voices; raising it merges more voices
+    cluster_threshold: float = 0.3  # cosine distance that separates voices; raising it merges more voices (never two local speakers of one window)
     min_turn_s: float = 0.2  # speech or silence shorter than this inside a speaker's turns is smoothed away
     device: str = "cpu"  # cpu or cuda
     compute_type: str = "int8"  # CTranslate2 compute type: int8 on CPU, float16 on GPU

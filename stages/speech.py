@@ -34,7 +34,8 @@ from socialpipe.pipeline.video import AUDIO_SAMPLE_RATE, read_audio, stream_audi
 
 SEGMENTATION_ASSET = ("whisperx", "assets", "pytorch_model.bin")
 MIN_EMBED_S = 0.3  # a local speaker needs this much clean speech in a window to be embedded
-MIN_CLUSTER_S = 3.0  # a voice needs this much clean speech (summed over windows) to stand on its own
+MIN_CLUSTER_S = 3.0  # a voice needs this much clean speech (summed over windows) to stand on its own...
+DISTINCT_VOICE = 1.5  # ...unless it is farther than this many cluster thresholds from every longer voice
 PAUSE_SPLIT_S = 1.0  # a pause this long inside one voice's speech starts a new utterance
 BLOCK_S = 120.0  # the stage works through the audio in blocks this long: memory holds one block
 BLOCK_CONTEXT_S = 2.0  # a block's ASR also hears this much audio before and after it
@@ -235,37 +236,102 @@ class LocalSpeakerEmbedder:
         return {key: (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32) for key, v in self.vectors.items()}
 
 
-def cluster_voices(vectors: np.ndarray, seconds: np.ndarray, settings: SpeechConfig) -> np.ndarray:
-    """Cluster labels 0..n-1 by average-linkage cosine distance: cut at the threshold, or at the
-    configured speaker count, the count kept within min/max speakers. Without a configured count,
-    clusters holding less than MIN_CLUSTER_S of speech join the nearest larger cluster."""
-    from scipy.cluster.hierarchy import fcluster, linkage
-
-    if len(vectors) == 1:
+def cluster_voices(vectors: np.ndarray, seconds: np.ndarray, settings: SpeechConfig,
+                   windows: np.ndarray | None = None) -> np.ndarray:
+    """Cluster labels 0..n-1 of unit voice embeddings by average-linkage cosine distance, with the
+    segmentation model's own word as a constraint: local speakers of one window (``windows[i]``) are
+    different people, so their clusters never merge while another merge is allowed. Merging stops at
+    ``settings.cluster_threshold``, or at the configured speaker count, the count kept within
+    min/max speakers. Without a configured count, a cluster holding less than MIN_CLUSTER_S of speech
+    joins the nearest larger one it may merge with, unless its voice is distinct (farther than
+    DISTINCT_VOICE x the threshold from every larger cluster)."""
+    n = len(vectors)
+    if n == 1:
         return np.zeros(1, int)
-    tree = linkage(vectors, method="average", metric="cosine")
-    if settings.num_speakers is not None:
-        labels = fcluster(tree, t=settings.num_speakers, criterion="maxclust")
-    else:
-        labels = fcluster(tree, t=settings.cluster_threshold, criterion="distance")
-        labels = _absorb_small_clusters(vectors, seconds, labels)
-        count = len(set(labels))
-        low, high = settings.min_speakers or 1, settings.max_speakers or count
-        if not low <= count <= high:
-            labels = fcluster(tree, t=min(max(count, low), high), criterion="maxclust")
+    windows = np.arange(n) if windows is None else np.asarray(windows)
+    low = settings.num_speakers or settings.min_speakers or 1
+    high = settings.num_speakers or settings.max_speakers or n
+    labels = _constrained_average_linkage(vectors, windows[:, None] == windows[None, :],
+                                          np.inf if settings.num_speakers else settings.cluster_threshold, low, high)
+    if settings.num_speakers is None:
+        labels = _absorb_small_clusters(vectors, seconds, labels, windows, settings, low)
     _, labels = np.unique(labels, return_inverse=True)
     return labels
 
 
-def _absorb_small_clusters(vectors: np.ndarray, seconds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def _constrained_average_linkage(vectors: np.ndarray, cannot: np.ndarray, threshold: float, low: int,
+                                 high: int) -> np.ndarray:
+    """Agglomerative clustering with average linkage on cosine distance. Merges the closest pair of
+    clusters that may merge (no cannot-link between their members) while that pair is within
+    ``threshold`` and more than ``low`` clusters remain, then goes on merging (the constraints dropped
+    once no allowed pair is left) while more than ``high`` remain. Each row's nearest allowed cluster
+    is kept, so a merge costs O(n) plus O(n) per row whose nearest cluster took part in it."""
+    n = len(vectors)
+    vectors = vectors.astype(np.float64)
+    raw = 1.0 - vectors @ vectors.T  # average distance between current clusters, constraints aside
+    np.fill_diagonal(raw, np.inf)
+    blocked = cannot | np.eye(n, dtype=bool)
+    allowed = np.where(blocked, np.inf, raw)
+    nearest = allowed.argmin(axis=1)
+    nearest_d = allowed[np.arange(n), nearest]
+    size = np.ones(n)
+    alive = np.ones(n, bool)
+    labels = np.arange(n)
+    count = n
+    while count > 1:
+        i = int(np.argmin(np.where(alive, nearest_d, np.inf)))
+        j, d = int(nearest[i]), float(nearest_d[i])
+        if not (count > high or (d <= threshold and count > low)):
+            break
+        if not np.isfinite(d):  # only cannot-linked pairs are left and the count must still come down
+            live = np.flatnonzero(alive)
+            sub = raw[np.ix_(live, live)]
+            a, b = divmod(int(np.argmin(sub)), len(live))
+            i, j = int(live[a]), int(live[b])
+        merged = (size[i] * raw[i] + size[j] * raw[j]) / (size[i] + size[j])
+        merged[[i, j]] = np.inf
+        merged[~alive] = np.inf
+        raw[i], raw[:, i] = merged, merged
+        raw[j], raw[:, j] = np.inf, np.inf
+        blocked[i] |= blocked[j]
+        blocked[:, i] = blocked[i]
+        allowed[i] = np.where(blocked[i], np.inf, merged)
+        allowed[:, i] = allowed[i]
+        allowed[j], allowed[:, j] = np.inf, np.inf
+        size[i] += size[j]
+        alive[j] = False
+        nearest_d[j] = np.inf
+        labels[labels == j] = i
+        count -= 1
+        stale = np.flatnonzero(alive & ((nearest == i) | (nearest == j)))
+        stale = np.union1d(stale, [i])
+        nearest[stale] = allowed[stale].argmin(axis=1)
+        nearest_d[stale] = allowed[stale, nearest[stale]]
+        closer = alive & (allowed[:, i] < nearest_d)
+        nearest[closer], nearest_d[closer] = i, allowed[closer, i]
+    return labels
+
+
+def _absorb_small_clusters(vectors: np.ndarray, seconds: np.ndarray, labels: np.ndarray, windows: np.ndarray,
+                           settings: SpeechConfig, low: int) -> np.ndarray:
     total = {lab: seconds[labels == lab].sum() for lab in np.unique(labels)}
     large = [lab for lab, s in total.items() if s >= MIN_CLUSTER_S]
     if not large or len(large) == len(total):
         return labels
     centroids = np.stack([vectors[labels == lab].mean(axis=0) for lab in large])  # (large, D)
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     labels = labels.copy()
-    for i in np.flatnonzero(~np.isin(labels, large)):
-        labels[i] = large[int(np.argmax(centroids @ vectors[i]))]
+    for lab in sorted(set(total) - set(large), key=lambda lab: total[lab]):
+        if len(np.unique(labels)) <= low:
+            break
+        members = labels == lab
+        mean = vectors[members].mean(axis=0)
+        distance = 1.0 - centroids @ (mean / max(float(np.linalg.norm(mean)), 1e-9))
+        allowed = np.array([not np.isin(windows[members], windows[labels == other]).any() for other in large])
+        distance[~allowed] = np.inf
+        best = int(np.argmin(distance))
+        if distance[best] <= DISTINCT_VOICE * settings.cluster_threshold:
+            labels[members] = large[best]
     return labels
 
 
@@ -346,7 +412,7 @@ class OfflineDiarizer:
             training = [training[i] for i in np.linspace(0, len(training) - 1, MAX_CLUSTERED).astype(int)]
         seconds = self.embedder.seconds
         labels = cluster_voices(np.stack([embeddings[k] for k in training]), np.array([seconds[k] for k in training]),
-                                settings)
+                                settings, windows=np.array([c for c, _ in training]))
         n_voices = int(labels.max()) + 1
         centroids = np.stack([np.mean([embeddings[k] for k, lab in zip(training, labels) if lab == v], axis=0)
                               for v in range(n_voices)])

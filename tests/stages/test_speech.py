@@ -76,6 +76,93 @@ def test_offline_diarization_on_real_speech_from_pyannote():
     assert scores["der"] <= 0.20, scores
 
 
+def _pyannote_sample():
+    import pyannote.audio
+    import soundfile
+    from pyannote.database.util import load_rttm
+
+    folder = Path(pyannote.audio.__file__).parent / "sample"
+    audio, rate = soundfile.read(folder / "sample.wav", dtype="float32")
+    assert rate == 16000
+    return audio, next(iter(load_rttm(folder / "sample.rttm").values()))
+
+
+@pytest.mark.parametrize("threshold", [0.25, 0.4])
+def test_the_speaker_count_on_real_speech_holds_across_cluster_thresholds(threshold):
+    """pyannote's two-person sample. Before the cannot-link constraint, 0.3 gave DER 0.43 and 0.4 gave
+    0.51 (the two people merged); now 0.25-0.4 all give 0.102."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    audio, reference = _pyannote_sample()
+    hypothesis = diarize_offline(audio, SpeechConfig(cluster_threshold=threshold))
+    metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
+    assert metric(reference, hypothesis) <= 0.12
+    mapping = metric.optimal_mapping(reference, hypothesis)
+    assert sorted(mapping.values()) == ["speaker90", "speaker91"]  # two voices, one per person
+
+
+@pytest.mark.parametrize("offset_s", [0.0, 3.0])
+def test_two_real_people_talking_over_each_other_are_two_voices(offset_s):
+    """Two people of pyannote's sample mixed so that they talk at once, all the time (offset 0) or
+    for 3.5 of 9.5 s. Without the constraint the first case was one voice with no overlap."""
+    from pyannote.core import Segment
+
+    audio, _ = _pyannote_sample()
+    cut = lambda a, b: audio[int(a * 16000):int(b * 16000)]  # noqa: E731
+    first = np.concatenate([cut(10.7, 14.4), cut(18.7, 21.4)])  # speaker90 alone, 6.4 s
+    second = np.concatenate([cut(14.6, 17.8), cut(22.0, 25.2)])  # speaker91 alone, 6.4 s
+    mixed = _mix((0.0, first), (offset_s, second), seconds=offset_s + 6.5)
+    for threshold in (0.25, 0.4):
+        annotation = diarize_offline(mixed, SpeechConfig(cluster_threshold=threshold))
+        assert len(annotation.labels()) == 2, annotation
+        both = Segment(offset_s + 0.3, 6.1)
+        assert annotation.get_overlap().crop(both).duration() > 0.8 * both.duration, annotation
+
+
+def test_a_one_second_line_by_a_second_real_person_is_kept():
+    from pyannote.core import Segment
+
+    audio, _ = _pyannote_sample()
+    cut = lambda a, b: audio[int(a * 16000):int(b * 16000)]  # noqa: E731
+    gap = np.zeros(8000, np.float32)
+    main = [cut(10.7, 14.4), gap, cut(18.7, 21.4), gap]  # speaker90, 7.4 s
+    line_at = sum(len(p) for p in main) / 16000
+    annotation = diarize_offline(np.concatenate(main + [cut(22.0, 23.0), gap] + main), SpeechConfig())
+    line = annotation.crop(Segment(line_at + 0.1, line_at + 0.9))
+    rest = annotation.crop(Segment(0, line_at - 0.1))
+    main_voice = rest.argmax()
+    assert line.labels() and main_voice not in line.labels(), annotation
+    assert rest.label_duration(main_voice) > 6.0
+
+
+def test_constrained_average_linkage_is_average_linkage_without_constraints():
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    from socialpipe.stages.speech import _constrained_average_linkage
+
+    vectors = np.random.default_rng(0).normal(size=(120, 16))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for threshold in (0.6, 0.9, 1.0):
+        ours = _constrained_average_linkage(vectors, np.zeros((120, 120), bool), threshold, 1, 120)
+        scipy_labels = fcluster(linkage(vectors, "average", "cosine"), t=threshold, criterion="distance")
+        assert len(set(zip(ours, scipy_labels))) == len(set(ours)) == len(set(scipy_labels))  # same partition
+
+
+def test_local_speakers_of_one_window_never_share_a_voice_unless_the_count_demands_it():
+    from socialpipe.stages.speech import cluster_voices
+
+    base = np.eye(4)[:2]  # two voices, far apart
+    vectors = np.stack([base[0], base[0] + 0.01, base[1], base[1] + 0.01, base[0] + 0.02])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    seconds = np.full(5, 10.0)
+    windows = np.array([0, 0, 1, 2, 3])  # items 0 and 1 sound alike but were two local speakers of window 0
+    labels = cluster_voices(vectors, seconds, SpeechConfig(), windows=windows)
+    assert labels[0] != labels[1] and labels[2] == labels[3] and len(set(labels)) == 3
+    assert len(set(cluster_voices(vectors, seconds, SpeechConfig()))) == 2  # unconstrained, alike voices merge
+    assert len(set(cluster_voices(vectors, seconds, SpeechConfig(max_speakers=2), windows=windows))) == 2
+    assert len(set(cluster_voices(vectors, seconds, SpeechConfig(num_speakers=1), windows=windows))) == 1
+
+
 def test_silence_gives_an_empty_transcript(tmp_path):
     video = probe(video_with_audio(tmp_path, np.zeros(16000 * 3, np.float32)))
     transcript = SpeechStage(SpeechConfig()).run(video)
@@ -232,7 +319,7 @@ AMI = DEV_DATA / "ami-debug"
 @pytest.mark.skipif(not (AMI / "development.rttm").is_file(), reason="the AMI debug chunks are not here (../shared/data)")
 def test_real_meeting_chunks_pooled_der():
     """Four 60 s real meeting chunks (AMI), scored on their annotated 0-30 s, pooled, overlap scored.
-    Measured: 0.459 with no collar, 0.391 with a 0.25 s collar (the issue's goals, 0.40 and 0.30, are
+    Measured: 0.467 with no collar, 0.386 with a 0.25 s collar (the issue's goals, 0.40 and 0.30, are
     not reached: see the README's speech section). The bounds hold that measurement against regressions."""
     import soundfile
     from pyannote.database.util import load_rttm, load_uem
