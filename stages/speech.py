@@ -265,16 +265,28 @@ def _constrained_average_linkage(vectors: np.ndarray, cannot: np.ndarray, thresh
     clusters that may merge (no cannot-link between their members) while that pair is within
     ``threshold`` and more than ``low`` clusters remain, then goes on merging (the constraints dropped
     once no allowed pair is left) while more than ``high`` remain. Each row's nearest allowed cluster
-    is kept, so a merge costs O(n) plus O(n) per row whose nearest cluster took part in it."""
+    is kept, so a merge costs O(n) plus O(n) per row whose nearest cluster took part in it. Memory: one
+    float32 and one boolean n x n matrix (20 MB for the 2,000 embeddings clustered at most); ``cannot``
+    is used in place."""
     n = len(vectors)
-    vectors = vectors.astype(np.float64)
-    raw = 1.0 - vectors @ vectors.T  # average distance between current clusters, constraints aside
+    vectors = vectors.astype(np.float32)
+    raw = vectors @ vectors.T  # becomes the average distance between current clusters, constraints aside
+    np.subtract(1.0, raw, out=raw)
     np.fill_diagonal(raw, np.inf)
-    blocked = cannot | np.eye(n, dtype=bool)
-    allowed = np.where(blocked, np.inf, raw)
-    nearest = allowed.argmin(axis=1)
-    nearest_d = allowed[np.arange(n), nearest]
-    size = np.ones(n)
+    blocked = cannot
+    np.fill_diagonal(blocked, True)
+    nearest = np.zeros(n, int)
+    nearest_d = np.full(n, np.inf, np.float32)
+
+    def refresh(rows: np.ndarray) -> None:
+        for first in range(0, len(rows), 256):  # row blocks, so that no n x n temporary is made
+            chunk = rows[first:first + 256]
+            allowed = np.where(blocked[chunk], np.float32(np.inf), raw[chunk])
+            nearest[chunk] = allowed.argmin(axis=1)
+            nearest_d[chunk] = allowed[np.arange(len(chunk)), nearest[chunk]]
+
+    refresh(np.arange(n))
+    size = np.ones(n, np.float32)
     alive = np.ones(n, bool)
     labels = np.arange(n)
     count = n
@@ -295,20 +307,15 @@ def _constrained_average_linkage(vectors: np.ndarray, cannot: np.ndarray, thresh
         raw[j], raw[:, j] = np.inf, np.inf
         blocked[i] |= blocked[j]
         blocked[:, i] = blocked[i]
-        allowed[i] = np.where(blocked[i], np.inf, merged)
-        allowed[:, i] = allowed[i]
-        allowed[j], allowed[:, j] = np.inf, np.inf
         size[i] += size[j]
         alive[j] = False
         nearest_d[j] = np.inf
         labels[labels == j] = i
         count -= 1
-        stale = np.flatnonzero(alive & ((nearest == i) | (nearest == j)))
-        stale = np.union1d(stale, [i])
-        nearest[stale] = allowed[stale].argmin(axis=1)
-        nearest_d[stale] = allowed[stale, nearest[stale]]
-        closer = alive & (allowed[:, i] < nearest_d)
-        nearest[closer], nearest_d[closer] = i, allowed[closer, i]
+        refresh(np.union1d(np.flatnonzero(alive & ((nearest == i) | (nearest == j))), [i]))
+        to_i = np.where(blocked[:, i], np.float32(np.inf), raw[:, i])
+        closer = alive & (to_i < nearest_d)
+        nearest[closer], nearest_d[closer] = i, to_i[closer]
     return labels
 
 

@@ -1,0 +1,87 @@
+"""How the offline diarization's speaker count depends on ``speech.cluster_threshold``.
+
+    python benchmarks/speaker_count.py [--thresholds 0.2 0.25 0.3 0.35 0.4] [--clips DIR]
+
+For each threshold, from one run: the pooled DER of the AMI meeting chunks (``../shared/data/ami-debug``,
+annotated 0-30 s, no collar, overlap scored; left out when the data is not there), the DER of
+pyannote.audio's two-speaker sample (no collar), the voices found on the bundled sample (four people),
+and the voices found in every video of ``--clips`` (real clips have no annotation: compare with the
+people you hear). Only the diarization runs (``diarize_offline``), not ASR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+AMI = ROOT.parent / "shared" / "data" / "ami-debug"
+
+
+def read_audio(path: Path) -> np.ndarray:
+    """16 kHz mono samples of any audio or video file, through ffmpeg."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-ac", "1", "-ar", "16000", "-f", "f32le", "-"],
+                         check=True, capture_output=True).stdout
+    return np.frombuffer(raw, np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.2, 0.25, 0.3, 0.35, 0.4])
+    parser.add_argument("--clips", type=Path, help="a folder of videos to count voices in")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    import pyannote.audio
+    from pyannote.core import Annotation, Segment
+    from pyannote.database.util import load_rttm, load_uem
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    from socialpipe.pipeline.config import SpeechConfig
+    from socialpipe.pipeline.formats import load_transcript
+    from socialpipe.stages.speech import diarize_offline
+
+    ami = []
+    if (AMI / "development.rttm").is_file():
+        refs = {**load_rttm(AMI / "development.rttm"), **load_rttm(AMI / "test.rttm")}
+        uems = {**load_uem(AMI / "development.uem"), **load_uem(AMI / "test.uem")}
+        ami = [(uri, read_audio(AMI / f"{uri}.wav"), refs[uri], uems[uri]) for uri in ("dev00", "dev01", "tst00", "tst01")]
+    else:
+        print(f"AMI chunks not found at {AMI}: left out")
+    folder = Path(pyannote.audio.__file__).parent / "sample"
+    pyannote_audio, pyannote_ref = read_audio(folder / "sample.wav"), next(iter(load_rttm(folder / "sample.rttm").values()))
+    sample_audio = read_audio(ROOT / "sample_videos" / "conversation.mp4")
+    sample_ref = Annotation()
+    for u in load_transcript(ROOT / "sample_videos" / "conversation.transcript.json").utterances:
+        sample_ref[Segment(u.start_s, u.end_s)] = u.speaker
+    clips = sorted(p for p in args.clips.iterdir() if p.suffix.lower() in {".mp4", ".mkv", ".mov", ".webm", ".avi"}) \
+        if args.clips else []
+    clip_audio = {p.stem: read_audio(p) for p in clips}
+
+    header = ["threshold", "AMI DER", "pyannote DER", "sample voices", *clip_audio]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for threshold in args.thresholds:
+        settings = SpeechConfig(cluster_threshold=threshold)
+        row = [f"{threshold:.2f}"]
+        if ami:
+            metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
+            for _, audio, ref, uem in ami:
+                metric(ref, diarize_offline(audio, settings), uem=uem)
+            row.append(f"{abs(metric):.3f}")
+        else:
+            row.append("-")
+        row.append(f"{DiarizationErrorRate(collar=0.0, skip_overlap=False)(pyannote_ref, diarize_offline(pyannote_audio, settings)):.3f}")
+        row.append(str(len(diarize_offline(sample_audio, settings).labels())))
+        for audio in clip_audio.values():
+            row.append(str(len(diarize_offline(audio, settings).labels())) if np.abs(audio).max(initial=0) > 0 else "silent")
+        print("| " + " | ".join(row) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
