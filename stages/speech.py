@@ -34,6 +34,9 @@ from socialpipe.pipeline.video import AUDIO_SAMPLE_RATE, read_audio, stream_audi
 
 SEGMENTATION_ASSET = ("whisperx", "assets", "pytorch_model.bin")
 MIN_EMBED_S = 0.3  # a local speaker needs this much clean speech in a window to be embedded
+PART_GAP_S = 0.25  # a local speaker's speech splits into runs at pauses this long, runs into pieces of
+MIN_PART_S = 2.0  # 2-4 s embedded on their own, to catch two people heard as one local speaker;
+PART_MARGIN = 0.1  # a piece moves to another voice when it is this much more similar to it (cosine)
 MIN_CLUSTER_S = 3.0  # a voice needs this much clean speech (summed over windows) to stand on its own...
 DISTINCT_VOICE = 1.5  # ...unless it is farther than this many cluster thresholds from every longer voice
 PAUSE_SPLIT_S = 1.0  # a pause this long inside one voice's speech starts a new utterance
@@ -177,6 +180,12 @@ class LocalSpeakerEmbedder:
     once; each local speaker's frames are cut into resemblyzer's 1.6 s partials (half overlapping, the
     last one zero-padded) that go through the encoder 256 at a time. An embedding is the unit mean of
     its partials, as resemblyzer's ``embed_utterance`` makes it.
+
+    The segmentation model sometimes hears two people who follow each other in one window as one
+    local speaker (two similar voices, a short pause between them). So a local speaker's speech is
+    also cut into pieces (runs between pauses of PART_GAP_S, each run of MIN_PART_S or more cut into
+    pieces of MIN_PART_S to twice that), and when there are two pieces or more each is embedded on its
+    own (``parts[key]``: first and last frame of each piece, embedded under ``key + (piece,)``).
     """
 
     def __init__(self):
@@ -186,6 +195,7 @@ class LocalSpeakerEmbedder:
         self.vectors: dict[tuple[int, int], np.ndarray] = {}
         self.seconds: dict[tuple[int, int], float] = {}
         self.clean: dict[tuple[int, int], bool] = {}
+        self.parts: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self._partials: list[np.ndarray] = []
         self._owners: list[tuple[int, int]] = []
 
@@ -201,6 +211,16 @@ class LocalSpeakerEmbedder:
         active = scores > threshold  # (C, F, K)
         alone = active & (active.sum(axis=2, keepdims=True) == 1)
         hop = partials_n_frames // 2
+
+        def queue(frames: np.ndarray, start_s: float, owner: tuple) -> None:
+            mel_index = np.unique(((start_s + (frames[:, None] + np.linspace(0, 1, 3)[None]) * frame_s) / mel_s)
+                                  .astype(int).ravel())
+            chosen = mel[mel_index[mel_index < len(mel)]]  # (n, 40)
+            for first in range(0, max(len(chosen) - hop, 1), hop):
+                piece = chosen[first:first + partials_n_frames]
+                self._partials.append(np.pad(piece, ((0, partials_n_frames - len(piece)), (0, 0))))
+                self._owners.append(owner)
+
         for c, k in zip(*np.nonzero(active.any(axis=1))):
             frames = np.flatnonzero(alone[c, :, k])
             is_clean = len(frames) * frame_s >= MIN_EMBED_S
@@ -209,14 +229,16 @@ class LocalSpeakerEmbedder:
                 if len(frames) * frame_s < MIN_EMBED_S:
                     continue
             key = (first_window + int(c), int(k))
-            mel_index = np.unique(((starts_s[c] + (frames[:, None] + np.linspace(0, 1, 3)[None]) * frame_s) / mel_s)
-                                  .astype(int).ravel())
-            chosen = mel[mel_index[mel_index < len(mel)]]  # (n, 40)
-            for first in range(0, max(len(chosen) - hop, 1), hop):
-                piece = chosen[first:first + partials_n_frames]
-                self._partials.append(np.pad(piece, ((0, partials_n_frames - len(piece)), (0, 0))))
-                self._owners.append(key)
+            queue(frames, starts_s[c], key)
             self.seconds[key], self.clean[key] = len(frames) * frame_s, is_clean
+            speech = np.flatnonzero(active[c, :, k])
+            runs = np.split(speech, np.flatnonzero(np.diff(speech) * frame_s > PART_GAP_S) + 1)
+            pieces = [piece for run in runs if len(run) * frame_s >= MIN_PART_S
+                      for piece in np.array_split(run, int(len(run) * frame_s // MIN_PART_S))]
+            if len(pieces) > 1:
+                for piece in pieces:
+                    self.parts.setdefault(key, []).append((int(piece[0]), int(piece[-1])))
+                    queue(piece, starts_s[c], key + (len(self.parts[key]) - 1,))
             if len(self._partials) >= 256:
                 self._encode()
 
@@ -370,8 +392,9 @@ class OfflineDiarizer:
     ``segmentation_step_s`` for up to 3 local speakers each, and each local speaker is embedded with
     resemblyzer (``LocalSpeakerEmbedder``). At the end: the clean embeddings are clustered into voices
     (``cluster_voices``); each window's local speakers go to voices one-to-one by similarity (two
-    speakers of one window are never merged); per frame, pyannote's speaker counting gives how many
-    voices are heard at once (local speakers above ``overlap_threshold``, averaged over the windows
+    speakers of one window are never merged), and a piece of a local speaker that sounds like another
+    voice by PART_MARGIN, where that voice is free in the window, goes to it; per frame, pyannote's
+    speaker counting gives how many voices are heard at once (local speakers above ``overlap_threshold``, averaged over the windows
     that cover the frame) and that many of the most active voices speak there.
     """
 
@@ -410,7 +433,8 @@ class OfflineDiarizer:
         from scipy.optimize import linear_sum_assignment
 
         settings = self.settings
-        embeddings = self.embedder.finish()
+        vectors = self.embedder.finish()
+        embeddings = {key: v for key, v in vectors.items() if len(key) == 2}
         clean = self.embedder.clean
         training = [key for key in embeddings if clean[key]] or list(embeddings)
         if not training:
@@ -433,8 +457,19 @@ class OfflineDiarizer:
         clustered = np.full((n_windows, n_frames, n_voices), np.nan, dtype=np.float32)
         for c, local in by_window.items():  # one-to-one per window: local speakers -> voices by similarity
             similarity = np.stack([embeddings[c, k] for k in local]) @ centroids.T  # (local, voices)
-            for i, v in zip(*linear_sum_assignment(-similarity)):
-                clustered[c, :, v] = scores[c, :, local[i]]
+            voice_of = {local[i]: int(v) for i, v in zip(*linear_sum_assignment(-similarity))}
+            for k, v in voice_of.items():
+                clustered[c, :, v] = scores[c, :, k]
+            for k, v in voice_of.items():  # a piece that sounds like another voice, free here in this window, goes to it
+                for p, (first, last) in enumerate(self.embedder.parts.get((c, k), [])):
+                    fit = centroids @ vectors[c, k, p]
+                    best = int(np.argmax(fit))
+                    if best == v or fit[best] - fit[v] < PART_MARGIN:
+                        continue
+                    there = clustered[c, first:last + 1, best]
+                    if np.isnan(there).all() or np.nanmax(there) < settings.activity_threshold:
+                        clustered[c, first:last + 1, best] = scores[c, first:last + 1, k]
+                        clustered[c, first:last + 1, v] = 0.0
         windows = SlidingWindow(start=0.0, duration=n_frames * self.frame_s, step=self.step_s)
         frames = SlidingWindow(start=0.0, duration=self.frame_s, step=self.frame_s)
         binary = SlidingWindowFeature((scores > settings.overlap_threshold).astype(np.float32), windows)
