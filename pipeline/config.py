@@ -132,6 +132,7 @@ class SpeechConfig(_Section):
     overlap_threshold: float = 0.3  # counting voices heard at once: a local speaker counts above this score (lower finds more overlap, and more false overlap)
     cluster_threshold: float = 0.3  # cosine distance that separates voices; raising it merges more voices (never two local speakers of one window)
     min_turn_s: float = 0.2  # speech or silence shorter than this inside a speaker's turns is smoothed away
+    speech_gate: bool = True  # offline diarization drops voices that silero VAD hardly calls speech (music, applause)
     device: str = "cpu"  # cpu or cuda
     compute_type: str = "int8"  # CTranslate2 compute type: int8 on CPU, float16 on GPU
     trust_pickled_weights: bool = False  # a pyannote pipeline's checkpoints are pickles: true loads them

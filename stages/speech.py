@@ -38,6 +38,7 @@ PART_GAP_S = 0.25  # a local speaker's speech splits into runs at pauses this lo
 MIN_PART_S = 2.0  # 2-4 s embedded on their own, to catch two people heard as one local speaker;
 PART_MARGIN = 0.1  # a piece moves to another voice when it is this much more similar to it (cosine)
 MIN_CLUSTER_S = 3.0  # a voice needs this much clean speech (summed over windows) to stand on its own...
+MIN_SPEECH_SHARE = 0.2  # a voice needs this share of its time inside silero VAD's speech (speech_gate)
 DISTINCT_VOICE = 1.5  # ...unless it is farther than this many cluster thresholds from every longer voice
 PAUSE_SPLIT_S = 1.0  # a pause this long inside one voice's speech starts a new utterance
 BLOCK_S = 120.0  # the stage works through the audio in blocks this long: memory holds one block
@@ -395,7 +396,12 @@ class OfflineDiarizer:
     speakers of one window are never merged), and a piece of a local speaker that sounds like another
     voice by PART_MARGIN, where that voice is free in the window, goes to it; per frame, pyannote's
     speaker counting gives how many voices are heard at once (local speakers above ``overlap_threshold``, averaged over the windows
-    that cover the frame) and that many of the most active voices speak there.
+    that cover the frame) and that many of the most active voices speak there. With
+    ``speech_gate``, a voice with under MIN_SPEECH_SHARE of its time inside what silero VAD (the ONNX
+    model inside the faster-whisper wheel, default options) calls speech is dropped: music, applause
+    and other sound that the segmentation model takes for a speaker do not become voices. Only whole
+    voices go: silero misses quiet far-field speech (cutting the turns to its regions cost 0.02 of
+    DER on the AMI chunks).
     """
 
     def __init__(self, settings: SpeechConfig):
@@ -407,11 +413,14 @@ class OfflineDiarizer:
         self.embedder = LocalSpeakerEmbedder()
         self.windows = 0
         self.frame_s = 0.0
+        self.speech: list[tuple[float, float]] = []  # silero VAD's speech regions, seconds
 
     def add(self, audio: np.ndarray, audio_start_s: float, block_start_s: float, block_end_s: float | None) -> None:
         """Score and embed the windows that start inside [block_start_s, block_end_s) (up to the last
         window the audio needs, when ``block_end_s`` is None); ``audio`` starts at ``audio_start_s`` and
         reaches past the block by a window."""
+        if self.settings.speech_gate:
+            self.speech += speech_regions(audio, audio_start_s, block_start_s, block_end_s)
         if block_end_s is None:  # the last block: windows until one reaches the end of the audio
             end_s = audio_start_s + len(audio) / AUDIO_SAMPLE_RATE
             last = max(0, int(np.ceil((end_s - self.window_s) / self.step_s - 1e-9)))
@@ -478,7 +487,33 @@ class OfflineDiarizer:
         discrete = Steps.to_diarization(SlidingWindowFeature(clustered, windows), count)
         annotation = Steps.to_annotation(discrete, min_duration_on=settings.min_turn_s,
                                          min_duration_off=settings.min_turn_s)
+        if settings.speech_gate:  # a voice that silero VAD hardly ever calls speech is music or noise
+            from pyannote.core import Segment, Timeline
+
+            speech = Timeline([Segment(start, end) for start, end in self.speech]).support()
+            for label in annotation.labels():
+                heard = annotation.label_timeline(label)
+                if heard.crop(speech).duration() < MIN_SPEECH_SHARE * heard.duration():
+                    annotation = annotation.subset([label], invert=True)
         return annotation.rename_labels({label: f"SPEAKER_{int(label):02d}" for label in annotation.labels()})
+
+
+def speech_regions(audio: np.ndarray, audio_start_s: float, block_start_s: float,
+                   block_end_s: float | None) -> list[tuple[float, float]]:
+    """Silero VAD's speech regions (seconds) inside [block_start_s, block_end_s) of ``audio``, which starts at
+    ``audio_start_s``; the model ships inside the faster-whisper wheel (ONNX)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    if not len(audio):
+        return []
+    end = float("inf") if block_end_s is None else block_end_s
+    regions = []
+    for region in get_speech_timestamps(audio, VadOptions(), sampling_rate=AUDIO_SAMPLE_RATE):
+        start_s = max(audio_start_s + region["start"] / AUDIO_SAMPLE_RATE, block_start_s)
+        end_s = min(audio_start_s + region["end"] / AUDIO_SAMPLE_RATE, end)
+        if end_s > start_s:
+            regions.append((start_s, end_s))
+    return regions
 
 
 def diarize_offline(audio: np.ndarray, settings: SpeechConfig):

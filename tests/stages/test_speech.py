@@ -255,6 +255,21 @@ def _mix(*parts: tuple[float, np.ndarray], seconds: float) -> np.ndarray:
     return np.clip(out, -1, 1)
 
 
+def test_music_is_not_a_voice():
+    """Four sustained notes swelling and fading, 8 s: the segmentation model takes them for a speaker, and
+    silero VAD's speech share (speech_gate) keeps them out of the voices."""
+    t = np.arange(16000 * 8) / 16000
+    chords = sum(0.1 * np.sin(2 * np.pi * f * t) * (1 + np.sin(np.pi * t)) / 2 for f in (220, 277, 330, 440))
+    chords = chords.astype(np.float32)
+    assert diarize_offline(chords, SpeechConfig(speech_gate=False)).labels()  # what the gate is there for
+    assert diarize_offline(chords, SpeechConfig()).labels() == []
+
+
+def test_the_speech_gate_keeps_real_speech():
+    audio, reference = _pyannote_sample()
+    assert len(diarize_offline(audio, SpeechConfig()).labels()) >= len(reference.labels())
+
+
 def test_a_tone_sweep_is_not_a_speaker(tmp_path):
     t = np.arange(16000 * 8) / 16000
     sweep = 0.4 * np.sin(2 * np.pi * (200 * t + (3000 - 200) / (2 * 8) * t ** 2)).astype(np.float32)  # 200 Hz -> 3 kHz
@@ -331,7 +346,7 @@ AMI = DEV_DATA / "ami-debug"
 @pytest.mark.skipif(not (AMI / "development.rttm").is_file(), reason="the AMI debug chunks are not here (../shared/data)")
 def test_real_meeting_chunks_pooled_der():
     """Four 60 s real meeting chunks (AMI), scored on their annotated 0-30 s, pooled, overlap scored.
-    Measured: 0.467 with no collar, 0.386 with a 0.25 s collar (the issue's goals, 0.40 and 0.30, are
+    Measured: 0.470 with no collar, 0.386 with a 0.25 s collar (the issue's goals, 0.40 and 0.30, are
     not reached: see the README's speech section). The bounds hold that measurement against regressions."""
     import soundfile
     from pyannote.database.util import load_rttm, load_uem
