@@ -12,7 +12,6 @@ people you hear). Only the diarization runs (``diarize_offline``), not ASR.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -23,11 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 AMI = ROOT.parent / "shared" / "data" / "ami-debug"
 
 
-def read_audio(path: Path) -> np.ndarray:
-    """16 kHz mono samples of any audio or video file, through ffmpeg."""
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-ac", "1", "-ar", "16000", "-f", "f32le", "-"],
-                         check=True, capture_output=True).stdout
-    return np.frombuffer(raw, np.float32)
+def read_wav(path: Path) -> np.ndarray:
+    import soundfile
+
+    audio, rate = soundfile.read(path, dtype="float32")
+    assert rate == 16000, path
+    return audio
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,24 +43,25 @@ def main(argv: list[str] | None = None) -> int:
 
     from socialpipe.pipeline.config import SpeechConfig
     from socialpipe.pipeline.formats import load_transcript
+    from socialpipe.pipeline.video import probe, read_audio
     from socialpipe.stages.speech import diarize_offline
 
     ami = []
     if (AMI / "development.rttm").is_file():
         refs = {**load_rttm(AMI / "development.rttm"), **load_rttm(AMI / "test.rttm")}
         uems = {**load_uem(AMI / "development.uem"), **load_uem(AMI / "test.uem")}
-        ami = [(uri, read_audio(AMI / f"{uri}.wav"), refs[uri], uems[uri]) for uri in ("dev00", "dev01", "tst00", "tst01")]
+        ami = [(uri, read_wav(AMI / f"{uri}.wav"), refs[uri], uems[uri]) for uri in ("dev00", "dev01", "tst00", "tst01")]
     else:
         print(f"AMI chunks not found at {AMI}: left out")
     folder = Path(pyannote.audio.__file__).parent / "sample"
-    pyannote_audio, pyannote_ref = read_audio(folder / "sample.wav"), next(iter(load_rttm(folder / "sample.rttm").values()))
-    sample_audio = read_audio(ROOT / "sample_videos" / "conversation.mp4")
+    pyannote_audio, pyannote_ref = read_wav(folder / "sample.wav"), next(iter(load_rttm(folder / "sample.rttm").values()))
+    sample_audio = read_audio(probe(ROOT / "sample_videos" / "conversation.mp4"))  # what the speech stage hears
     sample_ref = Annotation()
     for u in load_transcript(ROOT / "sample_videos" / "conversation.transcript.json").utterances:
         sample_ref[Segment(u.start_s, u.end_s)] = u.speaker
     clips = sorted(p for p in args.clips.iterdir() if p.suffix.lower() in {".mp4", ".mkv", ".mov", ".webm", ".avi"}) \
         if args.clips else []
-    clip_audio = {p.stem: read_audio(p) for p in clips}
+    clip_audio = {p.stem: read_audio(info) if info.has_audio else None for p, info in ((p, probe(p)) for p in clips)}
 
     header = ["threshold", "AMI DER", "pyannote DER", "sample voices", *clip_audio]
     print("| " + " | ".join(header) + " |")
@@ -78,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         row.append(f"{DiarizationErrorRate(collar=0.0, skip_overlap=False)(pyannote_ref, diarize_offline(pyannote_audio, settings)):.3f}")
         row.append(str(len(diarize_offline(sample_audio, settings).labels())))
         for audio in clip_audio.values():
-            row.append(str(len(diarize_offline(audio, settings).labels())) if np.abs(audio).max(initial=0) > 0 else "silent")
+            if audio is None or not np.abs(audio).max(initial=0) > 0:
+                row.append("no audio" if audio is None else "silent")
+            else:
+                row.append(str(len(diarize_offline(audio, settings).labels())))
         print("| " + " | ".join(row) + " |", flush=True)
     return 0
 

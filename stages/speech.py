@@ -38,8 +38,8 @@ PART_GAP_S = 0.25  # a local speaker's speech splits into runs at pauses this lo
 MIN_PART_S = 2.0  # 2-4 s embedded on their own, to catch two people heard as one local speaker;
 PART_MARGIN = 0.1  # a piece moves to another voice when it is this much more similar to it (cosine)
 MIN_CLUSTER_S = 3.0  # a voice needs this much clean speech (summed over windows) to stand on its own...
-MIN_SPEECH_SHARE = 0.2  # a voice needs this share of its time inside silero VAD's speech (speech_gate)
 DISTINCT_VOICE = 1.5  # ...unless it is farther than this many cluster thresholds from every longer voice
+MIN_SPEECH_SHARE = 0.2  # a voice needs this share of its time inside silero VAD's speech (speech_gate)
 PAUSE_SPLIT_S = 1.0  # a pause this long inside one voice's speech starts a new utterance
 BLOCK_S = 120.0  # the stage works through the audio in blocks this long: memory holds one block
 BLOCK_CONTEXT_S = 2.0  # a block's ASR also hears this much audio before and after it
@@ -395,8 +395,9 @@ class OfflineDiarizer:
     (``cluster_voices``); each window's local speakers go to voices one-to-one by similarity (two
     speakers of one window are never merged), and a piece of a local speaker that sounds like another
     voice by PART_MARGIN, where that voice is free in the window, goes to it; per frame, pyannote's
-    speaker counting gives how many voices are heard at once (local speakers above ``overlap_threshold``, averaged over the windows
-    that cover the frame) and that many of the most active voices speak there. With
+    speaker counting gives how many voices are heard at once (local speakers above
+    ``overlap_threshold``, averaged over the windows that cover the frame) and that many of the most
+    active voices speak there. With
     ``speech_gate``, a voice with under MIN_SPEECH_SHARE of its time inside what silero VAD (the ONNX
     model inside the faster-whisper wheel, default options) calls speech is dropped: music, applause
     and other sound that the segmentation model takes for a speaker do not become voices. Only whole
@@ -469,7 +470,7 @@ class OfflineDiarizer:
             voice_of = {local[i]: int(v) for i, v in zip(*linear_sum_assignment(-similarity))}
             for k, v in voice_of.items():
                 clustered[c, :, v] = scores[c, :, k]
-            for k, v in voice_of.items():  # a piece that sounds like another voice, free here in this window, goes to it
+            for k, v in voice_of.items():  # a piece that sounds like another voice free here goes to it
                 for p, (first, last) in enumerate(self.embedder.parts.get((c, k), [])):
                     fit = centroids @ vectors[c, k, p]
                     best = int(np.argmax(fit))

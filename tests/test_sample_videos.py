@@ -102,6 +102,13 @@ def test_generator_reproduces_the_ground_truth(tmp_path, truth):
 SHOTS = REPO / "sample_videos" / "shots"
 
 
+def assert_no_track_crosses_a_cut(tracks: Tracks) -> None:
+    shots = tracks.meta["shots"]
+    for tid in tracks.track_ids:
+        frames = tracks.for_track(tid).frame_index
+        assert sum(first <= frames.min() and frames.max() <= last for first, last in shots) == 1, tid
+
+
 @pytest.fixture(scope="module")
 def shots_truth():
     return (load_json(Tracks, SHOTS.with_suffix(".tracks.json")), load_json(Transcript, SHOTS.with_suffix(".transcript.json")),
@@ -118,9 +125,7 @@ def test_second_sample_has_cuts_a_person_in_two_shots_a_listener_and_a_long_talk
     links.validate_against(tracks, transcript)
     shots = tracks.meta["shots"]
     assert len(shots) == 4 and shots[0][0] == 0 and shots[-1][1] == video.frame_count - 1
-    for tid in tracks.track_ids:  # no ground-truth track crosses a cut
-        frames = tracks.for_track(tid).frame_index
-        assert sum(first <= frames.min() and frames.max() <= last for first, last in shots) == 1
+    assert_no_track_crosses_a_cut(tracks)
     assert all(len(link.track_ids) >= 2 for link in links.links), "each speaker is seen in two shots or more"
     linked = {t for link in links.links for t in link.track_ids}
     assert len(set(tracks.track_ids) - linked) >= 2, "a silent listener's tracks"
@@ -155,7 +160,4 @@ def test_full_pipeline_speaker_boxes_on_the_samples_meet_the_goal(tmp_path, name
                             load_transcript(base.with_suffix(".transcript.json")),
                             load_links(base.with_suffix(".links.json")), result.video.duration_s)
     assert scores["speaker_box_accuracy"] >= goal, scores
-    shots = result.tracks.meta["shots"]
-    for track_id in result.tracks.track_ids:
-        frames = result.tracks.for_track(track_id).frame_index
-        assert any(first <= frames.min() and frames.max() <= last for first, last in shots), track_id
+    assert_no_track_crosses_a_cut(result.tracks)
