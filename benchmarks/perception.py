@@ -1,6 +1,6 @@
 """Speed of the whole perception (people, speech, link) and each part's share, on 2 CPU cores.
 
-    python benchmarks/perception.py [VIDEO ...] [--no-720p]
+    python benchmarks/perception.py [VIDEO ...] [--no-720p] [--asd-precision auto|float32|bfloat16|int8]
 
 For each video (default: the bundled sample, then the sample scaled to 1280x720 so that the
 picture work grows while the content stays the same) it runs the three perception stages once on a
@@ -46,7 +46,7 @@ def scaled(video: Path, height: int, folder: Path) -> Path:
     return out
 
 
-def perceive(path: Path) -> dict:
+def perceive(path: Path, asd_precision: str = "auto") -> dict:
     """People, speech and link on ``path``; wall seconds per stage and the stages' own part timings."""
     from socialpipe.pipeline.config import LinkConfig, PeopleConfig, SpeechConfig
     from socialpipe.pipeline.video import probe
@@ -63,11 +63,12 @@ def perceive(path: Path) -> dict:
     transcript = SpeechStage(SpeechConfig()).run(video)
     walls["speech"] = time.perf_counter() - started
     started = time.perf_counter()
-    links = LinkStage(LinkConfig()).run(video, tracks, transcript)
+    links = LinkStage(LinkConfig(asd_precision=asd_precision)).run(video, tracks, transcript)
     walls["link"] = time.perf_counter() - started
     for stage, artifact in (("people", tracks), ("speech", transcript), ("link", links)):
         parts[stage] = {name[:-2]: seconds for name, seconds in artifact.meta["timing_s"].items()}
     return {"video": video, "walls": walls, "parts": parts, "tracks": len(tracks.track_ids),
+            "asd_precision": links.meta.get("speaking", {}).get("precision", "?"),
             "shots": len(tracks.meta.get("shots", [])), "voices": len(transcript.speakers),
             "linked": sum(link.track_id is not None for link in links.links)}
 
@@ -97,13 +98,15 @@ def report(result: dict) -> None:
         rest = walls[stage] - sum(parts[stage].values())
         print(f"    {'other':<28}{rest:7.2f} s  {rest / total:6.1%}")
     asd = parts["link"].get("asd", 0.0) / total
-    print(f"  active speaker share {asd:.1%} (goal: at most {ASD_GOAL:.0%}: {'met' if asd <= ASD_GOAL else 'NOT met'})")
+    print(f"  active speaker share {asd:.1%} in {result['asd_precision']} (goal: at most {ASD_GOAL:.0%}: {'met' if asd <= ASD_GOAL else 'NOT met'})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="*", type=Path, help="videos to measure (default: the bundled sample)")
     parser.add_argument("--no-720p", action="store_true", help="leave out the sample scaled to 720p")
+    parser.add_argument("--asd-precision", default="auto", choices=("auto", "float32", "bfloat16", "int8"),
+                        help="link.asd_precision for the run (default: auto, as socialpipe run)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     import torch
@@ -114,9 +117,9 @@ def main() -> None:
           "not counted")
     for path in videos:
         started = time.perf_counter()
-        perceive(cut(path, 3.0, folder))
+        perceive(cut(path, 3.0, folder), args.asd_precision)
         print(f"\nstart-up on a 3 s cut of {path.name}: {time.perf_counter() - started:.1f} s")
-        report(perceive(path))
+        report(perceive(path, args.asd_precision))
 
 
 if __name__ == "__main__":

@@ -111,6 +111,106 @@ class VisualEncoder(nn.Module):
         return x.amax(dim=(2, 3)).reshape(batch, steps, -1).float()
 
 
+CONV_NAMES = ("s_1", "s_2", "t_1", "t_2")  # each block's convolutions in order
+
+
+def _layers(encoder: VisualEncoder):
+    """(name, block index, convolution, its batch norm) of every convolution of the visual encoder, in order;
+    names like ``0s_1`` (block 1's first spatial convolution)."""
+    for index, block in enumerate((encoder.block1, encoder.block2, encoder.block3)):
+        for name in CONV_NAMES:
+            yield f"{index}{name}", index, getattr(block, name), getattr(block, name.replace("_", "_norm_"))
+
+
+def _as_2d(name: str, conv: nn.Conv3d, weight: torch.Tensor) -> tuple[torch.Tensor, tuple, tuple]:
+    """A folded (1, k, k) or (k, 1, 1) 3D weight as the 2D weight, stride and padding ``VisualBlock.infer`` uses."""
+    if name[1] == "s":
+        return weight[:, :, 0], conv.stride[1:], conv.padding[1:]
+    return weight[..., 0], (1, 1), (conv.padding[0], 0)
+
+
+@torch.inference_mode()
+def activation_ranges(encoder: VisualEncoder, crops: list[torch.Tensor], percentile: float = 99.99,
+                      sample: int = 200_000) -> dict[str, float]:
+    """The calibration ``QuantizedVisualEncoder`` needs: for every convolution (after its ReLU), the largest
+    over ``crops`` (each a (T, 112, 112) 0-255 run of one face) of the ``percentile`` of its outputs, taken on
+    ``sample`` values per run drawn with a fixed seed (the same ranges every time). A percentile rather than
+    the maximum: rare peaks saturate and everything else keeps a finer step (measured on real clips: scores
+    closer to float32 than with maxima)."""
+    ranges: dict[str, float] = {}
+
+    def note(name: str, values: torch.Tensor) -> None:
+        flat = values.reshape(-1)
+        picked = flat[torch.randint(flat.numel(), (sample,), generator=torch.Generator().manual_seed(0))].float()
+        ranges[name] = max(ranges.get(name, 0.0), float(torch.quantile(picked, percentile / 100)))
+
+    for faces in crops:
+        x = ((faces.float() / 255.0 - GREY_MEAN) / GREY_STD).unsqueeze(1).contiguous(memory_format=torch.channels_last)
+        for name, index, conv, norm in _layers(encoder):
+            weight, bias = _folded(conv, norm)
+            weight, stride, padding = _as_2d(name, conv, weight)
+            if name[1:] == "t_1":  # (T, C, H, W) -> (1, C, T, H*W), the temporal view
+                frames, channels, height, width = x.shape
+                x = x.permute(0, 2, 3, 1).reshape(1, frames, height * width, channels).permute(0, 3, 1, 2)
+            x = torch.relu(F.conv2d(x, weight, bias, stride=stride, padding=padding))
+            note(name, x)
+            if name[1:] == "t_2":
+                x = x.permute(0, 2, 3, 1).reshape(frames, height, width, channels).permute(0, 3, 1, 2)
+                if index < 2:
+                    x = _pool(x)
+    return ranges
+
+
+class QuantizedVisualEncoder(nn.Module):
+    """``VisualEncoder.infer`` in 8-bit integers: each folded convolution and its ReLU as one quantized kernel
+    (per-channel int8 weights, uint8 activations whose step is the layer's calibrated range / 255).
+
+    The input needs no conversion: a 0-255 grey pixel ``p`` normalised is ``(p - 255 mean) / (255 std)``,
+    which is a uint8 tensor's own affine quantization with zero point ``round(255 mean)`` = 106 (the true
+    106.1 moves every pixel by a tenth of a grey level). About 4x faster than bfloat16 on a CPU with VNNI;
+    embeddings within about 3% of float32 (see the README for what that does to the scores)."""
+
+    def __init__(self, encoder: VisualEncoder, ranges: dict[str, float]):
+        super().__init__()
+        from torch.ao.nn.intrinsic.quantized import ConvReLU2d
+
+        missing = [name for name, *_ in _layers(encoder) if name not in ranges]
+        if missing:
+            raise ValueError(f"int8 ranges lack {missing}")
+        self.convs = nn.ModuleDict()
+        for name, _, conv, norm in _layers(encoder):
+            weight, bias = _folded(conv, norm)
+            weight, stride, padding = _as_2d(name, conv, weight.detach())
+            layer = ConvReLU2d(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), stride=stride, padding=padding)
+            step = weight.abs().amax(dim=(1, 2, 3)).clamp(min=1e-8) / 127
+            layer.set_weight_bias(torch.quantize_per_channel(weight, step, torch.zeros_like(step, dtype=torch.long), 0,
+                                                             torch.qint8), bias.detach())
+            layer.scale, layer.zero_point = float(ranges[name]) / 255, 0
+            self.convs[name] = layer
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        """faces (B, T, 112, 112) uint8 grey -> visual embeddings (B, T, 128) float32."""
+        batch, steps, height, width = faces.shape
+        x = torch._make_per_tensor_quantized_tensor(faces.reshape(batch * steps, 1, height, width).contiguous(),
+                                                    1 / (255 * GREY_STD), round(255 * GREY_MEAN))
+        x = x.contiguous(memory_format=torch.channels_last)
+        for name, layer in self.convs.items():
+            if name[1:] == "t_1":
+                frames, channels, height, width = x.shape
+                x = x.permute(0, 2, 3, 1).reshape(batch, frames // batch, height * width, channels).permute(0, 3, 1, 2)
+            x = layer(x)
+            if name[1:] == "t_2":
+                x = x.permute(0, 2, 3, 1).reshape(frames, height, width, channels).permute(0, 3, 1, 2)
+                if name[0] != "2":
+                    x = F.max_pool2d(x, 3, 2, 1)
+        return x.dequantize().amax(dim=(2, 3)).reshape(batch, steps, -1)
+
+
+def int8_available() -> bool:
+    """Whether this PyTorch has the x86 quantized kernels (fbgemm/oneDNN) the int8 encoder is measured on."""
+    return any(engine in torch.backends.quantized.supported_engines for engine in ("x86", "fbgemm"))
+
+
 class AudioBlock(nn.Module):
     """Two convolutions along the MFCC axis (k1 then k2) then two along time."""
 

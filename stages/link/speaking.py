@@ -34,6 +34,7 @@ import torch
 from scipy.signal import medfilt
 
 from socialpipe.pipeline.artifacts import Tracks, VideoInfo
+from socialpipe.pipeline.errors import InputError
 from socialpipe.pipeline.progress import Counter, ProgressHook, quiet
 from socialpipe.pipeline.timebase import time_to_frame
 from socialpipe.pipeline.video import decoded_size, stream_audio, stream_frames
@@ -49,10 +50,11 @@ CROP_SCALE = 0.40  # cs: how far the crop reaches beyond the face box
 MEDIAN_STEPS = 13
 SMOOTH_STEPS = 2
 PAD_GREY = 110
-PIECE_STEPS = 100  # visual embeddings are computed this many steps at a time
+PIECE_STEPS = 200  # visual embeddings are computed this many steps at a time
 VISUAL_REACH = 9  # the visual encoder's reach in time: three blocks of a 5- and a 3-step temporal convolution
 RUN_GAP_S = 0.2  # a track unseen for longer than this starts a new run
 WEIGHTS = Path(__file__).with_name("weights") / "lr_asd_talkset.model"
+PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 
 
 def mfcc_features(chunks: Iterable[np.ndarray]) -> np.ndarray:
@@ -150,11 +152,29 @@ def face_crop(frame_grey: np.ndarray, centre_x: float, centre_y: float, half: fl
     return cv2.resize(region, (224, 224))[56:168, 56:168]
 
 
+def int8_ranges(weights: str | Path) -> dict[str, float] | None:
+    """The int8 calibration for a checkpoint: ``<stem>.int8.json`` beside it, if there is one and it was made for
+    these very weights (its ``sha256``); written by ``benchmarks/asd_int8.py --calibrate``."""
+    weights = Path(weights)
+    beside = weights.with_name(weights.stem + ".int8.json")
+    if not beside.is_file():
+        return None
+    import hashlib
+    import json
+
+    data = json.loads(beside.read_text())
+    if data.get("sha256") != hashlib.sha256(weights.read_bytes()).hexdigest():
+        return None
+    return {name: float(value) for name, value in data["ranges"].items()}
+
+
 def resolve_precision(precision: str) -> str:
     """``auto``: bfloat16 for the visual encoder where the CPU computes it natively (oneDNN with AVX512-BF16 or
-    AMX; about 2x faster, speaking scores within a few hundredths), float32 elsewhere."""
-    if precision not in ("auto", "float32", "bfloat16"):
-        raise ValueError(f"precision {precision!r}; expected auto, float32 or bfloat16")
+    AMX; about 2x faster, speaking scores within a few hundredths), float32 elsewhere. ``int8`` is never
+    chosen by ``auto``: it is 2.5x faster again, and as close to float32 as bfloat16 on real faces, but
+    not on the bundled samples' drawn faces (README, "Active speaker detection"; ``benchmarks/asd_int8.py``)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         return "bfloat16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() \
             else "float32"
@@ -165,24 +185,42 @@ class SpeakingScorer:
     """LR-ASD over face runs: multi-window scoring with the published window weights."""
 
     def __init__(self, weights: str | Path | None = None, threads: int | None = None, precision: str = "auto"):
-        from socialpipe.stages.link.network import load_lr_asd
+        from socialpipe.stages.link.network import QuantizedVisualEncoder, int8_available, load_lr_asd
 
-        self.network = load_lr_asd(weights or WEIGHTS)
+        weights = Path(weights or WEIGHTS)
+        self.network = load_lr_asd(weights)
         self.threads = threads
         self.precision = resolve_precision(precision)
+        self.int8 = None
+        if self.precision == "int8":
+            ranges = int8_ranges(weights)
+            if not int8_available():
+                raise InputError("link.asd_precision int8: this PyTorch has no x86 quantized kernels (fbgemm/oneDNN); "
+                                 "expected auto, float32 or bfloat16 here")
+            if ranges is None:
+                raise InputError(f"link.asd_precision int8: no int8 calibration for {weights.name} (expected "
+                                 f"{weights.stem}.int8.json beside it, made by benchmarks/asd_int8.py --calibrate); "
+                                 "use auto, float32 or bfloat16")
+            torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+            self.int8 = QuantizedVisualEncoder(self.network.model.visualEncoder, ranges).eval()
 
     @torch.inference_mode()
     def visual_embeddings(self, crops: np.ndarray) -> torch.Tensor:
-        """(n, 128) visual embeddings of a run's crops as one pass over the whole run would give them,
-        computed PIECE_STEPS at a time with VISUAL_REACH steps of context each side (the encoder sees no
-        further in time), so memory holds one piece's activations."""
-        faces = torch.from_numpy(crops.astype(np.float32))
+        """(n, 128) visual embeddings of a run's (n, 112, 112) uint8 crops as one pass over the whole run would
+        give them, computed PIECE_STEPS at a time with VISUAL_REACH steps of context each side (the encoder sees
+        no further in time), so memory holds one piece's activations."""
+        if self.int8 is not None and crops.dtype != np.uint8:
+            crops = np.clip(np.rint(crops), 0, 255).astype(np.uint8)
+        faces = torch.from_numpy(np.ascontiguousarray(crops))
         parts = []
         low = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
         for start in range(0, len(faces), PIECE_STEPS):
             lo, hi = max(start - VISUAL_REACH, 0), min(start + PIECE_STEPS + VISUAL_REACH, len(faces))
-            with low:
-                visual = self.network.embed_visual(faces[lo:hi].unsqueeze(0))[0].float()
+            if self.int8 is not None:
+                visual = self.int8(faces[lo:hi].unsqueeze(0))[0]
+            else:
+                with low:
+                    visual = self.network.embed_visual(faces[lo:hi].float().unsqueeze(0))[0].float()
             parts.append(visual[start - lo:start - lo + min(PIECE_STEPS, len(faces) - start)])
         return torch.cat(parts)
 
@@ -201,10 +239,13 @@ class SpeakingScorer:
         total = np.zeros(n, np.float64)
         for seconds, weight in WINDOW_WEIGHTS.items():
             size = seconds * ASD_FPS
-            for start in range(0, n, size):
-                length = min(size, n - start)
-                logits = self.network.classify(audio[start:start + length][None], visual[start:start + length][None])
-                total[start:start + length] += weight * logits[:, 1].numpy()
+            whole = n // size * size  # the full windows go through the back end as one batch, the last part alone
+            if whole:
+                logits = self.network.classify(audio[:whole].reshape(-1, size, 128), visual[:whole].reshape(-1, size, 128))
+                total[:whole] += weight * logits[:, 1].numpy()
+            if whole < n:
+                logits = self.network.classify(audio[whole:n][None], visual[whole:n][None])
+                total[whole:] += weight * logits[:, 1].numpy()
         return (total / sum(WINDOW_WEIGHTS.values())).astype(np.float32)
 
 

@@ -291,7 +291,7 @@ BAD_SETTINGS = [
     (["speech.activity_threshold=1"], r"speech.activity_threshold: 1.0 is outside the allowed range \(0, 1\)"),
     (["link.min_coverage=7"], r"link.min_coverage: 7.0 is outside the allowed range \[0, 1\]"),
     (["link.min_score=-0.1"], r"link.min_score: -0.1 is outside the allowed range \[0, 1\]"),
-    (["link.asd_precision=half"], r"link.asd_precision: 'half' is not one of \['auto', 'float32', 'bfloat16'\]"),
+    (["link.asd_precision=half"], r"link.asd_precision: 'half' is not one of \['auto', 'float32', 'bfloat16', 'int8'\]"),
     (["link.analysis_fps=0"], r"link.analysis_fps: 0.0 is outside the allowed range > 0"),
     (["people.detect_fps=fast"], r"people.detect_fps: expected float, got 'fast'"),
     (["finetune.rank=0"], r"finetune.rank: 0 is outside the allowed range >= 1"),

@@ -12,7 +12,8 @@ from socialpipe.pipeline.errors import InputError
 from socialpipe.pipeline.timebase import frame_to_time
 from socialpipe.stages.link.network import load_lr_asd
 from socialpipe.stages.link.speaking import (ASD_FPS, WEIGHTS, WINDOW_WEIGHTS, SpeakingScorer, face_runs,
-                                           mfcc_features, score_tracks, smooth_scores)
+                                           int8_ranges, mfcc_features, resolve_precision, score_tracks,
+                                           smooth_scores)
 from tests.conftest import DEV_DATA
 
 PARITY = DEV_DATA / "lr-asd" / "parity_talkset.npz"
@@ -54,6 +55,55 @@ def test_bfloat16_scores_agree_with_float32():
     low = SpeakingScorer(precision="bfloat16").score(crops, mfcc)
     assert np.mean(np.sign(low) == np.sign(exact)) >= 0.95
     assert np.abs(low - exact).max() < 0.02 * np.abs(exact).max()
+
+
+@needs_parity
+def test_int8_scores_agree_with_float32_on_real_faces():
+    """The parity crops are real TalkSet faces (measured: same sign on every step, largest difference 0.015
+    against scores up to 2.46)."""
+    data = np.load(PARITY)
+    crops = np.concatenate([data["t40_visual"][0], data["t25_visual"][0]])
+    mfcc = np.concatenate([data["t40_mfcc"][0], data["t25_mfcc"][0]])
+    exact = SpeakingScorer(precision="float32").score(crops, mfcc)
+    scorer = SpeakingScorer(precision="int8")
+    assert scorer.precision == "int8" and scorer.int8 is not None
+    low = scorer.score(crops, mfcc)
+    assert np.mean(np.sign(low) == np.sign(exact)) >= 0.95
+    assert np.abs(low - exact).max() < 0.03 * np.abs(exact).max()
+
+
+def test_int8_is_only_for_weights_it_was_calibrated_for(tmp_path):
+    ranges = int8_ranges(WEIGHTS)
+    assert ranges is not None and len(ranges) == 12 and all(value > 0 for value in ranges.values())
+    assert resolve_precision("auto") in ("bfloat16", "float32")  # auto never picks int8 (README says why)
+    copy = tmp_path / "other.model"
+    copy.write_bytes(WEIGHTS.read_bytes())
+    with pytest.raises(InputError, match=r"no int8 calibration for other.model .*use auto, float32 or bfloat16"):
+        SpeakingScorer(copy, precision="int8")
+    calibration = tmp_path / "other.int8.json"  # a calibration made for other weights is not used
+    calibration.write_text(WEIGHTS.with_name(WEIGHTS.stem + ".int8.json").read_text().replace('"sha256": "',
+                                                                                              '"sha256": "0'))
+    assert int8_ranges(copy) is None
+    with pytest.raises(ValueError, match="expected one of auto, float32, bfloat16, int8"):
+        resolve_precision("half")
+
+
+def test_the_shipped_int8_calibration_is_reproduced_from_the_bundled_samples(tmp_path):
+    """``benchmarks/asd_int8.py --calibrate`` on the two bundled samples gives the ranges that ship."""
+    import importlib.util
+    import json
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("asd_int8", REPO / "benchmarks" / "asd_int8.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    made = json.loads(module.calibrate(tmp_path / "ranges.json").read_text())
+    shipped = json.loads(WEIGHTS.with_name(WEIGHTS.stem + ".int8.json").read_text())
+    assert made["sha256"] == shipped["sha256"]
+    assert made["ranges"].keys() == shipped["ranges"].keys()
+    for name, value in shipped["ranges"].items():
+        assert made["ranges"][name] == pytest.approx(value, rel=1e-3), name
 
 
 def test_the_bundled_weights_ship_with_their_licence():
