@@ -27,7 +27,6 @@ import time
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -52,20 +51,11 @@ def run_inputs(folder: Path):
 
 def run_crops(video, tracks) -> list[np.ndarray]:
     """Every face run's (steps, 112, 112) uint8 crops, as the scorer cuts them."""
-    from socialpipe.pipeline.video import stream_frames
-    from socialpipe.stages.link.speaking import face_crop, face_runs
+    from socialpipe.stages.link.speaking import face_crops, face_runs
 
     runs, _ = face_runs(tracks, video, 24.0)
-    wanted: dict[int, list] = {}
-    for run in runs:
-        for step, frame in enumerate(run.source_frames):
-            wanted.setdefault(int(frame), []).append((run, step))
-    for index, frame in stream_frames(video):
-        served = wanted.pop(index, [])
-        if served:
-            grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-            for run, step in served:
-                run.crops.append(face_crop(grey, *run.crop_boxes[step]))
+    for run, _, crop in face_crops(video, runs):
+        run.crops.append(crop)
     return [np.stack(run.crops) for run in runs if run.crops]
 
 

@@ -98,7 +98,8 @@ def report(result: dict) -> None:
         rest = walls[stage] - sum(parts[stage].values())
         print(f"    {'other':<28}{rest:7.2f} s  {rest / total:6.1%}")
     asd = parts["link"].get("asd", 0.0) / total
-    print(f"  active speaker share {asd:.1%} in {result['asd_precision']} (goal: at most {ASD_GOAL:.0%}: {'met' if asd <= ASD_GOAL else 'NOT met'})")
+    print(f"  active speaker share {asd:.1%} in {result['asd_precision']} "
+          f"(goal: at most {ASD_GOAL:.0%}: {'met' if asd <= ASD_GOAL else 'NOT met'})")
 
 
 def main() -> None:

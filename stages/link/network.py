@@ -54,21 +54,46 @@ class VisualBlock(nn.Module):
             x = torch.relu(norm(conv(x)))
         return x
 
-    def infer(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+    def conv_2d(self, name: str) -> tuple[torch.Tensor, torch.Tensor, tuple, tuple]:
+        """Convolution ``name`` (``s_1`` ... ``t_2``) with its batch norm folded in, as the 2D convolution
+        ``infer`` runs: weight, bias, stride, padding. A spatial (1, k, k) one runs on every frame, a
+        temporal (k, 1, 1) one over the (time, pixels) view."""
+        conv = getattr(self, name)
+        weight, bias = _folded(conv, getattr(self, name.replace("_", "_norm_")))
+        if name.startswith("s"):
+            return weight[:, :, 0], bias, conv.stride[1:], conv.padding[1:]
+        return weight[..., 0], bias, (1, 1), (conv.padding[0], 0)
+
+    def infer(self, x: torch.Tensor, batch: int, observe=None) -> torch.Tensor:
         """The same block in eval mode on frames stacked as (B*T, C, H, W), for speed: each batch norm is
         folded into its convolution, the spatial convolutions run as 2D ones on every frame and the
         temporal ones as 2D ones over (time, pixels). In channels-last memory both views are the same
-        bytes, so switching between them copies nothing. Same numbers as ``forward`` up to float rounding."""
+        bytes, so switching between them copies nothing. Same numbers as ``forward`` up to float rounding.
+        ``observe(name, output)``, if given, sees each convolution's output after its ReLU."""
         x = x.contiguous(memory_format=torch.channels_last)
-        for conv, norm in ((self.s_1, self.s_norm_1), (self.s_2, self.s_norm_2)):
-            weight, bias = _folded(conv, norm)
-            x = torch.relu(F.conv2d(x, weight[:, :, 0], bias, stride=conv.stride[1:], padding=conv.padding[1:]))
-        frames, channels, height, width = x.shape
-        x = x.permute(0, 2, 3, 1).reshape(batch, frames // batch, height * width, channels).permute(0, 3, 1, 2)
-        for conv, norm in ((self.t_1, self.t_norm_1), (self.t_2, self.t_norm_2)):
-            weight, bias = _folded(conv, norm)
-            x = torch.relu(F.conv2d(x, weight[..., 0], bias, padding=(conv.padding[0], 0)))
-        return x.permute(0, 2, 3, 1).reshape(frames, height, width, channels).permute(0, 3, 1, 2)
+        for name in CONV_NAMES:
+            if name == "t_1":
+                x, frame_shape = _time_view(x, batch)
+            weight, bias, stride, padding = self.conv_2d(name)
+            x = torch.relu(F.conv2d(x, weight, bias, stride=stride, padding=padding))
+            if observe is not None:
+                observe(name, x)
+        return _frame_view(x, frame_shape)
+
+
+CONV_NAMES = ("s_1", "s_2", "t_1", "t_2")  # a block's convolutions in order: two spatial, two temporal
+
+
+def _time_view(x: torch.Tensor, batch: int) -> tuple[torch.Tensor, tuple]:
+    """Frames (B*T, C, H, W) -> (B, C, T, H*W), for the temporal convolutions; and the frames' shape."""
+    frames, channels, height, width = x.shape
+    view = x.permute(0, 2, 3, 1).reshape(batch, frames // batch, height * width, channels).permute(0, 3, 1, 2)
+    return view, (frames, height, width, channels)
+
+
+def _frame_view(x: torch.Tensor, frame_shape: tuple) -> torch.Tensor:
+    """``_time_view`` undone: (B, C, T, H*W) -> (B*T, C, H, W)."""
+    return x.permute(0, 2, 3, 1).reshape(frame_shape).permute(0, 3, 1, 2)
 
 
 def _pool(x: torch.Tensor) -> torch.Tensor:
@@ -101,32 +126,21 @@ class VisualEncoder(nn.Module):
         x = self.block3(self.pool2(self.block2(self.pool1(self.block1(x)))))
         return x.amax(dim=(3, 4)).transpose(1, 2)  # the strongest response per frame and channel
 
-    def infer(self, x: torch.Tensor) -> torch.Tensor:
-        """``forward`` in eval mode through the blocks' folded 2D path (see ``VisualBlock.infer``)."""
+    def infer(self, x: torch.Tensor, observe=None) -> torch.Tensor:
+        """``forward`` in eval mode through the blocks' folded 2D path (see ``VisualBlock.infer``);
+        ``observe(name, output)`` sees every convolution's output, named like ``0s_1`` (block 1's first)."""
         batch, _, steps, height, width = x.shape
         x = x.transpose(1, 2).reshape(batch * steps, 1, height, width)
-        x = _pool(self.block1.infer(x, batch))
-        x = _pool(self.block2.infer(x, batch))
-        x = self.block3.infer(x, batch)
+        for index, block in enumerate(self.blocks):
+            named = None if observe is None else (lambda name, out, index=index: observe(f"{index}{name}", out))
+            x = block.infer(x, batch, named)
+            if index < len(self.blocks) - 1:
+                x = _pool(x)
         return x.amax(dim=(2, 3)).reshape(batch, steps, -1).float()
 
-
-CONV_NAMES = ("s_1", "s_2", "t_1", "t_2")  # each block's convolutions in order
-
-
-def _layers(encoder: VisualEncoder):
-    """(name, block index, convolution, its batch norm) of every convolution of the visual encoder, in order;
-    names like ``0s_1`` (block 1's first spatial convolution)."""
-    for index, block in enumerate((encoder.block1, encoder.block2, encoder.block3)):
-        for name in CONV_NAMES:
-            yield f"{index}{name}", index, getattr(block, name), getattr(block, name.replace("_", "_norm_"))
-
-
-def _as_2d(name: str, conv: nn.Conv3d, weight: torch.Tensor) -> tuple[torch.Tensor, tuple, tuple]:
-    """A folded (1, k, k) or (k, 1, 1) 3D weight as the 2D weight, stride and padding ``VisualBlock.infer`` uses."""
-    if name[1] == "s":
-        return weight[:, :, 0], conv.stride[1:], conv.padding[1:]
-    return weight[..., 0], (1, 1), (conv.padding[0], 0)
+    @property
+    def blocks(self) -> tuple[VisualBlock, VisualBlock, VisualBlock]:
+        return self.block1, self.block2, self.block3
 
 
 @torch.inference_mode()
@@ -145,19 +159,7 @@ def activation_ranges(encoder: VisualEncoder, crops: list[torch.Tensor], percent
         ranges[name] = max(ranges.get(name, 0.0), float(torch.quantile(picked, percentile / 100)))
 
     for faces in crops:
-        x = ((faces.float() / 255.0 - GREY_MEAN) / GREY_STD).unsqueeze(1).contiguous(memory_format=torch.channels_last)
-        for name, index, conv, norm in _layers(encoder):
-            weight, bias = _folded(conv, norm)
-            weight, stride, padding = _as_2d(name, conv, weight)
-            if name[1:] == "t_1":  # (T, C, H, W) -> (1, C, T, H*W), the temporal view
-                frames, channels, height, width = x.shape
-                x = x.permute(0, 2, 3, 1).reshape(1, frames, height * width, channels).permute(0, 3, 1, 2)
-            x = torch.relu(F.conv2d(x, weight, bias, stride=stride, padding=padding))
-            note(name, x)
-            if name[1:] == "t_2":
-                x = x.permute(0, 2, 3, 1).reshape(frames, height, width, channels).permute(0, 3, 1, 2)
-                if index < 2:
-                    x = _pool(x)
+        encoder.infer(((faces.float() / 255.0 - GREY_MEAN) / GREY_STD)[None, None], observe=note)
     return ranges
 
 
@@ -174,19 +176,21 @@ class QuantizedVisualEncoder(nn.Module):
         super().__init__()
         from torch.ao.nn.intrinsic.quantized import ConvReLU2d
 
-        missing = [name for name, *_ in _layers(encoder) if name not in ranges]
+        names = [f"{index}{name}" for index in range(len(encoder.blocks)) for name in CONV_NAMES]
+        missing = [name for name in names if name not in ranges]
         if missing:
             raise ValueError(f"int8 ranges lack {missing}")
         self.convs = nn.ModuleDict()
-        for name, _, conv, norm in _layers(encoder):
-            weight, bias = _folded(conv, norm)
-            weight, stride, padding = _as_2d(name, conv, weight.detach())
+        for name in names:
+            weight, bias, stride, padding = encoder.blocks[int(name[0])].conv_2d(name[1:])
+            weight, bias = weight.detach(), bias.detach()
             layer = ConvReLU2d(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), stride=stride, padding=padding)
             step = weight.abs().amax(dim=(1, 2, 3)).clamp(min=1e-8) / 127
             layer.set_weight_bias(torch.quantize_per_channel(weight, step, torch.zeros_like(step, dtype=torch.long), 0,
-                                                             torch.qint8), bias.detach())
+                                                             torch.qint8), bias)
             layer.scale, layer.zero_point = float(ranges[name]) / 255, 0
             self.convs[name] = layer
+        self.last_block = str(len(encoder.blocks) - 1)
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         """faces (B, T, 112, 112) uint8 grey -> visual embeddings (B, T, 128) float32."""
@@ -196,12 +200,11 @@ class QuantizedVisualEncoder(nn.Module):
         x = x.contiguous(memory_format=torch.channels_last)
         for name, layer in self.convs.items():
             if name[1:] == "t_1":
-                frames, channels, height, width = x.shape
-                x = x.permute(0, 2, 3, 1).reshape(batch, frames // batch, height * width, channels).permute(0, 3, 1, 2)
+                x, frame_shape = _time_view(x, batch)
             x = layer(x)
             if name[1:] == "t_2":
-                x = x.permute(0, 2, 3, 1).reshape(frames, height, width, channels).permute(0, 3, 1, 2)
-                if name[0] != "2":
+                x = _frame_view(x, frame_shape)
+                if name[0] != self.last_block:
                     x = F.max_pool2d(x, 3, 2, 1)
         return x.dequantize().amax(dim=(2, 3)).reshape(batch, steps, -1)
 

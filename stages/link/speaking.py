@@ -241,7 +241,8 @@ class SpeakingScorer:
             size = seconds * ASD_FPS
             whole = n // size * size  # the full windows go through the back end as one batch, the last part alone
             if whole:
-                logits = self.network.classify(audio[:whole].reshape(-1, size, 128), visual[:whole].reshape(-1, size, 128))
+                logits = self.network.classify(audio[:whole].reshape(-1, size, audio.shape[1]),
+                                                visual[:whole].reshape(-1, size, visual.shape[1]))
                 total[:whole] += weight * logits[:, 1].numpy()
             if whole < n:
                 logits = self.network.classify(audio[whole:n][None], visual[whole:n][None])
@@ -259,6 +260,27 @@ def smooth_scores(scores: np.ndarray, reach: int = SMOOTH_STEPS) -> np.ndarray:
     index = np.arange(len(scores))
     lo, hi = np.maximum(index - reach, 0), np.minimum(index + reach + 1, len(scores))
     return ((cumulative[hi] - cumulative[lo]) / (hi - lo)).astype(np.float32)
+
+
+def face_crops(video: VideoInfo, runs: list[FaceRun], max_side: int | None = None):
+    """Decode the video once and yield (run, step index, grey 112x112 crop) for every step of ``runs``, in
+    the order of the video's frames (frames are decoded at most ``max_side`` pixels on the longer side, and
+    above 50 fps only every few, keeping at least 25 fps)."""
+    width, _ = decoded_size(video, max_side)
+    scale = width / video.width
+    step = int(video.fps // (2 * ASD_FPS)) + 1  # 1 below 50 fps; above, decode at 25-50 fps
+    wanted: dict[int, list[tuple[FaceRun, int]]] = {}  # decoded frame -> (run, step index) it serves
+    for run in runs:
+        for i, frame in enumerate(run.source_frames):
+            wanted.setdefault(int(frame) // step * step, []).append((run, i))
+    for frame_index, frame in stream_frames(video, step=step, max_side=max_side):
+        served = wanted.pop(frame_index, None)
+        if served is None:
+            continue
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        for run, i in served:
+            cx, cy, half = run.crop_boxes[i] * scale
+            yield run, i, face_crop(grey, cx, cy, half)
 
 
 @dataclass(frozen=True)
@@ -287,24 +309,11 @@ def score_tracks(video: VideoInfo, tracks: Tracks, weights: str | Path | None = 
     mfcc = mfcc_features(stream_audio(video, SAMPLE_RATE)) if video.has_audio else None
     scorer = SpeakingScorer(weights, precision=precision)
     notes["precision"] = scorer.precision
-    width, _ = decoded_size(video, max_side)
-    scale = width / video.width
-    step = int(video.fps // (2 * ASD_FPS)) + 1  # 1 below 50 fps; above, decode at 25-50 fps
-    wanted: dict[int, list[tuple[FaceRun, int]]] = {}  # decoded frame -> (run, step index) it serves
-    for run in runs:
-        for i, frame in enumerate(run.source_frames):
-            wanted.setdefault(int(frame) // step * step, []).append((run, i))
     counter = Counter(progress, "speaking", sum(run.steps for run in runs), "face step")
-    for frame_index, frame in stream_frames(video, step=step, max_side=max_side):
-        served = wanted.pop(frame_index, None)
-        if served is None:
-            continue
-        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        for run, i in served:
-            cx, cy, half = run.crop_boxes[i] * scale
-            run.crops.append(face_crop(grey, cx, cy, half))
-            if len(run.crops) == CHUNK_STEPS or i == run.steps - 1:
-                counter.advance(_score_chunk(scorer, run, mfcc))
+    for run, i, crop in face_crops(video, runs, max_side):
+        run.crops.append(crop)
+        if len(run.crops) == CHUNK_STEPS or i == run.steps - 1:
+            counter.advance(_score_chunk(scorer, run, mfcc))
     for run in runs:  # the stream ended early (fewer frames than the container said)
         if run.crops:
             counter.advance(_score_chunk(scorer, run, mfcc))
