@@ -86,16 +86,26 @@ def test_mouths_open_only_while_their_owner_speaks(truth):
         assert opening[talking].mean() > 10 * opening[~talking].mean() + 0.02, link.voice
 
 
-def test_generator_reproduces_the_ground_truth(tmp_path, truth):
-    subprocess.run([sys.executable, str(REPO / "sample_videos" / "make_sample.py"), "--out", str(tmp_path)],
+def regenerate(script: str, stem: str, folder) -> tuple[Tracks, Transcript, SpeakerLinks]:
+    """Run a sample generator into ``folder`` and load the ground truth it wrote."""
+    subprocess.run([sys.executable, str(REPO / "sample_videos" / script), "--out", str(folder)],
                    check=True, capture_output=True)
+    return (load_json(Tracks, folder / f"{stem}.tracks.json"), load_json(Transcript, folder / f"{stem}.transcript.json"),
+            load_json(SpeakerLinks, folder / f"{stem}.links.json"))
+
+
+def lines(transcript: Transcript) -> list[tuple[str, str]]:
+    return [(u.speaker, u.text) for u in transcript.utterances]
+
+
+def test_generator_reproduces_the_ground_truth(tmp_path, truth):
     tracks, transcript, links = truth
-    new_transcript = load_json(Transcript, tmp_path / "conversation.transcript.json")
-    assert [(u.speaker, u.text) for u in new_transcript.utterances] == [(u.speaker, u.text) for u in transcript.utterances]
+    new_tracks, new_transcript, new_links = regenerate("make_sample.py", "conversation", tmp_path)
+    assert lines(new_transcript) == lines(transcript)
     assert np.allclose([u.start_s for u in new_transcript.utterances], [u.start_s for u in transcript.utterances],
                        atol=0.25)
-    assert load_json(Tracks, tmp_path / "conversation.tracks.json").track_ids == tracks.track_ids
-    assert load_json(SpeakerLinks, tmp_path / "conversation.links.json") == links
+    assert new_tracks.track_ids == tracks.track_ids
+    assert new_links == links
     assert probe(tmp_path / "conversation.mp4").frame_count == pytest.approx(probe(SAMPLE_VIDEO).frame_count, abs=10)
 
 
@@ -134,13 +144,11 @@ def test_second_sample_has_cuts_a_person_in_two_shots_a_listener_and_a_long_talk
 
 
 def test_second_sample_generator_reproduces_its_ground_truth(tmp_path, shots_truth):
-    subprocess.run([sys.executable, str(REPO / "sample_videos" / "make_sample_shots.py"), "--out", str(tmp_path)],
-                   check=True, capture_output=True)
     tracks, transcript, links = shots_truth
-    again = load_json(Transcript, tmp_path / "shots.transcript.json")
-    assert [(u.speaker, u.text) for u in again.utterances] == [(u.speaker, u.text) for u in transcript.utterances]
-    assert load_json(Tracks, tmp_path / "shots.tracks.json").meta["shots"] == tracks.meta["shots"]
-    assert load_json(SpeakerLinks, tmp_path / "shots.links.json") == links
+    new_tracks, new_transcript, new_links = regenerate("make_sample_shots.py", "shots", tmp_path)
+    assert lines(new_transcript) == lines(transcript)
+    assert new_tracks.meta["shots"] == tracks.meta["shots"]
+    assert new_links == links
 
 
 @pytest.mark.parametrize("name, goal", [("conversation", 0.95), ("shots", 0.9)])
