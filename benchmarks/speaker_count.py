@@ -30,15 +30,33 @@ def read_wav(path: Path) -> np.ndarray:
     return audio
 
 
+def ami_chunks() -> list[tuple]:
+    """(uri, samples, reference Annotation, UEM Timeline) of the four AMI chunks; empty when absent."""
+    from pyannote.database.util import load_rttm, load_uem
+
+    if not (AMI / "development.rttm").is_file():
+        return []
+    refs = {**load_rttm(AMI / "development.rttm"), **load_rttm(AMI / "test.rttm")}
+    uems = {**load_uem(AMI / "development.uem"), **load_uem(AMI / "test.uem")}
+    return [(uri, read_wav(AMI / f"{uri}.wav"), refs[uri], uems[uri]) for uri in ("dev00", "dev01", "tst00", "tst01")]
+
+
+def pyannote_sample() -> tuple:
+    """(uri, samples, reference Annotation, None) of the two-speaker sample inside pyannote.audio."""
+    import pyannote.audio
+    from pyannote.database.util import load_rttm
+
+    folder = Path(pyannote.audio.__file__).parent / "sample"
+    return "sample", read_wav(folder / "sample.wav"), next(iter(load_rttm(folder / "sample.rttm").values())), None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.2, 0.25, 0.3, 0.35, 0.4])
     parser.add_argument("--clips", type=Path, help="a folder of videos to count voices in")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
-    import pyannote.audio
     from pyannote.core import Annotation, Segment
-    from pyannote.database.util import load_rttm, load_uem
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     from socialpipe.pipeline.config import SpeechConfig
@@ -46,15 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     from socialpipe.pipeline.video import probe, read_audio
     from socialpipe.stages.speech import diarize_offline
 
-    ami = []
-    if (AMI / "development.rttm").is_file():
-        refs = {**load_rttm(AMI / "development.rttm"), **load_rttm(AMI / "test.rttm")}
-        uems = {**load_uem(AMI / "development.uem"), **load_uem(AMI / "test.uem")}
-        ami = [(uri, read_wav(AMI / f"{uri}.wav"), refs[uri], uems[uri]) for uri in ("dev00", "dev01", "tst00", "tst01")]
-    else:
+    ami = ami_chunks()
+    if not ami:
         print(f"AMI chunks not found at {AMI}: left out")
-    folder = Path(pyannote.audio.__file__).parent / "sample"
-    pyannote_audio, pyannote_ref = read_wav(folder / "sample.wav"), next(iter(load_rttm(folder / "sample.rttm").values()))
+    _, pyannote_audio, pyannote_ref, _ = pyannote_sample()
     sample_audio = read_audio(probe(ROOT / "sample_videos" / "conversation.mp4"))  # what the speech stage hears
     sample_ref = Annotation()
     for u in load_transcript(ROOT / "sample_videos" / "conversation.transcript.json").utterances:

@@ -437,9 +437,27 @@ class OfflineDiarizer:
         self.embedder.add(audio, scores, starts, first, self.frame_s, self.settings.activity_threshold)
         self.windows = last + 1
 
+    def add_all(self, audio: np.ndarray) -> None:
+        """Add a whole array of samples, block by block as the stage streams it."""
+        chunks = (audio[i:i + AUDIO_SAMPLE_RATE * 30] for i in range(0, max(len(audio), 1), AUDIO_SAMPLE_RATE * 30))
+        for audio_start, samples, block_start, block_end in audio_blocks(chunks, BLOCK_S, BLOCK_CONTEXT_S,
+                                                                         self.window_s):
+            self.add(samples, audio_start, block_start, block_end)
+
     def finish(self):
-        from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin as Steps
-        from pyannote.core import Annotation, SlidingWindow, SlidingWindowFeature
+        """The diarization of everything added: a pyannote.core Annotation, voices SPEAKER_00...."""
+        voices = self.voice_activity()
+        if voices is None:
+            from pyannote.core import Annotation
+
+            return Annotation()
+        return self.annotation(voices, self.speaker_count(voices.data.shape[2]))
+
+    def voice_activity(self):
+        """The local speakers' scores moved to the voices they were found to be: a SlidingWindowFeature
+        (windows, frames, voices) on the segmentation windows, NaN where a voice has no local speaker in a
+        window; None when no local speaker could be embedded."""
+        from pyannote.core import SlidingWindow, SlidingWindowFeature
         from scipy.optimize import linear_sum_assignment
 
         settings = self.settings
@@ -448,7 +466,7 @@ class OfflineDiarizer:
         clean = self.embedder.clean
         training = [key for key in embeddings if clean[key]] or list(embeddings)
         if not training:
-            return Annotation()
+            return None
         if len(training) > MAX_CLUSTERED:  # hour-long audio: cluster an even sample, assign the rest below
             training = [training[i] for i in np.linspace(0, len(training) - 1, MAX_CLUSTERED).astype(int)]
         seconds = self.embedder.seconds
@@ -459,8 +477,8 @@ class OfflineDiarizer:
                               for v in range(n_voices)])
         centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
 
-        scores = np.concatenate(self.scores)  # (windows, frames, local speakers)
-        n_windows, n_frames, n_local = scores.shape
+        scores = self.local_scores().data
+        n_windows, n_frames, _ = scores.shape
         by_window: dict[int, list[int]] = {}
         for c, k in embeddings:
             by_window.setdefault(c, []).append(k)
@@ -480,12 +498,39 @@ class OfflineDiarizer:
                     if np.isnan(there).all() or np.nanmax(there) < settings.activity_threshold:
                         clustered[c, first:last + 1, best] = scores[c, first:last + 1, k]
                         clustered[c, first:last + 1, v] = 0.0
-        windows = SlidingWindow(start=0.0, duration=n_frames * self.frame_s, step=self.step_s)
+        return SlidingWindowFeature(clustered, SlidingWindow(start=0.0, duration=n_frames * self.frame_s,
+                                                             step=self.step_s))
+
+    def local_scores(self):
+        """The segmentation model's scores of every window added: a SlidingWindowFeature (windows, frames,
+        local speakers)."""
+        from pyannote.core import SlidingWindow, SlidingWindowFeature
+
+        scores = np.concatenate(self.scores)
+        return SlidingWindowFeature(scores, SlidingWindow(start=0.0, duration=scores.shape[1] * self.frame_s,
+                                                          step=self.step_s))
+
+    def speaker_count(self, n_voices: int):
+        """How many voices are heard at once, per frame (pyannote's speaker counting: local speakers above
+        ``overlap_threshold``, averaged over the windows that cover the frame), at most ``n_voices``."""
+        from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin as Steps
+        from pyannote.core import SlidingWindow, SlidingWindowFeature
+
+        scores = self.local_scores()
+        binary = SlidingWindowFeature((scores.data > self.settings.overlap_threshold).astype(np.float32),
+                                      scores.sliding_window)
         frames = SlidingWindow(start=0.0, duration=self.frame_s, step=self.frame_s)
-        binary = SlidingWindowFeature((scores > settings.overlap_threshold).astype(np.float32), windows)
-        count = Steps.speaker_count(binary, frames, warm_up=(0.0, 0.0))  # voices heard at once, per frame
+        count = Steps.speaker_count(binary, frames, warm_up=(0.0, 0.0))
         count.data = np.minimum(count.data, n_voices).astype(np.uint8)
-        discrete = Steps.to_diarization(SlidingWindowFeature(clustered, windows), count)
+        return count
+
+    def annotation(self, voices, count):
+        """Turns from voice activity (``voice_activity``) and the count of voices heard at once
+        (``speaker_count``): per frame, that many of the most active voices speak; then the speech gate."""
+        from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin as Steps
+
+        settings = self.settings
+        discrete = Steps.to_diarization(voices, count)
         annotation = Steps.to_annotation(discrete, min_duration_on=settings.min_turn_s,
                                          min_duration_off=settings.min_turn_s)
         if settings.speech_gate:  # a voice that silero VAD hardly ever calls speech is music or noise
@@ -520,10 +565,7 @@ def speech_regions(audio: np.ndarray, audio_start_s: float, block_start_s: float
 def diarize_offline(audio: np.ndarray, settings: SpeechConfig):
     """pyannote.core Annotation of who speaks when in an array of samples (the stage streams instead)."""
     diarizer = OfflineDiarizer(settings)
-    chunks = (audio[i:i + AUDIO_SAMPLE_RATE * 30] for i in range(0, max(len(audio), 1), AUDIO_SAMPLE_RATE * 30))
-    for audio_start, samples, block_start, block_end in audio_blocks(chunks, BLOCK_S, BLOCK_CONTEXT_S,
-                                                                     diarizer.window_s):
-        diarizer.add(samples, audio_start, block_start, block_end)
+    diarizer.add_all(audio)
     return diarizer.finish()
 
 
