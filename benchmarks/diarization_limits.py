@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     warnings.filterwarnings("ignore")
+    from pyannote.core import SlidingWindowFeature
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     from socialpipe.pipeline.config import SpeechConfig
@@ -102,18 +103,19 @@ def main(argv: list[str] | None = None) -> int:
             voices = {"model": diarizer.voice_activity(), "reference": reference_voices(diarizer, reference)}
             local = diarizer.local_scores().data
             most = max(most, int((local > settings.overlap_threshold).sum(axis=2).max(initial=0)))
+            model_count = diarizer.speaker_count(local.shape[2])  # at most the local speakers: not capped
+            frames = model_count.sliding_window
+            counts = {c: model_count.data if cap == "model" else reference_count(model_count, scored, cap).data
+                      for c, cap in COUNTS.items()}
             for v, activity in voices.items():
-                model_count = diarizer.speaker_count(activity.data.shape[2])
-                for c, cap in COUNTS.items():
-                    count = model_count if cap == "model" else reference_count(model_count, scored, cap)
-                    count.data = np.minimum(count.data, activity.data.shape[2]).astype(np.uint8)
+                for c, number in counts.items():
+                    count = SlidingWindowFeature(np.minimum(number, activity.data.shape[2]).astype(np.uint8), frames)
                     hypothesis = diarizer.annotation(activity, count)
                     for collar in (0.0, 0.5):
                         metrics[c, v, collar](reference, hypothesis, uem=uem)
-            frames = diarizer.speaker_count(1)
-            number = reference_activity(scored, frames.sliding_window, len(frames.data))[0].sum(axis=1)
+            number = counts["reference count"][:, 0]
             speech += float(number.sum())
-            beyond += float(np.maximum(number - 2, 0).sum())
+            beyond += float(np.maximum(number.astype(int) - 2, 0).sum())
         print(f"\n{name}: the segmentation model reports at most {most} speakers at once "
               f"(overlap_threshold {settings.overlap_threshold}); reference speech beyond 2 at once: "
               f"{beyond / max(speech, 1):.1%}\n")

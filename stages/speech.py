@@ -506,7 +506,9 @@ class OfflineDiarizer:
         local speakers)."""
         from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-        scores = np.concatenate(self.scores)
+        if len(self.scores) > 1:  # joined once: later calls (and later blocks' appends) reuse the join
+            self.scores = [np.concatenate(self.scores)]
+        scores = self.scores[0]
         return SlidingWindowFeature(scores, SlidingWindow(start=0.0, duration=scores.shape[1] * self.frame_s,
                                                           step=self.step_s))
 

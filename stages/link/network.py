@@ -205,7 +205,7 @@ class QuantizedVisualEncoder(nn.Module):
             if name[1:] == "t_2":
                 x = _frame_view(x, frame_shape)
                 if name[0] != self.last_block:
-                    x = F.max_pool2d(x, 3, 2, 1)
+                    x = _pool(x)
         return x.dequantize().amax(dim=(2, 3)).reshape(batch, steps, -1)
 
 
