@@ -31,7 +31,7 @@ import numpy as np
 import psutil
 import torch
 
-from socialpipe.pipeline.config import AnswerConfig
+from socialpipe.pipeline.contracts.config import AnswerConfig
 from socialpipe.stages.answer.attention import enable, language_layers, speaker_alignment
 from socialpipe.stages.answer.plan import SequencePlan, SpeakerGroup
 from tests.stages.dense_reference import dense_attention
@@ -232,7 +232,7 @@ def main() -> None:
           f"AttnMax {report.attn_max_before:.4f} -> {report.attn_max_after:.4f}, "
           f"AttnMean {report.attn_mean_before:.5f} -> {report.attn_mean_after:.5f}")
     if args.train:
-        from socialpipe.pipeline.config import FinetuneConfig
+        from socialpipe.pipeline.contracts.config import FinetuneConfig
         from socialpipe.stages.answer.lora import add_lora
 
         lora = add_lora(model, FinetuneConfig(rank=args.rank, lora_alpha=2.0 * args.rank, lora_dropout=0.0))

@@ -36,15 +36,15 @@ PERCENTILE = 99.99
 
 
 def sample_inputs(video_path: Path):
-    from socialpipe.pipeline.formats import load_tracks
-    from socialpipe.pipeline.video import probe
+    from socialpipe.pipeline.contracts.formats import load_tracks
+    from socialpipe.pipeline.media.video import probe
 
     video = probe(video_path)
     return video_path.stem, video, load_tracks(video_path.with_suffix(".tracks.json"), video.fps)
 
 
 def run_inputs(folder: Path):
-    from socialpipe.pipeline.artifacts import Tracks, VideoInfo, load_json
+    from socialpipe.pipeline.contracts.artifacts import Tracks, VideoInfo, load_json
 
     return folder.name, load_json(VideoInfo, folder / "video.json"), load_json(Tracks, folder / "people.json")
 

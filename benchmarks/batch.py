@@ -37,7 +37,7 @@ def batch(videos: Path, out: Path, until: str, extra: list[str]) -> tuple[float,
     """(wall seconds, peak resident MB of the largest process, the batch record) of one batch command."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen([sys.executable, "-c", "from socialpipe.pipeline.cli import main; main()", "batch",
+        process = subprocess.Popen([sys.executable, "-c", "from socialpipe.cli import main; main()", "batch",
                                     str(videos), "--out", str(out), "--until", until, "--json", *extra],
                                    stdout=stdout, stderr=stderr)
         _, status, usage = os.wait4(process.pid, 0)  # ru_maxrss: the largest of the process and its reaped workers

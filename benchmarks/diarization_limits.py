@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyannote.core import SlidingWindowFeature
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    from socialpipe.pipeline.config import SpeechConfig
+    from socialpipe.pipeline.contracts.config import SpeechConfig
     from socialpipe.stages.speech import OfflineDiarizer
 
     settings = SpeechConfig()

@@ -37,7 +37,7 @@ def grey_video(path: Path, size: str, seconds: float) -> Path:
 def peak_mb(video: Path, out: Path, stage: str) -> tuple[float, float]:
     """(peak resident MB, seconds) of one ``socialpipe run`` in a child process."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", "from socialpipe.pipeline.cli import main; main()", "run",
+    process = subprocess.Popen([sys.executable, "-c", "from socialpipe.cli import main; main()", "run",
                                 str(video), "--out", str(out), "--until", stage],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -50,7 +50,7 @@ def peak_mb(video: Path, out: Path, stage: str) -> tuple[float, float]:
 _AUDIO_PEAK = """
 import resource, subprocess, sys
 import numpy as np
-from socialpipe.pipeline.video import local_file, probe, read_audio
+from socialpipe.pipeline.media.video import local_file, probe, read_audio
 video = probe(sys.argv[1])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if sys.argv[2] == "chunked":

@@ -15,9 +15,9 @@ import argparse
 import time
 from pathlib import Path
 
-from socialpipe.pipeline.config import LinkConfig, PeopleConfig
-from socialpipe.pipeline.formats import load_transcript
-from socialpipe.pipeline.video import probe
+from socialpipe.pipeline.contracts.config import LinkConfig, PeopleConfig
+from socialpipe.pipeline.contracts.formats import load_transcript
+from socialpipe.pipeline.media.video import probe
 from socialpipe.stages.link import LinkStage
 from socialpipe.stages.people import PeopleStage
 
@@ -32,9 +32,9 @@ def main() -> None:
     args = parser.parse_args()
     video = probe(args.video)
     stage = PeopleStage(PeopleConfig())
-    stage.run(video)  # warm-up: model load, caches
+    stage.detect(video)  # warm-up: model load, caches
     started = time.perf_counter()
-    tracks = stage.run(video)
+    tracks = stage.detect(video)
     wall_s = time.perf_counter() - started
     timing = tracks.meta["timing_s"]
     print(f"video: {video.path}, {video.width}x{video.height}, {video.duration_s:.1f} s at {video.fps:g} fps; "
@@ -46,7 +46,7 @@ def main() -> None:
     rest = wall_s - sum(timing.values())
     print(f"  {'other':<7} {rest:6.2f} s  {rest / wall_s:6.1%}")
     started = time.perf_counter()
-    LinkStage(LinkConfig()).run(video, tracks, load_transcript(args.transcript))
+    LinkStage(LinkConfig()).link(video, tracks, load_transcript(args.transcript))
     link_s = time.perf_counter() - started
     print(f"link stage: {link_s:.2f} s, {link_s / (wall_s + link_s):.1%} of people + link")
 

@@ -48,8 +48,8 @@ def scaled(video: Path, height: int, folder: Path) -> Path:
 
 def perceive(path: Path, asd_precision: str = "auto") -> dict:
     """People, speech and link on ``path``; wall seconds per stage and the stages' own part timings."""
-    from socialpipe.pipeline.config import LinkConfig, PeopleConfig, SpeechConfig
-    from socialpipe.pipeline.video import probe
+    from socialpipe.pipeline.contracts.config import LinkConfig, PeopleConfig, SpeechConfig
+    from socialpipe.pipeline.media.video import probe
     from socialpipe.stages.link import LinkStage
     from socialpipe.stages.people import PeopleStage
     from socialpipe.stages.speech import SpeechStage
@@ -57,13 +57,13 @@ def perceive(path: Path, asd_precision: str = "auto") -> dict:
     video = probe(path)
     walls, parts = {}, {}
     started = time.perf_counter()
-    tracks = PeopleStage(PeopleConfig()).run(video)
+    tracks = PeopleStage(PeopleConfig()).detect(video)
     walls["people"] = time.perf_counter() - started
     started = time.perf_counter()
-    transcript = SpeechStage(SpeechConfig()).run(video)
+    transcript = SpeechStage(SpeechConfig()).listen(video)
     walls["speech"] = time.perf_counter() - started
     started = time.perf_counter()
-    links = LinkStage(LinkConfig(asd_precision=asd_precision)).run(video, tracks, transcript)
+    links = LinkStage(LinkConfig(asd_precision=asd_precision)).link(video, tracks, transcript)
     walls["link"] = time.perf_counter() - started
     for stage, artifact in (("people", tracks), ("speech", transcript), ("link", links)):
         parts[stage] = {name[:-2]: seconds for name, seconds in artifact.meta["timing_s"].items()}

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from socialpipe.pipeline.batch import BatchSettings, run_batch
-from socialpipe.pipeline.config import Config
-from socialpipe.pipeline.report import load_run, render_contact_sheet
-from socialpipe.pipeline.timebase import time_to_frame
+from socialpipe.pipeline.scaling.batch import BatchSettings, run_batch
+from socialpipe.pipeline.contracts.config import Config
+from socialpipe.pipeline.presentation.report import load_run, render_contact_sheet
+from socialpipe.pipeline.contracts.timebase import time_to_frame
 
 SAMPLE_HZ = 5.0
 

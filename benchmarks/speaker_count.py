@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     from pyannote.core import Annotation, Segment
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    from socialpipe.pipeline.config import SpeechConfig
-    from socialpipe.pipeline.formats import load_transcript
-    from socialpipe.pipeline.video import probe, read_audio
+    from socialpipe.pipeline.contracts.config import SpeechConfig
+    from socialpipe.pipeline.contracts.formats import load_transcript
+    from socialpipe.pipeline.media.video import probe, read_audio
     from socialpipe.stages.speech import diarize_offline
 
     ami = ami_chunks()

@@ -36,7 +36,7 @@ SAMPLE_TRANSCRIPT = ROOT / "sample_videos" / "conversation.transcript.json"
 
 def long_recording(minutes: float, folder: Path) -> tuple[Path, int]:
     """A video of ``minutes`` whose audio is the sample's, looped; and how many whole loops it holds."""
-    from socialpipe.pipeline.video import probe
+    from socialpipe.pipeline.media.video import probe
 
     loop_s = probe(SAMPLE).duration_s
     seconds = minutes * 60
@@ -48,7 +48,7 @@ def long_recording(minutes: float, folder: Path) -> tuple[Path, int]:
 
 
 def reference_text(loops: int) -> str:
-    from socialpipe.pipeline.formats import load_transcript
+    from socialpipe.pipeline.contracts.formats import load_transcript
 
     text = " ".join(u.text for u in load_transcript(SAMPLE_TRANSCRIPT).utterances)
     return " ".join([text] * loops)
@@ -57,7 +57,7 @@ def reference_text(loops: int) -> str:
 def wer(reference: str, words: list[str]) -> float:
     import jiwer
 
-    from socialpipe.pipeline.scoring import normalise_text
+    from socialpipe.pipeline.evaluation.scoring import normalise_text
 
     return float(jiwer.wer(normalise_text(reference), normalise_text(" ".join(words))))
 
@@ -69,12 +69,12 @@ def whole_loops_words(words, loops: int, loop_s: float) -> list[str]:
 def hour_child(path: str) -> None:
     """Run in a fresh process: the stage on ``path``; prints its numbers as JSON."""
     warnings.filterwarnings("ignore")
-    from socialpipe.pipeline.config import SpeechConfig
-    from socialpipe.pipeline.video import probe
+    from socialpipe.pipeline.contracts.config import SpeechConfig
+    from socialpipe.pipeline.media.video import probe
     from socialpipe.stages.speech import SpeechStage
 
     started = time.perf_counter()
-    transcript = SpeechStage(SpeechConfig()).run(probe(path))
+    transcript = SpeechStage(SpeechConfig()).listen(probe(path))
     print(json.dumps({"seconds": time.perf_counter() - started, "voices": len(transcript.speakers),
                       "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -90,7 +90,7 @@ def main() -> None:
         return hour_child(args.child)
     warnings.filterwarnings("ignore")
     folder = Path(tempfile.mkdtemp(prefix="socialpipe-speech-bench-"))
-    from socialpipe.pipeline.video import probe
+    from socialpipe.pipeline.media.video import probe
 
     loop_s = probe(SAMPLE).duration_s
     video_path, loops = long_recording(args.minutes, folder)
@@ -99,24 +99,23 @@ def main() -> None:
     started = time.perf_counter()
     import pyannote.audio  # noqa: F401  (the heavy import: lightning)
 
-    from socialpipe.pipeline.config import SpeechConfig
+    from socialpipe.pipeline.contracts.config import SpeechConfig
     from socialpipe.stages import speech
 
     settings = SpeechConfig()
     speech.load_whisper(settings)
-    speech.segmentation_model()
-    speech.LocalSpeakerEmbedder()
+    speech.make_diarizer(settings)  # loads the segmentation model and the voice embedding
     startup_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    transcript = speech.SpeechStage(settings).run(video)
+    transcript = speech.SpeechStage(settings).listen(video)
     stage_s = time.perf_counter() - started
     ours_words = whole_loops_words([w for u in transcript.utterances for w in u.words], loops, loop_s)
     reference = reference_text(loops)
 
     import whisperx
 
-    from socialpipe.pipeline.video import read_audio
+    from socialpipe.pipeline.media.video import read_audio
 
     audio = read_audio(video)
     pipeline = whisperx.load_model(speech.resolve_asr_model(settings.asr_model), "cpu", compute_type="int8",

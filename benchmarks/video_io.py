@@ -23,7 +23,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "sample_videos" / "conversatio
 
 
 def measure(mode: str, video_path: str, step: int) -> dict:
-    from socialpipe.pipeline.video import probe, read_frames, stream_frames
+    from socialpipe.pipeline.media.video import probe, read_frames, stream_frames
 
     video = probe(video_path)
     baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

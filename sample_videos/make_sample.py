@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from socialpipe.pipeline.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, Utterance
+from socialpipe.pipeline.contracts.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, Utterance
 
 WIDTH, HEIGHT, FPS = 640, 360, 25
 AUDIO_RATE = 22_050  # espeak-ng's native rate

@@ -33,7 +33,7 @@ from make_sample import (  # noqa: E402  (the first sample's generator, beside t
     mouth_openness, open_encoder, portrait, speak, to_frame,
 )
 
-from socialpipe.pipeline.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, Utterance  # noqa: E402
+from socialpipe.pipeline.contracts.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, Utterance  # noqa: E402
 
 WIDE = {  # name -> card placement in the wide shot (x, y, scale)
     "Alice": (40, 120, 0.55), "Bob": (255, 112, 0.55), "Carol": (470, 124, 0.55),

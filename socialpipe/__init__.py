@@ -26,26 +26,29 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from socialpipe.pipeline import __version__
-from socialpipe.pipeline.artifacts import (
+from socialpipe.pipeline.contracts.artifacts import (
     Answer,
+    AttributedSegment,
     SpeakerLink,
     SpeakerLinks,
+    SpeakerTurn,
     Tracks,
     Transcript,
     Utterance,
+    UtteranceAttribution,
     VideoInfo,
     Word,
     load_json,
 )
-from socialpipe.pipeline.boxes import Boxes
-from socialpipe.pipeline.config import Config, load_config
-from socialpipe.pipeline.errors import InputError, SocialpipeError
-from socialpipe.pipeline.progress import ProgressEvent, ProgressHook, quiet
+from socialpipe.pipeline.contracts.boxes import Boxes
+from socialpipe.pipeline.contracts.config import Config, load_config
+from socialpipe.pipeline.contracts.errors import InputError, SocialpipeError
+from socialpipe.pipeline.contracts.progress import ProgressEvent, ProgressHook, quiet
 
 __all__ = [
-    "Answer", "Boxes", "Config", "InputError", "ProgressEvent", "ProgressHook", "SocialpipeError", "SpeakerLink",
-    "SpeakerLinks", "Tracks", "Transcript", "Utterance", "VideoInfo", "Word", "__version__", "load_config",
-    "load_json", "run",
+    "Answer", "AttributedSegment", "Boxes", "Config", "InputError", "ProgressEvent", "ProgressHook", "SocialpipeError",
+    "SpeakerLink", "SpeakerLinks", "SpeakerTurn", "Tracks", "Transcript", "Utterance", "UtteranceAttribution",
+    "VideoInfo", "Word", "__version__", "load_config", "load_json", "run",
 ]
 
 
@@ -54,7 +57,7 @@ def run(video: str | Path, question: str | None = None, options: Sequence[str] =
         settings: Sequence[str] = (), model: str | None = None, tracks: str | Path | None = None,
         transcript: str | Path | None = None, links: str | Path | None = None, unlisted_off_screen: bool = False,
         force: bool = False, progress: ProgressHook = quiet):
-    """Run the pipeline on ``video`` and return its :class:`~socialpipe.pipeline.orchestrator.RunResult`
+    """Run the pipeline on ``video`` and return its :class:`~socialpipe.pipeline.run.orchestrator.RunResult`
     (the run folder and every artifact made or kept).
 
     ``settings`` are ``section.key=value`` overrides applied on top of ``config`` (default: the
@@ -64,9 +67,9 @@ def run(video: str | Path, question: str | None = None, options: Sequence[str] =
     ``question`` the run stops after the link stage. Errors a caller can cause are
     :class:`InputError` / :class:`SocialpipeError` with a one-line message.
     """
-    from socialpipe.pipeline.config import apply_overrides
-    from socialpipe.pipeline.orchestrator import RunRequest
-    from socialpipe.pipeline.orchestrator import run as run_request
+    from socialpipe.pipeline.contracts.config import apply_overrides
+    from socialpipe.pipeline.run.orchestrator import RunRequest
+    from socialpipe.pipeline.run.orchestrator import run as run_request
 
     overrides = list(settings) + ([f"answer.model={model}"] if model else [])
     request = RunRequest(video=Path(video), config=apply_overrides(config or Config(), overrides),

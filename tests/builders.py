@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from socialpipe.pipeline.artifacts import Tracks, Transcript, Utterance
+from socialpipe.pipeline.contracts.artifacts import Tracks, Transcript, Utterance
 from tests.conftest import REPO, video_from_frames
 
 _spec = importlib.util.spec_from_file_location("make_sample", REPO / "sample_videos" / "make_sample.py")

@@ -77,7 +77,7 @@ class CliResult:
 @pytest.fixture
 def socialpipe(capsys, monkeypatch):
     """Call the real console entry point in-process: ``socialpipe("run", ...) -> CliResult``."""
-    from socialpipe.pipeline.cli import main
+    from socialpipe.cli import main
 
     def invoke(*args: str) -> CliResult:
         capsys.readouterr()
@@ -96,7 +96,7 @@ def socialpipe(capsys, monkeypatch):
 @pytest.fixture(scope="session")
 def sample_gt_run(tmp_path_factory) -> Path:
     """A finished ground-truth run of the sample up to the link stage (copy it before changing it)."""
-    from socialpipe.pipeline.orchestrator import RunRequest, run
+    from socialpipe.pipeline.run.orchestrator import RunRequest, run
 
     out = tmp_path_factory.mktemp("runs") / "sample"
     run(RunRequest(video=SAMPLE_VIDEO, out=out, tracks_file=SAMPLE_TRACKS, transcript_file=SAMPLE_TRANSCRIPT,

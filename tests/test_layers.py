@@ -1,10 +1,9 @@
-"""The package's layers, read from the source's import statements (every one, also inside functions).
+"""The package's layers, read from the source's folders and import statements (every one, also inside
+functions). The layer map is ``socialpipe.pipeline.LAYERS``; each ``pipeline/`` subfolder is one layer.
 
-- contracts (``socialpipe.pipeline`` except the wiring modules) import only contracts;
-- a stage (``socialpipe.stages.<name>``) imports contracts and its own modules, never another stage
-  nor the wiring;
-- only the wiring (orchestrator, CLI, evaluation, fine-tuning, report, viewer, and the top-level API) puts stages
-  together;
+- a module imports only from its own layer or a lower one;
+- a stage (``socialpipe.stages.<name>``) imports the layers below it and its own modules, never another stage;
+- code outside a stage imports it only through its package (``socialpipe.stages.speech``), never a module in it;
 - no module imports the old top-level names ``pipeline`` or ``stages``;
 - no two modules import each other, directly or through others.
 """
@@ -16,15 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from socialpipe.pipeline import LAYERS
 from tests.conftest import REPO
 
 SOURCE_ROOTS = {"socialpipe": REPO / "socialpipe", "socialpipe.pipeline": REPO / "pipeline",
                 "socialpipe.stages": REPO / "stages"}
-WIRING = {"socialpipe", "socialpipe.pipeline.orchestrator", "socialpipe.pipeline.cli",
-          "socialpipe.pipeline.evaluation", "socialpipe.pipeline.finetuning", "socialpipe.pipeline.report",
-          "socialpipe.pipeline.viewer", "socialpipe.pipeline.batch", "socialpipe.pipeline.parallel"}
-
-
 def project_modules() -> dict[str, Path]:
     """Module name -> file, for every module of the installed package's source."""
     modules = {}
@@ -59,19 +54,34 @@ GRAPH = {module: {name for name in imports_of(path) if name in MODULES} - {modul
 
 
 def layer(module: str) -> str:
-    if module in WIRING:
-        return "wiring"
-    if module.startswith("socialpipe.pipeline"):
-        return "contract"
+    """The layer of a module: a ``pipeline/`` subfolder, ``stage:<name>``, or ``app`` (the top-level package)."""
+    parts = module.split(".")
+    if module.startswith("socialpipe.pipeline."):
+        return parts[2]
     if module.startswith("socialpipe.stages."):
-        return "stage:" + module.split(".")[2]
-    return "package"  # socialpipe.stages itself
+        return "stage:" + parts[2]
+    if module == "socialpipe.stages":
+        return "stages"
+    if module == "socialpipe.pipeline":
+        return "contracts"  # only the layer map and the version
+    return "app"
+
+
+def rank(layer_name: str) -> int:
+    return LAYERS.index("stages" if layer_name.startswith("stage") else layer_name)
+
+
+def test_every_pipeline_folder_is_a_layer_of_the_map():
+    folders = {path.name for path in (REPO / "pipeline").iterdir() if (path / "__init__.py").is_file()}
+    assert folders == set(LAYERS) - {"stages", "app"}
+    flat = [path.name for path in (REPO / "pipeline").glob("*.py") if path.name != "__init__.py"]
+    assert not flat, f"modules outside a layer folder: {flat}"
 
 
 def test_the_source_is_all_found():
-    assert {"socialpipe.pipeline.artifacts", "socialpipe.stages.people.stage", "socialpipe.stages.answer.attention",
-            "socialpipe.pipeline.orchestrator", "socialpipe"} <= set(MODULES)
-    assert "socialpipe.pipeline.artifacts" in GRAPH["socialpipe.pipeline.formats"]
+    assert {"socialpipe.pipeline.contracts.artifacts", "socialpipe.stages.people.stage", "socialpipe.stages.answer.attention",
+            "socialpipe.pipeline.run.orchestrator", "socialpipe"} <= set(MODULES)
+    assert "socialpipe.pipeline.contracts.artifacts" in GRAPH["socialpipe.pipeline.contracts.formats"]
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
@@ -79,10 +89,12 @@ def test_each_module_imports_only_from_its_layer_or_below(module):
     own = layer(module)
     for target in sorted(GRAPH[module]):
         theirs = layer(target)
-        if own == "contract":
-            assert theirs == "contract", f"{module} (a contract) imports {target} ({theirs})"
-        elif own.startswith("stage:"):
-            assert theirs in ("contract", own), f"{module} ({own}) imports {target} ({theirs})"
+        assert rank(theirs) <= rank(own), f"{module} ({own}) imports {target} ({theirs}), a higher layer"
+        if own.startswith("stage:") and theirs.startswith("stage:"):
+            assert theirs == own, f"{module} ({own}) imports {target} ({theirs})"
+        if theirs.startswith("stage:") and theirs != own:
+            package = ".".join(target.split(".")[:3])
+            assert target == package, f"{module} imports {target}; expected the stage's package, {package}"
 
 
 def test_no_file_imports_the_old_top_level_names():
@@ -115,3 +127,24 @@ def test_the_layer_check_catches_a_stage_that_imports_another(tmp_path):
     fake = tmp_path / "fake.py"
     fake.write_text("from socialpipe.stages.speech import SpeechStage\n")
     assert layer("socialpipe.stages.link") != layer(next(iter(imports_of(fake))))
+
+
+def test_the_layer_check_catches_a_lower_layer_that_imports_a_higher_one():
+    """A contract importing the run wiring, or evaluation importing a stage's inner module, is caught."""
+    assert rank(layer("socialpipe.pipeline.contracts.formats")) < rank(layer("socialpipe.pipeline.run.stage_table"))
+    assert rank(layer("socialpipe.pipeline.evaluation.scoring")) > rank(layer("socialpipe.stages.answer.layout"))
+    assert "socialpipe.stages.answer.layout" != ".".join("socialpipe.stages.answer.layout".split(".")[:3])
+
+
+LONGEST_FUNCTION = 80  # lines, decorators and docstring included
+
+
+def test_no_function_in_the_package_is_longer_than_80_lines():
+    long = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                if node.end_lineno - first + 1 > LONGEST_FUNCTION:
+                    long.append(f"{module}.{node.name}: {node.end_lineno - first + 1} lines")
+    assert not long, long

@@ -34,10 +34,15 @@ def test_the_wheel_holds_one_package_with_every_subpackage(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith((".dist-info", ".data"))}
     assert top == {"socialpipe"}
-    for module in ("socialpipe/__init__.py", "socialpipe/pipeline/cli.py", "socialpipe/stages/answer/attention.py",
-                   "socialpipe/stages/people/stage.py", "socialpipe/stages/speech.py",
-                   "socialpipe/pipeline/viewer_assets/view.js", "socialpipe/pipeline/viewer_assets/view.html"):
+    for module in ("socialpipe/__init__.py", "socialpipe/cli.py", "socialpipe/stages/answer/attention.py",
+                   "socialpipe/stages/people/stage.py", "socialpipe/stages/speech/__init__.py",
+                   "socialpipe/pipeline/presentation/viewer_assets/view.js",
+                   "socialpipe/pipeline/presentation/viewer_assets/view.html"):
         assert module in names
+    # every package of the source tree (each folder with an __init__.py) is in the wheel
+    for root, package in (("socialpipe", "socialpipe"), ("pipeline", "socialpipe/pipeline"), ("stages", "socialpipe/stages")):
+        for init in (REPO / root).rglob("__init__.py"):
+            assert f"{package}/{init.relative_to(REPO / root).as_posix()}" in names
 
 
 def test_an_installed_wheel_runs_perception_from_another_folder(wheel, tmp_path):
@@ -53,7 +58,7 @@ def test_an_installed_wheel_runs_perception_from_another_folder(wheel, tmp_path)
                             "print(socialpipe.__file__); print(socialpipe.stages.answer.AnswerStage.__module__)"],
                            cwd=work, env=env, capture_output=True, text=True, check=True)
     assert check.stdout.splitlines()[0].startswith(str(site))
-    run = subprocess.run([sys.executable, "-c", "from socialpipe.pipeline.cli import main; main()", "run",
+    run = subprocess.run([sys.executable, "-c", "from socialpipe.cli import main; main()", "run",
                           str(SAMPLE_VIDEO), "--out", "run", "--until", "link"],
                          cwd=work, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from socialpipe.pipeline.artifacts import SpeakerLinks, Tracks, Transcript, load_json
-from socialpipe.pipeline.video import probe, read_frames
+from socialpipe.pipeline.contracts.artifacts import SpeakerLinks, Tracks, Transcript, load_json
+from socialpipe.pipeline.media.video import probe, read_frames
 from tests.conftest import REPO, SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
 
 
@@ -155,10 +155,10 @@ def test_second_sample_generator_reproduces_its_ground_truth(tmp_path, shots_tru
 def test_full_pipeline_speaker_boxes_on_the_samples_meet_the_goal(tmp_path, name, goal):
     """No ground truth swapped in: people, speech and link on each bundled sample, then the speaker-box
     accuracy against its ground truth (measured: 0.972 and 0.988), and no track crossing a cut."""
-    from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript
-    from socialpipe.pipeline.orchestrator import RunRequest, run
-    from socialpipe.pipeline.report import load_run
-    from socialpipe.pipeline.scoring import score_speakers
+    from socialpipe.pipeline.contracts.formats import load_links, load_tracks, load_transcript
+    from socialpipe.pipeline.run.orchestrator import RunRequest, run
+    from socialpipe.pipeline.presentation.report import load_run
+    from socialpipe.pipeline.evaluation.scoring import score_speakers
 
     base = REPO / "sample_videos" / name
     run(RunRequest(video=base.with_suffix(".mp4"), out=tmp_path / name, until="link"))

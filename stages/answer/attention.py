@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from socialpipe.pipeline.config import AnswerConfig
+from socialpipe.pipeline.contracts.config import AnswerConfig
+from socialpipe.stages.answer.families import decoder_layer_paths
 from socialpipe.stages.answer.diagnostics import AlignmentReport, LayerStats, record_layer
 from socialpipe.stages.answer.plan import SequencePlan
 
@@ -76,8 +77,7 @@ def register() -> str:
 def decoder_layers(model) -> tuple[str, torch.nn.ModuleList]:
     """The dotted name of the language model's decoder layers in ``model`` and the layers themselves
     (never the vision tower's)."""
-    for path in ("model.language_model.layers", "language_model.model.layers", "model.layers",
-                 "language_model.layers"):
+    for path in decoder_layer_paths():
         node = model
         for part in path.split("."):
             node = getattr(node, part, None)
@@ -320,78 +320,104 @@ def _align_rows(out, query, key, value, mask, b, plan, state: _State, layer: int
     index = state.indexes.get(cache_key)
     if index is None:
         index = state.indexes[cache_key] = PlanIndex.build(plan, key.shape[1], query.device, chunk)
-    rows, cols, own_cols = index.rows, index.cols, index.own_cols
-    n_rows = len(rows)
-    q_all, k_all, v_all = query.float(), key.float(), value.float()
-    k_speakers, v_speakers = k_all[:, cols], v_all[:, cols]  # (H, |V_all|, D)
-
-    def speaker_scores(head_index, r, row_mask):
-        """(h, R, |V_all|) scores of rows r on the speaker keys, masked."""
-        return torch.baddbmm(row_mask[:, cols].expand(len(head_index), -1, -1), q_all[head_index][:, r],
-                             k_speakers[head_index].transpose(-1, -2), alpha=scale)
-
-    every_head = torch.arange(heads, device=query.device)
-    # pass 1, every head: the row normalisers, the statistic for head selection, m, diagnostics before
-    row_masks = [mask_rows(mask, b, key.shape[1], rows[start:start + chunk], query).float()
-                 for start in range(0, n_rows, chunk)]
+    q_all, k_all = query.float(), key.float()
+    block = _SpeakerBlock(index, chunk, q_all, k_all[:, index.cols], value.float()[:, index.cols], scale,
+                          [mask_rows(mask, b, key.shape[1], index.rows[start:start + chunk], query).float()
+                           for start in range(0, len(index.rows), chunk)])
     if row_lse is not None:
-        lse = row_lse[:, rows]  # (H, |U|)
+        lse = row_lse[:, index.rows]  # (H, |U|)
     else:
-        lse = RowLogSumExp.apply(q_all[:, rows], k_all, row_masks, scale, chunk)  # (H, |U|), memory O(chunk x N)
-    magnitude = torch.empty(heads, n_rows, device=query.device)
-    activity = torch.zeros(heads, device=query.device)
-    before_max = torch.zeros(heads, device=query.device)
-    before_mean = torch.zeros(heads, device=query.device)
+        lse = RowLogSumExp.apply(q_all[:, index.rows], k_all, block.row_masks, scale, chunk)  # memory O(chunk x N)
+    # pass 1, every head: the statistic for head selection, m, diagnostics before
+    every_head = torch.arange(heads, device=query.device)
     with torch.no_grad():
-        for k, start in enumerate(range(0, n_rows, chunk)):
-            r = rows[start:start + chunk]
-            on_speakers = speaker_scores(every_head, r, row_masks[k])  # (H, R, |V_all|)
-            weights = (on_speakers - lse[:, start:start + len(r), None]).exp()
-            activity += weights.sum(dim=(1, 2))
-            source = on_speakers if settings.bias_source == "logit" else weights
-            magnitude[:, start:start + len(r)] = source.amax(dim=-1).clamp_min(0.0)
-            mx, mn = index.group_sums(weights, k)
-            before_max += mx
-            before_mean += mn
-    activity /= n_rows * len(cols)
-    active_mask = activity > settings.head_threshold  # (H,) bool, on the device
+        magnitude, activity, before_max, before_mean = _unbiased_pass(block, every_head, lse, settings.bias_source)
+    active_mask = activity / (len(index.rows) * len(index.cols)) > settings.head_threshold  # (H,) bool, on the device
     # the heads whose rows are recomputed: all of them on a GPU (no sync), the active ones on the CPU
     biased_heads = every_head if query.device.type != "cpu" else torch.nonzero(active_mask).flatten()
-    keep_bias = active_mask[biased_heads][:, None, None]  # (A, 1, 1)
     after_max, after_mean = torch.zeros_like(before_max), torch.zeros_like(before_mean)
     replaced = []
-    if len(biased_heads):
-        # pass 2 on the |U| x |V_all| block: the biased rows replace SDPA's
-        for k, start in enumerate(range(0, n_rows, chunk)):
-            r = rows[start:start + chunk]
-            own = own_cols[start:start + chunk].float()  # (R, |V_all|)
-            weights = (speaker_scores(biased_heads, r, row_masks[k])
-                       - lse[biased_heads, start:start + len(r), None]).exp()  # (A, R, |V_all|)
-            d, c, denominator = _bias_factors(settings.alpha * magnitude[biased_heads, start:start + len(r)],
-                                              (weights * own).sum(dim=-1))  # (A, R), (A, R), (A, R, 1)
-            own_values = (weights * own) @ v_speakers[biased_heads]  # (A, R, D)
-            plain = out[r[:, None], biased_heads[None, :]].transpose(0, 1)  # (A, R, D)
-            biased_rows = (d[..., None] * plain.float() + c[..., None] * own_values) / denominator
-            biased_rows = torch.where(keep_bias, biased_rows.to(out.dtype), plain).transpose(0, 1)  # (R, A, D)
-            if differentiable:
-                row_index, head_index = torch.broadcast_tensors(r[:, None], biased_heads[None, :])
-                replaced.append((b, row_index.reshape(-1), head_index.reshape(-1),
-                                 biased_rows.reshape(-1, biased_rows.shape[-1])))
-            else:
-                out[r[:, None], biased_heads[None, :]] = biased_rows
-            with torch.no_grad():
-                biased = weights * torch.where(own.bool(), 1.0, d[..., None]) / denominator
-                mx, mn = index.group_sums(biased, k)
-                after_max.index_add_(0, biased_heads, mx)
-                after_mean.index_add_(0, biased_heads, mn)
+    if len(biased_heads):  # pass 2 on the |U| x |V_all| block: the biased rows replace SDPA's
+        replaced = _biased_pass(block, out, b, biased_heads, active_mask, lse, settings.alpha * magnitude[biased_heads],
+                                differentiable, after_max, after_mean)
     after_max = torch.where(active_mask, after_max, before_max)
     after_mean = torch.where(active_mask, after_mean, before_mean)
     record_layer(state.stats[layer], heads, active_mask.sum(), before_max, before_mean, after_max, after_mean,
                  index.pairs)
     if b == 0 and state.heatmap_speaker is not None and plan.visual is not None:
         with torch.no_grad():
-            _heatmap(state, plan, q_all, k_all, rows, index.row_in, index.key_in, cols, mask, b, lse, magnitude,
-                     torch.nonzero(active_mask).flatten(), scale)
+            _heatmap(state, plan, q_all, k_all, index.rows, index.row_in, index.key_in, index.cols, mask, b, lse,
+                     magnitude, torch.nonzero(active_mask).flatten(), scale)
+    return replaced
+
+
+@dataclass
+class _SpeakerBlock:
+    """One sequence's U rows against its speaker keys V_all, cut into chunks of rows."""
+
+    index: PlanIndex
+    chunk: int
+    q_all: torch.Tensor  # (H, N, D) float
+    k_speakers: torch.Tensor  # (H, |V_all|, D)
+    v_speakers: torch.Tensor  # (H, |V_all|, D)
+    scale: float
+    row_masks: list[torch.Tensor]  # per chunk, its rows' additive mask over every key
+
+    def chunks(self):
+        """(chunk number, first row's position in U, the rows' indices in the sequence)."""
+        for k, start in enumerate(range(0, len(self.index.rows), self.chunk)):
+            yield k, start, self.index.rows[start:start + self.chunk]
+
+    def scores(self, head_index: torch.Tensor, k: int, r: torch.Tensor) -> torch.Tensor:
+        """(h, R, |V_all|) scores of rows r (chunk k) on the speaker keys, masked."""
+        return torch.baddbmm(self.row_masks[k][:, self.index.cols].expand(len(head_index), -1, -1),
+                             self.q_all[head_index][:, r], self.k_speakers[head_index].transpose(-1, -2),
+                             alpha=self.scale)
+
+
+def _unbiased_pass(block: _SpeakerBlock, heads: torch.Tensor, lse: torch.Tensor, bias_source: str):
+    """Every head's rows unbiased: per row the bias magnitude m (its largest score, or weight, on the speaker
+    keys), per head the attention mass on speaker keys (for head selection) and AttnMax / AttnMean before."""
+    magnitude = torch.empty(len(heads), len(block.index.rows), device=lse.device)
+    activity, before_max, before_mean = (torch.zeros(len(heads), device=lse.device) for _ in range(3))
+    for k, start, r in block.chunks():
+        on_speakers = block.scores(heads, k, r)  # (H, R, |V_all|)
+        weights = (on_speakers - lse[:, start:start + len(r), None]).exp()
+        activity += weights.sum(dim=(1, 2))
+        source = on_speakers if bias_source == "logit" else weights
+        magnitude[:, start:start + len(r)] = source.amax(dim=-1).clamp_min(0.0)
+        mx, mn = block.index.group_sums(weights, k)
+        before_max += mx
+        before_mean += mn
+    return magnitude, activity, before_max, before_mean
+
+
+def _biased_pass(block: _SpeakerBlock, out, b: int, heads: torch.Tensor, active_mask: torch.Tensor, lse: torch.Tensor,
+                 beta: torch.Tensor, differentiable: bool, after_max: torch.Tensor, after_mean: torch.Tensor) -> list:
+    """The biased rows of ``heads`` (``beta`` (A, |U|) each row's bias) written into ``out``, or returned for
+    one out-of-place write when ``differentiable``; AttnMax / AttnMean after are added into ``after_*``."""
+    keep_bias = active_mask[heads][:, None, None]  # (A, 1, 1)
+    replaced = []
+    for k, start, r in block.chunks():
+        own = block.index.own_cols[start:start + block.chunk].float()  # (R, |V_all|)
+        weights = (block.scores(heads, k, r) - lse[heads, start:start + len(r), None]).exp()  # (A, R, |V_all|)
+        d, c, denominator = _bias_factors(beta[:, start:start + len(r)],
+                                          (weights * own).sum(dim=-1))  # (A, R), (A, R), (A, R, 1)
+        own_values = (weights * own) @ block.v_speakers[heads]  # (A, R, D)
+        plain = out[r[:, None], heads[None, :]].transpose(0, 1)  # (A, R, D)
+        biased_rows = (d[..., None] * plain.float() + c[..., None] * own_values) / denominator
+        biased_rows = torch.where(keep_bias, biased_rows.to(out.dtype), plain).transpose(0, 1)  # (R, A, D)
+        if differentiable:
+            row_index, head_index = torch.broadcast_tensors(r[:, None], heads[None, :])
+            replaced.append((b, row_index.reshape(-1), head_index.reshape(-1),
+                             biased_rows.reshape(-1, biased_rows.shape[-1])))
+        else:
+            out[r[:, None], heads[None, :]] = biased_rows
+        with torch.no_grad():
+            biased = weights * torch.where(own.bool(), 1.0, d[..., None]) / denominator
+            mx, mn = block.index.group_sums(biased, k)
+            after_max.index_add_(0, heads, mx)
+            after_mean.index_add_(0, heads, mn)
     return replaced
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from socialpipe.pipeline.boxes import Boxes
-from socialpipe.pipeline.drawing import colour_of, draw_box, encode_png
-from socialpipe.pipeline.io import write_bytes_atomic
+from socialpipe.pipeline.contracts.boxes import Boxes
+from socialpipe.pipeline.media.drawing import colour_of, draw_box, encode_png
+from socialpipe.pipeline.contracts.io import write_bytes_atomic
 from socialpipe.stages.answer.layout import FrameGrid
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from socialpipe.pipeline.config import AnswerConfig, FinetuneConfig
-from socialpipe.pipeline.errors import SocialpipeError
-from socialpipe.pipeline.io import write_text_atomic
-from socialpipe.pipeline.progress import ProgressEvent, ProgressHook, quiet
+from socialpipe.pipeline.contracts.config import AnswerConfig, FinetuneConfig
+from socialpipe.pipeline.contracts.errors import SocialpipeError, first_line
+from socialpipe.pipeline.contracts.io import write_text_atomic
+from socialpipe.pipeline.contracts.progress import ProgressEvent, ProgressHook, quiet, stopwatch
 from socialpipe.stages.answer.lora import ADAPTER_WEIGHTS, add_lora
 from socialpipe.stages.answer.stage import AnswerStage, Scene, load_model, option_log_probs, option_tokens
 
@@ -113,7 +112,7 @@ class Finetuner:
         last_loss = None
         try:
             for step in range(first_step, steps):
-                started = time.perf_counter()
+                elapsed = stopwatch()
                 epoch, picks = step_questions(step, count, seed, train.batch_size)
                 loss_sum, batch = 0.0, [example for example in map(examples, picks) if example is not None]
                 for example in batch:
@@ -130,7 +129,7 @@ class Finetuner:
                 record = {"step": step + 1, "epoch": epoch, "loss": loss_sum / max(len(batch), 1),
                           "learning_rate": rate, "grad_norm": float(grad_norm), "questions": picks,
                           "left_out": len(picks) - len(batch),
-                          "seconds": round(time.perf_counter() - started, 3)}
+                          "seconds": elapsed()}
                 last_loss = record["loss"]
                 log.write(record)
                 if (step + 1) % train.checkpoint_every == 0 or step + 1 == steps:
@@ -191,7 +190,7 @@ def _resume(out: Path, model, optimizer, scheduler) -> int:
         scheduler.load_state_dict(state["scheduler"])
     except (RuntimeError, KeyError, ValueError, OSError) as exc:
         raise SocialpipeError(f"{folder}: cannot resume from this checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:120]}); expected one written by socialpipe finetune with "
+                              f"{first_line(exc)}); expected one written by socialpipe finetune with "
                               "the same settings (delete the folder to start again)") from None
     torch.set_rng_state(state["torch_rng"])
     return int(state["step"])

@@ -1,21 +1,8 @@
 """Where speakers sit among the tokens: visual token grids per frame, and transcript line spans.
 
 Everything is read from what the processor produced (``input_ids``, pixel tensor sizes, grid
-sizes, offsets) and the model's config, never from assumed constants.
-
-Qwen2.5-VL, video input: each frame is resized to ``(grid_h * patch, grid_w * patch)`` pixels
-(multiples of 28), cut into 14 px patches, and 2x2 patches merge into one token, so one token
-covers a 28 x 28 px cell; frames ``2g`` and ``2g+1`` share one token grid (temporal patch 2).
-The tokens are a contiguous run of ``<|video_pad|>`` in raster order per temporal group.
-
-LLaVA-NeXT-Video: each frame is resized (short side to ``size.shortest_edge``) and centre-cropped
-to ``crop_size``; 14 px patches are average-pooled ``spatial_pool_stride`` x ``spatial_pool_stride``,
-so a token covers a 28 px cell of the crop (12 x 12 = 144 tokens for 336 px); frames follow one
-another in one run of ``<video>`` tokens, each in raster order. A crop moves boxes.
-
-InternVL3 (transformers-native): each frame is one tile resized to ``size`` (448 x 448), 14 px
-patches, pixel shuffle 0.5, so ``image_seq_length`` (256) tokens form a 16 x 16 grid; each frame's
-``<IMG_CONTEXT>`` run sits inside its own ``<img>...</img>``.
+sizes, offsets) and the model's config, never from assumed constants; how each model family lays
+out its frames is in :mod:`socialpipe.stages.answer.families`.
 
 A cell belongs to a box when its centre lies inside the box mapped into processed pixels; a
 box that covers no cell centre takes the cell holding the box centre.
@@ -23,16 +10,14 @@ box that covers no cell centre takes the cell holding the box centre.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from socialpipe.pipeline.boxes import Boxes
-from socialpipe.pipeline.errors import SocialpipeError
+from socialpipe.pipeline.contracts.boxes import Boxes
+from socialpipe.pipeline.contracts.errors import SocialpipeError
 from socialpipe.stages.answer.plan import SequencePlan, SpeakerGroup
-
-SUPPORTED_FAMILIES = ("qwen2_5_vl", "llava_next_video", "internvl")
 
 
 class LayoutError(SocialpipeError, ValueError):
@@ -75,35 +60,7 @@ class FrameGrid:
         return self.first_token + cells.astype(np.int64)
 
 
-def family_of(model_or_config) -> str:
-    config = getattr(model_or_config, "config", model_or_config)
-    family = getattr(config, "model_type", None)
-    if family not in SUPPORTED_FAMILIES:
-        raise LayoutError(f"model family {family!r} is not supported by the alignment yet; "
-                          f"supported: {list(SUPPORTED_FAMILIES)}")
-    return family
-
-
-def visual_token_id(config) -> int:
-    """The token id that stands for a video frame's visual features in this family."""
-    family = family_of(config)
-    if family == "internvl":
-        return int(config.image_token_id)  # frames are images inside <img>...</img>
-    return int(getattr(config, "video_token_id", None) or config.video_token_index)
-
-
-def frame_grids(processor, inputs: Mapping, frame_size: tuple[int, int], num_frames: int,
-                config) -> list[list[FrameGrid]]:
-    """Per sequence of the batch, its visual token grids (one video per sequence); ``frame_size`` is
-    the original (width, height)."""
-    family = family_of(config)
-    token_id = visual_token_id(config)
-    builders = {"qwen2_5_vl": _qwen2_5_vl_grids, "llava_next_video": _llava_next_video_grids,
-                "internvl": _internvl_grids}
-    return builders[family](processor, inputs, frame_size, num_frames, token_id, config)
-
-
-def _runs(positions: np.ndarray) -> list[np.ndarray]:
+def token_runs(positions: np.ndarray) -> list[np.ndarray]:
     """Contiguous runs of token positions."""
     if positions.size == 0:
         return []
@@ -111,85 +68,7 @@ def _runs(positions: np.ndarray) -> list[np.ndarray]:
     return np.split(positions, breaks)
 
 
-def _llava_next_video_grids(processor, inputs, frame_size, num_frames, token_id, config) -> list[list[FrameGrid]]:
-    video = processor.video_processor
-    patch, stride = int(processor.patch_size), int(config.spatial_pool_stride)
-    pixels = inputs["pixel_values_videos"]
-    frames, processed_h, processed_w = int(pixels.shape[1]), int(pixels.shape[-2]), int(pixels.shape[-1])
-    rows, cols = processed_h // patch // stride, processed_w // patch // stride
-    width, height = frame_size
-    scale_x = scale_y = 1.0
-    resized_w, resized_h = width, height
-    if video.do_resize:
-        short = int(video.size["shortest_edge"])
-        if width <= height:
-            resized_w, resized_h = short, int(short * height / width)
-        else:
-            resized_w, resized_h = int(short * width / height), short
-        scale_x, scale_y = resized_w / width, resized_h / height
-    offset_x = (resized_w - processed_w) // 2 if video.do_center_crop else 0
-    offset_y = (resized_h - processed_h) // 2 if video.do_center_crop else 0
-    result = []
-    for row in np.asarray(inputs["input_ids"]):
-        positions = np.flatnonzero(row == token_id)
-        if len(positions) != frames * rows * cols or len(_runs(positions)) != 1:
-            raise LayoutError(f"{len(positions)} video tokens in {len(_runs(positions))} runs; expected one run of "
-                              f"{frames} frames x {rows} x {cols}")
-        result.append([FrameGrid(int(positions[0]) + f * rows * cols, rows, cols, (f,), scale_x, scale_y,
-                                 offset_x, offset_y, cell=float(patch * stride)) for f in range(min(frames, num_frames))])
-    return result
-
-
-def _internvl_grids(processor, inputs, frame_size, num_frames, token_id, config) -> list[list[FrameGrid]]:
-    per_frame = int(processor.image_seq_length)
-    side = int(round(per_frame ** 0.5))
-    if side * side != per_frame:
-        raise LayoutError(f"image_seq_length {per_frame} is not a square grid")
-    size = processor.video_processor.size
-    processed_h, processed_w = int(size["height"]), int(size["width"])
-    if processed_h != processed_w:
-        raise LayoutError(f"InternVL frames of {processed_w}x{processed_h}; expected square tiles")
-    width, height = frame_size
-    result = []
-    for row in np.asarray(inputs["input_ids"]):
-        runs = _runs(np.flatnonzero(row == token_id))
-        if len(runs) != num_frames or any(len(run) != per_frame for run in runs):
-            raise LayoutError(f"{len(runs)} runs of image tokens ({[len(r) for r in runs][:4]}...); expected "
-                              f"{num_frames} frames of {per_frame}")
-        result.append([FrameGrid(int(run[0]), side, side, (f,), processed_w / width, processed_h / height,
-                                 cell=processed_w / side) for f, run in enumerate(runs)])
-    return result
-
-
-def _qwen2_5_vl_grids(processor, inputs, frame_size, num_frames, video_token_id, config) -> list[list[FrameGrid]]:
-    video = processor.video_processor
-    merge, patch, temporal = int(video.merge_size), int(video.patch_size), int(video.temporal_patch_size)
-    width, height = frame_size
-    ids = np.asarray(inputs["input_ids"])
-    grids_thw = np.asarray(inputs["video_grid_thw"]).reshape(-1, 3)
-    if len(grids_thw) != len(ids):
-        raise LayoutError(f"{len(grids_thw)} videos for {len(ids)} sequences; expected one video per sequence")
-    result = []
-    for row, (t, h, w) in zip(ids, grids_thw):
-        positions = np.flatnonzero(row == video_token_id)
-        rows, cols = int(h) // merge, int(w) // merge
-        per_group = rows * cols
-        if len(positions) != int(t) * per_group:
-            raise LayoutError(f"{len(positions)} video tokens, but video_grid_thw {[int(t), int(h), int(w)]} "
-                              f"means {int(t) * per_group}")
-        if len(positions) and positions[-1] - positions[0] + 1 != len(positions):
-            raise LayoutError("the video tokens are not one contiguous run")
-        processed_w, processed_h = int(w) * patch, int(h) * patch
-        grids = []
-        for g in range(int(t)):
-            frames = tuple(f for f in range(g * temporal, (g + 1) * temporal) if f < num_frames)
-            grids.append(FrameGrid(int(positions[0]) + g * per_group, rows, cols, frames,
-                                   processed_w / width, processed_h / height, cell=float(patch * merge)))
-        result.append(grids)
-    return result
-
-
-def line_token_spans(prompt: str, lines: Sequence[str], input_ids: Sequence[int], offsets: np.ndarray,
+def line_token_spans(prompt: str, lines: Sequence[str], offsets: np.ndarray,
                      attention_mask: Sequence[int] | None = None) -> list[np.ndarray]:
     """Token indices of each transcript line, through the tokenizer's character offsets.
 

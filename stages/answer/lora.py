@@ -9,14 +9,13 @@ from pathlib import Path
 
 import torch
 
-from socialpipe.pipeline.config import FinetuneConfig
-from socialpipe.pipeline.errors import InputError, SocialpipeError
+from socialpipe.pipeline.contracts.config import FinetuneConfig
+from socialpipe.pipeline.contracts.errors import InputError, SocialpipeError, first_line
 from socialpipe.stages.answer.attention import decoder_layers
+from socialpipe.stages.answer.families import ATTENTION_PROJECTIONS, FAMILIES, supported
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
-SUPPORTED = "Qwen2.5-VL, LLaVA-NeXT-Video and InternVL3"
 
 
 def decoder_layers_path(model) -> tuple[str, torch.nn.ModuleList]:
@@ -24,7 +23,7 @@ def decoder_layers_path(model) -> tuple[str, torch.nn.ModuleList]:
     try:
         return decoder_layers(model)
     except ValueError:
-        raise SocialpipeError(f"{type(model).__name__}: LoRA fine-tuning and the alignment support the {SUPPORTED} "
+        raise SocialpipeError(f"{type(model).__name__}: LoRA fine-tuning and the alignment support the {supported()} "
                               "families (transformers' own classes); this model has no language decoder layers "
                               "they recognise") from None
 
@@ -34,9 +33,11 @@ def lora_targets(model, target: str = "all") -> list[str]:
     decoder layers (``all``) or the attention projections only (``attention``). The vision tower, the
     projector and the output head stay frozen and adapter-free."""
     prefix, layers = decoder_layers_path(model)
+    family = FAMILIES.get(getattr(getattr(model, "config", None), "model_type", None))
     names = [f"{prefix}.{name}" for name, module in layers.named_modules() if isinstance(module, torch.nn.Linear)]
     if target == "attention":
-        names = [name for name in names if name.rsplit(".", 1)[-1] in ATTENTION_PROJECTIONS]
+        projections = ATTENTION_PROJECTIONS if family is None else family.attention_projections
+        names = [name for name in names if name.rsplit(".", 1)[-1] in projections]
     if not names:
         raise SocialpipeError(f"{type(model).__name__}: no linear layers to adapt in {prefix} ({target})")
     return names
@@ -82,6 +83,6 @@ def apply_adapter(model, folder: str | Path):
         wrapped = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:  # shape or module-name mismatch: another base model
         raise InputError(f"answer.adapter {str(folder)!r} does not fit this model ({type(exc).__name__}: "
-                         f"{str(exc).strip().splitlines()[0][:160]}); expected an adapter trained on "
+                         f"{first_line(exc, 160)}); expected an adapter trained on "
                          f"{type(model).__name__} of the same size") from None
     return wrapped.merge_and_unload()

@@ -22,24 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
-from socialpipe.pipeline.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo
-from socialpipe.pipeline.boxes import Boxes
-from socialpipe.pipeline.config import AnswerConfig
-from socialpipe.pipeline.drawing import colour_of, draw_box
-from socialpipe.pipeline.errors import SocialpipeError
-from socialpipe.pipeline.models import shared
-from socialpipe.pipeline.timebase import format_clock
-from socialpipe.pipeline.video import read_uniform_frames
+from socialpipe.pipeline.contracts.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo
+from socialpipe.pipeline.contracts.boxes import Boxes
+from socialpipe.pipeline.contracts.config import AnswerConfig
+from socialpipe.pipeline.media.drawing import colour_of, draw_box
+from socialpipe.pipeline.contracts.errors import SocialpipeError, first_line
+from socialpipe.pipeline.media.models import shared
+from socialpipe.pipeline.contracts.progress import ProgressHook, quiet
+from socialpipe.pipeline.contracts.stage import StageInputs
+from socialpipe.pipeline.contracts.timebase import format_clock
+from socialpipe.pipeline.media.video import read_uniform_frames
+from socialpipe.stages.answer import HEATMAP_FILE
 from socialpipe.stages.answer.attention import enable, speaker_alignment
 from socialpipe.stages.answer.diagnostics import render_heatmaps
-from socialpipe.stages.answer.layout import (
-    FrameGrid,
-    family_of,
-    frame_grids,
-    frames_covered,
-    line_token_spans,
-    speaker_plan,
-)
+from socialpipe.stages.answer.families import family_of, frame_grids, supported
+from socialpipe.stages.answer.layout import FrameGrid, frames_covered, line_token_spans, speaker_plan
 from socialpipe.stages.answer.plan import SequencePlan
 
 QUESTION_WINDOW_S = 5.0  # a question naming a time looks this far either side of it
@@ -70,9 +67,9 @@ def load_model(settings: AnswerConfig) -> Loaded:
     except (OSError, ValueError) as exc:
         raise SocialpipeError(
             f"answer model {settings.model!r} could not be loaded ({type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0][:120]}); expected a Qwen2.5-VL, LLaVA-NeXT-Video or InternVL3 "
+            f"{first_line(exc)}); expected a {supported().replace(' and ', ' or ')} "
             "checkpoint (hub id or local folder, given with --model)") from None
-    family = family_of(model)
+    family = family_of(model).model_type
     if settings.adapter is not None:
         from socialpipe.stages.answer.lora import apply_adapter
 
@@ -245,12 +242,11 @@ def option_log_probs(model, inputs: dict, continuation: list[int]):
 class AnswerStage:
     """Answers one question about a video with a multimodal LLM."""
 
-    def __init__(self, settings: AnswerConfig, head_expand: float = 2.2, loaded: Loaded | None = None):
+    def __init__(self, settings: AnswerConfig, loaded: Loaded | None = None):
         self.settings = settings
-        self.head_expand = head_expand
         self.loaded = loaded
 
-    def check(self) -> None:
+    def check(self, inputs: StageInputs | None = None) -> None:
         """Fail at once, before any stage runs, on a device this machine does not have or an adapter folder
         that is not one."""
         check_device(self.settings)
@@ -259,9 +255,15 @@ class AnswerStage:
 
             check_adapter(self.settings.adapter)
 
-    def run(self, video: VideoInfo, tracks: Tracks | None, transcript: Transcript, links: SpeakerLinks | None,
+    def run(self, inputs: StageInputs, progress: ProgressHook = quiet) -> Answer:
+        """The answer to the run's question; the attention picture goes beside the artifact in the run folder."""
+        return self.ask(inputs.video, inputs.tracks, inputs.need("transcript"), inputs.links, inputs.need("question"),
+                        inputs.options, None if inputs.folder is None else inputs.folder / HEATMAP_FILE)
+
+    def ask(self, video: VideoInfo, tracks: Tracks | None, transcript: Transcript, links: SpeakerLinks | None,
             question: str, options: Sequence[str] = (), heatmap_path: Path | None = None) -> Answer:
-        scene = build_scene(video, tracks, transcript, links, question, self.settings.num_frames, self.head_expand)
+        scene = build_scene(video, tracks, transcript, links, question, self.settings.num_frames,
+                            self.settings.head_expand)
         return self.answer(scene, question, options, heatmap_path)
 
     def encode(self, scene: Scene, question: str, options: Sequence[str] = (), heatmap: bool = False) -> Encoded:
@@ -283,7 +285,7 @@ class AnswerStage:
         plan, grid = None, None
         if settings.variant == "align":
             grid = frame_grids(loaded.processor, inputs, (width, height), len(frames), loaded.model.config)[0]
-            spans = line_token_spans(prompt, scene.lines, inputs["input_ids"][0], offsets[0])
+            spans = line_token_spans(prompt, scene.lines, offsets[0])
             plan = speaker_plan(grid, scene.line_speakers, spans, scene.line_frames, scene.boxes)
         talkers = [s for s in scene.line_speakers if any(g.speaker == s for g in (plan.groups if plan else ()))]
         heatmap_speaker = max(set(talkers), key=talkers.count) if talkers and heatmap else None

@@ -328,21 +328,21 @@ def load_lr_asd(path: str | Path) -> LRASD:
     """The network in eval mode with a released checkpoint's weights (read as tensors only, nothing executed)."""
     path = Path(path)
     if not path.is_file():
-        from socialpipe.pipeline.errors import InputError
+        from socialpipe.pipeline.contracts.errors import InputError
 
         raise InputError(f"active-speaker weights {path}: no such file; expected an LR-ASD checkpoint "
                          "(finetuning_TalkSet.model or pretrain_AVA.model from github.com/Junhua-Liao/LR-ASD, weight/)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 (any unreadable file is one kind of input error)
-        from socialpipe.pipeline.errors import InputError
+        from socialpipe.pipeline.contracts.errors import InputError
 
         raise InputError(f"active-speaker weights {path}: not a readable PyTorch state dict ({exc.__class__.__name__}); "
                          "expected an LR-ASD checkpoint") from None
     network = LRASD()
     missing, unexpected = network.load_state_dict(state, strict=False)
     if missing or unexpected:
-        from socialpipe.pipeline.errors import InputError
+        from socialpipe.pipeline.contracts.errors import InputError
 
         raise InputError(f"active-speaker weights {path}: not an LR-ASD checkpoint (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]})")

@@ -33,13 +33,14 @@ import numpy as np
 import torch
 from scipy.signal import medfilt
 
-from socialpipe.pipeline.artifacts import Tracks, VideoInfo
-from socialpipe.pipeline.errors import InputError
-from socialpipe.pipeline.progress import Counter, ProgressHook, quiet
-from socialpipe.pipeline.timebase import time_to_frame
-from socialpipe.pipeline.video import decoded_size, stream_audio, stream_frames
+from socialpipe.pipeline.contracts.artifacts import Tracks, VideoInfo
+from socialpipe.pipeline.contracts.config import LinkConfig
+from socialpipe.pipeline.contracts.errors import InputError
+from socialpipe.pipeline.contracts.progress import Counter, ProgressHook, quiet
+from socialpipe.pipeline.contracts.timebase import time_to_frame
+from socialpipe.pipeline.media.video import decoded_size, stream_audio, stream_frames
+from socialpipe.stages.link.scores import ASD_FPS, TrackScores
 
-ASD_FPS = 25  # the network's frame rate
 MFCC_PER_STEP = 4  # 100 Hz MFCCs per 25 fps step
 SAMPLE_RATE = 16000
 HOP, WINDOW = 160, 400  # 10 ms hop, 25 ms window at 16 kHz
@@ -54,7 +55,7 @@ PIECE_STEPS = 200  # visual embeddings are computed this many steps at a time
 VISUAL_REACH = 9  # the visual encoder's reach in time: three blocks of a 5- and a 3-step temporal convolution
 RUN_GAP_S = 0.2  # a track unseen for longer than this starts a new run
 WEIGHTS = Path(__file__).with_name("weights") / "lr_asd_talkset.model"
-PRECISIONS = ("auto", "float32", "bfloat16", "int8")
+PRECISIONS = LinkConfig.choices["asd_precision"]
 
 
 def mfcc_features(chunks: Iterable[np.ndarray]) -> np.ndarray:
@@ -281,19 +282,6 @@ def face_crops(video: VideoInfo, runs: list[FaceRun], max_side: int | None = Non
         for run, i in served:
             cx, cy, half = run.crop_boxes[i] * scale
             yield run, i, face_crop(grey, cx, cy, half)
-
-
-@dataclass(frozen=True)
-class TrackScores:
-    """A run's per-step speaking scores (LR-ASD logits: above 0 speaking) at 25 fps from ``first_step / 25`` s."""
-
-    track_id: int
-    first_step: int
-    scores: np.ndarray
-
-    @property
-    def start_s(self) -> float:
-        return self.first_step / ASD_FPS
 
 
 def score_tracks(video: VideoInfo, tracks: Tracks, weights: str | Path | None = None, min_face_px: float = 24.0,

@@ -7,10 +7,10 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from socialpipe.pipeline.boxes import Boxes
-from socialpipe.pipeline.config import PeopleConfig
-from socialpipe.pipeline.errors import SocialpipeError
-from socialpipe.pipeline.models import shared
+from socialpipe.pipeline.contracts.boxes import Boxes
+from socialpipe.pipeline.contracts.config import DETECTORS, PeopleConfig
+from socialpipe.pipeline.contracts.errors import SocialpipeError, first_line
+from socialpipe.pipeline.media.models import shared
 
 
 class Detector(Protocol):
@@ -119,14 +119,18 @@ def load_yolo(weights: str, trusted: bool = False):
     except Exception as exc:  # ultralytics raises ConnectionError, FileNotFoundError or its own types
         raise SocialpipeError(
             f"YOLO weights {weights!r} are not on this machine and could not be fetched ({type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0][:120]}); on an offline machine give a local weights file with "
+            f"{first_line(exc)}); on an offline machine give a local weights file with "
             "--set people.detector_model=PATH (face model) or --set people.person_model=PATH (COCO model)") from None
 
 
+def yolo_face_detector(settings: PeopleConfig) -> Detector:
+    """``people.detector: yolo``: the face model ``people.detector_model`` names."""
+    if not settings.detector_model:
+        raise SocialpipeError("people.detector yolo needs face weights: give --set people.detector_model=PATH "
+                              "(a YOLO face model), or use detector mtcnn")
+    return YoloDetector(settings.detector_model, "face", settings)
+
+
 def make_face_detector(settings: PeopleConfig) -> Detector:
-    if settings.detector == "yolo":
-        if not settings.detector_model:
-            raise SocialpipeError("people.detector yolo needs face weights: give --set people.detector_model=PATH "
-                                  "(a YOLO face model), or use detector mtcnn")
-        return YoloDetector(settings.detector_model, "face", settings)
-    return {"mtcnn": MtcnnDetector, "opencv": OpenCVDetector}[settings.detector](settings)
+    """The face detector ``people.detector`` names (registered in ``DETECTORS``)."""
+    return DETECTORS.build(settings.detector, settings)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from socialpipe.pipeline.artifacts import VideoInfo
-from socialpipe.pipeline.boxes import Boxes
-from socialpipe.pipeline.config import PeopleConfig
-from socialpipe.pipeline.timebase import duration_of, frames_in
+from socialpipe.pipeline.contracts.artifacts import VideoInfo
+from socialpipe.pipeline.contracts.boxes import Boxes
+from socialpipe.pipeline.contracts.config import PeopleConfig
+from socialpipe.pipeline.contracts.timebase import duration_of, frames_in
 
 EDGE_MARGIN_PX = 12.0  # a box this close to a frame border touches it
 HISTOGRAM_BINS = (16, 8)  # hue x saturation

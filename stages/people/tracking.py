@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from socialpipe.pipeline.boxes import Boxes
+from socialpipe.pipeline.contracts.boxes import Boxes
 
 
 def make_tracker(name: str, buffer_frames: int):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from socialpipe.pipeline.artifacts import (
+from socialpipe.pipeline.contracts.artifacts import (
     Answer,
     SpeakerLink,
     SpeakerLinks,
@@ -14,7 +14,7 @@ from socialpipe.pipeline.artifacts import (
     Word,
     load_json,
 )
-from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.contracts.errors import InputError
 
 VIDEO = VideoInfo(path="v.mp4", fps=25.0, frame_count=100, width=640, height=360, duration_s=4.0, has_audio=True)
 

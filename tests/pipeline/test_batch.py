@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from socialpipe.pipeline.batch import BatchSettings, expand_inputs, run_batch, run_names
-from socialpipe.pipeline.errors import InputError
-from socialpipe.pipeline.parallel import Placement
+from socialpipe.pipeline.scaling.batch import BatchSettings, expand_inputs, run_batch, run_names
+from socialpipe.pipeline.contracts.errors import InputError
+from socialpipe.pipeline.run.parallel import Placement
 from tests.conftest import SAMPLE_VIDEO, make_video
 
 SAMPLE_TRACKS = SAMPLE_VIDEO.with_suffix(".tracks.json")
@@ -122,7 +122,7 @@ def test_a_killed_batch_resumes_without_redoing_or_losing_anything(tmp_path):
         shutil.copy(SAMPLE_TRACKS, truth / f"{name}.tracks.json")
         shutil.copy(SAMPLE_TRANSCRIPT, truth / f"{name}.transcript.json")
     out = tmp_path / "batch"
-    command = [sys.executable, "-c", "from socialpipe.pipeline.cli import main; main()", "batch", str(videos),
+    command = [sys.executable, "-c", "from socialpipe.cli import main; main()", "batch", str(videos),
                "--out", str(out), "--tracks-dir", str(truth), "--transcript-dir", str(truth), "--until", "link"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 240

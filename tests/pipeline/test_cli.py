@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from socialpipe.pipeline.artifacts import Tracks, Transcript, Utterance
-from socialpipe.pipeline.errors import InputError
-from socialpipe.pipeline.video import probe
+from socialpipe.pipeline.contracts.artifacts import Tracks, Transcript, Utterance
+from socialpipe.pipeline.contracts.errors import InputError
+from socialpipe.pipeline.media.video import probe
 from tests.conftest import (
     GROUND_TRUTH_ARGS,
     SAMPLE_LINKS,
@@ -281,7 +281,7 @@ BAD_SETTINGS = [
     (["people.min_confidence=2"], r"people.min_confidence: 2.0 is outside the allowed range \[0, 1\]"),
     (["people.smooth_keyframes=0"], r"people.smooth_keyframes: 0 is outside the allowed range >= 1"),
     (["people.tracker=sort"], r"people.tracker: 'sort' is not one of \['bytetrack', 'botsort'\]"),
-    (["people.head_expand=0.5"], r"people.head_expand: 0.5 is outside the allowed range >= 1"),
+    (["answer.head_expand=0.5"], r"answer.head_expand: 0.5 is outside the allowed range >= 1"),
     (["speech.beam_size=0"], r"speech.beam_size: 0 is outside the allowed range >= 1"),
     (["speech.num_speakers=-2"], r"speech.num_speakers: -2 is outside the allowed range >= 1"),
     (["speech.min_speakers=3", "speech.max_speakers=2"], r"speech.min_speakers \(3\) is above speech.max_speakers"),
@@ -361,7 +361,7 @@ def test_a_one_second_video_runs_through_perception(socialpipe, tmp_path):
     assert len(tracks.track_ids) == 3  # the sample's three faces are all on screen in its first second
     assert json.loads((out / "people.json").read_text())["meta"]["shots"] == [[0, probe(video).frame_count - 1]]
     links = json.loads((out / "links.json").read_text())
-    assert set(links["meta"]["speaking_scores"]) == {str(t) for t in tracks.track_ids}  # every face scored
+    assert set(links["speaking_scores"]) == {str(t) for t in tracks.track_ids}  # every face scored
     assert (out / "speech.json").is_file() and (out / "asd.csv").is_file()
 
 
@@ -375,7 +375,7 @@ def test_a_video_without_audio_links_a_given_transcript_by_the_visual_only_head(
     assert result.code == 0, result
     links = json.loads((out / "links.json").read_text())
     assert links["meta"]["speaking"]["head"].startswith("visual only")
-    assert links["meta"]["speaking_scores"], "the visual-only head scored no face"
+    assert links["speaking_scores"], "the visual-only head scored no face"
     assert {link["voice"] for link in links["links"]} == {"Alice", "Bob", "Carol"}
     tracks = Tracks.from_json(json.loads((out / "people.json").read_text()))
     truth = Tracks.from_json(json.loads(SAMPLE_TRACKS.read_text()))
@@ -399,8 +399,8 @@ def test_unlisted_voices_are_off_screen_only_when_asked(socialpipe, tmp_path):
 
 
 def test_a_second_run_on_a_folder_in_use_stops_at_once(run_copy):
-    from socialpipe.pipeline.io import sha256_file
-    from socialpipe.pipeline.rundir import RunFolder
+    from socialpipe.pipeline.contracts.io import sha256_file
+    from socialpipe.pipeline.run.rundir import RunFolder
 
     sha = sha256_file(SAMPLE_VIDEO)
     holder = RunFolder.open(run_copy, SAMPLE_VIDEO, sha)
@@ -418,7 +418,7 @@ def test_concurrent_runs_never_mix_a_folder(tmp_path):
     import sys
 
     out = tmp_path / "shared-run"
-    command = [sys.executable, "-c", "from socialpipe.pipeline.cli import main; main()", "run", str(SAMPLE_VIDEO),
+    command = [sys.executable, "-c", "from socialpipe.cli import main; main()", "run", str(SAMPLE_VIDEO),
                "--out", str(out), *map(str, GROUND_TRUTH_ARGS), "--until", "link"]
     runs = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]

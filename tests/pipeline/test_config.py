@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from socialpipe.pipeline.config import Config, load_config
+from socialpipe.pipeline.contracts.config import Config, load_config
 from tests.conftest import REPO
 
 CONFIG_DIR = REPO / "configs"
-from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.contracts.errors import InputError
 
 
 def test_default_yaml_matches_the_built_in_defaults():
@@ -17,7 +17,7 @@ def test_default_yaml_matches_the_built_in_defaults():
 def test_default_yaml_uses_only_bundled_perception_models():
     config = load_config(CONFIG_DIR / "default.yaml")
     assert config.people.detector == "mtcnn"
-    assert config.speech.asr_model.startswith("bundled:") and config.speech.diarization == "offline"
+    assert config.speech.asr_model.startswith("bundled:") and config.speech.diarizer == "offline"
 
 
 def test_hub_yaml_loads_and_names_hub_models():
@@ -59,3 +59,12 @@ def test_bad_config_files(tmp_path):
         load_config(tmp_path / "unknown.yaml")
     with pytest.raises(InputError, match="no such config file"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_setting_that_moved_names_its_new_place():
+    from socialpipe.pipeline.contracts.config import apply_overrides
+
+    with pytest.raises(InputError, match=r"speech.diarization is no longer a setting; use speech.diarizer"):
+        apply_overrides(Config(), ["speech.diarization=offline"])
+    with pytest.raises(InputError, match=r"people.head_expand is no longer a setting; use answer.head_expand"):
+        apply_overrides(Config(), ["people.head_expand=2.0"])

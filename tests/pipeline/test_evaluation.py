@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from socialpipe.pipeline.datasets import load_dataset, load_tvqa_plus, tvqa_frame_path, tvqa_subtitles_path
-from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.evaluation.datasets import load_dataset, load_tvqa_plus, tvqa_frame_path, tvqa_subtitles_path
+from socialpipe.pipeline.contracts.errors import InputError
 from tests.conftest import DEV_DATA, make_video
 from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
 
@@ -234,7 +234,7 @@ def test_mmsi_questions_follow_the_labelled_transcript(tmp_path):
 
 
 def test_mmsi_scene_boxes_come_from_keypoint_extents(tmp_path):
-    from socialpipe.pipeline.evaluation import scene_for
+    from socialpipe.pipeline.evaluation.tasks import scene_for
 
     root = make_mmsi_root(tmp_path / "mmsi")
     item = next(i for i in load_dataset("mmsi", root).items if i.task == "pcr")
@@ -255,8 +255,8 @@ class _Payload:
 
 
 def test_pickled_keypoints_are_refused_and_never_run(tmp_path):
-    from socialpipe.pipeline.datasets import load_keypoints
-    from socialpipe.pipeline.evaluation import scene_for
+    from socialpipe.pipeline.evaluation.datasets import load_keypoints
+    from socialpipe.pipeline.evaluation.tasks import scene_for
 
     root = make_mmsi_root(tmp_path / "mmsi")
     (root / "keypoints" / "g1_r1.json").unlink()

@@ -14,8 +14,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from socialpipe.pipeline.config import AnswerConfig, FinetuneConfig
-from socialpipe.pipeline.finetuning import finetune
+from socialpipe.pipeline.contracts.config import AnswerConfig, FinetuneConfig
+from socialpipe.pipeline.evaluation.finetuning import finetune
 from tests.conftest import GROUND_TRUTH_ARGS, SAMPLE_VIDEO
 from tests.pipeline.test_evaluation import MMSI_LINES, make_mmsi_root
 from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
@@ -105,8 +105,8 @@ def test_training_lowers_the_loss_and_beats_the_untrained_model(socialpipe, mmsi
 
 @pytest.mark.parametrize("variant", ["none", "box", "visual", "align"])
 def test_one_question_is_learnt_by_heart_in_every_variant(mmsi_train, qwen_model, tmp_path, variant):
-    from socialpipe.pipeline.datasets import load_dataset
-    from socialpipe.pipeline.evaluation import scene_for
+    from socialpipe.pipeline.evaluation.datasets import load_dataset
+    from socialpipe.pipeline.evaluation.tasks import scene_for
     from socialpipe.stages.answer.stage import AnswerStage
 
     settings = AnswerConfig(model=str(qwen_model), num_frames=4, variant=variant)

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from socialpipe.pipeline.artifacts import Transcript, Utterance
-from socialpipe.pipeline.errors import InputError
-from socialpipe.pipeline.formats import (
+from socialpipe.pipeline.contracts.artifacts import Transcript, Utterance
+from socialpipe.pipeline.contracts.errors import InputError
+from socialpipe.pipeline.contracts.formats import (
     load_links,
     load_tracks,
     load_transcript,

@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
 
-from socialpipe.pipeline.artifacts import SpeakerLinks, Tracks, Transcript, load_json
-from socialpipe.pipeline.config import load_config
-from socialpipe.pipeline.datasets import load_keypoints, load_mmsi, load_onlinemmsi, load_tvqa_plus
-from socialpipe.pipeline.errors import InputError
-from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript, write_mot, write_rttm, write_vtt
+from socialpipe.pipeline.contracts.artifacts import SpeakerLinks, Tracks, Transcript, load_json
+from socialpipe.pipeline.contracts.config import load_config
+from socialpipe.pipeline.evaluation.datasets import load_keypoints, load_mmsi, load_onlinemmsi, load_tvqa_plus
+from socialpipe.pipeline.contracts.errors import InputError
+from socialpipe.pipeline.contracts.formats import load_links, load_tracks, load_transcript, write_mot, write_rttm, write_vtt
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "60"))
 PROPERTY = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from socialpipe.pipeline.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, Utterance
-from socialpipe.pipeline.errors import InputError
-from socialpipe.pipeline.scoring import iou_distances, normalise_text, score_link, score_people, score_speech
+from socialpipe.pipeline.contracts.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, Utterance
+from socialpipe.pipeline.contracts.errors import InputError
+from socialpipe.pipeline.evaluation.scoring import iou_distances, normalise_text, score_link, score_people, score_speech
 
 
 def two_people(swap_after: int | None = None) -> Tracks:
@@ -123,14 +123,14 @@ def test_link_scores_map_predicted_track_ids_onto_the_truth():
 # ----------------------------------------------------------------------------- speakers and asd
 
 def _sample_truth():
-    from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript
+    from socialpipe.pipeline.contracts.formats import load_links, load_tracks, load_transcript
     from tests.conftest import SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT
 
     return load_tracks(SAMPLE_TRACKS, None), load_transcript(SAMPLE_TRANSCRIPT), load_links(SAMPLE_LINKS)
 
 
 def test_speaker_boxes_of_the_truth_itself_are_all_right():
-    from socialpipe.pipeline.scoring import score_speakers
+    from socialpipe.pipeline.evaluation.scoring import score_speakers
 
     tracks, transcript, links = _sample_truth()
     scores = score_speakers(tracks, transcript, links, tracks, transcript, links, 37.68)
@@ -141,7 +141,7 @@ def test_speaker_boxes_of_the_truth_itself_are_all_right():
 def test_a_voice_on_the_wrong_face_loses_its_moments():
     from dataclasses import replace
 
-    from socialpipe.pipeline.scoring import score_speakers
+    from socialpipe.pipeline.evaluation.scoring import score_speakers
 
     tracks, transcript, links = _sample_truth()
     wrong = SpeakerLinks(tuple(replace(link, track_id=2, track_ids=(2,)) if link.voice == "Alice" else link
@@ -159,14 +159,14 @@ def test_a_person_seen_in_two_pieces_needs_both_tracks_linked():
 
     import numpy as np
 
-    from socialpipe.pipeline.scoring import score_speakers
+    from socialpipe.pipeline.evaluation.scoring import score_speakers
 
     tracks, transcript, links = _sample_truth()
     carol = next(link for link in links.links if link.voice == "Carol")
     frames = tracks.frame_index[tracks.track_id == carol.track_id]
     middle = int(np.median(frames))
     ids = np.where((tracks.track_id == carol.track_id) & (tracks.frame_index >= middle), 99, tracks.track_id)
-    from socialpipe.pipeline.boxes import Boxes
+    from socialpipe.pipeline.contracts.boxes import Boxes
 
     plain = Boxes(xyxy=tracks.xyxy, confidence=tracks.confidence, landmarks=tracks.landmarks, track_id=ids,
                   frame_index=tracks.frame_index)
@@ -182,7 +182,8 @@ def test_a_person_seen_in_two_pieces_needs_both_tracks_linked():
 
 
 def test_asd_average_precision_as_the_benchmark_computes_it(tmp_path):
-    from socialpipe.pipeline.scoring import read_ava_csv, score_asd
+    from socialpipe.pipeline.contracts.formats import read_ava_csv
+    from socialpipe.pipeline.evaluation.scoring import score_asd
 
     (tmp_path / "gt.csv").write_text("v,1.00,0,0,1,1,SPEAKING_AUDIBLE,a\nv,1.00,0,0,1,1,SPEAKING_AUDIBLE,b\n"
                                      "v,1.00,0,0,1,1,NOT_SPEAKING,c\nv,1.04,0,0,1,1,NOT_SPEAKING,d\n")
@@ -196,7 +197,7 @@ def test_asd_average_precision_as_the_benchmark_computes_it(tmp_path):
 
 
 def test_an_ava_csv_with_too_few_columns_is_refused(tmp_path):
-    from socialpipe.pipeline.scoring import read_ava_csv
+    from socialpipe.pipeline.contracts.formats import read_ava_csv
 
     (tmp_path / "bad.csv").write_text("v,1.0,0,0,1\n")
     with pytest.raises(InputError, match=r"bad.csv:1: 5 columns; expected video_id"):

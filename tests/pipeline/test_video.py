@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from socialpipe.pipeline.errors import InputError, NoAudioError
-from socialpipe.pipeline.timebase import frame_step
-from socialpipe.pipeline.video import (
+from socialpipe.pipeline.contracts.errors import InputError, NoAudioError
+from socialpipe.pipeline.contracts.timebase import frame_step
+from socialpipe.pipeline.media.video import (
     AUDIO_SAMPLE_RATE,
     probe,
     read_audio,
@@ -137,7 +137,7 @@ def test_a_file_named_like_a_protocol_is_read_as_itself(tmp_path, tiny_video, mo
 
 
 def test_streams_decode_large_frames_small_in_byte_sized_batches():
-    from socialpipe.pipeline.video import BATCH_BYTES, decoded_size, frames_per_batch
+    from socialpipe.pipeline.media.video import BATCH_BYTES, decoded_size, frames_per_batch
 
     video = probe(SAMPLE_VIDEO)
     assert decoded_size(video, 1280) == (640, 360) and decoded_size(video, 320) == (320, 180)

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from socialpipe.pipeline import viewer
-from socialpipe.pipeline.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, Utterance, VideoInfo
-from socialpipe.pipeline.boxes import Boxes
-from socialpipe.pipeline.orchestrator import RunRequest, run
-from socialpipe.pipeline.report import load_run
+from socialpipe.pipeline.presentation import viewer
+from socialpipe.pipeline.contracts.artifacts import SpeakerLink, SpeakerLinks, Tracks, Transcript, Utterance, VideoInfo
+from socialpipe.pipeline.contracts.boxes import Boxes
+from socialpipe.pipeline.run.orchestrator import RunRequest, run
+from socialpipe.pipeline.presentation.report import load_run
 from tests.conftest import REPO, SAMPLE_TRACKS, SAMPLE_VIDEO
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -202,7 +202,7 @@ def test_the_view_command_prints_its_address_and_serves(sample_run):
     import subprocess
     import sys
 
-    process = subprocess.Popen([sys.executable, "-c", "from socialpipe.pipeline.cli import main; main()", "view",
+    process = subprocess.Popen([sys.executable, "-c", "from socialpipe.cli import main; main()", "view",
                                 str(sample_run), "--no-open"], stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()

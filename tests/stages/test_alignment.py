@@ -7,21 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from socialpipe.pipeline.boxes import Boxes
-from socialpipe.pipeline.config import AnswerConfig
-from socialpipe.pipeline.errors import InputError
+from socialpipe.pipeline.contracts.boxes import Boxes
+from socialpipe.pipeline.contracts.config import AnswerConfig
+from socialpipe.pipeline.contracts.errors import InputError
 from socialpipe.stages.answer.attention import enable, language_layers, speaker_alignment
 from socialpipe.stages.answer.plan import SequencePlan, SpeakerGroup
-from socialpipe.stages.answer.layout import (
-    FrameGrid,
-    LayoutError,
-    family_of,
-    frame_grids,
-    visual_token_id,
-    frames_covered,
-    line_token_spans,
-    speaker_plan,
-)
+from socialpipe.stages.answer.families import family_of, frame_grids, visual_token_id
+from socialpipe.stages.answer.layout import FrameGrid, LayoutError, frames_covered, line_token_spans, speaker_plan
 from tests.stages.dense_reference import dense_attention
 from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
 
@@ -66,7 +58,7 @@ def plans_for(processor, model, texts, inputs, offsets, frame_count, size=(333, 
     plans = []
     for b, text in enumerate(texts):
         present = [line for line in LINES if line in text]
-        spans = line_token_spans(text, present, inputs["input_ids"][b], offsets[b], inputs["attention_mask"][b])
+        spans = line_token_spans(text, present, offsets[b], inputs["attention_mask"][b])
         frames = [frames_covered(s, e, times) for s, e in SPANS_S[:len(present)]]
         plans.append(speaker_plan(grids[b], SPEAKERS[:len(present)], spans, frames, Boxes.from_labelled(boxes)))
     return grids, plans
@@ -124,11 +116,11 @@ def test_box_cells_follow_the_resize():
 def test_line_spans_decode_to_the_lines(tiny):
     processor, _ = tiny
     texts, inputs, offsets = encode(processor, 4)
-    spans = line_token_spans(texts[0], LINES, inputs["input_ids"][0], offsets[0])
+    spans = line_token_spans(texts[0], LINES, offsets[0])
     for line, span in zip(LINES, spans):
         assert processor.tokenizer.decode(inputs["input_ids"][0][span]).strip() == line
     with pytest.raises(LayoutError, match="not in the prompt"):
-        line_token_spans(texts[0], ["Zed: never said"], inputs["input_ids"][0], offsets[0])
+        line_token_spans(texts[0], ["Zed: never said"], offsets[0])
 
 
 def test_frames_covered_uses_the_nearest_frame_when_none_falls_inside():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from socialpipe.pipeline.config import AnswerConfig, FinetuneConfig
-from socialpipe.pipeline.errors import SocialpipeError
+from socialpipe.pipeline.contracts.config import AnswerConfig, FinetuneConfig
+from socialpipe.pipeline.contracts.errors import SocialpipeError
 from socialpipe.stages.answer.attention import _STATE_ATTRIBUTE, _State, aligned_attention, enable, speaker_alignment
 from socialpipe.stages.answer.diagnostics import LayerStats
 from socialpipe.stages.answer.lora import add_lora, lora_targets

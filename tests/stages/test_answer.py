@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from socialpipe.pipeline.artifacts import SpeakerLink, SpeakerLinks, load_json
-from socialpipe.pipeline.config import AnswerConfig
-from socialpipe.pipeline.errors import SocialpipeError
-from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript
-from socialpipe.pipeline.video import probe
+from socialpipe.pipeline.contracts.artifacts import SpeakerLink, SpeakerLinks, load_json
+from socialpipe.pipeline.contracts.config import AnswerConfig
+from socialpipe.pipeline.contracts.errors import SocialpipeError
+from socialpipe.pipeline.contracts.formats import load_links, load_tracks, load_transcript
+from socialpipe.pipeline.media.video import probe
 from socialpipe.stages.answer.stage import AnswerStage, build_scene, box_text, draw_boxes, load_model, question_window
 from tests.conftest import GROUND_TRUTH_ARGS, reachable, SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
 from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
@@ -59,7 +59,7 @@ def test_every_variant_answers_with_every_family(build, sample, tmp_path):
     video, tracks, transcript, links = sample
     for variant in ("none", "box", "visual", "align"):
         stage = AnswerStage(AnswerConfig(model="tiny", variant=variant, num_frames=4), loaded=loaded)
-        answer = stage.run(video, tracks, transcript, links, "Who speaks first?", OPTIONS)
+        answer = stage.ask(video, tracks, transcript, links, "Who speaks first?", OPTIONS)
         assert answer.chosen_option is not None and answer.text == OPTIONS[answer.chosen_option]
         assert all(np.isfinite(answer.option_scores))
         assert ("attn_max_after" in answer.diagnostics) == (variant == "align")
@@ -68,7 +68,7 @@ def test_every_variant_answers_with_every_family(build, sample, tmp_path):
 def test_open_question_generates_text(qwen_folder, sample):
     video, tracks, transcript, links = sample
     stage = AnswerStage(AnswerConfig(model=str(qwen_folder), num_frames=4))
-    answer = stage.run(video, tracks, transcript, links, "What is happening?")
+    answer = stage.ask(video, tracks, transcript, links, "What is happening?")
     assert answer.text and answer.chosen_option is None and answer.option_scores is None
 
 
@@ -87,7 +87,7 @@ def test_speakers_without_boxes_or_tracks_still_get_an_answer(qwen_folder, sampl
     video, _, transcript, _ = sample
     stage = AnswerStage(AnswerConfig(model=str(qwen_folder), num_frames=4))
     unlinked = SpeakerLinks(tuple(SpeakerLink(v, None) for v in transcript.speakers))
-    answer = stage.run(video, None, transcript, unlinked, "Who left?", OPTIONS)
+    answer = stage.ask(video, None, transcript, unlinked, "Who left?", OPTIONS)
     assert answer.text in OPTIONS and answer.diagnostics["aligned_rows"] == 0
 
 
@@ -117,7 +117,7 @@ def test_a_missing_local_folder_is_a_clear_error():
 
 
 def test_answer_json_round_trips(socialpipe, qwen_folder, tmp_path):
-    from socialpipe.pipeline.artifacts import Answer
+    from socialpipe.pipeline.contracts.artifacts import Answer
 
     out = tmp_path / "run"
     assert socialpipe("run", SAMPLE_VIDEO, "--out", out, *GROUND_TRUTH_ARGS, "--question", "Who?", "--option", "A",

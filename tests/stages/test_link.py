@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from socialpipe.pipeline.artifacts import Tracks
-from socialpipe.pipeline.config import LinkConfig
-from socialpipe.pipeline.formats import load_links, load_tracks, load_transcript
-from socialpipe.pipeline.scoring import score_link
-from socialpipe.pipeline.video import probe
+from socialpipe.pipeline.contracts.artifacts import Tracks
+from socialpipe.pipeline.contracts.config import LinkConfig
+from socialpipe.pipeline.contracts.formats import load_links, load_tracks, load_transcript
+from socialpipe.pipeline.evaluation.scoring import score_link
+from socialpipe.pipeline.media.video import probe
 from socialpipe.stages.link import LinkStage, mouth_box
 from tests.builders import Head, talking_heads
 from tests.conftest import SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
@@ -15,7 +15,7 @@ from tests.conftest import SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPL
 def run_link(video, tracks, transcript, **settings):
     """The mouth-activity linker: these scenes are drawn faces (a photograph with a painted mouth), on which the
     LR-ASD network, trained on real faces, gives no reliable scores (tests/stages/test_asd.py covers it)."""
-    return LinkStage(LinkConfig(**{"method": "mouth", **settings})).run(probe(video), tracks, transcript)
+    return LinkStage(LinkConfig(**{"method": "mouth", **settings})).link(probe(video), tracks, transcript)
 
 
 def test_sample_voices_link_to_their_faces_and_the_off_screen_voice_stays_unlinked():
@@ -45,9 +45,9 @@ def test_two_people_speaking_at_once(tmp_path):
                                                                             tint=(1.1, 0.9, 0.8))], 8.0)
     links = run_link(video, tracks, transcript)
     assert {link.voice: link.track_id for link in links.links} == {"A": 1, "B": 2}
-    overlapping = [u for u in links.meta["utterances"] if u["start_s"] in (0.5, 2.0)]
-    assert [u["track_id"] for u in overlapping] == [1, 2]
-    assert links.meta["person_of_track"] == {"1": 1, "2": 2}
+    overlapping = [u for u in links.attributions if u.start_s in (0.5, 2.0)]
+    assert [u.track_id for u in overlapping] == [1, 2]
+    assert links.person_of_track == {1: 1, 2: 2}
 
 
 def test_track_visible_only_briefly(tmp_path):
@@ -70,7 +70,7 @@ def test_video_with_one_person(tmp_path):
 
 
 def test_no_faces_leaves_every_voice_unlinked(tmp_path, tiny_video):
-    from socialpipe.pipeline.artifacts import Tracks, Transcript, Utterance
+    from socialpipe.pipeline.contracts.artifacts import Tracks, Transcript, Utterance
 
     transcript = Transcript.from_utterances([Utterance(0.2, 1.0, "A", "hi")])
     (link,) = run_link(tiny_video, Tracks.empty(fps=10.0), transcript).links
@@ -94,8 +94,9 @@ def test_one_voice_on_two_faces_follows_whichever_face_speaks():
     stretches owned by the face the network finds speaking; without, one track holds it all."""
     import numpy as np
 
-    from socialpipe.pipeline.artifacts import SpeakerLink, SpeakerLinks, Transcript, Utterance
-    from socialpipe.stages.link.stage import SpeakingEvidence, attribute_utterances
+    from socialpipe.pipeline.contracts.artifacts import SpeakerLink, SpeakerLinks, Transcript, Utterance
+    from socialpipe.stages.link.decision import attribute_utterances
+    from socialpipe.stages.link.evidence import SpeakingEvidence
 
     steps = 250  # 10 s at 25 fps: face 1 speaks 0-4 s and 7-10 s, face 2 speaks 4-7 s
     logits = np.full((2, steps), -3.0, np.float32)
@@ -104,24 +105,25 @@ def test_one_voice_on_two_faces_follows_whichever_face_speaks():
     transcript = Transcript.from_utterances([Utterance(0.0, 10.0, "V", "a long merged turn")])
     seen = np.ones((2, steps), bool)
     (merged,) = attribute_utterances(transcript, grid, seen, {"V": [1, 2]}, {"V": 1}, correct=True)
-    assert [(p["track_id"], round(p["start_s"], 1), round(p["end_s"], 1)) for p in merged["segments"]] == \
+    assert [(p.track_id, round(p.start_s, 1), round(p.end_s, 1)) for p in merged.segments] == \
         [(1, 0.0, 4.0), (2, 4.0, 7.0), (1, 7.0, 10.0)]
-    links = SpeakerLinks((SpeakerLink("V", 1, track_ids=(1, 2)),), {"utterances": [merged]})
+    links = SpeakerLinks((SpeakerLink("V", 1, track_ids=(1, 2)),), {}, (merged,))
     tracks = Tracks.from_rows([{"track_id": t, "frame_index": 0, "xyxy": [0, 0, 10, 10]} for t in (1, 2)], fps=25.0)
     assert links.track_at("V", 0, tracks, 5.0) == 2 and links.track_at("V", 0, tracks, 8.0) == 1
     (plain,) = attribute_utterances(transcript, grid, seen, {"V": [1, 2]}, {"V": 1}, correct=False)
-    assert plain["track_id"] == 1 and "segments" not in plain
+    assert plain.track_id == 1 and plain.segments == () and "segments" not in plain.to_json()
 
 
 def test_a_face_never_seen_while_a_voice_speaks_is_not_judged_silent():
     """With ``min_seen_s`` 0 every voice row counts, including voices during which the face was never seen
     (no share): those say nothing about the face, the others decide."""
-    from socialpipe.stages.link.stage import LinkStage
+    from socialpipe.stages.link.decision import asd_says_silent
+    from socialpipe.stages.link.evidence import VoiceEvidence
 
-    evidence = [[{"seen_steps": 0, "speaking_share": None}, {"seen_steps": 30, "speaking_share": 0.05}]]
+    evidence = [[VoiceEvidence(0, None, None, None), VoiceEvidence(30, 0.05, None, 0.05)]]
     settings = LinkConfig(min_seen_s=0.0, silent_share=0.1)
-    assert LinkStage._asd_says_silent(evidence, 0, settings)
-    assert not LinkStage._asd_says_silent([[{"seen_steps": 0, "speaking_share": None}]], 0, settings)
+    assert asd_says_silent(evidence[0], settings)
+    assert not asd_says_silent([VoiceEvidence(0, None, None, None)], settings)
 
 
 def test_a_talker_seen_in_two_shots_gets_both_tracks_and_the_close_up_listener_none():
@@ -132,7 +134,7 @@ def test_a_talker_seen_in_two_shots_gets_both_tracks_and_the_close_up_listener_n
 
     shots = REPO / "sample_videos" / "shots"
     tracks, transcript = load_tracks(shots.with_suffix(".tracks.json"), fps=None), load_transcript(shots.with_suffix(".transcript.json"))
-    links = {link.voice: link for link in LinkStage(LinkConfig()).run(probe(shots.with_suffix(".mp4")), tracks,
+    links = {link.voice: link for link in LinkStage(LinkConfig()).link(probe(shots.with_suffix(".mp4")), tracks,
                                                                          transcript).links}
     truth = {link.voice: set(link.track_ids) for link in load_links(shots.with_suffix(".links.json")).links}
     speaking_shots = {4, 7}  # Bob's close-up and his track in the last wide shot

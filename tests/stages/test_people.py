@@ -4,13 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
-from socialpipe.pipeline.artifacts import Tracks
-from socialpipe.pipeline.boxes import Boxes, head_and_shoulders
-from socialpipe.pipeline.config import PeopleConfig
-from socialpipe.pipeline.errors import SocialpipeError
-from socialpipe.pipeline.formats import load_tracks
-from socialpipe.pipeline.scoring import score_people
-from socialpipe.pipeline.video import probe
+from socialpipe.pipeline.contracts.artifacts import Tracks
+from socialpipe.pipeline.contracts.boxes import Boxes, head_and_shoulders
+from socialpipe.pipeline.contracts.config import PeopleConfig
+from socialpipe.pipeline.contracts.errors import SocialpipeError
+from socialpipe.pipeline.contracts.formats import load_tracks
+from socialpipe.pipeline.evaluation.scoring import score_people
+from socialpipe.pipeline.media.video import probe
 from socialpipe.stages.people import PeopleStage
 from socialpipe.stages.people.postprocess import rejoin
 from socialpipe.stages.people.tracking import _TrackerInput
@@ -19,7 +19,7 @@ from tests.conftest import SAMPLE_TRACKS, SAMPLE_VIDEO, reachable, video_from_fr
 
 @pytest.fixture(scope="module")
 def sample_tracks() -> Tracks:
-    return PeopleStage(PeopleConfig()).run(probe(SAMPLE_VIDEO))
+    return PeopleStage(PeopleConfig()).detect(probe(SAMPLE_VIDEO))
 
 
 def test_sample_meets_the_tracking_targets(sample_tracks):
@@ -42,7 +42,7 @@ def test_every_frame_between_detections_has_a_box(sample_tracks):
 
 
 def test_frames_without_faces_give_empty_tracks(tiny_video):
-    tracks = PeopleStage(PeopleConfig()).run(probe(tiny_video))
+    tracks = PeopleStage(PeopleConfig()).detect(probe(tiny_video))
     assert len(tracks) == 0 and tracks.track_ids == [] and tracks.fps == probe(tiny_video).fps
 
 
@@ -60,14 +60,14 @@ def _face_frame(face_px: int, size=(320, 180), x=140, y=60) -> np.ndarray:
 def test_single_frame_video(tmp_path):
     video = probe(video_from_frames(tmp_path / "one.mp4", [_face_frame(80, size=(320, 240))]))
     assert video.frame_count == 1
-    tracks = PeopleStage(PeopleConfig(min_track_s=0.0)).run(video)
+    tracks = PeopleStage(PeopleConfig(min_track_s=0.0)).detect(video)
     assert tracks.track_ids == [1] and tracks.frame_index.tolist() == [0]
 
 
 def test_very_small_face_needs_full_resolution_settings(tmp_path):
     video = probe(video_from_frames(tmp_path / "small.mp4", [_face_frame(22)] * 10))
-    assert len(PeopleStage(PeopleConfig()).run(video)) == 0  # below min_face_px by default
-    small = PeopleStage(PeopleConfig(detect_scale=1.0, min_face_px=14, min_track_s=0.0)).run(video)
+    assert len(PeopleStage(PeopleConfig()).detect(video)) == 0  # below min_face_px by default
+    small = PeopleStage(PeopleConfig(detect_scale=1.0, min_face_px=14, min_track_s=0.0)).detect(video)
     assert len(small.track_ids) == 1 and len(small) == 10
     width = small.xyxy[0, 2] - small.xyxy[0, 0]
     assert 12 <= width <= 36
@@ -75,7 +75,7 @@ def test_very_small_face_needs_full_resolution_settings(tmp_path):
 
 def test_opencv_cascade_backend_runs(tmp_path):
     video = probe(video_from_frames(tmp_path / "face.mp4", [_face_frame(80, size=(320, 240))] * 10))
-    tracks = PeopleStage(PeopleConfig(detector="opencv", min_track_s=0.0)).run(video)
+    tracks = PeopleStage(PeopleConfig(detector="opencv", min_track_s=0.0)).detect(video)
     assert tracks.track_ids == [1] and tracks.landmarks is None
 
 
@@ -83,9 +83,9 @@ def test_yolo_paths_run_end_to_end_on_a_random_model(tmp_path):
     """Plumbing only: a randomly initialised YOLO built from ultralytics' yaml, no weights needed."""
     video = probe(video_from_frames(tmp_path / "face.mp4", [_face_frame(80, size=(320, 240))] * 6))
     people = PeopleStage(PeopleConfig(person_detector="yolo", person_model="yolo11n.yaml", min_track_s=0.0,
-                                      min_confidence=0.0)).run(video)
+                                      min_confidence=0.0)).detect(video)
     assert 1 in people.track_ids and people.kinds[1] == "face"
-    faces = PeopleStage(PeopleConfig(detector="yolo", detector_model="yolo11n.yaml", min_confidence=0.0)).run(video)
+    faces = PeopleStage(PeopleConfig(detector="yolo", detector_model="yolo11n.yaml", min_confidence=0.0)).detect(video)
     assert isinstance(faces, Tracks)
     assert set(faces.kinds.values()) <= {"face"}
 
@@ -94,9 +94,9 @@ def test_yolo_paths_run_end_to_end_on_a_random_model(tmp_path):
 def test_yolo_without_weights_offline_is_a_clear_error(tiny_video):
     with pytest.raises(SocialpipeError, match="not on this machine and could not be fetched.*--set people.person_model"):
         PeopleStage(PeopleConfig(person_detector="yolo", person_model="yolo11m.pt",
-                                 trust_pickled_weights=True)).run(probe(tiny_video))
+                                 trust_pickled_weights=True)).detect(probe(tiny_video))
     with pytest.raises(SocialpipeError, match="needs face weights"):
-        PeopleStage(PeopleConfig(detector="yolo")).run(probe(tiny_video))
+        PeopleStage(PeopleConfig(detector="yolo")).detect(probe(tiny_video))
 
 
 def test_pickled_yolo_weights_are_never_loaded_unless_trusted(tiny_video, tmp_path):
@@ -112,7 +112,7 @@ def test_pickled_yolo_weights_are_never_loaded_unless_trusted(tiny_video, tmp_pa
     weights = tmp_path / "face.pt"
     weights.write_bytes(pickle.dumps(Payload()))
     with pytest.raises(SocialpipeError, match="are a Python pickle, which runs code when loaded.*trust_pickled_weights"):
-        PeopleStage(PeopleConfig(detector="yolo", detector_model=str(weights))).run(probe(tiny_video))
+        PeopleStage(PeopleConfig(detector="yolo", detector_model=str(weights))).detect(probe(tiny_video))
     assert not marker.exists()
 
 
@@ -158,15 +158,15 @@ def test_speaker_boxes_grow_faces_and_prefer_person_boxes():
     tracks = Tracks.from_rows([
         {"track_id": 1, "frame_index": 0, "xyxy": [100, 50, 140, 100]},
         {"track_id": 2, "frame_index": 0, "xyxy": [60, 30, 200, 360]},
-    ], fps=10, kinds={1: "face", 2: "person"}, meta={"person_of_face": {"1": 2}})
+    ], fps=10, kinds={1: "face", 2: "person"}, person_of_face={1: 2})
     assert tracks.speaker_box(1, 0, 640, 360, 2.0).tolist() == [60, 30, 200, 360]
     assert tracks.speaker_box(1, 5, 640, 360, 2.0) is None
 
 
 def test_large_frames_are_decoded_small_and_boxes_come_back_in_original_pixels(tmp_path):
     video = probe(video_from_frames(tmp_path / "big.mp4", [_face_frame(240, size=(1920, 1080), x=900, y=300)] * 6))
-    full = PeopleStage(PeopleConfig(max_side=1920, min_track_s=0.0)).run(video)
-    small = PeopleStage(PeopleConfig(max_side=640, min_track_s=0.0)).run(video)
+    full = PeopleStage(PeopleConfig(max_side=1920, min_track_s=0.0)).detect(video)
+    small = PeopleStage(PeopleConfig(max_side=640, min_track_s=0.0)).detect(video)
     assert full.track_ids == small.track_ids == [1]
     assert np.abs(full.xyxy - small.xyxy).max() < 12  # pixels of the 1920x1080 frame
     assert 880 < small.xyxy[0, 0] < 1000 and small.xyxy[0, 2] > 1050
@@ -185,12 +185,12 @@ def test_no_track_crosses_a_shot_cut(tmp_path):
     # would carry one track through; the cut must end it
     frames = [_cut_scene(120, (200, 60, 40))] * 12 + [_cut_scene(124, (40, 90, 210))] * 12
     video = probe(video_from_frames(tmp_path / "cut.mp4", frames))
-    tracks = PeopleStage(PeopleConfig(detect_fps=10.0)).run(video)
+    tracks = PeopleStage(PeopleConfig(detect_fps=10.0)).detect(video)
     assert tracks.meta["shots"] == [[0, 11], [12, 23]]
     spans = {tid: (int(tracks.for_track(tid).frame_index.min()), int(tracks.for_track(tid).frame_index.max()))
              for tid in tracks.track_ids}
     assert len(spans) == 2 and all(last < 12 or first >= 12 for first, last in spans.values()), spans
-    uncut = PeopleStage(PeopleConfig(detect_fps=10.0, shot_threshold=0)).run(video)
+    uncut = PeopleStage(PeopleConfig(detect_fps=10.0, shot_threshold=0)).detect(video)
     assert uncut.meta["shots"] == [[0, 23]] and len(uncut.track_ids) == 1
 
 
@@ -198,7 +198,7 @@ def test_a_one_frame_shot(tmp_path):
     frames = [_cut_scene(120, (200, 60, 40))] * 8 + [_cut_scene(40, (40, 90, 210))] + \
              [_cut_scene(120, (200, 60, 40))] * 8
     video = probe(video_from_frames(tmp_path / "flash.mp4", frames))
-    tracks = PeopleStage(PeopleConfig(detect_fps=10.0, min_track_s=0.0)).run(video)
+    tracks = PeopleStage(PeopleConfig(detect_fps=10.0, min_track_s=0.0)).detect(video)
     assert tracks.meta["shots"] == [[0, 7], [8, 8], [9, 16]]
     for tid in tracks.track_ids:  # every track stays inside one shot
         frames_of = tracks.for_track(tid).frame_index

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from socialpipe.pipeline.artifacts import Tracks, VideoInfo
-from socialpipe.pipeline.errors import InputError
-from socialpipe.pipeline.timebase import frame_to_time
+from socialpipe.pipeline.contracts.artifacts import Tracks, VideoInfo
+from socialpipe.pipeline.contracts.errors import InputError
+from socialpipe.pipeline.contracts.timebase import frame_to_time
 from socialpipe.stages.link.network import load_lr_asd
 from socialpipe.stages.link.speaking import (ASD_FPS, WEIGHTS, WINDOW_WEIGHTS, SpeakingScorer, face_runs,
                                            int8_ranges, mfcc_features, resolve_precision, score_tracks,
@@ -190,7 +190,7 @@ def test_without_audio_the_visual_only_head_scores_the_faces(tmp_path):
     from tests.builders import Head, talking_heads
 
     video_path, tracks, _ = talking_heads(tmp_path / "v.mp4", [Head("A", 200, [(0.5, 1.5)])], 2.0, fps=25.0)
-    from socialpipe.pipeline.video import probe
+    from socialpipe.pipeline.media.video import probe
 
     video = probe(video_path)
     assert not video.has_audio

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from socialpipe.pipeline.artifacts import Transcript, Utterance, Word
-from socialpipe.pipeline.config import SpeechConfig
-from socialpipe.pipeline.errors import NoAudioError
-from socialpipe.pipeline.formats import load_transcript, read_rttm
-from socialpipe.pipeline.scoring import score_speech
-from socialpipe.pipeline.video import probe
+from socialpipe.pipeline.contracts.artifacts import Transcript, Utterance, Word
+from socialpipe.pipeline.contracts.config import SpeechConfig
+from socialpipe.pipeline.contracts.errors import NoAudioError
+from socialpipe.pipeline.contracts.formats import load_transcript, read_rttm
+from socialpipe.pipeline.evaluation.scoring import score_speech
+from socialpipe.pipeline.media.video import probe
 from socialpipe.stages.speech import SpeechStage, assign_words, build_utterances, diarize_offline
 from tests.conftest import DEV_DATA, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO, reachable
 
@@ -43,7 +43,7 @@ def espeak(text: str, voice: str = "en-us+f3", pitch: int = 60) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def sample_transcript():
-    return SpeechStage(SpeechConfig()).run(probe(SAMPLE_VIDEO))
+    return SpeechStage(SpeechConfig()).listen(probe(SAMPLE_VIDEO))
 
 
 def test_sample_meets_der_and_wer_targets(sample_transcript):
@@ -79,7 +79,7 @@ def test_offline_diarization_on_real_speech_from_pyannote():
     folder = Path(pyannote.audio.__file__).parent / "sample"
     audio, rate = soundfile.read(folder / "sample.wav", dtype="float32")
     assert rate == 16000
-    from socialpipe.pipeline.artifacts import Transcript, Utterance
+    from socialpipe.pipeline.contracts.artifacts import Transcript, Utterance
 
     annotation = diarize_offline(audio, SpeechConfig())
     hypothesis = Transcript.from_utterances([Utterance(s.start, s.end, label)
@@ -150,18 +150,18 @@ def test_a_one_second_line_by_a_second_real_person_is_kept():
 def test_constrained_average_linkage_is_average_linkage_without_constraints():
     from scipy.cluster.hierarchy import fcluster, linkage
 
-    from socialpipe.stages.speech import _constrained_average_linkage
+    from socialpipe.stages.speech.diarization.clustering import constrained_average_linkage
 
     vectors = np.random.default_rng(0).normal(size=(120, 16))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     for threshold in (0.6, 0.9, 1.0):
-        ours = _constrained_average_linkage(vectors, np.zeros((120, 120), bool), threshold, 1, 120)
+        ours = constrained_average_linkage(vectors, np.zeros((120, 120), bool), threshold, 1, 120)
         scipy_labels = fcluster(linkage(vectors, "average", "cosine"), t=threshold, criterion="distance")
         assert len(set(zip(ours, scipy_labels))) == len(set(ours)) == len(set(scipy_labels))  # same partition
 
 
 def test_local_speakers_of_one_window_never_share_a_voice_unless_the_count_demands_it():
-    from socialpipe.stages.speech import cluster_voices
+    from socialpipe.stages.speech.diarization.clustering import cluster_voices
 
     base = np.eye(4)[:2]  # two voices, far apart
     vectors = np.stack([base[0], base[0] + 0.01, base[1], base[1] + 0.01, base[0] + 0.02])
@@ -177,14 +177,14 @@ def test_local_speakers_of_one_window_never_share_a_voice_unless_the_count_deman
 
 def test_silence_gives_an_empty_transcript(tmp_path):
     video = probe(video_with_audio(tmp_path, np.zeros(16000 * 3, np.float32)))
-    transcript = SpeechStage(SpeechConfig()).run(video)
+    transcript = SpeechStage(SpeechConfig()).listen(video)
     assert len(transcript) == 0 and transcript.speakers == []
 
 
 def test_single_speaker(tmp_path):
     speech = np.concatenate([espeak("The weather is lovely today."), np.zeros(8000, np.float32),
                              espeak("We should go for a walk in the park.")])
-    transcript = SpeechStage(SpeechConfig()).run(probe(video_with_audio(tmp_path, speech)))
+    transcript = SpeechStage(SpeechConfig()).listen(probe(video_with_audio(tmp_path, speech)))
     assert len(transcript.speakers) == 1
     assert "weather" in " ".join(u.text.lower() for u in transcript.utterances)
 
@@ -192,21 +192,21 @@ def test_single_speaker(tmp_path):
 def test_audio_shorter_than_a_second(tmp_path):
     speech = espeak("Yes.")
     assert len(speech) < 16000
-    transcript = SpeechStage(SpeechConfig()).run(probe(video_with_audio(tmp_path, speech)))
+    transcript = SpeechStage(SpeechConfig()).listen(probe(video_with_audio(tmp_path, speech)))
     assert len(transcript.speakers) <= 1
     assert all(u.end_s <= 1.5 for u in transcript.utterances)
 
 
 def test_video_without_audio_is_a_clear_error(silent_video):
     with pytest.raises(NoAudioError, match="has no audio track; the speech stage needs one"):
-        SpeechStage(SpeechConfig()).run(probe(silent_video))
+        SpeechStage(SpeechConfig()).listen(probe(silent_video))
 
 
 def test_language_is_passed_to_the_recogniser(tmp_path):
     video = probe(video_with_audio(tmp_path, espeak("Good morning.")))
-    transcript = SpeechStage(SpeechConfig(language="en")).run(video)
+    transcript = SpeechStage(SpeechConfig(language="en")).listen(video)
     assert transcript.meta["language_requested"] == "en" and transcript.meta["language"] == "en"
-    detected = SpeechStage(SpeechConfig(language=None)).run(video)
+    detected = SpeechStage(SpeechConfig(language=None)).listen(video)
     assert detected.meta["language_requested"] is None and detected.meta["language"] == "en"
 
 
@@ -222,19 +222,20 @@ def test_words_go_to_the_voice_covering_most_of_them():
 
 
 def test_a_pyannote_pipeline_is_not_loaded_unless_trusted(tmp_path):
-    from socialpipe.pipeline.errors import SocialpipeError
+    from socialpipe.pipeline.contracts.errors import SocialpipeError
     from socialpipe.stages.speech import diarize_pretrained
 
     with pytest.raises(SocialpipeError, match="loads pickled checkpoints.*speech.trust_pickled_weights=true"):
-        diarize_pretrained(np.zeros(16000, np.float32), SpeechConfig(diarization=str(tmp_path)))
+        diarize_pretrained(np.zeros(16000, np.float32), SpeechConfig(diarizer="pyannote", diarization_model=str(tmp_path)))
 
 
 @pytest.mark.skipif(reachable("huggingface.co"), reason="this machine reaches the hub, so there is no offline error")
 def test_a_trusted_hub_pipeline_offline_is_a_clear_error():
-    from socialpipe.pipeline.errors import SocialpipeError
+    from socialpipe.pipeline.contracts.errors import SocialpipeError
     from socialpipe.stages.speech import diarize_pretrained
 
-    settings = SpeechConfig(diarization="pyannote/speaker-diarization-community-1", trust_pickled_weights=True)
+    settings = SpeechConfig(diarizer="pyannote", diarization_model="pyannote/speaker-diarization-community-1",
+                            trust_pickled_weights=True)
     with pytest.raises(SocialpipeError, match="could not be loaded.*connected machine and HF_TOKEN.*offline"):
         diarize_pretrained(np.zeros(16000, np.float32), settings)
 
@@ -273,14 +274,14 @@ def test_the_speech_gate_keeps_real_speech():
 def test_a_tone_sweep_is_not_a_speaker(tmp_path):
     t = np.arange(16000 * 8) / 16000
     sweep = 0.4 * np.sin(2 * np.pi * (200 * t + (3000 - 200) / (2 * 8) * t ** 2)).astype(np.float32)  # 200 Hz -> 3 kHz
-    transcript = SpeechStage(SpeechConfig()).run(probe(video_with_audio(tmp_path, sweep)))
+    transcript = SpeechStage(SpeechConfig()).listen(probe(video_with_audio(tmp_path, sweep)))
     assert transcript.speakers == [] and transcript.speaker_turns == ()
 
 
 def test_one_speaker_for_a_minute_is_one_voice(tmp_path):
     speech = espeak(LONG_TEXT * 4, voice="en-us+m3", pitch=40)
     speech = np.tile(speech, int(np.ceil(60 * 16000 / len(speech))))[:60 * 16000]
-    transcript = SpeechStage(SpeechConfig()).run(probe(video_with_audio(tmp_path, speech)))
+    transcript = SpeechStage(SpeechConfig()).listen(probe(video_with_audio(tmp_path, speech)))
     assert len(transcript.speakers) == 1, transcript.talk_time_s()
     assert sum(transcript.talk_time_s().values()) > 40  # the minute is speech, and the turns say so
 
@@ -289,7 +290,7 @@ def test_two_speakers_overlapping_for_five_seconds_are_both_heard_there(tmp_path
     first = espeak(LONG_TEXT, voice="en-us+m3", pitch=35)[:16000 * 10]  # 0-10 s
     second = espeak(LONG_TEXT, voice="en-us+f4", pitch=85)[:16000 * 10]  # 5-15 s
     audio = _mix((0.0, first), (5.0, 0.9 * second), seconds=16)
-    transcript = SpeechStage(SpeechConfig()).run(probe(video_with_audio(tmp_path, audio)))
+    transcript = SpeechStage(SpeechConfig()).listen(probe(video_with_audio(tmp_path, audio)))
     assert len(set(t.speaker for t in transcript.speaker_turns)) == 2
     annotation = transcript.activity_annotation()
     overlap = annotation.get_overlap()
@@ -302,7 +303,7 @@ def test_two_speakers_overlapping_for_five_seconds_are_both_heard_there(tmp_path
 
 def test_a_two_second_clip(tmp_path):
     speech = espeak("Where are you going?")[:32000]
-    transcript = SpeechStage(SpeechConfig()).run(probe(video_with_audio(tmp_path, _mix((0.2, speech), seconds=2.0))))
+    transcript = SpeechStage(SpeechConfig()).listen(probe(video_with_audio(tmp_path, _mix((0.2, speech), seconds=2.0))))
     assert len(transcript.speakers) == 1
     assert all(t.end_s <= 2.1 for t in transcript.speaker_turns)
 
@@ -310,7 +311,7 @@ def test_a_two_second_clip(tmp_path):
 def test_min_speakers_above_the_voices_heard(tmp_path):
     speech = espeak(LONG_TEXT, voice="en-us+m3", pitch=40)
     video = probe(video_with_audio(tmp_path, speech))
-    transcript = SpeechStage(SpeechConfig(min_speakers=3)).run(video)
+    transcript = SpeechStage(SpeechConfig(min_speakers=3)).listen(video)
     # honoured as far as the audio allows: the one voice is split into at most 3, never more, and
     # every voice the transcript names has turns
     assert 1 <= len(transcript.speakers) <= 3
@@ -321,15 +322,15 @@ def test_min_speakers_above_the_voices_heard(tmp_path):
 def test_a_long_recording_is_worked_through_in_blocks(tmp_path, monkeypatch):
     """Blocks of 10 s (instead of 120 s) over 19.5 s: the same voices and nearly the same words as one pass,
     no word twice at a block edge, and progress reported block by block."""
-    from socialpipe.stages import speech as speech_module
+    from socialpipe.stages.speech import stage as speech_module  # the module that cuts the blocks
 
     audio = np.concatenate([espeak(LONG_TEXT, voice="en-us+m3", pitch=35)[:16000 * 17],
                             espeak(LONG_TEXT, voice="en-us+f4", pitch=85)[:16000 * 18]])
     video = probe(video_with_audio(tmp_path, audio))
-    whole = SpeechStage(SpeechConfig()).run(video)
+    whole = SpeechStage(SpeechConfig()).listen(video)
     monkeypatch.setattr(speech_module, "BLOCK_S", 10.0)
     events = []
-    blocked = SpeechStage(SpeechConfig()).run(video, events.append)
+    blocked = SpeechStage(SpeechConfig()).listen(video, events.append)
     assert len(blocked.speakers) == len(whole.speakers) == 2
     whole_words = [w.text for u in whole.utterances for w in u.words]
     blocked_words = [w.text for u in blocked.utterances for w in u.words]

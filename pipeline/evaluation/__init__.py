@@ -1,0 +1,1 @@
+"""Evaluation: scores against ground truth, dataset readers, the social tasks and fine-tuning."""

@@ -1,0 +1,46 @@
+"""Models shared within one process: each is loaded once and reused by every later run.
+
+A ``socialpipe run`` loads its models once anyway; a batch worker or a Python session that runs many
+videos reuses them instead of loading them per video. Only models used for inference are shared
+(detectors, recognisers, voice encoders, the answer model as the run command uses it); a model that is
+trained (``socialpipe finetune``) is loaded privately. :func:`load_counts` tells how often each kind was
+loaded in this process (the batch summary reports it).
+
+The CPU threads one process may use come from :func:`thread_budget`: ``SOCIALPIPE_THREADS`` when set
+(a batch sets it so that its workers do not oversubscribe the cores), else every core.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+THREADS_VARIABLE = "SOCIALPIPE_THREADS"
+
+_models: dict[tuple[str, Hashable], Any] = {}
+_loads: Counter[str] = Counter()
+_lock = threading.Lock()
+
+
+def shared(kind: str, key: Hashable, load: Callable[[], T]) -> T:
+    """The model of this ``kind`` and ``key`` (its settings), loaded by ``load()`` the first time only."""
+    with _lock:
+        if (kind, key) not in _models:
+            _models[kind, key] = load()
+            _loads[kind] += 1
+        return _models[kind, key]
+
+
+def load_counts() -> dict[str, int]:
+    """How many times each kind of model was loaded in this process."""
+    return dict(_loads)
+
+
+def thread_budget() -> int:
+    """CPU threads this process may use."""
+    value = os.environ.get(THREADS_VARIABLE, "")
+    return max(1, int(value)) if value.isdigit() else (os.cpu_count() or 1)

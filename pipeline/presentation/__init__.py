@@ -1,0 +1,1 @@
+"""Presentation: previews, contact sheets, the inspection report and the viewer."""

@@ -1,0 +1,232 @@
+"""``socialpipe inspect``: a readable summary of a run folder and rendered previews.
+
+The preview video shows every track's box with its id and linked speaker name, the
+current speaker's box highlighted, and the current subtitle; the contact sheet shows
+a few evenly spread frames the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from socialpipe.pipeline.contracts.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
+from socialpipe.pipeline.media.drawing import colour_of, draw_box, encode_png, put_text
+from socialpipe.pipeline.contracts.errors import InputError
+from socialpipe.pipeline.contracts.io import temporary_sibling, write_bytes_atomic
+from socialpipe.pipeline.contracts.progress import Counter, ProgressHook, quiet
+from socialpipe.pipeline.run.rundir import MANIFEST
+from socialpipe.pipeline.run.stage_table import STAGE_TABLE, VIDEO
+from socialpipe.pipeline.contracts.timebase import format_clock, frame_to_time
+from socialpipe.pipeline.media.video import local_file, read_frames, stream_frames, uniform_frame_indices
+
+
+
+@dataclass
+class RunContents:
+    path: Path
+    video: VideoInfo
+    tracks: Tracks | None
+    transcript: Transcript | None
+    links: SpeakerLinks | None
+    answer: Answer | None
+    manifest: dict
+
+    @cached_property
+    def speaking_by_frame(self) -> dict[int, dict[int, float]]:
+        """frame -> {face track: active-speaker probability} from the link stage's scores."""
+        by_frame: dict[int, dict[int, float]] = {}
+        for tid, pairs in (self.links.speaking_scores if self.links is not None else {}).items():
+            for frame, value in pairs:
+                by_frame.setdefault(frame, {})[tid] = value
+        return by_frame
+
+
+def load_run(path: str | Path) -> RunContents:
+    path = Path(path)
+    if not (path / MANIFEST).is_file() or not (path / VIDEO.file).is_file():
+        raise InputError(f"{path}: not a socialpipe run folder (no {MANIFEST} / {VIDEO.file}); "
+                         "expected the --out folder of 'socialpipe run'")
+    found = {spec.name: load_json(spec.artifact, path / spec.file) if (path / spec.file).is_file() else None
+             for spec in STAGE_TABLE}
+    return RunContents(path, load_json(VideoInfo, path / VIDEO.file), found["people"], found["speech"],
+                       found["link"], found["answer"], json.loads((path / MANIFEST).read_text(encoding="utf-8")))
+
+
+def summary(run: RunContents) -> str:
+    video = run.video
+    lines = [f"run {run.path}",
+             f"video   {video.path}: {video.width}x{video.height}, {video.fps:g} fps, {video.duration_s:.1f} s, "
+             f"{'with' if video.has_audio else 'no'} audio"]
+    for stage, entry in run.manifest.get("stages", {}).items():
+        if stage != "video":
+            lines.append(f"stage   {stage:<7} {entry.get('source')} ({entry.get('seconds', 0):.2f} s)")
+    for removed in run.manifest.get("removed", [])[-4:]:
+        lines.append(f"removed {removed['stage']:<7} {', '.join(removed['files'])}: {removed['because']} "
+                     f"({removed['at']})")
+    names = track_names(run.links)
+    if run.tracks is not None:
+        lines.append(f"people  {len(run.tracks.track_ids)} tracks, {len(run.tracks)} boxes")
+        for tid in run.tracks.track_ids:
+            track = run.tracks.for_track(tid)
+            first, last = frame_to_time(int(track.frame_index.min()), video.fps), frame_to_time(
+                int(track.frame_index.max()), video.fps)
+            label = f" ({names[tid]})" if tid in names else ""
+            lines.append(f"  track {tid}{label}: {run.tracks.kinds[tid]}, {len(track)} boxes, "
+                         f"{format_clock(first)}-{format_clock(last)}")
+    if run.transcript is not None:
+        talk = run.transcript.talk_time_s()
+        lines.append(f"speech  {len(run.transcript)} utterances, {len(talk)} voices")
+        for voice in run.transcript.speakers:
+            count = sum(u.speaker == voice for u in run.transcript.utterances)
+            lines.append(f"  {voice}: {talk.get(voice, 0.0):.1f} s talking, {count} utterances")
+    if run.links is not None:
+        lines.append(f"links   {len(run.links)} voices")
+        for link in run.links.links:
+            target = ("off screen (unlinked)" if link.track_id is None else
+                      f"track {link.track_id}" if len(link.track_ids) == 1 else
+                      f"tracks {', '.join(map(str, link.track_ids))} (person {link.person_id})")
+            name = f" as {link.display_name}" if link.display_name and link.display_name != link.voice else ""
+            evidence = f"; {_evidence_line(link)}" if link.evidence else ""
+            lines.append(f"  {link.voice}{name} -> {target} (confidence {link.confidence:.2f}{evidence})")
+    if run.answer is not None:
+        lines.append(f"answer  Q: {run.answer.question}")
+        lines.append(f"        A: {run.answer.text}")
+        diagnostics = run.answer.diagnostics
+        if "attn_max_before" in diagnostics:
+            lines.append(f"        alignment: AttnMax {diagnostics['attn_max_before']:.4g} -> {diagnostics['attn_max_after']:.4g}, "
+                         f"AttnMean {diagnostics['attn_mean_before']:.4g} -> {diagnostics['attn_mean_after']:.4g}")
+        if "heatmap" in diagnostics:
+            lines.append(f"        attention of {diagnostics['heatmap']['speaker']}: {run.path / diagnostics['heatmap']['file']}")
+    return "\n".join(lines)
+
+
+def _evidence_line(link) -> str:
+    """The evidence behind a link in a few words: how the best candidates spoke while the voice did."""
+    evidence = dict(link.evidence)
+    candidates = evidence.pop("candidates", None)
+    if not candidates:
+        return f"evidence {json.dumps(evidence)}"
+    parts = []
+    for tid, c in list(candidates.items())[:2]:
+        if c.get("speaking_share") is None:
+            parts.append(f"track {tid}: not seen while it speaks alone")
+            continue
+        otherwise = c.get("speaking_share_otherwise")
+        parts.append(f"track {tid}: speaking on {c['speaking_share']:.0%} of {c['seen_steps'] / 25:.1f} s seen"
+                     + ("" if otherwise is None else f", {otherwise:.0%} while other voices speak")
+                     + (f", mouth corr {c['mouth_correlation']:.2f}" if "mouth_correlation" in c else ""))
+    for disagreement in evidence.get("disagreements", ()):
+        parts.append(f"{disagreement['kind']} ({disagreement['meaning']})")
+    return "; ".join(parts)
+
+
+def track_names(links: SpeakerLinks | None) -> dict[int, str]:
+    """Every linked track -> the name of the voice it speaks (all tracks of a person carry the name)."""
+    if links is None:
+        return {}
+    return {t: link.name for link in links.links for t in link.track_ids}
+
+
+def draw_score_bar(image: np.ndarray, xyxy: np.ndarray, probability: float, colour) -> None:
+    """A bar under a face box: filled to the face's speaking probability, with a mark at one half."""
+    x1, _, x2, y2 = (int(round(v)) for v in xyxy)
+    top, bottom = y2 + 3, y2 + 9
+    if bottom >= image.shape[0] or x2 - x1 < 8:
+        return
+    cv2.rectangle(image, (x1, top), (x2, bottom), (40, 40, 40), -1)
+    cv2.rectangle(image, (x1, top), (x1 + int(round((x2 - x1) * probability)), bottom), colour, -1)
+    middle = (x1 + x2) // 2
+    cv2.line(image, (middle, top), (middle, bottom), (255, 255, 255), 1)
+
+
+def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: dict[int, str],
+                 width: int | None = None) -> np.ndarray:
+    """Boxes, ids, names and the subtitle drawn on an RGB frame, resized first to ``width`` pixels if given."""
+    scale = 1.0 if width is None else width / frame.shape[1]
+    out = frame.copy() if scale == 1.0 else cv2.resize(
+        frame, (width, int(round(frame.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+    time_s = frame_to_time(frame_index, run.video.fps)
+    current = run.transcript.speaking_at(time_s) if run.transcript is not None else ()
+    speaking_tracks = ({run.links.track_at(u.speaker, frame_index, run.tracks, time_s) for u in current}
+                       if run.links is not None and run.tracks is not None else set())
+    scores = run.speaking_by_frame.get(frame_index, {})
+    if run.tracks is not None:
+        here = run.tracks.at_frame(frame_index)
+        for i, tid in enumerate(here.track_id.tolist()):
+            colour, speaking = colour_of(tid), tid in speaking_tracks
+            label = f"{tid} {names.get(tid, '')}".strip() + (" speaking" if speaking else "")
+            draw_box(out, here.xyxy[i], colour, label, thickness=4 if speaking else 2, scale=scale)
+            if tid in scores:
+                draw_score_bar(out, here.xyxy[i] * scale, scores[tid], colour)
+            if here.landmarks is not None and np.isfinite(here.landmarks[i]).all():
+                for x, y in here.landmarks[i] * scale:
+                    cv2.circle(out, (int(round(x)), int(round(y))), 2, colour, -1)
+    lines = [f"{run.links.name_for(u.speaker) if run.links is not None else u.speaker}: {u.text}"
+             for u in current[:2]]
+    if lines:
+        band_top = out.shape[0] - 8 - 20 * len(lines)
+        shade = out[band_top:].astype(np.float32) * 0.35
+        out[band_top:] = shade.astype(np.uint8)
+        for row, text in enumerate(lines):
+            put_text(out, text, (8, band_top + 18 + 20 * row))
+    put_text(out, format_clock(time_s), (out.shape[1] - 52, 18), colour=(0, 0, 0))
+    return out
+
+
+def _require_video(run: RunContents) -> None:
+    if not Path(run.video.path).is_file():
+        raise InputError(f"{run.video.path}: the run's video is not there (moved or deleted?); the previews need it "
+                         "(socialpipe inspect --no-render prints the summary without it)")
+
+
+def render_preview(run: RunContents, out_path: Path, progress: ProgressHook = quiet) -> Path:
+    """An h264 mp4 of the whole video with overlays and the original audio; written atomically."""
+    video, names = run.video, track_names(run.links)
+    _require_video(run)
+    tmp = temporary_sibling(out_path)
+    command = ["ffmpeg", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{video.width}x{video.height}", "-r", f"{video.fps}", "-i", "pipe:0"]
+    if video.has_audio:
+        command += ["-i", local_file(video.path), "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "64k", "-shortest"]
+    command += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p", "-f", "mp4", str(tmp)]
+    encoder = subprocess.Popen(command, stdin=subprocess.PIPE)
+    try:
+        counter = Counter(progress, "preview", video.frame_count, "frame")
+        for frame_index, frame in stream_frames(video):
+            encoder.stdin.write(draw_overlay(frame, frame_index, run, names).tobytes())
+            counter.advance(1)
+        counter.finish()
+        encoder.stdin.close()
+        if encoder.wait() != 0:
+            raise InputError(f"ffmpeg could not encode the preview {out_path}")
+        os.replace(tmp, out_path)
+    finally:
+        if encoder.poll() is None:
+            encoder.kill()
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+def render_contact_sheet(run: RunContents, out_path: Path, count: int = 8, columns: int = 2,
+                         thumb_width: int = 480) -> Path:
+    """A PNG grid of ``count`` evenly spread annotated frames."""
+    names = track_names(run.links)
+    _require_video(run)
+    indices = uniform_frame_indices(run.video, min(count, run.video.frame_count))
+    frames = read_frames(run.video, indices)
+    thumb_height = int(round(run.video.height * thumb_width / run.video.width))
+    thumbs = [draw_overlay(f, i, run, names, width=thumb_width) for f, i in zip(frames, indices)]
+    rows = -(-len(thumbs) // columns)
+    sheet = np.full((rows * thumb_height, columns * thumb_width, 3), 255, np.uint8)
+    for k, thumb in enumerate(thumbs):
+        r, c = divmod(k, columns)
+        sheet[r * thumb_height:(r + 1) * thumb_height, c * thumb_width:(c + 1) * thumb_width] = thumb
+    return write_bytes_atomic(out_path, encode_png(sheet))

@@ -1,0 +1,1 @@
+"""Scaling: many videos at once, over local processes or a Ray cluster."""

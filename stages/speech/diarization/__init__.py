@@ -1,0 +1,37 @@
+"""Diarization: who speaks when, as a ``pyannote.core.Annotation``.
+
+A diarizer is fed the recording block by block (``add``) and gives the whole diarization at the end
+(``finish``). The diarizers are registered by name in
+``socialpipe.pipeline.contracts.config.DIARIZERS`` (setting ``speech.diarizer``):
+
+- ``offline`` (:mod:`.offline`): pyannote's segmentation model inside the whisperx wheel, a voice
+  embedding (``speech.voice_embedding``, :mod:`.embedding`), constrained clustering (:mod:`.clustering`)
+  and silero VAD (:mod:`.vad`);
+- ``pyannote`` (:mod:`.hub`): a pyannote.audio pipeline from the hub or a folder (``speech.diarization_model``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from socialpipe.pipeline.contracts.config import DIARIZERS, SpeechConfig
+
+
+class Diarizer(Protocol):
+    """Who speaks when, from audio fed a block at a time."""
+
+    window_s: float  # how far past a block's end its audio must reach (the stage adds this context)
+
+    def add(self, audio: np.ndarray, audio_start_s: float, block_start_s: float, block_end_s: float | None) -> None:
+        """A block: ``audio`` (16 kHz mono float32) starts at ``audio_start_s`` and covers the block
+        [block_start_s, block_end_s) with context around it; ``block_end_s`` is None for the last block."""
+
+    def finish(self):
+        """The diarization of everything added: a pyannote.core Annotation with one label per voice."""
+
+
+def make_diarizer(settings: SpeechConfig) -> Diarizer:
+    """The diarizer ``speech.diarizer`` names, built with the speech settings."""
+    return DIARIZERS.build(settings.diarizer, settings)

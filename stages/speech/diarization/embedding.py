@@ -1,0 +1,148 @@
+"""Voice embeddings of the segmentation windows' local speakers.
+
+:class:`LocalSpeakerEmbedder` decides which speech of each local speaker is embedded (its clean
+frames, or all its frames, and pieces of long speech); a :class:`VoiceEmbedding` model turns that
+speech into one unit vector per owner. The models are registered by name in
+``socialpipe.pipeline.contracts.config.VOICE_EMBEDDINGS`` (setting ``speech.voice_embedding``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Protocol
+
+import numpy as np
+
+from socialpipe.pipeline.media.models import shared
+
+MIN_EMBED_S = 0.3  # a local speaker needs this much clean speech in a window to be embedded
+PART_GAP_S = 0.25  # a local speaker's speech splits into runs at pauses this long, runs into pieces of
+MIN_PART_S = 2.0  # 2-4 s embedded on their own, to catch two people heard as one local speaker
+BATCH = 256  # queued model inputs encoded together
+
+
+class VoiceEmbedding(Protocol):
+    """A speaker-embedding model fed speech of many owners a block of audio at a time."""
+
+    pending: int  # queued inputs not encoded yet
+
+    def add_block(self, audio: np.ndarray) -> None:
+        """The block of audio (16 kHz mono float32) that the next ``queue`` calls' times point into."""
+
+    def queue(self, times_s: np.ndarray, owner: Hashable) -> None:
+        """The speech at ``times_s`` (seconds into the current block) belongs to ``owner``."""
+
+    def flush(self) -> None:
+        """Encode what is queued."""
+
+    def finish(self) -> dict[Hashable, np.ndarray]:
+        """One unit-length embedding per owner."""
+
+
+class ResemblyzerEmbedding:
+    """resemblyzer's GE2E voice encoder (256-d, weights inside the resemblyzer wheel).
+
+    The mel spectrogram of a block is computed once; each owner's frames are cut into resemblyzer's
+    1.6 s partials (half overlapping, the last one zero-padded) that go through the encoder BATCH at a
+    time. An embedding is the unit mean of its partials, as resemblyzer's ``embed_utterance`` makes it.
+    """
+
+    def __init__(self):
+        from resemblyzer import VoiceEncoder
+
+        self.encoder = shared("voice encoder", "cpu", lambda: VoiceEncoder(device="cpu", verbose=False))
+        self.vectors: dict[Hashable, np.ndarray] = {}
+        self._mel = np.zeros((0, 40), np.float32)
+        self._partials: list[np.ndarray] = []
+        self._owners: list[Hashable] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self._partials)
+
+    def add_block(self, audio: np.ndarray) -> None:
+        from resemblyzer import audio as resemblyzer_audio
+
+        self._mel = resemblyzer_audio.wav_to_mel_spectrogram(audio)  # (mel frames, 40), one per mel_window_step ms
+
+    def queue(self, times_s: np.ndarray, owner: Hashable) -> None:
+        from resemblyzer.hparams import mel_window_step, partials_n_frames
+
+        mel_index = np.unique((times_s / (mel_window_step / 1000)).astype(int).ravel())
+        chosen = self._mel[mel_index[mel_index < len(self._mel)]]  # (n, 40)
+        hop = partials_n_frames // 2
+        for first in range(0, max(len(chosen) - hop, 1), hop):
+            piece = chosen[first:first + partials_n_frames]
+            self._partials.append(np.pad(piece, ((0, partials_n_frames - len(piece)), (0, 0))))
+            self._owners.append(owner)
+
+    def flush(self) -> None:
+        import torch
+
+        if not self._partials:
+            return
+        with torch.no_grad():
+            vectors = self.encoder(torch.from_numpy(np.stack(self._partials))).numpy()  # (partials, 256)
+        for owner, vector in zip(self._owners, vectors):
+            self.vectors[owner] = self.vectors.get(owner, 0) + vector
+        self._partials, self._owners = [], []
+
+    def finish(self) -> dict[Hashable, np.ndarray]:
+        self.flush()
+        return {key: (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32) for key, v in self.vectors.items()}
+
+
+class LocalSpeakerEmbedder:
+    """Unit voice embeddings of the local speakers of segmentation windows, with a :class:`VoiceEmbedding`.
+
+    A local speaker is embedded from the frames where it is the only active speaker when it has
+    MIN_EMBED_S of them ("clean"), else from all its active frames (overlap included) when it has
+    that much; shorter ones are not embedded.
+
+    The segmentation model sometimes hears two people who follow each other in one window as one
+    local speaker (two similar voices, a short pause between them). So a local speaker's speech is
+    also cut into pieces (runs between pauses of PART_GAP_S, each run of MIN_PART_S or more cut into
+    pieces of MIN_PART_S to twice that), and when there are two pieces or more each is embedded on its
+    own (``parts[key]``: first and last frame of each piece, embedded under ``key + (piece,)``).
+    """
+
+    def __init__(self, model: VoiceEmbedding):
+        self.model = model
+        self.seconds: dict[tuple[int, int], float] = {}
+        self.clean: dict[tuple[int, int], bool] = {}
+        self.parts: dict[tuple[int, int], list[tuple[int, int]]] = {}
+
+    def add(self, audio: np.ndarray, scores: np.ndarray, starts_s: np.ndarray, first_window: int, frame_s: float,
+            threshold: float) -> None:
+        """Embed the local speakers of windows ``first_window + i`` whose scores are ``scores[i]`` and
+        which start ``starts_s[i]`` seconds into ``audio``."""
+        self.model.add_block(audio)
+        active = scores > threshold  # (C, F, K)
+        alone = active & (active.sum(axis=2, keepdims=True) == 1)
+
+        def queue(frames: np.ndarray, start_s: float, owner: tuple) -> None:
+            self.model.queue(start_s + (frames[:, None] + np.linspace(0, 1, 3)[None]) * frame_s, owner)
+
+        for c, k in zip(*np.nonzero(active.any(axis=1))):
+            frames = np.flatnonzero(alone[c, :, k])
+            is_clean = len(frames) * frame_s >= MIN_EMBED_S
+            if not is_clean:
+                frames = np.flatnonzero(active[c, :, k])
+                if len(frames) * frame_s < MIN_EMBED_S:
+                    continue
+            key = (first_window + int(c), int(k))
+            queue(frames, starts_s[c], key)
+            self.seconds[key], self.clean[key] = len(frames) * frame_s, is_clean
+            speech = np.flatnonzero(active[c, :, k])
+            runs = np.split(speech, np.flatnonzero(np.diff(speech) * frame_s > PART_GAP_S) + 1)
+            pieces = [piece for run in runs if len(run) * frame_s >= MIN_PART_S
+                      for piece in np.array_split(run, int(len(run) * frame_s // MIN_PART_S))]
+            if len(pieces) > 1:
+                for piece in pieces:
+                    self.parts.setdefault(key, []).append((int(piece[0]), int(piece[-1])))
+                    queue(piece, starts_s[c], key + (len(self.parts[key]) - 1,))
+            if self.model.pending >= BATCH:
+                self.model.flush()
+
+    def finish(self) -> dict[tuple, np.ndarray]:
+        return self.model.finish()
