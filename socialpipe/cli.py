@@ -220,20 +220,35 @@ def _emit(scores: dict, as_json: bool, title: str) -> None:
         click.echo(f"  {key:<22} {value:.4f}" if isinstance(value, float) else f"  {key:<22} {value}")
 
 
-@score.command("people")
-@click.option("--pred", type=_existing, required=True, help="Predicted tracks (.json or MOT .csv).")
-@click.option("--gt", type=_existing, required=True, help="Ground-truth tracks (.json or MOT .csv).")
-@click.option("--fps", type=float, help="Frame rate for MOT csv files (JSON tracks carry their own).")
-@click.option("--min-iou", type=float, default=0.5, show_default=True, help="IoU a match needs.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def score_people_cmd(pred, gt, fps, min_iou, as_json):
-    """IDF1, MOTA and friends (motmetrics) of predicted tracks."""
-    from socialpipe.pipeline.contracts.formats import load_tracks
-    from socialpipe.pipeline.evaluation.scoring import score_people
+def _track_scoring(name: str, pred_help: str, gt_help: str, summary: str):
+    """A ``score`` command comparing predicted tracks with ground-truth tracks (``score people``, ``score persons``)
+    with the scorer of that name in ``socialpipe.pipeline.evaluation.scoring``."""
 
-    gt_tracks = load_tracks(gt, fps if fps else _json_fps(gt, pred))
-    pred_tracks = load_tracks(pred, fps if fps else gt_tracks.fps)
-    _emit(score_people(pred_tracks, gt_tracks, min_iou), as_json, f"people: {pred} against {gt}")
+    @score.command(name, help=summary)
+    @click.option("--pred", type=_existing, required=True, help=pred_help)
+    @click.option("--gt", type=_existing, required=True, help=gt_help)
+    @click.option("--fps", type=float, help="Frame rate for MOT csv files (JSON tracks carry their own).")
+    @click.option("--min-iou", type=float, default=0.5, show_default=True, help="IoU a match needs.")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+    def command(pred, gt, fps, min_iou, as_json):
+        from socialpipe.pipeline.contracts.formats import load_tracks
+        from socialpipe.pipeline.evaluation import scoring
+
+        gt_tracks = load_tracks(gt, fps if fps else _json_fps(gt, pred))
+        pred_tracks = load_tracks(pred, fps if fps else gt_tracks.fps)
+        scores = getattr(scoring, f"score_{name}")(pred_tracks, gt_tracks, min_iou)
+        _emit(scores, as_json, f"{name}: {pred} against {gt}")
+
+    return command
+
+
+score_people_cmd = _track_scoring("people", "Predicted tracks (.json or MOT .csv).",
+                                  "Ground-truth tracks (.json or MOT .csv).",
+                                  "IDF1, MOTA and friends (motmetrics) of predicted tracks.")
+score_persons_cmd = _track_scoring(
+    "persons", "Predicted tracks with their persons (a run's people.json).",
+    "Ground-truth tracks: one id per person (MOT .csv, or .json), or a .json with persons.",
+    "Identity purity and coverage of predicted persons (face identity across shots).")
 
 
 def _json_fps(*paths: Path) -> float | None:

@@ -122,14 +122,16 @@ class Tracks(Boxes, _SavesJson):
     ``track_id`` and ``frame_index`` are always present, rows sorted by (frame, track).
 
     ``kinds`` maps every track id to "face" or "person"; ``person_of_face`` maps a face track to the
-    person track (a whole-body box) that holds it, when the people stage tied one to it. ``meta``
-    carries provenance and notes (for example why two track pieces were joined).
+    person track (a whole-body box) that holds it, when the people stage tied one to it; ``persons`` maps
+    each face track to the person it shows (face identity: one id for one human being across shots).
+    ``meta`` carries provenance and notes (for example why two track pieces were joined).
     """
 
     fps: float
     kinds: Mapping[int, str]
     meta: Mapping[str, Any] = field(default_factory=dict)
     person_of_face: Mapping[int, int] = field(default_factory=dict)
+    persons: Mapping[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(self.track_id is not None and self.frame_index is not None,
@@ -142,6 +144,7 @@ class Tracks(Boxes, _SavesJson):
         pairs = self.track_id * (int(self.frame_index.max()) + 1) + self.frame_index
         _check(len(np.unique(pairs)) == n, "a track has two boxes on the same frame; expected one per (track, frame)")
         object.__setattr__(self, "person_of_face", {int(k): int(v) for k, v in self.person_of_face.items()})
+        object.__setattr__(self, "persons", {int(k): int(v) for k, v in self.persons.items()})
         missing = sorted(set(self.track_ids) - set(self.kinds))
         _check(not missing, f"tracks {missing} have no kind; expected one of {TRACK_KINDS} per track")
         wrong = {k: v for k, v in self.kinds.items() if v not in TRACK_KINDS}
@@ -199,7 +202,8 @@ class Tracks(Boxes, _SavesJson):
         return Tracks(xyxy=rows.xyxy, confidence=rows.confidence, landmarks=rows.landmarks, track_id=rows.track_id,
                       frame_index=rows.frame_index, fps=self.fps,
                       kinds={k: v for k, v in self.kinds.items() if k in ids}, meta=self.meta,
-                      person_of_face={k: v for k, v in self.person_of_face.items() if k in ids})
+                      person_of_face={k: v for k, v in self.person_of_face.items() if k in ids},
+                      persons={k: v for k, v in self.persons.items() if k in ids})
 
     @property
     def time_s(self) -> np.ndarray:
@@ -271,6 +275,8 @@ class Tracks(Boxes, _SavesJson):
         body = {"socialpipe": "tracks", "version": FORMAT_VERSION, "fps": self.fps, "meta": dict(self.meta)}
         if self.person_of_face:
             body["person_of_face"] = {str(k): v for k, v in sorted(self.person_of_face.items())}
+        if self.persons:
+            body["persons"] = {str(k): v for k, v in sorted(self.persons.items())}
         return {**body, "tracks": tracks}
 
     @classmethod
@@ -289,7 +295,9 @@ class Tracks(Boxes, _SavesJson):
             tied = body.get("person_of_face", meta.pop("person_of_face", {}))  # older files kept it in meta
             person_of_face = {_key(k, "person_of_face track id"): _integer(v, "person_of_face person track")
                               for k, v in tied.items()}
-            return cls.from_rows(rows, fps=float(body["fps"]), kinds=kinds, meta=meta, person_of_face=person_of_face)
+            tracks = cls.from_rows(rows, fps=float(body["fps"]), kinds=kinds, meta=meta, person_of_face=person_of_face)
+            persons = {_key(k, "persons track id"): _integer(v, "person id") for k, v in (body.get("persons") or {}).items()}
+            return replace(tracks, persons=persons) if persons else tracks
 
 
 def _text(value: Any, what: str) -> str:

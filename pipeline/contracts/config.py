@@ -30,6 +30,10 @@ DETECTORS = Registry("people.detector", {
     "yolo": "socialpipe.stages.people.detectors:yolo_face_detector",
     "opencv": "socialpipe.stages.people.detectors:OpenCVDetector",
 })
+FACE_EMBEDDINGS = Registry("people.face_embedding", {
+    "dlib": "socialpipe.stages.people.identity:DlibFaceEmbedding",
+    "none": "socialpipe.stages.people.identity:no_identity",
+})
 DIARIZERS = Registry("speech.diarizer", {
     "offline": "socialpipe.stages.speech.diarization.offline:OfflineDiarizer",
     "pyannote": "socialpipe.stages.speech.diarization.hub:PyannoteDiarizer",
@@ -124,15 +128,20 @@ class PeopleConfig(_Section):
     interpolate_max_gap_s: float = 1.0  # boxes are interpolated across gaps up to this long, not longer ones
     smooth_keyframes: int = 3  # moving-average window over detections; 1 turns smoothing off
     trust_pickled_weights: bool = False  # YOLO .pt files are pickles that run code when loaded: true loads them
+    face_embedding: str = "dlib"  # face identity across shots (FACE_EMBEDDINGS): dlib (in its wheels), or none
+    identity_threshold: float = 0.45  # face-embedding distance (average linkage) under which tracks are one person
+    identity_frames: int = 5  # faces embedded per track (the best of each stretch of its time)
+    min_identity_px: float = 40.0  # faces smaller than this (shorter side, pixels) are not embedded
 
     section = "people"
-    choices = {"detector": DETECTORS, "person_detector": ("none", "yolo"),
+    choices = {"detector": DETECTORS, "face_embedding": FACE_EMBEDDINGS, "person_detector": ("none", "yolo"),
                "tracker": ("bytetrack", "botsort")}
     ranges = {"shot_threshold": NON_NEGATIVE, "detect_fps": POSITIVE, "detect_scale": Range(0, 1, low_open=True), "min_face_px": Range(1),
               "min_confidence": UNIT, "track_buffer_s": NON_NEGATIVE, "min_track_s": NON_NEGATIVE,
               "rejoin_max_gap_s": NON_NEGATIVE, "rejoin_min_similarity": Range(-1, 1),
               "rejoin_max_shift": NON_NEGATIVE, "interpolate_max_gap_s": NON_NEGATIVE,
-              "smooth_keyframes": AT_LEAST_ONE, "max_side": Range(64)}
+              "smooth_keyframes": AT_LEAST_ONE, "max_side": Range(64), "identity_threshold": POSITIVE,
+              "identity_frames": AT_LEAST_ONE, "min_identity_px": Range(1)}
 
 
 @dataclass(frozen=True)

@@ -102,9 +102,9 @@ def score_speech(pred: Transcript, gt: Transcript, collar_s: float = 0.25) -> di
     return scores
 
 
-def track_mapping(pred: Tracks, gt: Tracks, min_iou: float = 0.5) -> dict[int, int]:
-    """Predicted track id -> the ground-truth track it matches on most frames (one-to-one matches per
-    frame at IoU >= ``min_iou``, by the Hungarian algorithm)."""
+def matched_frames(pred: Tracks, gt: Tracks, min_iou: float = 0.5) -> dict[tuple[int, int], int]:
+    """(predicted track, ground-truth track) -> the frames on which they match (one-to-one matches per frame at
+    IoU >= ``min_iou``, by the Hungarian algorithm)."""
     from scipy.optimize import linear_sum_assignment
 
     votes: dict[tuple[int, int], int] = {}
@@ -115,10 +115,42 @@ def track_mapping(pred: Tracks, gt: Tracks, min_iou: float = 0.5) -> dict[int, i
             if cost[i, j] <= 1.0:
                 pair = (int(p.track_id[i]), int(g.track_id[j]))
                 votes[pair] = votes.get(pair, 0) + 1
+    return votes
+
+
+def track_mapping(pred: Tracks, gt: Tracks, min_iou: float = 0.5) -> dict[int, int]:
+    """Predicted track id -> the ground-truth track it matches on most frames."""
     mapping: dict[int, int] = {}
-    for (predicted, truth), _ in sorted(votes.items(), key=lambda item: -item[1]):
+    for (predicted, truth), _ in sorted(matched_frames(pred, gt, min_iou).items(), key=lambda item: -item[1]):
         mapping.setdefault(predicted, truth)
     return mapping
+
+
+def score_persons(pred: Tracks, gt: Tracks, min_iou: float = 0.5) -> dict[str, Any]:
+    """Identity purity and coverage of the predicted persons over the face boxes matched to ground truth.
+
+    A track's person is its ``persons`` entry (face identity), else the track itself; for the ground truth
+    that makes each track id an identity (a MOT file, or a tracks JSON with one id per person) unless the file
+    gives ``persons``. Purity: the share of matched boxes whose predicted person's most frequent true person
+    is theirs (1: no predicted person mixes two people). Coverage: the share whose true person's most frequent
+    predicted person is theirs (1: no person is split over several predicted persons)."""
+    table: dict[tuple, int] = {}
+    for (p, g), frames in matched_frames(pred, gt, min_iou).items():
+        key = (pred.persons.get(p, ("track", p)), gt.persons.get(g, g))
+        table[key] = table.get(key, 0) + frames
+    total = sum(table.values())
+    if total == 0:
+        raise InputError("no predicted box matches a ground-truth box; expected tracks of the same video")
+
+    def dominant(side: int) -> int:
+        best: dict = {}
+        for key, frames in table.items():
+            best[key[side]] = max(best.get(key[side], 0), frames)
+        return sum(best.values())
+
+    return {"purity": dominant(0) / total, "coverage": dominant(1) / total, "matched_boxes": total,
+            "predicted_persons": len({k[0] for k in table}), "true_persons": len({k[1] for k in table}),
+            "min_iou": min_iou}
 
 
 def score_link(pred: SpeakerLinks, gt: SpeakerLinks, gt_transcript: Transcript | None = None,

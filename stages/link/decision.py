@@ -19,7 +19,7 @@ from socialpipe.stages.link.scores import ASD_FPS
 
 ANONYMOUS_VOICE = re.compile(r"^(speaker|spk|voice)[ _-]?\d+$", re.IGNORECASE)
 SEGMENT_SMOOTH_STEPS = 12  # about half a second: who speaks is decided on scores averaged this long
-ACTIVE_SPEAKER, BY_MOUTH = "active speaker", "mouth activity"
+ACTIVE_SPEAKER, BY_MOUTH, BY_IDENTITY = "active speaker", "mouth activity", "face identity"
 
 
 class DisagreementKind(str, Enum):
@@ -132,6 +132,23 @@ def _more_shots_by_mouth(found: Ownership, correlation: np.ndarray, face_ids: li
             found.give(voice, tid, f"{BY_MOUTH} (the same person in another shot)")
 
 
+def own_by_identity(found: Ownership, persons: dict[int, int], face_ids: list[int], seen: np.ndarray) -> None:
+    """A voice also owns the other tracks of each person it speaks from (face identity, from the people stage):
+    that person in other shots, whether speaking there or not, unless a track is seen together with one the
+    voice already owns. A person whose tracks speak for two voices gives both voices all its tracks."""
+    row = {t: i for i, t in enumerate(face_ids)}
+    members: dict[int, list[int]] = {}
+    for t in face_ids:
+        if t in persons:
+            members.setdefault(persons[t], []).append(t)
+    for voice, ids in found.owners.items():
+        for person in dict.fromkeys(persons[t] for t in list(ids) if t in persons):
+            for other in members[person]:
+                if other not in found.owners[voice] and \
+                        all(together(seen, row, other, mine) == 0 for mine in found.owners[voice]):
+                    found.give(voice, other, f"{BY_IDENTITY} (the same person in another shot)")
+
+
 def merged_voices(found: Ownership, seen: np.ndarray, row: dict[int, int], settings: LinkConfig) -> None:
     """One voice speaking from two faces seen together (not already a face speaking for two voices)."""
     for voice, ids in found.owners.items():
@@ -200,14 +217,27 @@ def _speaking_segments(grid: SpeakingEvidence, rows: list[int], steps: np.ndarra
     return tuple(segments)
 
 
-def persons_of_tracks(owners: dict[str, list[int]], voices: list[str], face_ids: list[int]) -> dict[int, int]:
-    """The tracks of one voice are one person; a face no voice owns is a person of its own."""
+def persons_of_tracks(owners: dict[str, list[int]], voices: list[str], face_ids: list[int],
+                      identity: dict[int, int] | None = None, seen: np.ndarray | None = None) -> dict[int, int]:
+    """The tracks of one voice are one person, and so are the tracks of one face identity (the people stage's
+    persons); any other face is a person of its own. Two faces on screen together are never one person (with
+    ``seen``): a voice spoken from both is two people the diarization heard as one."""
+    row = {t: i for i, t in enumerate(face_ids)}
     persons: dict[int, int] = {}
-    for ids in [owners[voice] for voice in voices] + [[tid] for tid in face_ids]:
-        if ids:
-            known = next((persons[t] for t in ids if t in persons), max(persons.values(), default=0) + 1)
-            for t in ids:
-                persons.setdefault(t, known)
+    members: dict[int, list[int]] = {}
+    same_face: dict[int, list[int]] = {}
+    for tid in face_ids:
+        if identity and tid in identity:
+            same_face.setdefault(identity[tid], []).append(tid)
+    for ids in [owners[voice] for voice in voices] + list(same_face.values()) + [[tid] for tid in face_ids]:
+        known = next((persons[t] for t in ids if t in persons), None)
+        for t in ids:
+            if t in persons:
+                continue
+            apart = known is None or (seen is not None and any(together(seen, row, t, m) for m in members[known]))
+            persons[t] = max(persons.values(), default=0) + 1 if apart else known
+            members.setdefault(persons[t], []).append(t)
+            known = persons[t] if known is None else known
     return persons
 
 
@@ -230,8 +260,12 @@ def build_links(found: Ownership, voices: list[str], face_ids: list[int], eviden
         mine = [u for u in attributions if u.voice == voice]
         if ids:
             best = primary[voice]
-            by_speaking = found.how[voice, best].startswith(ACTIVE_SPEAKER)
-            confidence = float(np.clip(evidence[row[best]][v].margin if by_speaking else mouth.score[v, row[best]], 0, 1))
+            # the confidence of the rule that decided: a track joined by face identity takes its person's decision
+            basis = best if not found.how[voice, best].startswith(BY_IDENTITY) else \
+                next(t for t in ids if not found.how[voice, t].startswith(BY_IDENTITY))
+            by_speaking = found.how[voice, basis].startswith(ACTIVE_SPEAKER)
+            confidence = float(np.clip(evidence[row[basis]][v].margin if by_speaking else mouth.score[v, row[basis]],
+                                       0, 1))
             decision = "linked by " + ", ".join(sorted({found.how[voice, t] for t in ids}))
         else:
             best = None

@@ -27,7 +27,8 @@ from socialpipe.pipeline.contracts.stage import StageInputs
 from socialpipe.pipeline.contracts.progress import ProgressHook, Timer, quiet
 from socialpipe.pipeline.contracts.timebase import duration_of, frame_step
 from socialpipe.stages.link.decision import (Ownership, attribute_utterances, build_links, merged_voices,
-                                             own_by_mouth, own_by_speaking, persons_of_tracks, primary_tracks)
+                                             own_by_identity, own_by_mouth, own_by_speaking, persons_of_tracks,
+                                             primary_tracks)
 from socialpipe.stages.link.evidence import speaking_grid, speaking_probabilities, visibility, voice_evidence
 from socialpipe.stages.link.mouth import MouthScores, measure_mouths, mouth_scores
 from socialpipe.stages.link.scores import ASD_FPS, ActiveSpeakerScorer
@@ -75,10 +76,12 @@ class LinkStage:
             with timer("link"):
                 own_by_mouth(found, mouth, face_ids, voices, evidence, seen, settings)
         with timer("link"):
+            if tracks.persons:
+                own_by_identity(found, tracks.persons, face_ids, seen)
             merged_voices(found, seen, row, settings)
             primary = primary_tracks(found, grid, row, voices, speaking)
             attributions = attribute_utterances(transcript, grid, seen, found.owners, primary, settings.correct)
-            persons = persons_of_tracks(found.owners, voices, face_ids)
+            persons = persons_of_tracks(found.owners, voices, face_ids, tracks.persons, seen)
             links = build_links(found, voices, face_ids, evidence, mouth, primary, attributions, persons)
         return SpeakerLinks(links, self._meta(notes, found, mouth, timer), tuple(attributions), persons,
                             speaking_probabilities(scores, video))

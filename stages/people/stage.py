@@ -21,12 +21,13 @@ import numpy as np
 
 from socialpipe.pipeline.contracts.artifacts import Tracks, VideoInfo
 from socialpipe.pipeline.contracts.boxes import Boxes
-from socialpipe.pipeline.contracts.config import PeopleConfig
+from socialpipe.pipeline.contracts.config import FACE_EMBEDDINGS, PeopleConfig
 from socialpipe.pipeline.contracts.stage import StageInputs
 from socialpipe.pipeline.contracts.progress import Counter, ProgressHook, Timer, quiet
 from socialpipe.pipeline.contracts.timebase import frame_step, frames_in
 from socialpipe.pipeline.media.video import decoded_size, frames_per_batch, stream_frames
 from socialpipe.stages.people.detectors import YoloDetector, make_face_detector
+from socialpipe.stages.people.identity import identify
 from socialpipe.stages.people.postprocess import (HISTOGRAM_SIZE, appearance, finish, pieces, rejoin,
                                                   tie_faces_to_people)
 from socialpipe.stages.people.shots import ShotCuts, shot_of
@@ -62,12 +63,26 @@ class PeopleStage:
         """Face (and person) tracks of a video, streamed in bounded memory."""
         settings = self.settings
         step = frame_step(video.fps, settings.detect_fps)
-        timer = Timer("decode", "shots", "detect", "track", "post")
+        timer = Timer("decode", "shots", "detect", "track", "post", "identity")
         cuts = ShotCuts(video.fps, settings.shot_threshold)
+        face_model = FACE_EMBEDDINGS.build(settings.face_embedding, settings)  # loaded (or refused) before the work
         observed = self._detect_and_track(video, step, cuts, timer, progress)
         with timer("post"):
             tracks = self._finish(observed, video, step, cuts)
+        with timer("identity"):
+            tracks = self._identify(video, tracks, face_model)
         return dataclasses.replace(tracks, meta={**tracks.meta, "timing_s": timer.seconds()})
+
+    def _identify(self, video: VideoInfo, tracks: Tracks, face_model) -> Tracks:
+        """The face tracks grouped into persons by face identity (``people.face_embedding``), said in the meta."""
+        if face_model is None:
+            return dataclasses.replace(tracks, meta={**tracks.meta, "identity": "off (people.face_embedding none)"})
+        found = identify(video, tracks, face_model, self.settings)
+        faces = [t for t in tracks.track_ids if tracks.kinds[t] == "face"]
+        note = {"model": face_model.name, "threshold": self.settings.identity_threshold,
+                "faces_embedded": {str(t): n for t, n in sorted(found.embedded.items())},
+                "without_identity": [t for t in faces if t not in found.embedded]}
+        return dataclasses.replace(tracks, persons=found.persons, meta={**tracks.meta, "identity": note})
 
     def _detect_and_track(self, video: VideoInfo, step: int, cuts: ShotCuts, timer: Timer,
                           progress: ProgressHook) -> list[_Observed]:

@@ -211,3 +211,29 @@ def test_links_keep_every_track_of_a_person_through_json():
     assert again.links[0].track_ids == (4, 7) and again.links[0].person_id == 2
     with pytest.raises(InputError, match="no main track"):
         SpeakerLink("Ann", None, track_ids=(3,))
+
+
+def test_person_purity_and_coverage(socialpipe, tmp_path):
+    """The second sample's ground truth has one track per person per shot; its persons (Alice 1 and 6, Bob 2, 4
+    and 7, Carol 3, 5 and 8) are the truth. Persons found right score 1 and 1; one person per track keeps purity
+    and loses coverage; one person for everyone keeps coverage and loses purity."""
+    import dataclasses
+    import json
+
+    from socialpipe.pipeline.contracts.formats import load_tracks
+    from socialpipe.pipeline.evaluation.scoring import score_persons
+    from tests.conftest import REPO
+
+    tracks = load_tracks(REPO / "sample_videos" / "shots.tracks.json", fps=None)
+    truth = {1: 1, 6: 1, 2: 2, 4: 2, 7: 2, 3: 3, 5: 3, 8: 3}
+    gt = dataclasses.replace(tracks, persons=truth)
+    right = score_persons(dataclasses.replace(tracks, persons={t: 10 + p for t, p in truth.items()}), gt)
+    assert right["purity"] == right["coverage"] == 1.0 and right["predicted_persons"] == right["true_persons"] == 3
+    alone = score_persons(tracks, gt)
+    assert alone["purity"] == 1.0 and alone["coverage"] < 0.8 and alone["predicted_persons"] == 8
+    merged = score_persons(dataclasses.replace(tracks, persons={t: 1 for t in truth}), gt)
+    assert merged["coverage"] == 1.0 and merged["purity"] < 0.5
+    gt.save(tmp_path / "gt.json")
+    dataclasses.replace(tracks, persons={t: 1 for t in truth}).save(tmp_path / "pred.json")
+    result = socialpipe("score", "persons", "--pred", tmp_path / "pred.json", "--gt", tmp_path / "gt.json", "--json")
+    assert result.code == 0 and json.loads(result.out)["purity"] == pytest.approx(merged["purity"])

