@@ -219,9 +219,10 @@ def _speaking_segments(grid: SpeakingEvidence, rows: list[int], steps: np.ndarra
 
 def persons_of_tracks(owners: dict[str, list[int]], voices: list[str], face_ids: list[int],
                       identity: dict[int, int] | None = None, seen: np.ndarray | None = None) -> dict[int, int]:
-    """The tracks of one voice are one person, and so are the tracks of one face identity (the people stage's
-    persons); any other face is a person of its own. Two faces on screen together are never one person (with
-    ``seen``): a voice spoken from both is two people the diarization heard as one."""
+    """The tracks of one face identity (the people stage's persons) are one person, and so are the tracks of one
+    voice; any other face is a person of its own. Faces are grouped first: a voice may be spoken from a face
+    the active-speaker model mistook. Two faces on screen together are never one person (with ``seen``): a
+    voice spoken from both is two people the diarization heard as one."""
     row = {t: i for i, t in enumerate(face_ids)}
     persons: dict[int, int] = {}
     members: dict[int, list[int]] = {}
@@ -229,7 +230,8 @@ def persons_of_tracks(owners: dict[str, list[int]], voices: list[str], face_ids:
     for tid in face_ids:
         if identity and tid in identity:
             same_face.setdefault(identity[tid], []).append(tid)
-    for ids in [owners[voice] for voice in voices] + list(same_face.values()) + [[tid] for tid in face_ids]:
+    faces_of_one = [ids for ids in same_face.values() if len(ids) > 1]  # first: faces are surer than voices
+    for ids in faces_of_one + [owners[voice] for voice in voices] + [[tid] for tid in face_ids]:
         known = next((persons[t] for t in ids if t in persons), None)
         for t in ids:
             if t in persons:

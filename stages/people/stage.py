@@ -53,8 +53,10 @@ class PeopleStage:
         self.settings = settings
 
     def check(self, inputs: StageInputs) -> None:
-        """Nothing to check before the run: the face detector's settings were checked when read, and its
-        model loads (or fails with its one-line message) when the stage starts."""
+        """Before a run writes anything: the face-identity model loads (a one-line error if its packages are
+        missing; it is kept for the run). The face detector loads, or fails with its one-line message, when
+        the stage starts."""
+        FACE_EMBEDDINGS.build(self.settings.face_embedding, self.settings)
 
     def run(self, inputs: StageInputs, progress: ProgressHook = quiet) -> Tracks:
         return self.detect(inputs.video, progress)
