@@ -40,6 +40,19 @@ class RunContents:
     manifest: dict
 
     @cached_property
+    def persons(self) -> tuple[dict[int, int], set[int]]:
+        """(track -> person, the persons seen as several tracks): the link stage's persons (voices and face
+        identity), else the people stage's face identity. One person is drawn in one colour, whatever the shot."""
+        if self.links is not None and self.links.person_of_track:
+            person = dict(self.links.person_of_track)
+        else:
+            person = dict(self.tracks.persons) if self.tracks is not None else {}
+        counts: dict[int, int] = {}
+        for p in person.values():
+            counts[p] = counts.get(p, 0) + 1
+        return person, {p for p, n in counts.items() if n > 1}
+
+    @cached_property
     def speaking_by_frame(self) -> dict[int, dict[int, float]]:
         """frame -> {face track: active-speaker probability} from the link stage's scores."""
         by_frame: dict[int, dict[int, float]] = {}
@@ -135,14 +148,6 @@ def track_names(links: SpeakerLinks | None) -> dict[int, str]:
     return {t: link.name for link in links.links for t in link.track_ids}
 
 
-def person_of(run: RunContents) -> dict[int, int]:
-    """Track -> person: the link stage's persons (voices and face identity), else the people stage's face
-    identity; empty when the run has neither. One person is drawn in one colour, whatever the shot."""
-    if run.links is not None and run.links.person_of_track:
-        return dict(run.links.person_of_track)
-    return dict(run.tracks.persons) if run.tracks is not None else {}
-
-
 def draw_score_bar(image: np.ndarray, xyxy: np.ndarray, probability: float, colour) -> None:
     """A bar under a face box: filled to the face's speaking probability, with a mark at one half."""
     x1, _, x2, y2 = (int(round(v)) for v in xyxy)
@@ -168,10 +173,10 @@ def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: d
     scores = run.speaking_by_frame.get(frame_index, {})
     if run.tracks is not None:
         here = run.tracks.at_frame(frame_index)
-        person = person_of(run)
+        person, shared = run.persons
         for i, tid in enumerate(here.track_id.tolist()):
             colour, speaking = colour_of(person.get(tid, tid)), tid in speaking_tracks
-            who = f"P{person[tid]}" if tid in person else ""
+            who = f"P{person[tid]}" if person.get(tid) in shared else ""
             label = " ".join(filter(None, (str(tid), who, names.get(tid)))) + (" speaking" if speaking else "")
             draw_box(out, here.xyxy[i], colour, label, thickness=4 if speaking else 2, scale=scale)
             if tid in scores:
