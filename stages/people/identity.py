@@ -3,8 +3,9 @@
 Each face track is embedded on a few of its best frames, not every frame: the track is cut into
 ``people.identity_frames`` stretches of time and, in each, the frame whose face is largest and most
 frontal (from the detector's landmarks) is taken, if its face is at least ``people.min_identity_px``
-on its shorter side and turned no further than MIN_FRONTAL allows. Those frames are decoded once more, and each face is embedded unless it is
-too blurred (variance of the Laplacian of its grey pixels under ``MIN_SHARPNESS``). A track's
+on its shorter side and turned no further than MIN_FRONTAL allows. Those frames are decoded once
+more, and each face is embedded unless it is too blurred (variance of the Laplacian of its grey
+pixels under ``MIN_SHARPNESS``). A track's
 embedding is the sharpness-weighted mean of its faces'; a track without one (every face too small
 or too blurred) has no identity and stays a person of its own.
 
@@ -12,8 +13,8 @@ Tracks are then clustered into persons by average linkage on the distance betwee
 embeddings, stopping at ``people.identity_threshold``, with one constraint: two tracks seen on the
 same frame are two people (their pair is given a distance no merge can pass). Persons kept apart only
 by that constraint (their faces as close as one person's) get no identity: the faces cannot tell them
-apart elsewhere. The face embedding
-models are registered by name in ``FACE_EMBEDDINGS`` (setting ``people.face_embedding``).
+apart elsewhere. The face embedding models are registered by name in ``FACE_EMBEDDINGS`` (setting
+``people.face_embedding``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from socialpipe.pipeline.contracts.config import PeopleConfig
 from socialpipe.pipeline.contracts.errors import SocialpipeError
 from socialpipe.pipeline.media.models import shared
 from socialpipe.pipeline.media.video import decoded_size, stream_frames
+from socialpipe.stages.people.postprocess import pieces
 
 MIN_FRONTAL = 0.35  # faces turned further than this (see frontalness) are not embedded: profiles mislead the model
 MIN_SHARPNESS = 20.0  # variance of the Laplacian of a face's grey pixels (at 112 px) below which it is too blurred
@@ -95,10 +97,9 @@ def chosen_faces(tracks: Tracks, settings: PeopleConfig) -> dict[int, list[int]]
     its time, the largest and most frontal face that is big enough."""
     wanted: dict[int, list[int]] = {}
     side = np.minimum(tracks.xyxy[:, 2] - tracks.xyxy[:, 0], tracks.xyxy[:, 3] - tracks.xyxy[:, 1])
-    for tid in tracks.track_ids:
+    for tid, rows in pieces(tracks).items():
         if tracks.kinds[tid] != "face":
             continue
-        rows = np.flatnonzero(tracks.track_id == tid)
         facing = np.array([frontalness(None if tracks.landmarks is None else tracks.landmarks[r]) for r in rows])
         keep = (side[rows] >= settings.min_identity_px) & (facing >= MIN_FRONTAL)
         rows, facing = rows[keep], facing[keep]
@@ -109,11 +110,13 @@ def chosen_faces(tracks: Tracks, settings: PeopleConfig) -> dict[int, list[int]]
     return wanted
 
 
-def sharpness(grey_face: np.ndarray) -> float:
-    """Variance of the Laplacian of a face's grey pixels, resized to 112 px: low when it is blurred."""
-    if min(grey_face.shape[:2]) < 4:
+def sharpness(face: np.ndarray) -> float:
+    """Variance of the Laplacian of a face's pixels (RGB or grey), turned grey and resized to 112 px: low when it
+    is blurred; 0 for a crop too small to tell."""
+    if min(face.shape[:2]) < 4:
         return 0.0
-    return float(cv2.Laplacian(cv2.resize(grey_face, (112, 112), interpolation=cv2.INTER_AREA), cv2.CV_64F).var())
+    grey = cv2.cvtColor(np.ascontiguousarray(face), cv2.COLOR_RGB2GRAY) if face.ndim == 3 else face
+    return float(cv2.Laplacian(cv2.resize(grey, (112, 112), interpolation=cv2.INTER_AREA), cv2.CV_64F).var())
 
 
 def embed_tracks(video: VideoInfo, tracks: Tracks, model: FaceEmbedding,
@@ -133,8 +136,7 @@ def embed_tracks(video: VideoInfo, tracks: Tracks, model: FaceEmbedding,
         for row in wanted.get(frame_index, ()):
             box = tracks.xyxy[row] * scale
             x1, y1, x2, y2 = (int(round(v)) for v in (max(box[0], 0), max(box[1], 0), box[2], box[3]))
-            crop = np.ascontiguousarray(frame[y1:y2, x1:x2])
-            weight = sharpness(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)) if min(crop.shape[:2]) >= 4 else 0.0
+            weight = sharpness(frame[y1:y2, x1:x2])
             if weight < MIN_SHARPNESS:
                 continue
             tid = int(tracks.track_id[row])
@@ -147,12 +149,15 @@ def embed_tracks(video: VideoInfo, tracks: Tracks, model: FaceEmbedding,
 
 
 def seen_together(tracks: Tracks, track_ids: list[int]) -> np.ndarray:
-    """(n, n) whether two tracks have boxes on one frame."""
+    """(n, n) whether two tracks have boxes on one frame (one pass over the rows grouped by frame)."""
     index = {t: i for i, t in enumerate(track_ids)}
     together = np.zeros((len(track_ids), len(track_ids)), bool)
-    for frame in np.unique(tracks.frame_index):
-        here = [index[int(t)] for t in tracks.track_id[tracks.frame_index == frame] if int(t) in index]
-        together[np.ix_(here, here)] = True
+    order = np.argsort(tracks.frame_index, kind="stable")
+    _, starts = np.unique(tracks.frame_index[order], return_index=True)
+    for ids in np.split(tracks.track_id[order], starts[1:]):
+        here = [index[t] for t in ids.tolist() if t in index]
+        if len(here) > 1:
+            together[np.ix_(here, here)] = True
     np.fill_diagonal(together, False)
     return together
 
@@ -164,9 +169,7 @@ def cluster_persons(tracks: Tracks, embeddings: dict[int, np.ndarray], threshold
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
 
-    faces = [t for t in tracks.track_ids if tracks.kinds[t] == "face"]
-    first = {t: int(tracks.frame_index[tracks.track_id == t].min()) for t in faces}
-    faces.sort(key=lambda t: (first[t], t))
+    faces = [t for t in pieces(tracks) if tracks.kinds[t] == "face"]  # in order of first appearance
     known = [t for t in faces if t in embeddings]
     label: dict[int, tuple] = {t: ("alone", t) for t in faces}
     if len(known) > 1:
