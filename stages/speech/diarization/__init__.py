@@ -29,7 +29,8 @@ class Diarizer(Protocol):
         [block_start_s, block_end_s) with context around it; ``block_end_s`` is None for the last block."""
 
     def finish(self):
-        """The diarization of everything added: a pyannote.core Annotation with one label per voice."""
+        """The diarization of everything added: a pyannote.core Annotation with one label per voice. A
+        diarizer that embeds voices also leaves ``voice_embeddings`` (label -> unit vector) behind."""
 
 
 def make_diarizer(settings: SpeechConfig) -> Diarizer:

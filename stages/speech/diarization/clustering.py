@@ -5,33 +5,41 @@ from __future__ import annotations
 
 import numpy as np
 
-from socialpipe.pipeline.contracts.config import SpeechConfig
+from socialpipe.pipeline.contracts.config import VOICE_EMBEDDINGS, SpeechConfig
 
 MIN_CLUSTER_S = 3.0  # a voice needs this much clean speech (summed over windows) to stand on its own...
 DISTINCT_VOICE = 1.5  # ...unless it is farther than this many cluster thresholds from every longer voice
 
 
 def cluster_voices(vectors: np.ndarray, seconds: np.ndarray, settings: SpeechConfig,
-                   windows: np.ndarray | None = None) -> np.ndarray:
+                   windows: np.ndarray | None = None, threshold: float | None = None) -> np.ndarray:
     """Cluster labels 0..n-1 of unit voice embeddings by average-linkage cosine distance, with the
     segmentation model's own word as a constraint: local speakers of one window (``windows[i]``) are
     different people, so their clusters never merge while another merge is allowed. Merging stops at
-    ``settings.cluster_threshold``, or at the configured speaker count, the count kept within
+    ``threshold`` (``voice_threshold(settings)`` when not given), or at the configured speaker count, the count kept within
     min/max speakers. Without a configured count, a cluster holding less than MIN_CLUSTER_S of speech
     joins the nearest larger one it may merge with, unless its voice is distinct (farther than
     DISTINCT_VOICE x the threshold from every larger cluster)."""
     n = len(vectors)
     if n == 1:
         return np.zeros(1, int)
+    threshold = voice_threshold(settings) if threshold is None else threshold
     windows = np.arange(n) if windows is None else np.asarray(windows)
     low = settings.num_speakers or settings.min_speakers or 1
     high = settings.num_speakers or settings.max_speakers or n
     labels = constrained_average_linkage(vectors, windows[:, None] == windows[None, :],
-                                          np.inf if settings.num_speakers else settings.cluster_threshold, low, high)
+                                          np.inf if settings.num_speakers else threshold, low, high)
     if settings.num_speakers is None:
-        labels = absorb_small_clusters(vectors, seconds, labels, windows, settings, low)
+        labels = absorb_small_clusters(vectors, seconds, labels, windows, threshold, low)
     _, labels = np.unique(labels, return_inverse=True)
     return labels
+
+def voice_threshold(settings: SpeechConfig) -> float:
+    """The cosine distance that separates voices: ``speech.cluster_threshold``, or when it is unset the
+    voice embedding's own (its ``threshold``, measured on the development recordings: docs/speech.md)."""
+    if settings.cluster_threshold is not None:
+        return settings.cluster_threshold
+    return float(getattr(VOICE_EMBEDDINGS.get(settings.voice_embedding), "threshold", 0.3))
 
 def constrained_average_linkage(vectors: np.ndarray, cannot: np.ndarray, threshold: float, low: int,
                                  high: int) -> np.ndarray:
@@ -93,7 +101,7 @@ def constrained_average_linkage(vectors: np.ndarray, cannot: np.ndarray, thresho
     return labels
 
 def absorb_small_clusters(vectors: np.ndarray, seconds: np.ndarray, labels: np.ndarray, windows: np.ndarray,
-                           settings: SpeechConfig, low: int) -> np.ndarray:
+                           threshold: float, low: int) -> np.ndarray:
     total = {lab: seconds[labels == lab].sum() for lab in np.unique(labels)}
     large = [lab for lab, s in total.items() if s >= MIN_CLUSTER_S]
     if not large or len(large) == len(total):
@@ -110,6 +118,6 @@ def absorb_small_clusters(vectors: np.ndarray, seconds: np.ndarray, labels: np.n
         allowed = np.array([not np.isin(windows[members], windows[labels == other]).any() for other in large])
         distance[~allowed] = np.inf
         best = int(np.argmin(distance))
-        if distance[best] <= DISTINCT_VOICE * settings.cluster_threshold:
+        if distance[best] <= DISTINCT_VOICE * threshold:
             labels[members] = large[best]
     return labels

