@@ -158,8 +158,6 @@ class CamPlusPlusEmbedding:
             self._direct.append((owner, self._features[rows]))
 
     def flush(self) -> None:
-        import torch
-
         hop = self.CHUNK_FRAMES // 2
         needed = sorted({c for chunks in self._wanted.values() for c in chunks} - set(self._chunk_vectors))
         for first in range(0, len(needed), 64):
