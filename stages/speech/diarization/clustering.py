@@ -12,18 +12,18 @@ DISTINCT_VOICE = 1.5  # ...unless it is farther than this many cluster threshold
 
 
 def cluster_voices(vectors: np.ndarray, seconds: np.ndarray, settings: SpeechConfig,
-                   windows: np.ndarray | None = None, threshold: float | None = None) -> np.ndarray:
+                   windows: np.ndarray | None = None) -> np.ndarray:
     """Cluster labels 0..n-1 of unit voice embeddings by average-linkage cosine distance, with the
     segmentation model's own word as a constraint: local speakers of one window (``windows[i]``) are
     different people, so their clusters never merge while another merge is allowed. Merging stops at
-    ``threshold`` (``voice_threshold(settings)`` when not given), or at the configured speaker count, the count kept within
+    ``voice_threshold(settings)``, or at the configured speaker count, the count kept within
     min/max speakers. Without a configured count, a cluster holding less than MIN_CLUSTER_S of speech
     joins the nearest larger one it may merge with, unless its voice is distinct (farther than
     DISTINCT_VOICE x the threshold from every larger cluster)."""
     n = len(vectors)
     if n == 1:
         return np.zeros(1, int)
-    threshold = voice_threshold(settings) if threshold is None else threshold
+    threshold = voice_threshold(settings)
     windows = np.arange(n) if windows is None else np.asarray(windows)
     low = settings.num_speakers or settings.min_speakers or 1
     high = settings.num_speakers or settings.max_speakers or n

