@@ -669,6 +669,46 @@ class SpeakerLinks(_SavesJson):
     def name_for(self, voice: str) -> str:
         return next((link.name for link in self.links if link.voice == voice), voice)
 
+    def person_label(self, voice: str, track_id: int | None = None) -> str:
+        """Who speaks ``voice`` from ``track_id`` (default: the voice's main track), as a label: the name of a
+        named voice whose main track is that person's, else ``PERSON_<id>``; a voice with no face (or a track
+        without a person) keeps its own label."""
+        track_id = self.track_for(voice) if track_id is None else track_id
+        person = None if track_id is None else self.person_of_track.get(track_id)
+        if person is None:
+            return self.name_for(voice)
+        named = next((link.display_name for link in self.links if link.display_name and link.track_id is not None
+                      and self.person_of_track.get(link.track_id) == person), None)
+        return named or f"PERSON_{person:02d}"
+
+    def who_spoke_when(self, transcript: Transcript, uri: str = "video"):
+        """Who spoke when, by person (the audio-visual diarization), as a ``pyannote.core.Annotation``: each
+        speech turn of ``transcript`` labelled with the person speaking it, that is the person of the track its
+        utterance is attributed to then (an utterance spoken from two faces is split where the speaking face
+        changes), else of its voice's main track; a voice no face speaks keeps its own label (off screen). Two
+        voices of one person become one label; adjacent turns of one label are joined."""
+        from pyannote.core import Annotation, Segment
+
+        by_voice: dict[str, list[UtteranceAttribution]] = {}
+        for attribution in self.attributions:
+            by_voice.setdefault(attribution.voice, []).append(attribution)
+        annotation = Annotation(uri=uri)
+        for i, turn in enumerate(transcript.speech_turns):
+            if turn.end_s <= turn.start_s:
+                continue
+            mine = [a for a in by_voice.get(turn.speaker, ()) if a.end_s > turn.start_s and a.start_s < turn.end_s]
+            edges = {turn.start_s, turn.end_s}
+            for a in mine:
+                edges.update(t for part in ((a.start_s, a.end_s), *((s.start_s, s.end_s) for s in a.segments))
+                             for t in part if turn.start_s < t < turn.end_s)
+            edges = sorted(edges)
+            for k, (start, end) in enumerate(zip(edges, edges[1:])):
+                middle = (start + end) / 2
+                attributed = next((a for a in mine if a.start_s <= middle < a.end_s), None)
+                track = None if attributed is None else attributed.track_at(middle)
+                annotation[Segment(start, end), (i, k)] = self.person_label(turn.speaker, track)
+        return annotation.support()
+
     def with_unlisted_off_screen(self, transcript: Transcript) -> SpeakerLinks:
         """These links plus an off-screen link (track null) for every voice of the transcript they do not name."""
         listed = {link.voice for link in self.links}

@@ -197,6 +197,7 @@ class LinkConfig(_Section):
     min_seen_s: float = 0.5  # a face must be seen this long while a voice speaks alone to be judged for it
     min_speaking_share: float = 0.4  # ... and speak on at least this share of those frames
     min_margin: float = 0.2  # ... this much more often than while the voice is silent
+    min_speaking_share_among: float = 0.2  # a face on screen with others: this share, min_margin above each of them
     silent_share: float = 0.0  # a face speaking on less than this share whenever judged is a listener, never a fallback
     correct: bool = True  # act on audio/vision disagreements (utterances follow the speaking face; split voices share it)
     mouth_fallback: bool = True  # voices no face speaks for may be linked by mouth activity
@@ -208,7 +209,7 @@ class LinkConfig(_Section):
     section = "link"
     choices = {"method": ("asd", "mouth"), "asd_model": ASD_MODELS, "asd_precision": ("auto", "float32", "bfloat16", "int8")}
     ranges = {"analysis_fps": POSITIVE, "min_score": UNIT, "min_coverage": UNIT, "min_correlation": UNIT, "min_face_px": NON_NEGATIVE,
-              "min_seen_s": NON_NEGATIVE, "min_speaking_share": UNIT, "min_margin": UNIT, "silent_share": UNIT}
+              "min_seen_s": NON_NEGATIVE, "min_speaking_share": UNIT, "min_speaking_share_among": UNIT, "min_margin": UNIT, "silent_share": UNIT}
 
 
 @dataclass(frozen=True)

@@ -133,8 +133,13 @@ def rttm_label(speaker: str) -> str:
 
 
 def write_rttm(transcript: Transcript, path: str | Path, uri: str = "video") -> Path:
-    annotation = transcript.activity_annotation(uri=rttm_label(uri) or "video")
+    return write_annotation_rttm(transcript.activity_annotation(uri=uri), path)
+
+
+def write_annotation_rttm(annotation, path: str | Path) -> Path:
+    """A ``pyannote.core.Annotation`` as RTTM (labels and uri without spaces)."""
     annotation = annotation.rename_labels({label: rttm_label(label) for label in annotation.labels()})
+    annotation.uri = rttm_label(annotation.uri or "") or "video"
     buffer = io.StringIO()
     annotation.write_rttm(buffer)
     return write_text_atomic(path, buffer.getvalue())

@@ -63,14 +63,14 @@ def normalise_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def score_speech(pred: Transcript, gt: Transcript, collar_s: float = 0.25) -> dict[str, Any]:
-    """DER with ``collar_s`` forgiven on each side of every reference boundary (overlap scored),
-    and WER over the whole text in time order when both transcripts have words."""
+def diarization_error(reference, hypothesis, collar_s: float = 0.0) -> dict[str, Any]:
+    """DER of two ``pyannote.core.Annotation``s (pyannote.metrics; overlap scored, ``collar_s`` forgiven on each
+    side of every reference boundary, over the span either covers) and its three parts as shares of the
+    reference speech."""
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     from pyannote.core import Segment, Timeline
 
-    reference, hypothesis = gt.activity_annotation(), pred.activity_annotation()
     if not reference:
         raise InputError("the ground-truth transcript has no speech; nothing to score")
     extent = reference.get_timeline().extent() | hypothesis.get_timeline().extent() if hypothesis else \
@@ -78,13 +78,18 @@ def score_speech(pred: Transcript, gt: Transcript, collar_s: float = 0.25) -> di
     metric = DiarizationErrorRate(collar=2 * collar_s, skip_overlap=False)
     components = metric(reference, hypothesis, uem=Timeline([Segment(extent.start, extent.end)]), detailed=True)
     total = components["total"]
+    return {"der": float(components["diarization error rate"]), "collar_s": collar_s,
+            "missed_speech": float(components["missed detection"] / total) if total else None,
+            "false_alarm": float(components["false alarm"] / total) if total else None,
+            "speaker_confusion": float(components["confusion"] / total) if total else None,
+            "reference_speech_s": float(total)}
+
+
+def score_speech(pred: Transcript, gt: Transcript, collar_s: float = 0.25) -> dict[str, Any]:
+    """DER with ``collar_s`` forgiven on each side of every reference boundary (overlap scored),
+    and WER over the whole text in time order when both transcripts have words."""
     scores: dict[str, Any] = {
-        "der": float(components["diarization error rate"]),
-        "collar_s": collar_s,
-        "missed_speech": float(components["missed detection"] / total) if total else None,
-        "false_alarm": float(components["false alarm"] / total) if total else None,
-        "speaker_confusion": float(components["confusion"] / total) if total else None,
-        "reference_speech_s": float(total),
+        **diarization_error(gt.activity_annotation(), pred.activity_annotation(), collar_s),
         "reference_speakers": len(gt.speakers),
         "predicted_speakers": len(pred.speakers),
     }
@@ -240,7 +245,9 @@ SPEAKER_SAMPLES_HZ = 5.0  # ground-truth moments are sampled this often
 def score_speakers(pred_tracks: Tracks, pred_transcript: Transcript, pred_links: SpeakerLinks,
                    gt_tracks: Tracks, gt_transcript: Transcript, gt_links: SpeakerLinks,
                    duration_s: float, min_iou: float = 0.3) -> dict[str, Any]:
-    """End-to-end speaker-box accuracy: at every moment (5 a second) where exactly one person speaks in the
+    """End-to-end speaker-box accuracy, and the diarization error of who spoke when from the voices alone and
+    by person (``SpeakerLinks.who_spoke_when``: the audio-visual diarization, DER with no collar). The
+    accuracy: at every moment (5 a second) where exactly one person speaks in the
     ground truth and that person's face is on screen, is the box the pipeline would hand the answer stage
     (the predicted voice speaking then, its linked track seen on that frame, that track's face box) on the
     true speaker's face (IoU >= ``min_iou``)? Moments where the true speaker is off screen are counted apart:
@@ -268,10 +275,16 @@ def score_speakers(pred_tracks: Tracks, pred_transcript: Transcript, pred_links:
             right += 1
         else:
             failures["box on another face"] += 1
+    reference = gt_transcript.activity_annotation()
+    audio = diarization_error(reference, pred_transcript.activity_annotation())
+    audio_visual = diarization_error(reference, pred_links.who_spoke_when(pred_transcript))
     return {"speaker_box_accuracy": right / on_screen if on_screen else float("nan"),
             "moments_on_screen": on_screen, "moments_right": right, "moments_off_screen": off_screen,
             "boxes_given_off_screen": boxed_off_screen, "min_iou": min_iou, "samples_per_s": SPEAKER_SAMPLES_HZ,
-            "failures": failures}
+            "failures": failures,
+            # who spoke when, no collar, overlap scored: the voices alone, and by person (voices met faces)
+            "der_audio": audio["der"], "der_audio_visual": audio_visual["der"],
+            "confusion_audio": audio["speaker_confusion"], "confusion_audio_visual": audio_visual["speaker_confusion"]}
 
 
 def _predicted_box(tracks: Tracks, transcript: Transcript, links: SpeakerLinks, time_s: float,

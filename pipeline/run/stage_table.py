@@ -12,8 +12,8 @@ from typing import Any
 
 from socialpipe.pipeline.contracts.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
 from socialpipe.pipeline.contracts.config import Config
-from socialpipe.pipeline.contracts.formats import (load_links, load_tracks, load_transcript, write_ava_csv, write_mot,
-                                                   write_rttm, write_vtt)
+from socialpipe.pipeline.contracts.formats import (load_links, load_tracks, load_transcript, write_annotation_rttm,
+                                                   write_ava_csv, write_mot, write_rttm, write_vtt)
 from socialpipe.pipeline.contracts.stage import Stage, StageInputs
 from socialpipe.stages.answer import HEATMAP_FILE
 
@@ -55,6 +55,12 @@ def _write_asd(links: SpeakerLinks, path: Path, video: VideoInfo):
     """The speaking scores in AVA-ActiveSpeaker's csv (boxes from the run's people.json beside it)."""
     return write_ava_csv(links, load_json(Tracks, path.parent / "people.json"), path, Path(video.path).stem,
                          video.width, video.height)
+
+
+def _write_who_spoke_when(links: SpeakerLinks, path: Path, video: VideoInfo):
+    """Who spoke when by person (the audio-visual diarization) as RTTM, from the run's speech.json beside it."""
+    transcript = load_json(Transcript, path.parent / "speech.json")
+    return write_annotation_rttm(links.who_spoke_when(transcript, uri=Path(video.path).stem), path)
 
 
 def _people(config: Config) -> Stage:
@@ -102,7 +108,9 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
               lambda config: f"speech stage ({config.speech.asr_model}, {config.speech.diarizer} diarization)",
               "transcript", lambda path, inputs: load_transcript(path),
               lambda transcript, inputs: transcript.validate_against(inputs.video)),
-    StageSpec("link", SpeakerLinks, "links.json", (Export("asd.csv", _write_asd),), ("people", "speech"), "link",
+    StageSpec("link", SpeakerLinks, "links.json", (Export("asd.csv", _write_asd),
+                                                   Export("who_spoke_when.rttm", _write_who_spoke_when)),
+              ("people", "speech"), "link",
               "links", _link, lambda config: f"link stage ({config.link.asd_model} active speaker x speech activity)",
               "links", _given_links,
               lambda links, inputs: links.validate_against(inputs.need("tracks"), inputs.need("transcript")),

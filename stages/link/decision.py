@@ -88,6 +88,35 @@ def own_by_speaking(evidence: list[list[VoiceEvidence]], face_ids: list[int], vo
     return found
 
 
+def own_by_comparison(found: Ownership, evidence: list[list[VoiceEvidence]], face_ids: list[int], voices: list[str],
+                      seen: np.ndarray, settings: LinkConfig) -> None:
+    """A free track that speaks less often than ``link.min_speaking_share`` for a voice (a small or half-hidden
+    face) still goes to it when it is on screen with other faces and is plainly the one speaking: it speaks on
+    at least ``link.min_speaking_share_among`` of the voice's speech, ``link.min_margin`` more often than while
+    other voices speak and than every face seen with it, speaks for no other voice more, and is never on
+    screen together with a track the voice already owns."""
+    if not voices:
+        return
+    row = {t: i for i, t in enumerate(face_ids)}
+    steps = settings.min_seen_s * ASD_FPS
+    taken = found.taken
+    for t, tid in enumerate(face_ids):
+        if tid in taken:
+            continue
+        v = max(range(len(voices)), key=lambda k: -1.0 if evidence[t][k].margin is None else evidence[t][k].margin)
+        mine = evidence[t][v]
+        if mine.seen_steps < steps or mine.speaking_share is None or \
+                mine.speaking_share < settings.min_speaking_share_among or mine.margin < settings.min_margin:
+            continue
+        beside = [u for u in range(len(face_ids)) if u != t and together(seen, row, tid, face_ids[u]) >= steps]
+        if not beside or any(mine.speaking_share - (evidence[u][v].speaking_share or 0.0) < settings.min_margin
+                             for u in beside):
+            continue
+        if any(together(seen, row, tid, other) for other in found.owners[voices[v]]):
+            continue
+        found.give(voices[v], tid, f"{ACTIVE_SPEAKER} (the one speaking of the faces on screen)")
+
+
 def asd_says_silent(rows: list[VoiceEvidence], settings: LinkConfig) -> bool:
     """The network saw this face long enough during some voice and found it not speaking: not a fallback
     candidate (a listener whose head moves)."""

@@ -7,7 +7,9 @@ Reads top to bottom:
    which the model says "speaking" while that voice speaks alone, against the share while it does not;
 3. each track goes to the voice it speaks for most clearly, if it clearly speaks for one (:mod:`.decision`):
    a voice may own many tracks (one person seen in several shots, or after a gap); a track belongs to at
-   most one voice; silent listeners stay unlinked; a voice with no speaking face stays off screen;
+   most one voice; silent listeners stay unlinked; a voice with no speaking face stays off screen; a face
+   that speaks less often (small, half hidden) still goes to a voice when it is plainly the one speaking
+   of the faces on screen with it;
 4. voices no track speaks for may still be linked by mouth activity (:mod:`.mouth`) where the model's
    evidence is absent (faces too small for it, drawn or animated faces it was not trained on);
 5. audio and vision disagreeing is said in the evidence: one voice speaking from two faces seen together
@@ -27,8 +29,8 @@ from socialpipe.pipeline.contracts.stage import StageInputs
 from socialpipe.pipeline.contracts.progress import ProgressHook, Timer, quiet
 from socialpipe.pipeline.contracts.timebase import duration_of, frame_step
 from socialpipe.stages.link.decision import (Ownership, attribute_utterances, build_links, merged_voices,
-                                             own_by_identity, own_by_mouth, own_by_speaking, persons_of_tracks,
-                                             primary_tracks)
+                                             own_by_comparison, own_by_identity, own_by_mouth, own_by_speaking,
+                                             persons_of_tracks, primary_tracks)
 from socialpipe.stages.link.evidence import speaking_grid, speaking_probabilities, visibility, voice_evidence
 from socialpipe.stages.link.mouth import MouthScores, measure_mouths, mouth_scores
 from socialpipe.stages.link.scores import ASD_FPS, ActiveSpeakerScorer
@@ -68,6 +70,7 @@ class LinkStage:
             evidence = voice_evidence(grid, speaking, settings)
             found = own_by_speaking(evidence, face_ids, voices, settings)
             seen = visibility(tracks, face_ids, video, steps)
+            own_by_comparison(found, evidence, face_ids, voices, seen, settings)
         mouth = None
         if (settings.mouth_fallback or settings.method == "mouth") and face_ids and \
                 any(not ids for ids in found.owners.values()):

@@ -1,8 +1,8 @@
 """Face identity: which face tracks show the same person, across shots, gaps and transitions.
 
 Each face track is embedded on a few of its best frames, not every frame: the track is cut into
-``people.identity_frames`` stretches of time and, in each, the frame whose face is largest and most
-frontal (from the detector's landmarks) is taken, if its face is at least ``people.min_identity_px``
+stretches of time (one per FACE_EVERY_S, at most ``people.identity_frames``) and, in each, the frame
+whose face is largest and most frontal (from the detector's landmarks) is taken, if its face is at least ``people.min_identity_px``
 on its shorter side and turned no further than MIN_FRONTAL allows. Those frames are decoded once
 more, and each face is embedded unless it is too blurred (variance of the Laplacian of its grey
 pixels under ``MIN_SHARPNESS``). A track's
@@ -35,6 +35,7 @@ from socialpipe.stages.people.postprocess import pieces
 MIN_FRONTAL = 0.35  # faces turned further than this (see frontalness) are not embedded: profiles mislead the model
 MIN_SHARPNESS = 20.0  # variance of the Laplacian of a face's grey pixels (at 112 px) below which it is too blurred
 APART = 1e6  # the distance given to two tracks seen together: no merge can pass it
+FACE_EVERY_S = 1.5  # a track gets one embedded face per this much of its time, up to people.identity_frames
 
 
 class FaceEmbedding(Protocol):
@@ -93,17 +94,22 @@ def frontalness(landmarks: np.ndarray | None) -> float:
 
 
 def chosen_faces(tracks: Tracks, settings: PeopleConfig) -> dict[int, list[int]]:
-    """Frame -> the rows of the faces to embed on it: per face track, in each of ``identity_frames`` stretches of
-    its time, the largest and most frontal face that is big enough."""
+    """Frame -> the rows of the faces to embed on it: per face track, in each of up to ``identity_frames``
+    stretches of its time (one per FACE_EVERY_S of it: a short track needs fewer), the largest and most
+    frontal face that is big enough. Every frame of the track is a candidate, the frames between detections
+    too (choosing among detection frames only saved 0.4 s of decoding per clip and joined fewer of the real
+    clips' tracks)."""
     wanted: dict[int, list[int]] = {}
     side = np.minimum(tracks.xyxy[:, 2] - tracks.xyxy[:, 0], tracks.xyxy[:, 3] - tracks.xyxy[:, 1])
     for tid, rows in pieces(tracks).items():
         if tracks.kinds[tid] != "face":
             continue
+        span_s = (tracks.frame_index[rows[-1]] - tracks.frame_index[rows[0]] + 1) / tracks.fps
+        stretches = min(settings.identity_frames, max(1, int(np.ceil(span_s / FACE_EVERY_S))))
         facing = np.array([frontalness(None if tracks.landmarks is None else tracks.landmarks[r]) for r in rows])
         keep = (side[rows] >= settings.min_identity_px) & (facing >= MIN_FRONTAL)
         rows, facing = rows[keep], facing[keep]
-        for stretch in np.array_split(np.arange(len(rows)), min(settings.identity_frames, len(rows))) if len(rows) else []:
+        for stretch in np.array_split(np.arange(len(rows)), min(stretches, len(rows))) if len(rows) else []:
             quality = side[rows[stretch]] * (0.5 + facing[stretch])
             best = int(rows[stretch[int(np.argmax(quality))]])
             wanted.setdefault(int(tracks.frame_index[best]), []).append(best)

@@ -153,6 +153,9 @@ class PeopleStage:
         for found in observed:
             boxes = Boxes.concat(found.boxes) if found.boxes else Boxes.empty(tracked=True)
             looks_array = np.stack(found.looks) if found.looks else np.zeros((0, HISTOGRAM_SIZE), np.float32)
+            # a dissolve is found after the fact: what the old shot's tracker drew after it is dropped
+            in_shot = shot_of(boxes.frame_index, cuts.starts) == boxes.track_id // ID_PER_SHOT
+            boxes, looks_array = boxes[in_shot], looks_array[in_shot]
             boxes, kind_joins = rejoin(boxes, looks_array, video, settings, cuts.starts)
             boxes = finish(boxes, video, step, settings)
             boxes = boxes[shot_of(boxes.frame_index, cuts.starts) == boxes.track_id // ID_PER_SHOT]  # filled frames stay in their shot
@@ -173,8 +176,10 @@ class PeopleStage:
             "tracker": settings.tracker, "detect_every_frames": step, "detect_fps": round(video.fps / step, 4),
             "rejoined": [{k: v for k, v in j.items() if k != "joined"} for j in joins],
             "shots": cuts.shots(video.frame_count),
-            "shot_detector": f"scenedetect content detector, threshold {settings.shot_threshold:g}"
+            "shot_detector": f"scenedetect content detector, threshold {settings.shot_threshold:g}, and dissolves "
+                             "(a window whose middle frame blends its ends)"
                              if cuts.detector is not None else "off (people.shot_threshold 0): one shot",
+            "gradual_cuts": cuts.gradual,
         }
         tied = tie_faces_to_people(finished_by_kind["face"], finished_by_kind["person"]) \
             if "person" in finished_by_kind else {}

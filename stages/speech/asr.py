@@ -62,9 +62,51 @@ def transcribe(audio: np.ndarray, settings: SpeechConfig,
     for segment in segments:  # decoded lazily, 30 s at a time
         words += [_word(w.start, w.end, w.word, w.probability) for w in (segment.words or []) if w.word.strip()]
         counter.advance(round(segment.end - counter.done, 1))
+    words = _recover_dropped(model, audio, words, settings)
     counter.finish()
     return words, {"asr_model": settings.asr_model, "language_requested": settings.language,
                    "language": info.language, "word_times": "faster-whisper"}
+
+RECOVER_MIN_S = 1.0  # speech at least this long without a word is transcribed again on its own
+NO_SPEECH, MIN_LOGPROB = 0.6, -1.0  # whisper's own limits for a segment that is silence or a guess: not kept
+
+
+def dropped_speech(audio: np.ndarray, words: list[Word]) -> list[tuple[float, float]]:
+    """Stretches of speech (silero VAD, as faster-whisper runs it) at least RECOVER_MIN_S long that no word
+    covers (each word widened by half a second), each at most 30 s (whisper's window): what a sequential pass
+    can drop, since whisper sometimes ends a 30 s window early and the rest of that window is skipped."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    regions = [(r["start"] / AUDIO_SAMPLE_RATE, r["end"] / AUDIO_SAMPLE_RATE)
+               for r in get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=500, speech_pad_ms=200))]
+    covered = sorted((w.start_s - 0.5, w.end_s + 0.5) for w in words)
+    dropped = []
+    for start, end in regions:
+        at = start
+        for a, b in covered:
+            if b <= at or a >= end:
+                continue
+            if a - at >= RECOVER_MIN_S:
+                dropped.append((at, a))
+            at = max(at, b)
+        if end - at >= RECOVER_MIN_S:
+            dropped.append((at, end))
+    return [(a + i * 30.0, min(a + (i + 1) * 30.0, b)) for a, b in dropped for i in range(int(np.ceil((b - a) / 30.0)))]
+
+
+def _recover_dropped(model, audio: np.ndarray, words: list[Word], settings: SpeechConfig) -> list[Word]:
+    """The words plus those of each dropped speech region, transcribed alone (in time order)."""
+    found = []
+    for start, end in dropped_speech(audio, words):
+        first = int(start * AUDIO_SAMPLE_RATE)
+        segments, _ = model.transcribe(audio[first:int(end * AUDIO_SAMPLE_RATE)], language=settings.language,
+                                       beam_size=settings.beam_size, word_timestamps=True,
+                                       condition_on_previous_text=False)
+        found += [_word(w.start + start, w.end + start, w.word, w.probability)
+                  for segment in segments if segment.no_speech_prob < NO_SPEECH and segment.avg_logprob > MIN_LOGPROB
+                  for w in (segment.words or []) if w.word.strip()]
+    return sorted(words + found, key=lambda w: w.start_s) if found else words
+
 
 def _whisperx_aligned(audio: np.ndarray, settings: SpeechConfig, progress: ProgressHook):
     """WhisperX batched transcription + wav2vec2 alignment, or None (with a warning) when the

@@ -237,3 +237,44 @@ def test_person_purity_and_coverage(socialpipe, tmp_path):
     dataclasses.replace(tracks, persons={t: 1 for t in truth}).save(tmp_path / "pred.json")
     result = socialpipe("score", "persons", "--pred", tmp_path / "pred.json", "--gt", tmp_path / "gt.json", "--json")
     assert result.code == 0 and json.loads(result.out)["purity"] == pytest.approx(merged["purity"])
+
+
+def _voices_met_faces():
+    """A and B: two voices the diarization made of one person's speech (tracks 1 and 2, both person 1); C: one
+    voice two people spoke (its utterance attributed to track 3, person 2, then track 4, person 3); D: no face."""
+    from socialpipe.pipeline.contracts.artifacts import AttributedSegment, UtteranceAttribution
+
+    transcript = Transcript.from_utterances([Utterance(0.0, 2.0, "A", "one"), Utterance(3.0, 5.0, "B", "two"),
+                                             Utterance(6.0, 10.0, "C", "three four"), Utterance(11.0, 12.0, "D", "five")])
+    links = SpeakerLinks(
+        (SpeakerLink("A", 1, track_ids=(1,)), SpeakerLink("B", 2, track_ids=(2,)),
+         SpeakerLink("C", 3, track_ids=(3, 4)), SpeakerLink("D", None)),
+        attributions=(UtteranceAttribution(0.0, 2.0, "A", 1), UtteranceAttribution(3.0, 5.0, "B", 2),
+                      UtteranceAttribution(6.0, 10.0, "C", 3, segments=(AttributedSegment(6.0, 8.0, 3),
+                                                                        AttributedSegment(8.0, 10.0, 4))),
+                      UtteranceAttribution(11.0, 12.0, "D", None)),
+        person_of_track={1: 1, 2: 1, 3: 2, 4: 3})
+    return transcript, links
+
+
+def test_who_spoke_when_joins_one_person_s_voices_and_splits_a_voice_where_its_face_changes():
+    transcript, links = _voices_met_faces()
+    turns = sorted((round(s.start, 2), round(s.end, 2), label)
+                   for s, _, label in links.who_spoke_when(transcript).itertracks(yield_label=True))
+    assert turns == [(0.0, 2.0, "PERSON_01"), (3.0, 5.0, "PERSON_01"), (6.0, 8.0, "PERSON_02"),
+                     (8.0, 10.0, "PERSON_03"), (11.0, 12.0, "D")]
+
+
+def test_the_audio_visual_der_scores_who_spoke_when_by_person():
+    """The truth: P speaks 0-5 (heard as voices A and B), Q 6-8, R 8-10, S 11-12 off screen. The voices alone
+    confuse 2 s of P's and 2 s of C's speech; by person, nothing is wrong."""
+    from socialpipe.pipeline.evaluation.scoring import score_speakers
+
+    transcript, links = _voices_met_faces()
+    truth = Transcript.from_utterances([Utterance(0.0, 2.0, "P"), Utterance(3.0, 5.0, "P"), Utterance(6.0, 8.0, "Q"),
+                                        Utterance(8.0, 10.0, "R"), Utterance(11.0, 12.0, "S")])
+    tracks = Tracks.from_rows([{"track_id": t, "frame_index": 0, "xyxy": [0, 0, 10, 10]} for t in (1, 2, 3, 4)],
+                              fps=25.0)
+    scores = score_speakers(tracks, transcript, links, tracks, truth, links, 12.0)
+    assert scores["der_audio"] == pytest.approx(4 / 9) and scores["confusion_audio"] == pytest.approx(4 / 9)
+    assert scores["der_audio_visual"] == 0.0

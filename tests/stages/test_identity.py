@@ -51,8 +51,9 @@ def test_faces_too_small_or_turned_away_are_not_embedded():
     profile = [[20, 20], [40, 20], [45, 30], [22, 40], [38, 40]]  # the nose past an eye: turned away
     settings = PeopleConfig(identity_frames=3)
     assert frontalness(np.array(eyes_nose, float)) == 1.0 and frontalness(np.array(profile, float)) == 0.0
-    chosen = chosen_faces(_tracks({1: (0, 29)}, landmarks=eyes_nose), settings)
-    assert len(chosen) == 3 and all(0 <= f <= 29 for f in chosen)  # one face from each third of the track
+    chosen = chosen_faces(_tracks({1: (0, 59)}, landmarks=eyes_nose), settings)
+    assert len(chosen) == 3 and all(0 <= f <= 59 for f in chosen)  # one face from each third of the track
+    assert len(chosen_faces(_tracks({1: (0, 9)}, landmarks=eyes_nose), settings)) == 1  # 1 s: one face is enough
     assert chosen_faces(_tracks({1: (0, 29)}, landmarks=profile), settings) == {}
     assert chosen_faces(_tracks({1: (0, 29)}, side=20.0, landmarks=eyes_nose), settings) == {}
 

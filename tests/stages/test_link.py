@@ -160,3 +160,30 @@ def test_a_voice_takes_every_shot_of_the_person_it_speaks_from():
     assert found.how["V", 3] == "face identity (the same person in another shot)"
     persons = persons_of_tracks(found.owners, ["V", "W"], [1, 2, 3, 4], {1: 1, 2: 2, 3: 1, 4: 1})
     assert persons[1] == persons[3] == persons[4] != persons[2]
+
+
+def test_a_small_face_plainly_speaking_among_others_goes_to_the_voice():
+    """Track 3 (a small face in a two-shot) speaks on 35% of V's speech, under min_speaking_share, while track 4
+    beside it speaks on 10%: it is the one speaking and goes to V. Track 5, alone on screen at 35%, has no face
+    to be compared with and stays free; so does 6, beside a face that speaks as often."""
+    import numpy as np
+
+    from socialpipe.stages.link.decision import Ownership, own_by_comparison
+    from socialpipe.stages.link.evidence import VoiceEvidence
+
+    face_ids = [1, 3, 4, 5, 6, 7]
+    seen = np.zeros((6, 100), bool)
+    seen[0, :20] = True  # track 1: V's close-up, owned by V already
+    seen[1, 20:60] = seen[2, 20:60] = True  # 3 and 4 together
+    seen[3, 60:80] = True  # 5 alone
+    seen[4, 80:] = seen[5, 80:] = True  # 6 and 7 together
+    share = {1: 0.9, 3: 0.35, 4: 0.1, 5: 0.35, 6: 0.35, 7: 0.3}
+    evidence = [[VoiceEvidence(20, share[t], None, share[t])] for t in face_ids]
+    found = Ownership({"V": [1]})
+    found.how["V", 1] = "active speaker"
+    own_by_comparison(found, evidence, face_ids, ["V"], seen, LinkConfig())
+    assert found.owners == {"V": [1, 3]}
+    assert found.how["V", 3] == "active speaker (the one speaking of the faces on screen)"
+    strict = Ownership({"V": [1]})
+    own_by_comparison(strict, evidence, face_ids, ["V"], seen, LinkConfig(min_speaking_share_among=0.4))
+    assert strict.owners == {"V": [1]}

@@ -203,3 +203,22 @@ def test_a_one_frame_shot(tmp_path):
     for tid in tracks.track_ids:  # every track stays inside one shot
         frames_of = tracks.for_track(tid).frame_index
         assert (frames_of < 8).all() or (frames_of == 8).all() or (frames_of > 8).all()
+
+
+def test_a_cross_dissolve_is_a_cut_and_a_moving_face_is_not(tmp_path):
+    """Two shots joined by a one-second cross-dissolve (each frame too close to the last for the content
+    detector): a cut is placed inside the dissolve and no track crosses it. A face gliding across a still
+    background changes as much over a second but is no blend of the window's ends: no cut."""
+    first, second = _cut_scene(120, (60, 170, 60)).astype(float), _cut_scene(124, (40, 90, 210)).astype(float)
+    blend = [first + (second - first) * k / 21 for k in range(1, 21)]
+    video = probe(video_from_frames(tmp_path / "dissolve.mp4", [first] * 15 + blend + [second] * 15))
+    tracks = PeopleStage(PeopleConfig(detect_fps=10.0, min_track_s=0.0)).detect(video)
+    (cut,) = tracks.meta["gradual_cuts"]
+    assert 15 <= cut < 35 and [s[0] for s in tracks.meta["shots"]] == [0, cut], tracks.meta["shots"]
+    for tid in tracks.track_ids:
+        frames_of = tracks.for_track(tid).frame_index
+        assert (frames_of < cut).all() or (frames_of >= cut).all()
+    moving = [_cut_scene(40 + 6 * k, (200, 60, 40)) for k in range(25)]  # ends 24 apart (of 255), residual 0.69
+    glide = PeopleStage(PeopleConfig(detect_fps=10.0, min_track_s=0.0)).detect(
+        probe(video_from_frames(tmp_path / "glide.mp4", moving)))
+    assert glide.meta["gradual_cuts"] == [] and len(glide.meta["shots"]) == 1

@@ -364,3 +364,25 @@ def test_real_meeting_chunks_pooled_der():
         no_collar(refs[uri], hypothesis, uem=uems[uri])
         collar(refs[uri], hypothesis, uem=uems[uri])
     assert abs(no_collar) <= 0.47 and abs(collar) <= 0.40, (abs(no_collar), abs(collar))
+
+
+def test_speech_the_recogniser_dropped_is_transcribed_again_on_its_own():
+    """Whisper sometimes ends a 30 s window early and a sequential pass skips the rest of it (seen on real
+    footage: the last 8 s of a 42 s video had no words). Speech no word covers is found and transcribed alone;
+    where every stretch has words nothing is redone."""
+    from socialpipe.stages.speech.asr import _recover_dropped, dropped_speech, load_whisper, transcribe
+
+    first, second = espeak("The weather is lovely today."), espeak("We should walk along the river later.")
+    audio = np.concatenate([first, np.zeros(16000, np.float32), second])
+    settings = SpeechConfig()
+    words, _ = transcribe(audio, settings)
+    assert dropped_speech(audio, words) == []
+    boundary = (len(first) + 8000) / 16000
+    kept = [w for w in words if w.start_s < boundary]
+    assert len(kept) < len(words)
+    (stretch,) = dropped_speech(audio, kept)
+    assert stretch[0] < boundary + 0.6 and stretch[1] > len(audio) / 16000 - 0.5, stretch
+    recovered = _recover_dropped(load_whisper(settings), audio, kept, settings)
+    again = [w for w in recovered if w.start_s >= boundary]
+    assert "river" in " ".join(w.text.lower() for w in again) and all(w.start_s < len(audio) / 16000 for w in again)
+    assert [w.start_s for w in recovered] == sorted(w.start_s for w in recovered)
