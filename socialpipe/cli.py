@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -19,6 +20,28 @@ DATASET_CHOICE = click.Choice(["tvqa+", "mmsi", "onlinemmsi"])
 DTYPES = {"auto": "auto", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
           "fp32": "float32", "float32": "float32"}
 _existing = click.Path(path_type=Path)
+
+
+class _Number(click.ParamType):
+    """A finite float inside [low, high] (NaN and the infinities refused; click's FloatRange lets NaN through)."""
+
+    name = "number"
+
+    def __init__(self, low: float, high: float | None = None):
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or number < self.low or (self.high is not None and number > self.high):
+            span = f"[{self.low:g}, {self.high:g}]" if self.high is not None else f">= {self.low:g}"
+            self.fail(f"{value!r} is outside {span}; expected a finite number in it", param, ctx)
+        return number
+
+
+_IOU, _SECONDS, _FPS = _Number(0.0, 1.0), _Number(0.0), _Number(1e-3, 1e4)
 
 
 class BarProgress:
@@ -227,8 +250,8 @@ def _track_scoring(name: str, pred_help: str, gt_help: str, summary: str):
     @score.command(name, help=summary)
     @click.option("--pred", type=_existing, required=True, help=pred_help)
     @click.option("--gt", type=_existing, required=True, help=gt_help)
-    @click.option("--fps", type=float, help="Frame rate for MOT csv files (JSON tracks carry their own).")
-    @click.option("--min-iou", type=float, default=0.5, show_default=True, help="IoU a match needs.")
+    @click.option("--fps", type=_FPS, help="Frame rate for MOT csv files (JSON tracks carry their own).")
+    @click.option("--min-iou", type=_IOU, default=0.5, show_default=True, help="IoU a match needs.")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
     def command(pred, gt, fps, min_iou, as_json):
         from socialpipe.pipeline.contracts.formats import load_tracks
@@ -263,7 +286,7 @@ def _json_fps(*paths: Path) -> float | None:
 @score.command("speech")
 @click.option("--pred", type=_existing, required=True, help="Predicted transcript (.json, .rttm, .vtt or .srt).")
 @click.option("--gt", type=_existing, required=True, help="Ground-truth transcript.")
-@click.option("--collar", type=float, default=0.25, show_default=True,
+@click.option("--collar", type=_SECONDS, default=0.25, show_default=True,
               help="Seconds forgiven on each side of every reference speaker boundary.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def score_speech_cmd(pred, gt, collar, as_json):
@@ -282,7 +305,7 @@ def score_speech_cmd(pred, gt, collar, as_json):
 @click.option("--pred-transcript", type=_existing, help="Transcript the predicted voice labels come from.")
 @click.option("--pred-tracks", type=_existing, help="Tracks the predicted links point to (maps track ids).")
 @click.option("--gt-tracks", type=_existing, help="Tracks the ground-truth links point to.")
-@click.option("--fps", type=float, help="Frame rate for MOT csv tracks.")
+@click.option("--fps", type=_FPS, help="Frame rate for MOT csv tracks.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def score_link_cmd(pred, gt, transcript, pred_transcript, pred_tracks, gt_tracks, fps, as_json):
     """Share of voices, and of speech time, attributed to the right track."""
@@ -306,7 +329,7 @@ def score_link_cmd(pred, gt, transcript, pred_transcript, pred_tracks, gt_tracks
 @click.option("--gt-tracks", type=_existing, required=True, help="Ground-truth tracks (.json or MOT .csv).")
 @click.option("--gt-transcript", type=_existing, required=True, help="Ground-truth transcript.")
 @click.option("--gt-links", type=_existing, required=True, help="Ground-truth links (.json).")
-@click.option("--min-iou", type=float, default=0.3, show_default=True, help="IoU with the true face a box needs.")
+@click.option("--min-iou", type=_IOU, default=0.3, show_default=True, help="IoU with the true face a box needs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def score_speakers_cmd(run_dir, gt_tracks, gt_transcript, gt_links, min_iou, as_json):
     """End-to-end speaker-box accuracy: at single-speaker moments (5 a second), is the run's speaker box on
@@ -359,7 +382,8 @@ def _dataset_options(split: str, tvqa_file: str):
         click.option("--annotations", type=_existing,
                      help=f"TVQA+ question annotations. Default: DATA_ROOT/{tvqa_file}."),
         click.option("--split", default=split, show_default=True, help="MMSI / OnlineMMSI split."),
-        click.option("--task", "tasks", multiple=True, help="Only these tasks (videoqa, sti, pcr, mpp)."),
+        click.option("--task", "tasks", multiple=True, type=click.Choice(["videoqa", "sti", "pcr", "mpp"]),
+                     help="Only these tasks."),
     ]
 
     def decorate(command):

@@ -52,7 +52,11 @@ class Boxes:
                 array = array.reshape(shape)
             if array.shape != shape:
                 raise InputError(f"{name} must have shape {shape}, got {array.shape}")
-            object.__setattr__(self, name, array.astype(dtype, copy=False))
+            try:
+                object.__setattr__(self, name, array.astype(dtype, copy=False))
+            except OverflowError:  # a frame or track number past 2**63 in a file
+                raise InputError(f"{name} holds a number too large (at most {np.iinfo(np.int64).max}); "
+                                 "expected frame indices and track ids of the video") from None
         if n == 0:
             return
         if not np.isfinite(self.xyxy).all():

@@ -9,6 +9,7 @@ choices and out-of-range numbers are errors that name the key, the value and wha
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -58,7 +59,7 @@ class Range:
     high_open: bool = False
 
     def __contains__(self, value: float) -> bool:
-        if value != value:  # NaN
+        if not math.isfinite(value):  # NaN and the infinities (1e999, YAML's .inf): no setting means them
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
@@ -311,6 +312,8 @@ def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
             raise InputError(f"config {section}.{key}: expected a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(section, key, v, a) for v, a in zip(value, args))
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(float(value)):
+            raise InputError(f"config {section}.{key}: {value!r} is not a finite number; expected a finite float")
         return float(value)
     if annotation is int and isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -390,6 +393,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         raise InputError(f"{path}: cannot read it as a UTF-8 YAML file ({type(exc).__name__})") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML ({first_line(exc, None)})") from None
+    except RecursionError:
+        raise InputError(f"{path}: YAML nested too deeply to read; expected a mapping of sections "
+                         f"{list(SECTIONS)}") from None
     if loaded is not None and not isinstance(loaded, dict):
         raise InputError(f"{path}: expected a mapping of sections {list(SECTIONS)}")
     try:

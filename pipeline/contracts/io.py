@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
 from pathlib import Path
 
+from socialpipe.pipeline.contracts.errors import SocialpipeError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -24,8 +26,12 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise SocialpipeError(f"{path.parent}: no space left on its device to write {path.name} "
+                                  f"({len(data):,} bytes); free some space there and run again "
+                                  "(files written before are kept)") from None
         raise
     return path
 

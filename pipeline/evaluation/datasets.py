@@ -91,6 +91,14 @@ def load_dataset(name: str, annotations: str | Path, split: str = "test") -> Loa
     raise InputError(f"--dataset {name!r}: unknown; expected one of {list(DATASETS)}")
 
 
+def plain_name(value: str, what: str) -> str:
+    """A file or folder name from a dataset, used to build a path under its data root: one path component, never
+    ``..`` or absolute, so that no row can reach a file outside the root (a ValueError otherwise: a rejected row)."""
+    if not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
+        raise ValueError(f"{what} {value[:60]!r} is not a plain name (it would leave the data root)")
+    return value
+
+
 def _data_root(root: str | Path, expected: str) -> Path:
     root = Path(root)
     if not root.is_dir():
@@ -107,13 +115,14 @@ def load_tvqa_plus(path: str | Path) -> LoadedDataset:
     for index, row in enumerate(rows):
         try:
             items.append(_tvqa_item(row))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             reason = f"missing field {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
             rejected.append({"row": index, "id": row.get("qid") if isinstance(row, dict) else None, "reason": reason})
     return LoadedDataset(items, rejected)
 
 
 def _tvqa_item(row: Mapping[str, Any]) -> EvalItem:
+    plain_name(str(row["vid_name"]), "vid_name")
     options = tuple(str(row[f"a{i}"]).strip() for i in range(5))
     if not all(options):
         raise ValueError("an empty answer option")
@@ -228,7 +237,7 @@ def load_mmsi(root: str | Path, split: str = "test") -> LoadedDataset:
 
 
 def _mmsi_round(root: Path, name: str) -> list[EvalItem]:
-    game, _, round_id = name.partition("_")
+    game, _, round_id = plain_name(name, "round").partition("_")
     lines = [line for line in text_lines((root / "txt" / f"{name}.txt").read_text(encoding="utf-8")) if line.strip()]
     labeled = [line for line in text_lines((root / "txt_labeled" / f"{name}.txt").read_text(encoding="utf-8"))
                if line.strip()]
@@ -324,6 +333,7 @@ def load_onlinemmsi(root: str | Path, split: str = "test") -> LoadedDataset:
 
 def _onlinemmsi_item(root: Path, folder: str, split: str, task: str, row: Mapping[str, str]) -> EvalItem:
     video_name, dialogue, gold_text = row["video_name"].strip(), row["user"].strip(), row["assistant"].strip()
+    plain_name(video_name, "video_name")
     gold = _PLAYER.search(gold_text)
     if not video_name or not dialogue:
         raise ValueError("an empty video_name or user field")

@@ -65,7 +65,6 @@ def finetune(dataset: str, annotations: Path, data_root: Path, settings: AnswerC
              "seed": seed, "seeds": seeds, "questions": [item.item_id for item in items]}
     setup["answer"]["layer_range"] = list(settings.layer_range)
     trainers = [Finetuner(settings, train, seed + k, progress) for k in range(seeds)]  # settings checked first
-    claim_folder(out, SETUP, setup, "fine-tuning")
     left_out: dict[str, str] = {}
     cache = SceneCache(SCENE_CACHE_BYTES)
 
@@ -83,6 +82,11 @@ def finetune(dataset: str, annotations: Path, data_root: Path, settings: AnswerC
             cache.put(i, scene)
         return Example(scene, item.question, tuple(item.options), item.answer_index)
 
+    if not any(example(i) is not None for i in range(len(items))):  # stops at the first readable one
+        some, why = next(iter(left_out.items()))
+        raise InputError(f"--dataset {dataset} ({split} split): none of the {len(items)} questions could be read, so "
+                         f"there is nothing to train on (e.g. {some}: {why}); expected their frames under --data-root")
+    claim_folder(out, SETUP, setup, "fine-tuning")
     results = []
     for trainer in trainers:
         folder = out if seeds == 1 else out / f"seed-{trainer.seed}"

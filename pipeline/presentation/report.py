@@ -10,17 +10,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from socialpipe.pipeline.contracts.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
+from socialpipe.pipeline.contracts.artifacts import (Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json,
+                                                     read_json)
 from socialpipe.pipeline.media.drawing import colour_of, draw_box, encode_png, put_text
 from socialpipe.pipeline.contracts.errors import InputError
-from socialpipe.pipeline.contracts.io import temporary_sibling, write_bytes_atomic
+from socialpipe.pipeline.contracts.io import sha256_file, temporary_sibling, write_bytes_atomic
 from socialpipe.pipeline.contracts.progress import Counter, ProgressHook, quiet
 from socialpipe.pipeline.run.rundir import MANIFEST
 from socialpipe.pipeline.run.stage_table import STAGE_TABLE, VIDEO
@@ -38,6 +39,21 @@ class RunContents:
     links: SpeakerLinks | None
     answer: Answer | None
     manifest: dict
+
+    @cached_property
+    def video_file(self) -> tuple[Path | None, str | None]:
+        """(the run's video file, None) when the file ``video.json`` names is there and is the video this run was
+        made from (its sha256 is the one ``manifest.json`` recorded); else (None, why not). Only that file is
+        ever served or linked: ``video.json`` is a file anyone can edit."""
+        path = Path(self.video.path)
+        recorded = (self.manifest.get("video") or {}).get("sha256") if isinstance(self.manifest, dict) else None
+        if not path.is_file():
+            return None, f"the video {self.video.path} is not there"
+        if not isinstance(recorded, str):
+            return None, f"the run records no hash of its video, so {self.video.path} is not trusted"
+        if sha256_file(path) != recorded:
+            return None, f"{self.video.path} is not this run's video (its sha256 is not the one manifest.json records)"
+        return path, None
 
     @cached_property
     def persons(self) -> tuple[dict[int, int], set[int]]:
@@ -67,10 +83,27 @@ def load_run(path: str | Path) -> RunContents:
     if not (path / MANIFEST).is_file() or not (path / VIDEO.file).is_file():
         raise InputError(f"{path}: not a socialpipe run folder (no {MANIFEST} / {VIDEO.file}); "
                          "expected the --out folder of 'socialpipe run'")
+    manifest = read_json(path / MANIFEST)
+    if not isinstance(manifest, dict):
+        raise InputError(f"{path / MANIFEST}: expected a JSON object (the run's manifest), found "
+                         f"{type(manifest).__name__}")
     found = {spec.name: load_json(spec.artifact, path / spec.file) if (path / spec.file).is_file() else None
              for spec in STAGE_TABLE}
-    return RunContents(path, load_json(VideoInfo, path / VIDEO.file), found["people"], found["speech"],
-                       found["link"], found["answer"], json.loads((path / MANIFEST).read_text(encoding="utf-8")))
+    return RunContents(path, _find_video(load_json(VideoInfo, path / VIDEO.file), path, manifest), found["people"],
+                       found["speech"], found["link"], found["answer"], manifest)
+
+
+def _find_video(video: VideoInfo, run_dir: Path, manifest: dict) -> VideoInfo:
+    """The run's video where ``video.json`` names it; else, when the run folder was moved or shared with its video,
+    a file of the same name beside the run folder or inside it whose sha256 is the one the run recorded."""
+    named = Path(video.path)
+    recorded = (manifest.get("video") or {}).get("sha256")
+    if named.is_file() or not isinstance(recorded, str):
+        return video
+    for candidate in (run_dir.parent / named.name, run_dir / named.name):
+        if candidate.is_file() and sha256_file(candidate) == recorded:
+            return replace(video, path=str(candidate.resolve()))
+    return video
 
 
 def summary(run: RunContents) -> str:

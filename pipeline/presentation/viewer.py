@@ -14,6 +14,7 @@ a path relative to the file. Neither writes into the run folder.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import os
@@ -107,8 +108,9 @@ def missing_parts(run: RunContents) -> list[str]:
     for spec in STAGE_TABLE:
         if present[spec.name] is None:
             missing.append(f"no {spec.name} stage output ({spec.file})")
-    if not Path(run.video.path).is_file():
-        missing.append(f"the video {run.video.path} is not there: boxes and timeline only")
+    video, why_not = run.video_file
+    if video is None:
+        missing.append(f"{why_not}: boxes and timeline only")
     if run.answer is not None and not (run.path / HEATMAP_FILE).is_file():
         missing.append(f"no attention heatmap ({HEATMAP_FILE}: the align variant draws one)")
     return missing
@@ -117,16 +119,34 @@ def missing_parts(run: RunContents) -> list[str]:
 # ----------------------------------------------------------------------------- the page
 
 
-def render_page(data: dict[str, Any], video_src: str, heatmap_src: str | None) -> str:
-    """The page as one HTML string: template, style and script inlined, the data embedded as JSON."""
+def embedded_json(value: Any) -> str:
+    """JSON that cannot leave the element it is written into: every ``<``, ``>`` and ``&`` is a ``\\u`` escape,
+    so no string in it can close the script element or open a comment or tag (``</script>``,
+    ``<!--<script``); JSON.parse reads it back unchanged."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def content_security_policy(script: str) -> str:
+    """The page's policy: only its own script runs (by its hash; no inline handler, no other script), nothing is
+    fetched but the run's video and heatmap, and no form or base URL can be set."""
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+    return (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
+            "img-src 'self' data:; media-src 'self' file: blob:; base-uri 'none'; form-action 'none'")
+
+
+def render_page(data: dict[str, Any], video_src: str, heatmap_src: str | None) -> tuple[str, str]:
+    """The page as one HTML string (template, style and script inlined, the data embedded as JSON that cannot
+    leave its element) and its Content-Security-Policy, also written into the page."""
     assets = resources.files("socialpipe.pipeline.presentation").joinpath("viewer_assets")
     template = assets.joinpath("view.html").read_text(encoding="utf-8")
-    payload = json.dumps({**data, "video_src": video_src, "heatmap_src": heatmap_src}, ensure_ascii=False,
-                         separators=(",", ":")).replace("</", "<\\/")  # never closes the script element early
-    return (template.replace("{{title}}", html.escape(f"socialpipe: {Path(data['run']).name}"))
-            .replace("{{style}}", assets.joinpath("view.css").read_text(encoding="utf-8"))
-            .replace("{{script}}", assets.joinpath("view.js").read_text(encoding="utf-8"))
-            .replace("{{data}}", payload))
+    script = "\n" + assets.joinpath("view.js").read_text(encoding="utf-8") + "\n"
+    policy = content_security_policy(script)
+    parts = {"title": html.escape(f"socialpipe: {Path(data['run']).name}"), "policy": html.escape(policy),
+             "style": assets.joinpath("view.css").read_text(encoding="utf-8"), "script": script,
+             "data": embedded_json({**data, "video_src": video_src, "heatmap_src": heatmap_src})}
+    # one pass: text put in is never searched for placeholders again
+    return re.sub(r"\{\{(\w+)\}\}", lambda match: parts[match[1]], template), policy
 
 
 def export(run_dir: str | Path, out_file: str | Path) -> Path:
@@ -137,12 +157,17 @@ def export(run_dir: str | Path, out_file: str | Path) -> Path:
         raise InputError(f"--export {out_file}: expected a file name ending in .html")
     if out_file.is_dir():
         raise InputError(f"--export {out_file}: is a folder; expected an .html file to write")
-    video = Path(run.video.path).resolve()
-    video_src = Path(os.path.relpath(video, out_file.resolve().parent)).as_posix()
+    video, _ = run.video_file  # only the run's own video is linked
+    video_src = "" if video is None else Path(os.path.relpath(video.resolve(), out_file.resolve().parent)).as_posix()
     heatmap = run.path / HEATMAP_FILE
     heatmap_src = ("data:image/png;base64," + base64.b64encode(heatmap.read_bytes()).decode()
                    if run.answer is not None and heatmap.is_file() else None)
-    return write_text_atomic(out_file, render_page(view_data(run), video_src, heatmap_src))
+    page, _ = render_page(view_data(run), video_src, heatmap_src)
+    try:
+        return write_text_atomic(out_file, page)
+    except OSError as exc:
+        raise InputError(f"--export {out_file}: cannot write there ({exc.strerror}); expected a writable .html path") \
+            from None
 
 
 # ----------------------------------------------------------------------------- the server
@@ -161,19 +186,15 @@ class Viewer:
         self.server.server_close()
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 0) -> Viewer:
-    """Serve the run on ``host:port`` (0: any free port) in a background thread; reads only."""
-    run = load_run(run_dir)
-    video = Path(run.video.path)
-    heatmap = run.path / HEATMAP_FILE
-    has_heatmap = run.answer is not None and heatmap.is_file()
-    page = render_page(view_data(run), "video", HEATMAP_FILE if has_heatmap else None).encode("utf-8")
-    files = {"/video": (video, "video/mp4")}
-    if has_heatmap:
-        files["/" + HEATMAP_FILE] = (heatmap, "image/png")
+def _handler(page: bytes, policy: str, files: dict[str, tuple[Path, str]], allowed_hosts: set[str]):
+    """The request handler of one served run: the page, the files in ``files``, each only to a request whose
+    Host header is in ``allowed_hosts`` (filled in once the port is known); every response with ``policy``."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.headers.get("Host", "").strip().lower() not in allowed_hosts:
+                self._send(HTTPStatus.FORBIDDEN, "text/plain", b"this viewer answers only requests to its own address")
+                return
             path = self.path.split("?", 1)[0]
             if path in ("/", "/index.html"):
                 self._send(HTTPStatus.OK, "text/html; charset=utf-8", page)
@@ -187,8 +208,13 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 0) -> Viewer
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            self._common_headers()
             self.end_headers()
             self.wfile.write(body)
+
+        def _common_headers(self) -> None:
+            self.send_header("Content-Security-Policy", policy)
+            self.send_header("X-Content-Type-Options", "nosniff")
 
         def _send_file(self, path: Path, kind: str) -> None:
             """The file, or the byte range the browser asks for (video seeking needs ranges)."""
@@ -206,6 +232,7 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 0) -> Viewer
                     return
             self.send_response(HTTPStatus.PARTIAL_CONTENT if ranged else HTTPStatus.OK)
             self.send_header("Content-Type", kind)
+            self._common_headers()
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(last - first + 1))
             if ranged:
@@ -226,12 +253,36 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 0) -> Viewer
 
         def log_message(self, format: str, *args) -> None:  # noqa: A002
             pass  # the page's requests are not news
+    return Handler
 
+
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 0) -> Viewer:
+    """Serve the run on ``host:port`` (0: any free port) in a background thread; reads only.
+
+    It answers three paths, the page, the run's video (only the file whose sha256 the run recorded) and the
+    heatmap, and only to requests whose Host header names this server by the address it listens on or by
+    ``localhost`` (a page elsewhere that reaches it through DNS rebinding names its own host and is refused).
+    Every response carries the page's Content-Security-Policy."""
+    run = load_run(run_dir)
+    video, _ = run.video_file
+    heatmap = run.path / HEATMAP_FILE
+    has_heatmap = run.answer is not None and heatmap.is_file()
+    page, policy = render_page(view_data(run), "video" if video is not None else "",
+                               HEATMAP_FILE if has_heatmap else None)
+    page = page.encode("utf-8")
+    files = {} if video is None else {"/video": (video, "video/mp4")}
+    if has_heatmap:
+        files["/" + HEATMAP_FILE] = (heatmap, "image/png")
+    allowed_hosts: set[str] = set()
+    Handler = _handler(page, policy, files, allowed_hosts)
     try:
         server = ThreadingHTTPServer((host, port), Handler)
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from None
     server.daemon_threads = True
+    bound = server.server_address[1]
+    named = f"[{host}]" if ":" in host and not host.startswith("[") else host  # an IPv6 address, as browsers send it
+    allowed_hosts.update(f"{name}:{bound}" for name in {named.lower(), "localhost", "127.0.0.1", "[::1]"})
     thread = threading.Thread(target=server.serve_forever, name="socialpipe-view", daemon=True)
     thread.start()
     return Viewer(f"http://{host}:{server.server_address[1]}/", server, thread)

@@ -10,7 +10,7 @@ artifacts) first. The steps, their files and their inputs come from
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from socialpipe.pipeline.contracts.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
@@ -114,7 +114,9 @@ class Run:
 
     def _steps(self, result: RunResult, video_sha: str, stages: dict[str, Stage]) -> RunResult:
         request, video = self.request, result.video
-        self._step(result, spec_of("video"), stage_key("video", video_sha), lambda: video, source="probe",
+        # video.json names the video by its absolute path: the run folder works from any working folder
+        self._step(result, spec_of("video"), stage_key("video", video_sha),
+                   lambda: replace(video, path=str(Path(video.path).resolve())), source="probe",
                    inputs={"video": {"path": str(request.video), "sha256": video_sha}})
         self.progress(ProgressEvent("video", message=f"{video.path}: {video.width}x{video.height}, {video.fps:g} fps, "
                                                      f"{video.duration_s:.1f} s, "

@@ -20,6 +20,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import socket
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -94,8 +96,35 @@ def limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _end_with_parent() -> None:
+    """A worker ends when the process that started it does (a driver killed with kill -9 leaves no worker
+    finishing videos nobody records): on Linux the kernel sends it SIGKILL then (PR_SET_PDEATHSIG); elsewhere, and
+    for a parent that died before that was set, a thread looks once a second whether its parent changed."""
+    import signal
+    import time
+
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="socialpipe-parent-watch", daemon=True).start()
+
+
 def _start_worker(factory, threads: int, gpu_ids: list[int], counter) -> None:
     global _worker
+    _end_with_parent()
     with counter.get_lock():
         rank = counter.value
         counter.value += 1

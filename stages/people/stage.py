@@ -22,6 +22,7 @@ import numpy as np
 from socialpipe.pipeline.contracts.artifacts import Tracks, VideoInfo
 from socialpipe.pipeline.contracts.boxes import Boxes
 from socialpipe.pipeline.contracts.config import FACE_EMBEDDINGS, PeopleConfig
+from socialpipe.pipeline.contracts.errors import InputError
 from socialpipe.pipeline.contracts.stage import StageInputs
 from socialpipe.pipeline.contracts.progress import Counter, ProgressHook, Timer, quiet
 from socialpipe.pipeline.contracts.timebase import frame_step, frames_in
@@ -34,6 +35,7 @@ from socialpipe.stages.people.shots import ShotCuts, shot_of
 from socialpipe.stages.people.tracking import make_tracker, track
 
 ID_PER_SHOT = 1_000_000  # tracker ids are offset by this per shot before the final renumbering
+MIN_DETECTABLE_PX = 12  # MTCNN's first network looks at 12x12 pixels: a frame shorter than that holds no face
 BATCH_FRAMES = 8  # frames decoded and detected together, fewer when they are large (video.BATCH_BYTES)
 
 
@@ -57,6 +59,14 @@ class PeopleStage:
         missing; it is kept for the run). The face detector loads, or fails with its one-line message, when
         the stage starts."""
         FACE_EMBEDDINGS.build(self.settings.face_embedding, self.settings)
+        width, height = decoded_size(inputs.video, self.settings.max_side)
+        seen = min(width, height) * self.settings.detect_scale
+        if seen < MIN_DETECTABLE_PX:
+            video = inputs.video
+            raise InputError(f"{video.path}: its {video.width}x{video.height} frames reach the face detector "
+                             f"{seen:.0f} px on their shorter side (people.max_side {self.settings.max_side}, "
+                             f"people.detect_scale {self.settings.detect_scale:g}); expected at least "
+                             f"{MIN_DETECTABLE_PX} px, the smallest face any detector here can find")
 
     def run(self, inputs: StageInputs, progress: ProgressHook = quiet) -> Tracks:
         return self.detect(inputs.video, progress)

@@ -266,7 +266,7 @@ def _retimed_tracks(tmp_path: Path) -> Path:
 # what is allowed, exit 2, and the run folder (its config.yaml too) unchanged.
 BAD_SETTINGS = [
     (["answer.alpha=-1"], r"answer.alpha: -1.0 is outside the allowed range >= 0"),
-    (["answer.alpha=.nan"], r"answer.alpha: nan is outside the allowed range"),
+    (["answer.alpha=.nan"], r"answer.alpha: nan is not a finite number; expected a finite float"),
     (["answer.layer_range=[0.7, 0.3]"], r"answer.layer_range: \[0.7, 0.3\] is empty; expected \[lo, hi\]"),
     (["answer.layer_range=[-0.1, 0.5]"], r"answer.layer_range: -0.1 is outside the allowed range \[0, 1\]"),
     (["answer.layer_range=[0.2]"], r"answer.layer_range: expected a list of 2 values"),

@@ -307,3 +307,31 @@ def test_eval_runs_on_mmsi_style_fixtures(socialpipe, tmp_path, dataset, make):
     expected = {"sti", "pcr", "mpp"} if dataset == "mmsi" else {"sti"}
     assert set(summary["tasks"]) == expected and all(row["failed"] == 0 for row in summary["tasks"].values())
     assert summary["rejected_rows"] == (1 if dataset == "onlinemmsi" else 0)
+
+
+def test_dataset_names_that_would_leave_the_data_root_are_rejected_rows(tmp_path):
+    """OnlineMMSI's video_name, TVQA+'s vid_name and MMSI's round names are joined to the data root: a name
+    with a path in it (``../../etc/x``) is a rejected row with its reason, never a path outside the root."""
+    root = make_onlinemmsi_root(tmp_path / "online")
+    with open(root / "STI" / "test" / "metadata.csv", "a", newline="") as handle:
+        handle.write("../../../../etc/passwd,Player0: hi. Whom is Player0 speaking to?,Player0 is\n")
+    loaded = load_dataset("onlinemmsi", root)
+    assert [item.clip for item in loaded.items] == ["clip1"]
+    assert any("is not a plain name" in row["reason"] and row["id"] == "../../../../etc/passwd"
+               for row in loaded.rejected), loaded.rejected
+    row = {**TVQA_ROW, "bbox": {}}
+    tvqa = load_tvqa_plus(_write_json(tmp_path / "tvqa.json", [row, {**row, "qid": 2, "vid_name": "../x"}])
+                          / "tvqa.json")
+    assert [item.item_id for item in tvqa.items] == ["1"] and "is not a plain name" in tvqa.rejected[0]["reason"]
+    mmsi = make_mmsi_root(tmp_path / "mmsi")
+    (mmsi / "split.json").write_text(json.dumps({"train": [], "test": ["g1_r1", "../../g1_r1"]}))
+    loaded = load_dataset("mmsi", mmsi)
+    assert loaded.items and [row["id"] for row in loaded.rejected] == ["../../g1_r1"]
+
+
+def test_a_tvqa_frame_number_too_large_for_the_arrays_is_a_rejected_row(tmp_path):
+    boxes = [{"left": 1, "top": 1, "width": 5, "height": 5, "label": "Sheldon"}]
+    rows = [{**TVQA_ROW, "bbox": {}}, {**TVQA_ROW, "qid": 2, "bbox": {"99999999999999999999": boxes}}]
+    loaded = load_tvqa_plus(_write_json(tmp_path / "tvqa.json", rows) / "tvqa.json")
+    assert [item.item_id for item in loaded.items] == ["1"] and loaded.rejected[0]["id"] == 2
+    assert "too large" in loaded.rejected[0]["reason"]

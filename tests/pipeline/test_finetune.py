@@ -220,3 +220,18 @@ def test_finetune_refuses_a_set_adapter_and_empty_question_sets(socialpipe, mmsi
     result = socialpipe("finetune", "--dataset", "mmsi", "--data-root", mmsi_train, "--model", qwen_model,
                         "--out", tmp_path / "ft2", "--task", "videoqa")
     assert result.code == 2 and "no readable questions to train on" in result.err
+
+
+def test_finetune_with_every_question_left_out_is_an_error_and_trains_nothing(socialpipe, mmsi_train, qwen_model,
+                                                                              tmp_path):
+    """The questions parse but none of their videos can be read: no adapter trained on nothing (loss 0.0)."""
+    import shutil
+
+    root = tmp_path / "mmsi"
+    shutil.copytree(mmsi_train, root)
+    shutil.rmtree(root / "videos")
+    out = tmp_path / "ft"
+    result = socialpipe("finetune", "--dataset", "mmsi", "--data-root", root, "--limit", "2", "--model", qwen_model,
+                        "--out", out)
+    assert result.code == 2 and "none of the 2 questions could be read" in result.err, result
+    assert not out.exists()

@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -101,7 +102,9 @@ def browser():
 
 def open_view(browser, run_dir: Path):
     served = viewer.serve(run_dir)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    # Playwright's wait_for_function compiles its predicate in the page, which the page's policy forbids (no
+    # eval): these tests of behaviour lift the policy; the hostile-run test below keeps it
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, bypass_csp=True)
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(served.url)
@@ -212,3 +215,150 @@ def test_the_view_command_prints_its_address_and_serves(sample_run):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# ----------------------------------------------------------------------------- hostile runs
+
+HOSTILE = ["<img src=x onerror=\"window.__pwned='img'\">", "hello <!--<script> world", "</script><script>window.__pwned='tag'</script>",
+           "{{script}}", "\u2028'\"&amp;"]
+
+
+def hostile_run(sample_run: Path, tmp_path: Path) -> Path:
+    """The sample's run with hostile strings in every free-text field that reaches the page: a voice's link
+    evidence (candidate keys and values, the decision), the transcript's text and voice names."""
+    out = tmp_path / "hostile"
+    shutil.copytree(sample_run, out)
+    links = json.loads((out / "links.json").read_text())
+    for k, link in enumerate(links["links"]):
+        evidence = link.setdefault("evidence", {})
+        evidence["decision"] = HOSTILE[k % len(HOSTILE)]
+        evidence["candidates"] = {str(link.get("track_id") or 1): {HOSTILE[0]: HOSTILE[2], "margin": HOSTILE[1]}}
+        link["display_name"] = HOSTILE[(k + 1) % len(HOSTILE)]
+    (out / "links.json").write_text(json.dumps(links))
+    speech = json.loads((out / "speech.json").read_text())
+    for k, utterance in enumerate(speech["utterances"]):
+        utterance["text"] = HOSTILE[k % len(HOSTILE)]
+        utterance.pop("words", None)
+    (out / "speech.json").write_text(json.dumps(speech))
+    return out
+
+
+def test_embedded_data_cannot_leave_its_element():
+    text = viewer.embedded_json({"a": HOSTILE})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text) == {"a": HOSTILE}
+
+
+@needs_browser
+def test_hostile_strings_in_a_run_stay_text_in_the_served_and_the_exported_page(browser, sample_run, tmp_path):
+    hostile = hostile_run(sample_run, tmp_path)
+    exported = viewer.export(hostile, tmp_path / "page.html")
+    served = viewer.serve(hostile)
+    try:
+        for url in (served.url, exported.resolve().as_uri()):
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(url)
+            deadline = time.monotonic() + 15
+            while not page.evaluate("Boolean(window.socialpipeView && window.socialpipeView.ready)"):
+                assert time.monotonic() < deadline, "the page's own script did not run under its policy"
+                time.sleep(0.1)
+            assert page.evaluate("window.__pwned") is None, url
+            assert page.eval_on_selector_all("#links img, #transcript img, #links script", "els => els.length") == 0
+            shown = page.inner_text("body")
+            assert HOSTILE[0] in shown and "hello <!--<script> world" in shown  # as text, whole
+            assert errors == [], errors
+            page.close()
+    finally:
+        served.stop()
+
+
+def _get(url: str, host: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_the_server_answers_only_its_own_address_and_sends_a_content_policy(sample_run):
+    served = viewer.serve(sample_run)
+    port = served.url.rsplit(":", 1)[1].strip("/")
+    try:
+        assert _get(served.url)[0] == 200 and _get(served.url, f"localhost:{port}")[0] == 200
+        for host in ("attacker.example", f"attacker.example:{port}", "127.0.0.1:1"):
+            status, body = _get(served.url + "video", host)
+            assert status == 403 and SAMPLE_VIDEO.read_bytes()[:64] not in body, host
+        with urllib.request.urlopen(served.url, timeout=10) as response:
+            policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'sha256-" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    finally:
+        served.stop()
+
+
+def test_the_server_serves_only_the_run_s_own_video(sample_run, tmp_path):
+    """video.json names another file (/etc/passwd, or a different video): it is neither served nor linked."""
+    for other in (Path("/etc/passwd"), REPO / "sample_videos" / "shots.mp4"):
+        moved = tmp_path / f"moved-{other.name}"
+        shutil.copytree(sample_run, moved)
+        info = json.loads((moved / "video.json").read_text())
+        info["path"] = str(other)
+        (moved / "video.json").write_text(json.dumps(info))
+        served = viewer.serve(moved)
+        try:
+            status, body = _get(served.url + "video")
+            assert status == 404 and other.read_bytes()[:32] not in body
+            data = viewer.view_data(load_run(moved))
+            assert any("is not this run's video" in line for line in data["missing"]), data["missing"]
+        finally:
+            served.stop()
+        page = viewer.export(moved, tmp_path / f"{other.name}.html").read_text()
+        assert json.loads(page.split('id="run-data">', 1)[1].split("</script>", 1)[0])["video_src"] == ""
+
+
+# ----------------------------------------------------------------------------- hostile strings, searched
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_HTML_BITS = st.sampled_from(["<", ">", "&", "</script>", "<!--", "<script>", "-->", "{{data}}", "{{script}}", "\"",
+                              "'", "\\", "\u2028", "<img src=x onerror=alert(1)>", "]]>", "</", "<!"])
+hostile_text = st.lists(st.one_of(_HTML_BITS, st.text(max_size=6)), min_size=1, max_size=6).map("".join)
+
+
+@settings(max_examples=60, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(voice=hostile_text.filter(lambda s: s.strip()), text=hostile_text, name=hostile_text, decision=hostile_text, key=hostile_text,
+       value=hostile_text, question=hostile_text, answer=hostile_text, option=hostile_text, run_name=hostile_text)
+def test_no_artifact_string_escapes_the_page_s_data(tmp_path, voice, text, name, decision, key, value, question,
+                                                   answer, option, run_name):
+    """Whatever a run's artifacts hold in the fields that reach the page (voice labels, transcript text, display
+    names, link evidence keys and values, question, answer, options, the run folder's name): the page has
+    exactly its own two script elements, the policy's hash is its script's, and the data reads back intact."""
+    import base64
+    import re
+
+    from socialpipe.pipeline.contracts.artifacts import Answer
+    from socialpipe.pipeline.presentation.report import RunContents
+
+    video = VideoInfo(path=str(SAMPLE_VIDEO), fps=25.0, frame_count=10, width=64, height=36, duration_s=0.4,
+                      has_audio=True)
+    tracks = Tracks.from_rows([{"track_id": 1, "frame_index": 0, "xyxy": [1, 1, 9, 9]}], fps=25.0)
+    transcript = Transcript.from_utterances([Utterance(0.0, 0.3, voice, text)])
+    links = SpeakerLinks((SpeakerLink(voice, 1, track_ids=(1,), display_name=name or None,
+                                      evidence={"decision": decision, "candidates": {"1": {key: value}}}),))
+    answer = Answer(question or "?", answer, options=(option or "A", "B"), model=name)
+    contents = RunContents(tmp_path / (re.sub(r"[/\0]", "_", run_name)[:40] or "run"), video, tracks, transcript,
+                           links, answer, {})
+    data = viewer.view_data(contents)
+    page, policy = viewer.render_page(data, "video", None)
+    assert len(re.findall(r"<script\b", page)) == 2 and len(re.findall(r"</script>", page)) == 2
+    assert "<!--" not in page
+    embedded = page.split('<script type="application/json" id="run-data">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(embedded)["utterances"][0]["text"] == text
+    assert json.loads(embedded)["links"][0]["candidates"] == {"1": {key: value}}
+    script = page.split("<script>", 1)[1].split("</script>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in policy and policy in page.replace("&#x27;", "'")

@@ -232,14 +232,21 @@
     if (link.decision) { const d = document.createElement("div"); d.className = "note"; d.textContent = link.decision; li.appendChild(d); }
     const candidates = Object.entries(link.candidates || {});
     if (candidates.length) {
+      // every string from an artifact reaches the page as text, never as markup
       const table = document.createElement("table");
-      const keys = Object.keys(candidates[0][1]).slice(0, 4);
-      table.innerHTML = `<tr><th>track</th>${keys.map((k) => `<th>${k.replace(/_/g, " ")}</th>`).join("")}</tr>`;
-      for (const [track, values] of candidates) {
+      const keys = Object.keys(candidates[0][1] || {}).slice(0, 4);
+      const row = (tag, cells) => {
         const tr = document.createElement("tr");
-        tr.innerHTML = `<td>${Number(track)}</td>` + keys.map((k) =>
-          `<td>${typeof values[k] === "number" ? values[k].toFixed(3) : values[k] ?? "-"}</td>`).join("");
-        table.appendChild(tr);
+        for (const cell of cells) { const td = document.createElement(tag); td.textContent = cell; tr.appendChild(td); }
+        return tr;
+      };
+      table.appendChild(row("th", ["track", ...keys.map((k) => String(k).replace(/_/g, " "))]));
+      for (const [track, values] of candidates) {
+        const cells = keys.map((k) => {
+          const value = values && typeof values === "object" ? values[k] : undefined;
+          return typeof value === "number" ? value.toFixed(3) : value === undefined || value === null ? "-" : String(value);
+        });
+        table.appendChild(row("td", [String(track), ...cells]));
       }
       li.appendChild(table);
     }
