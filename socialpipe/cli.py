@@ -186,17 +186,24 @@ def batch(inputs, out, question, options, tracks_dir, transcript_dir, links_dir,
 @cli.command()
 @click.argument("run_dir", type=_existing)
 @click.option("--render/--no-render", default=True, show_default=True,
-              help="Write preview.mp4 and contact_sheet.png into the run folder.")
-def inspect(run_dir, render):
+              help="Write preview.mp4 and contact_sheet.png (into the run folder, or --render-to).")
+@click.option("--render-to", type=_existing, help="Folder for the pictures instead of the run folder (one that is "
+                                                  "read-only, or shared).")
+def inspect(run_dir, render, render_to):
     """Summarise a run folder and render a preview video and contact sheet."""
     from socialpipe.pipeline.presentation.report import load_run, render_contact_sheet, render_preview, summary
 
     contents = load_run(run_dir)
     click.echo(summary(contents))
     if render:
-        sheet = render_contact_sheet(contents, contents.path / "contact_sheet.png")
-        with BarProgress() as progress:
-            preview = render_preview(contents, contents.path / "preview.mp4", progress=progress)
+        folder = Path(render_to) if render_to is not None else contents.path
+        try:
+            sheet = render_contact_sheet(contents, folder / "contact_sheet.png")
+            with BarProgress() as progress:
+                preview = render_preview(contents, folder / "preview.mp4", progress=progress)
+        except OSError as exc:
+            raise InputError(f"{folder}: cannot write the preview and contact sheet there ({exc.strerror or exc}); "
+                             "expected a writable folder: give --render-to DIR, or --no-render") from None
         click.echo(f"preview: {preview}\ncontact sheet: {sheet}")
 
 

@@ -311,6 +311,8 @@ def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise InputError(f"config {section}.{key}: expected a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(section, key, v, a) for v, a in zip(value, args))
+    if annotation is float and isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-4 and 1e308 (no dot) as text; in a setting they are numbers
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(float(value)):
             raise InputError(f"config {section}.{key}: {value!r} is not a finite number; expected a finite float")

@@ -34,7 +34,7 @@ from socialpipe.pipeline.contracts.artifacts import (
     load_json,
 )
 from socialpipe.pipeline.contracts.errors import InputError
-from socialpipe.pipeline.contracts.io import temporary_sibling, text_lines, write_text_atomic
+from socialpipe.pipeline.contracts.io import not_a_regular_file, temporary_sibling, text_lines, write_text_atomic
 
 TRACK_SUFFIXES = (".json", ".csv", ".txt")
 TRANSCRIPT_SUFFIXES = (".json", ".rttm", ".vtt", ".srt")
@@ -317,19 +317,25 @@ AVA_SPEAKING = "SPEAKING_AUDIBLE"
 def read_ava_csv(path) -> list[dict]:
     """Rows of an AVA-ActiveSpeaker csv: video_id, frame_timestamp, x1, y1, x2, y2, label, entity_id[, score]."""
     rows = []
-    with open(path, newline="") as handle:
-        for number, fields in enumerate(csv.reader(handle), 1):
-            if not fields or fields[0].startswith("#") or fields[0] == "video_id":
-                continue
-            if len(fields) < 8:
-                raise InputError(f"{path}:{number}: {len(fields)} columns; expected video_id, frame_timestamp, "
-                                 "x1, y1, x2, y2, label, entity_id[, score] (the AVA-ActiveSpeaker csv)")
-            try:
-                rows.append({"key": (fields[0], round(float(fields[1]), 2), fields[7]), "label": fields[6].strip(),
-                             "score": float(fields[8]) if len(fields) > 8 and fields[8].strip() else None})
-            except ValueError:
-                raise InputError(f"{path}:{number}: timestamp {fields[1]!r} or score is not a number; expected "
-                                 "seconds and a score") from None
+    why = not_a_regular_file(path)
+    if why is not None:
+        raise InputError(f"{path}: {why}; expected an AVA-ActiveSpeaker csv")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text; expected an AVA-ActiveSpeaker csv") from None
+    for number, fields in enumerate(csv.reader(io.StringIO(text, newline="")), 1):
+        if not fields or fields[0].startswith("#") or fields[0] == "video_id":
+            continue
+        if len(fields) < 8:
+            raise InputError(f"{path}:{number}: {len(fields)} columns; expected video_id, frame_timestamp, "
+                             "x1, y1, x2, y2, label, entity_id[, score] (the AVA-ActiveSpeaker csv)")
+        try:
+            rows.append({"key": (fields[0], round(float(fields[1]), 2), fields[7]), "label": fields[6].strip(),
+                         "score": float(fields[8]) if len(fields) > 8 and fields[8].strip() else None})
+        except ValueError:
+            raise InputError(f"{path}:{number}: timestamp {fields[1]!r} or score is not a number; expected "
+                             "seconds and a score") from None
     return rows
 
 

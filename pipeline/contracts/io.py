@@ -14,6 +14,19 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def not_a_regular_file(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as a file, in words ("no such file", "is a folder", "is a fifo or device,
+    not a file"), or None for a regular file. Reading a fifo would wait forever and ``/dev/zero`` never ends."""
+    path = Path(path)
+    if not path.exists():
+        return "no such file"
+    if path.is_dir():
+        return "is a folder"
+    if not path.is_file():
+        return "is a fifo, socket or device, not a file"
+    return None
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
     path = Path(path)

@@ -188,6 +188,10 @@ def score_link(pred: SpeakerLinks, gt: SpeakerLinks, gt_transcript: Transcript |
     # predicted voice label standing for each ground-truth voice: itself, or (with a predicted
     # transcript) the predicted voice that overlaps it most under the optimal one-to-one mapping
     own_voice = {link.voice: link.voice for link in gt.links}
+    if pred_transcript is None and not {link.voice for link in pred.links} & set(own_voice):
+        raise InputError(f"the predicted links name voices {sorted(link.voice for link in pred.links)[:5]} and the "
+                         f"ground truth {sorted(own_voice)[:5]}: none in common, so every voice would score as wrong; "
+                         "give --pred-transcript and --transcript to map the predicted voices to the true ones")
     if pred_transcript is not None and gt_transcript is not None:
         from pyannote.metrics.diarization import DiarizationErrorRate
 

@@ -60,6 +60,8 @@ def probe(path: str | Path) -> VideoInfo:
         raise InputError(f"{path}: no such file; expected a video file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder; expected a video file")
+    if not path.is_file():
+        raise InputError(f"{path}: is a fifo, socket or device, not a file; expected a video file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: is empty (0 bytes); expected a video file")
     streams = _ffprobe_streams(path)
@@ -111,6 +113,10 @@ def _decode(path: Path, action):
         message = re.sub(r"^\[[^\]]*\]\s*\S+:\d+:\s*(Error:\s*)?", "", first_line(str(exc), None))[:120]
         message = re.sub(r"\s*failed with (-?\d+)", lambda m: f": {_FFMPEG_ERRORS.get(abs(int(m[1])), 'decoder error')}",
                          message)
+        if "Failed to measure duration/frame-count" in str(exc):  # an animated GIF, an image: nothing to address
+            raise InputError(f"{path}: its container gives no frame count or duration (an animated GIF or an "
+                             f"image?); expected a video file such as mp4, mkv, mov or webm (convert it: ffmpeg -i "
+                             f"{path.name} {path.stem}.mp4)") from None
         raise InputError(f"{path}: cannot decode the video, it looks truncated or corrupt ({message}); "
                          "expected an intact video file") from None
 

@@ -23,7 +23,7 @@ from socialpipe.pipeline.media.drawing import colour_of, draw_box, encode_png, p
 from socialpipe.pipeline.contracts.errors import InputError
 from socialpipe.pipeline.contracts.io import sha256_file, temporary_sibling, write_bytes_atomic
 from socialpipe.pipeline.contracts.progress import Counter, ProgressHook, quiet
-from socialpipe.pipeline.run.rundir import MANIFEST
+from socialpipe.pipeline.run.rundir import MANIFEST, edited_artifact
 from socialpipe.pipeline.run.stage_table import STAGE_TABLE, VIDEO
 from socialpipe.pipeline.contracts.timebase import format_clock, frame_to_time
 from socialpipe.pipeline.media.video import local_file, read_frames, stream_frames, uniform_frame_indices
@@ -80,9 +80,15 @@ class RunContents:
 
 def load_run(path: str | Path) -> RunContents:
     path = Path(path)
-    if not (path / MANIFEST).is_file() or not (path / VIDEO.file).is_file():
+    if not path.is_dir():
+        raise InputError(f"{path}: no such run folder; expected the --out folder of 'socialpipe run'")
+    missing = [name for name in (MANIFEST, VIDEO.file) if not (path / name).is_file()]
+    if len(missing) == 2 and not any((path / spec.file).is_file() for spec in STAGE_TABLE):
         raise InputError(f"{path}: not a socialpipe run folder (no {MANIFEST} / {VIDEO.file}); "
                          "expected the --out folder of 'socialpipe run'")
+    if missing:
+        raise InputError(f"{path}: the run's {' and '.join(missing)} is missing (deleted?); run socialpipe run VIDEO "
+                         f"--out {path} again to make it (the other artifacts are remade or kept)")
     manifest = read_json(path / MANIFEST)
     if not isinstance(manifest, dict):
         raise InputError(f"{path / MANIFEST}: expected a JSON object (the run's manifest), found "
@@ -114,6 +120,10 @@ def summary(run: RunContents) -> str:
     for stage, entry in run.manifest.get("stages", {}).items():
         if stage != "video":
             lines.append(f"stage   {stage:<7} {entry.get('source')} ({entry.get('seconds', 0):.2f} s)")
+    for spec in (VIDEO, *STAGE_TABLE):
+        if edited_artifact(run.path, run.manifest, spec.name):
+            lines.append(f"edited  {spec.file} was changed after the run wrote it (its sha256 is not the one "
+                         "manifest.json records): what follows shows the changed file; socialpipe run makes it again")
     for removed in run.manifest.get("removed", [])[-4:]:
         lines.append(f"removed {removed['stage']:<7} {', '.join(removed['files'])}: {removed['because']} "
                      f"({removed['at']})")

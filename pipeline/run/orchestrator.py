@@ -16,7 +16,7 @@ from pathlib import Path
 from socialpipe.pipeline.contracts.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
 from socialpipe.pipeline.contracts.config import Config
 from socialpipe.pipeline.contracts.errors import InputError
-from socialpipe.pipeline.contracts.io import sha256_file
+from socialpipe.pipeline.contracts.io import not_a_regular_file, sha256_file
 from socialpipe.pipeline.contracts.progress import ProgressEvent, ProgressHook, Timer, quiet
 from socialpipe.pipeline.contracts.stage import Stage, StageInputs
 from socialpipe.pipeline.media.video import probe
@@ -49,8 +49,9 @@ class RunRequest:
     def __post_init__(self) -> None:
         check_run_options(self.until, self.question)
         for stage, path in self.ground_truth.items():
-            if not Path(path).is_file():
-                raise InputError(f"--{spec_of(stage).ground_truth_option} {path}: no such file")
+            why = not_a_regular_file(path)
+            if why is not None:
+                raise InputError(f"--{spec_of(stage).ground_truth_option} {path}: {why}; expected a ground-truth file")
 
     @property
     def ground_truth(self) -> dict[str, Path]:
@@ -172,6 +173,9 @@ class Run:
 
     def _step(self, result: RunResult, spec: StageSpec, key: str, make: Callable, source: str, inputs: dict):
         folder, stage = result.folder, spec.name
+        if folder.edited(stage) and not self.request.force:
+            self.progress(ProgressEvent(stage, message=f"{folder.file(stage)} was changed after the run wrote it "
+                                                       "(its sha256 is not the recorded one): made again"))
         if folder.is_current(stage, key) and not self.request.force:
             artifact = load_json(spec.artifact, folder.file(stage))
             for export in spec.exports:  # an export deleted by hand is made again from the kept artifact

@@ -19,7 +19,7 @@ from typing import Any
 
 from socialpipe.pipeline import __version__
 from socialpipe.pipeline.contracts.errors import InputError
-from socialpipe.pipeline.contracts.io import sha256_text, write_text_atomic
+from socialpipe.pipeline.contracts.io import sha256_file, sha256_text, write_text_atomic
 from socialpipe.pipeline.run.stage_table import downstream_of, spec_of
 
 MANIFEST = "manifest.json"
@@ -35,8 +35,45 @@ def stage_key(*parts: Any) -> str:
 
 
 def default_run_dir(video_path: Path, video_sha256: str) -> Path:
-    """``socialpipe_runs/<video stem>-<hash prefix>``: a different video never lands in the same folder."""
-    return DEFAULT_RUNS_DIR / f"{video_path.stem}-{video_sha256[:8]}"
+    """``socialpipe_runs/<video stem>-<hash prefix>``: a different video never lands in the same folder. A stem
+    longer than 100 characters is shortened (file systems allow 255 bytes a name)."""
+    stem = video_path.stem
+    while len(stem.encode("utf-8")) > 100:
+        stem = stem[:-1]
+    return DEFAULT_RUNS_DIR / f"{stem}-{video_sha256[:8]}"
+
+
+def edited_artifact(folder: Path, manifest: dict[str, Any], stage: str) -> bool:
+    """Whether the stage's artifact in ``folder`` differs from the file the run wrote (sha256 in the manifest;
+    runs made before hashes were recorded are taken as written)."""
+    entry = (manifest.get("stages") or {}).get(stage) or {}
+    recorded, path = entry.get("sha256"), folder / spec_of(stage).file
+    return isinstance(recorded, str) and path.is_file() and sha256_file(path) != recorded
+
+
+def _run_files() -> set[str]:
+    """Every file name a run folder can hold (artifacts, exports, pictures, previews, temporary files aside)."""
+    from socialpipe.pipeline.run.stage_table import STAGE_TABLE, VIDEO
+
+    return {MANIFEST, "config.yaml", "preview.mp4", "contact_sheet.png",
+            *(name for spec in (VIDEO, *STAGE_TABLE) for name in spec.files)}
+
+
+def _same_video_or_refuse(path: Path, video_path: Path, video_sha256: str) -> None:
+    """A run folder without its manifest is taken up again only for the video its video.json names (that
+    file, by sha256), or when video.json is gone too."""
+    info = path / "video.json"
+    if not info.is_file():
+        return
+    try:
+        named = Path(json.loads(info.read_text(encoding="utf-8"))["path"])
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+        return  # unreadable: it is written again
+    if named.is_file() and sha256_file(named) == video_sha256:
+        return
+    if named.resolve() != video_path.resolve():
+        raise InputError(f"--out {path}: lost its {MANIFEST} and holds the run of {named}, not {video_path}; "
+                         "expected a new folder, or this run's own video")
 
 
 def _versions() -> dict[str, str]:
@@ -92,17 +129,22 @@ class RunFolder:
             try:
                 manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
                 recorded = manifest["video"]["sha256"]
-            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
                 raise InputError(f"{manifest_path}: unreadable run manifest; choose another --out folder") from None
             if recorded != video_sha256:
                 raise InputError(
                     f"--out {path}: holds the run of another video ({manifest['video'].get('path')}, "
                     f"sha256 {recorded[:12]}); expected a new folder or one made for {video_path}")
             return manifest
-        if not fresh and any(p.name != LOCK for p in path.iterdir()):
+        manifest = {"video": {"path": str(video_path), "sha256": video_sha256}, "stages": {}}
+        present = {p.name for p in path.iterdir()} - {LOCK} if not fresh else set()
+        if present and present <= _run_files():  # a run whose manifest was deleted: its stages are made again
+            _same_video_or_refuse(path, video_path, video_sha256)
+            manifest["rebuilt"] = f"{MANIFEST} was missing: every stage was made again"
+        elif present:
             raise InputError(f"--out {path}: is a non-empty folder that is not a socialpipe run; "
                              "expected a new or empty folder")
-        return {"video": {"path": str(video_path), "sha256": video_sha256}, "stages": {}}
+        return manifest
 
     def close(self) -> None:
         """Release the folder for other runs."""
@@ -115,8 +157,15 @@ class RunFolder:
         return self.path / spec_of(stage).file
 
     def is_current(self, stage: str, key: str) -> bool:
+        """The stage's artifact was made from these inputs and settings and is still the file the run wrote
+        (its sha256 as recorded: a file edited by hand is recomputed, never trusted)."""
         entry = self.manifest["stages"].get(stage)
-        return bool(entry and entry.get("key") == key and self.file(stage).exists())
+        return bool(entry and entry.get("key") == key and self.file(stage).exists() and not self.edited(stage))
+
+    def edited(self, stage: str) -> bool:
+        """The stage's artifact is there but is not the file the run wrote (its sha256 differs from the one
+        recorded when it was written)."""
+        return edited_artifact(self.path, self.manifest, stage)
 
     def key_of(self, stage: str) -> str | None:
         return self.manifest["stages"].get(stage, {}).get("key")
@@ -130,7 +179,7 @@ class RunFolder:
         self.manifest["stages"][stage] = {
             "key": key, "source": source, "seconds": round(seconds, 3),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inputs": inputs or {},
-            "files": spec.files,
+            "files": spec.files, "sha256": sha256_file(self.file(stage)),
         }
         if changed:
             self._remove_downstream(stage)

@@ -204,7 +204,7 @@ def _manifest_stages(folder: Path) -> dict[str, dict[str, Any]]:
     """The stages a run folder's manifest records (none when it has no readable manifest yet)."""
     try:
         stages = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("stages")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return {}
     return {name: entry for name, entry in stages.items() if isinstance(entry, dict)} if isinstance(stages, dict) else {}
 

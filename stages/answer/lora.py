@@ -66,7 +66,7 @@ def check_adapter(folder: str | Path) -> Path:
                          f"adapter folder with {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}")
     try:
         config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise InputError(f"{folder / ADAPTER_CONFIG}: not readable JSON; expected a peft adapter config") from None
     if not isinstance(config, dict) or config.get("peft_type") != "LORA":
         raise InputError(f"{folder / ADAPTER_CONFIG}: not a LoRA adapter (peft_type "

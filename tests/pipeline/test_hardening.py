@@ -193,3 +193,144 @@ def test_a_full_disk_during_a_run_is_one_line(socialpipe, tmp_path, monkeypatch)
     monkeypatch.setattr(os, "fsync", full)
     result = socialpipe("run", SAMPLE_VIDEO, "--out", tmp_path / "run", "--tracks", SAMPLE_TRACKS, "--until", "people")
     _one_line_error(result, "no space left on its device")
+
+
+@pytest.mark.parametrize("what", ["folder", "fifo", "/dev/zero"])
+def test_a_folder_fifo_or_device_as_a_file_is_named_as_such(socialpipe, tmp_path, what):
+    import os
+
+    if what == "folder":
+        path, expected = tmp_path / "a_folder", "is a folder"
+        path.mkdir()
+    elif what == "fifo":
+        path, expected = tmp_path / "a_fifo", "is a fifo, socket or device"
+        os.mkfifo(path)
+    else:
+        path, expected = Path("/dev/zero"), "is a fifo, socket or device"
+    _one_line_error(socialpipe("run", SAMPLE_VIDEO, "--out", tmp_path / "run", "--tracks", path, "--until", "people"),
+                    f"--tracks {path}: {expected}")
+    if what != "folder":
+        _one_line_error(socialpipe("run", path, "--out", tmp_path / "run2", "--until", "people"), expected)
+
+
+def test_a_gif_is_told_it_is_not_a_video_file(socialpipe, tmp_path):
+    import subprocess
+
+    gif = tmp_path / "a.gif"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=s=64x64:d=1", str(gif)], check=True)
+    _one_line_error(socialpipe("run", gif, "--out", tmp_path / "run", "--until", "people"),
+                    "its container gives no frame count or duration (an animated GIF or an image?)")
+
+
+def test_a_non_utf8_ava_csv_is_one_line(socialpipe, tmp_path):
+    bad = tmp_path / "gt.csv"
+    bad.write_bytes(b"\xff\xfe\x00bad")
+    _one_line_error(socialpipe("score", "asd", "--pred", bad, "--gt", bad), "gt.csv: not UTF-8 text")
+
+
+def test_a_default_run_folder_for_a_250_character_name_is_made(socialpipe, tmp_path, monkeypatch):
+    from tests.conftest import SAMPLE_TRACKS
+
+    monkeypatch.chdir(tmp_path)
+    video = tmp_path / ("x" * 250 + ".mp4")
+    shutil.copy(SAMPLE_VIDEO, video)
+    result = socialpipe("run", video.name, "--tracks", SAMPLE_TRACKS, "--until", "people")
+    assert result.code == 0, result
+    (folder,) = (tmp_path / "socialpipe_runs").iterdir()
+    assert folder.name.startswith("x" * 100 + "-") and (folder / "people.json").is_file()
+
+
+def test_score_link_with_no_voice_in_common_says_how_to_map_them(socialpipe, tmp_path):
+    from tests.conftest import SAMPLE_LINKS
+
+    links = json.loads(Path(SAMPLE_LINKS).read_text())
+    for k, link in enumerate(links["links"]):
+        link["voice"] = f"SPEAKER_{k:02d}"
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps(links))
+    _one_line_error(socialpipe("score", "link", "--pred", pred, "--gt", SAMPLE_LINKS), "none in common")
+
+
+def test_an_artifact_edited_by_hand_is_said_on_inspect_and_made_again_by_run(socialpipe, tmp_path):
+    """links.json edited to name track 777: inspect says the file was changed; run does not keep it as up to
+    date but makes it again from the ground truth it came from."""
+    from tests.conftest import SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT
+
+    run = tmp_path / "run"
+    common = ["run", SAMPLE_VIDEO, "--out", run, "--tracks", SAMPLE_TRACKS, "--transcript", SAMPLE_TRANSCRIPT,
+              "--links", SAMPLE_LINKS, "--until", "link"]
+    assert socialpipe(*common).code == 0
+    written = (run / "links.json").read_text()
+    links = json.loads(written)
+    links["links"][0]["track_id"] = 777
+    links["links"][0]["track_ids"] = [777]
+    (run / "links.json").write_text(json.dumps(links))
+    summary = socialpipe("inspect", run, "--no-render")
+    assert summary.code == 0 and "edited  links.json was changed after the run wrote it" in summary.out
+    again = socialpipe(*common)
+    assert again.code == 0 and "links.json was changed after the run wrote it" in again.err + again.out
+    assert json.loads((run / "links.json").read_text()) == json.loads(written)
+    assert "edited  " not in socialpipe("inspect", run, "--no-render").out
+
+
+@pytest.mark.parametrize("lost", ["manifest.json", "video.json"])
+def test_a_run_that_lost_its_manifest_or_video_json_is_named_and_taken_up_again(socialpipe, tmp_path, lost):
+    from tests.conftest import SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT
+
+    run = tmp_path / "run"
+    common = ["run", SAMPLE_VIDEO, "--out", run, "--tracks", SAMPLE_TRACKS, "--transcript", SAMPLE_TRANSCRIPT,
+              "--links", SAMPLE_LINKS, "--until", "link"]
+    assert socialpipe(*common).code == 0
+    links = (run / "links.json").read_text()
+    (run / lost).unlink()
+    _one_line_error(socialpipe("inspect", run, "--no-render"), f"the run's {lost} is missing")
+    again = socialpipe(*common)
+    assert again.code == 0, again
+    assert (run / lost).is_file() and (run / "links.json").read_text() == links
+    assert socialpipe("inspect", run, "--no-render").code == 0
+    if lost == "video.json":  # the manifest still knew every stage: they were kept, not made again
+        assert "up to date, kept" in again.err + again.out
+
+
+def test_a_folder_that_lost_its_manifest_is_not_taken_for_another_video(socialpipe, tmp_path):
+    from tests.conftest import REPO, SAMPLE_TRACKS
+
+    run = tmp_path / "run"
+    assert socialpipe("run", SAMPLE_VIDEO, "--out", run, "--tracks", SAMPLE_TRACKS, "--until", "people").code == 0
+    (run / "manifest.json").unlink()
+    other = REPO / "sample_videos" / "shots.mp4"
+    _one_line_error(socialpipe("run", other, "--out", run, "--until", "people"), "lost its manifest.json")
+
+
+def test_inspect_renders_elsewhere_and_a_folder_it_cannot_write_is_one_line(socialpipe, sample_gt_run, tmp_path,
+                                                                             monkeypatch):
+    before = sorted(p.name for p in sample_gt_run.iterdir())
+    pictures = tmp_path / "pictures"
+    result = socialpipe("inspect", sample_gt_run, "--render-to", pictures)
+    assert result.code == 0, result
+    assert sorted(p.name for p in pictures.iterdir()) == ["contact_sheet.png", "preview.mp4"]
+    assert sorted(p.name for p in sample_gt_run.iterdir()) == before
+
+    from socialpipe.pipeline.presentation import report
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(report, "write_bytes_atomic", read_only)
+    _one_line_error(socialpipe("inspect", sample_gt_run), "cannot write the preview and contact sheet there")
+
+
+def test_a_yaml_number_written_with_an_exponent_is_a_number(socialpipe, tmp_path):
+    """YAML 1.1 reads 1e308 and 1e-1 (no dot) as text: out of range is said as out of range, in range is taken."""
+    big, fine = tmp_path / "big.yaml", tmp_path / "fine.yaml"
+    big.write_text("people:\n  detect_scale: 1e308\n")
+    fine.write_text("people:\n  detect_scale: 1e-1\n")
+    _one_line_error(socialpipe("run", SAMPLE_VIDEO, "--out", tmp_path / "a", "--config", big, "--until", "people"),
+                    "people.detect_scale: 1e+308 is outside the allowed range (0, 1]")
+    from socialpipe.pipeline.contracts.config import load_config
+
+    assert load_config(fine).people.detect_scale == 0.1
+
+
+def test_an_export_where_nothing_can_be_written_is_one_line(socialpipe, sample_gt_run):
+    _one_line_error(socialpipe("view", sample_gt_run, "--export", "/proc/x.html"), "--export /proc/x.html: cannot write")
