@@ -56,7 +56,7 @@ def run(video: str | Path, question: str | None = None, options: Sequence[str] =
         out: str | Path | None = None, until: str = "answer", config: Config | None = None,
         settings: Sequence[str] = (), model: str | None = None, tracks: str | Path | None = None,
         transcript: str | Path | None = None, links: str | Path | None = None, unlisted_off_screen: bool = False,
-        force: bool = False, progress: ProgressHook = quiet):
+        force: bool = False, output_formats: Sequence[str] = (), progress: ProgressHook = quiet):
     """Run the pipeline on ``video`` and return its :class:`~socialpipe.pipeline.run.orchestrator.RunResult`
     (the run folder and every artifact made or kept).
 
@@ -64,8 +64,10 @@ def run(video: str | Path, question: str | None = None, options: Sequence[str] =
     built-in defaults); ``model`` sets ``answer.model``. ``tracks``, ``transcript`` and ``links``
     are ground-truth files used instead of the people, speech and link stages (with
     ``unlisted_off_screen``, voices the links do not name are off screen). Without a
-    ``question`` the run stops after the link stage. Errors a caller can cause are
-    :class:`InputError` / :class:`SocialpipeError` with a one-line message.
+    ``question`` the run stops after the link stage. ``output_formats`` (srt, vtt, txt, tsv, json, rttm or
+    all) also writes ``transcript.<format>`` into the run folder, speakers named by person (as ``run
+    --output-format``). Errors a caller can cause are :class:`InputError` / :class:`SocialpipeError` with a
+    one-line message.
     """
     from socialpipe.pipeline.contracts.config import apply_overrides
     from socialpipe.pipeline.run.orchestrator import RunRequest
@@ -76,4 +78,12 @@ def run(video: str | Path, question: str | None = None, options: Sequence[str] =
                          out=None if out is None else Path(out), question=question, options=tuple(options),
                          tracks_file=tracks, transcript_file=transcript, links_file=links,
                          unlisted_off_screen=unlisted_off_screen, until=until, force=force)
-    return run_request(request, progress)
+    result = run_request(request, progress)
+    if output_formats:
+        from socialpipe.pipeline.contracts.outputs import write_outputs
+
+        if result.transcript is None:
+            raise InputError("output_formats needs the speech stage's transcript; expected until='speech' or later")
+        write_outputs(result.transcript, result.links, result.folder.path, tuple(output_formats),
+                      uri=Path(result.video.path).stem, language=result.transcript.meta.get("language"))
+    return result

@@ -106,12 +106,19 @@ def _pipeline_options(command):
 @click.option("--out", type=_existing, help="Run folder. Default: socialpipe_runs/<video>-<hash>.")
 @click.option("--tracks", type=_existing, help="Ground-truth tracks (.json or MOT .csv) instead of the people stage.")
 @click.option("--transcript", type=_existing,
-              help="Ground-truth transcript (.json, .rttm, .vtt or .srt) instead of the speech stage.")
+              help="Ground-truth transcript (.json, socialpipe's or WhisperX's; .rttm, .vtt or .srt) instead of "
+                   "the speech stage.")
 @click.option("--links", type=_existing, help="Ground-truth voice -> track links (.json) instead of the link stage.")
 @_pipeline_options
 @click.option("--force", is_flag=True, help="Recompute stages even when their artifacts are up to date.")
+@click.option("--output-format", "output_formats", multiple=True,
+              type=click.Choice(["srt", "vtt", "txt", "tsv", "json", "rttm", "all"]),
+              help="Also write the transcript as transcript.<format> in the run folder, speakers named by person "
+                   "(repeat, or all).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (and the answer, or --json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
 def run(video, out, question, options, tracks, transcript, links, unlisted_off_screen, until, config_path, overrides,
-        model, adapter, force):
+        model, adapter, force, output_formats, quiet, as_json):
     """Run the pipeline on VIDEO and write every stage's artifact to the run folder."""
     from socialpipe.pipeline.contracts.config import load_config
     from socialpipe.pipeline.run.orchestrator import RunRequest
@@ -121,14 +128,52 @@ def run(video, out, question, options, tracks, transcript, links, unlisted_off_s
     request = RunRequest(video=video, config=load_config(config_path, overrides), out=out, question=question,
                          options=tuple(options), tracks_file=tracks, transcript_file=transcript, links_file=links,
                          unlisted_off_screen=unlisted_off_screen, until=until, force=force)
-    with BarProgress() as progress:
-        result = run_pipeline(request, progress=progress)
-    for note in result.notes:
-        click.echo(note, err=True)
+    if quiet:
+        result = run_pipeline(request)
+    else:
+        with BarProgress() as progress:
+            result = run_pipeline(request, progress=progress)
+    written = []
+    if output_formats:
+        if result.transcript is None:
+            raise InputError("--output-format needs the speech stage's transcript; expected --until speech or later")
+        from socialpipe.pipeline.contracts.outputs import write_outputs
+
+        written = write_outputs(result.transcript, result.links, result.folder.path, tuple(output_formats),
+                                uri=Path(result.video.path).stem, language=result.transcript.meta.get("language"))
+    if as_json:
+        click.echo(json.dumps(_run_summary(result, written), sort_keys=True))
+        return
     if result.answer is not None:
         click.echo(result.answer.text)
+    if quiet:
+        return
+    for note in result.notes:
+        click.echo(note, err=True)
+    if written:
+        click.echo("wrote " + ", ".join(str(p) for p in written), err=True)
     click.echo(f"run folder: {result.folder.path} (stopped after {result.stopped_after}); "
                f"see it with: socialpipe inspect {result.folder.path}", err=True)
+
+
+def _run_summary(result, written: list[Path]) -> dict:
+    """What ``run --json`` prints: the run folder, where it stopped, its files, counts, and the answer."""
+    folder = result.folder.path
+    summary = {"run_folder": str(folder), "stopped_after": result.stopped_after, "notes": list(result.notes),
+               "video": {"path": result.video.path, "duration_s": result.video.duration_s},
+               "files": sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
+               "written": [str(p) for p in written], "answer": None}
+    if result.tracks is not None:
+        summary["tracks"] = len(result.tracks.track_ids)
+    if result.transcript is not None:
+        summary["voices"] = result.transcript.speakers
+    if result.links is not None:
+        summary["links"] = {link.voice: link.track_id for link in result.links.links}
+    if result.answer is not None:
+        answer = result.answer
+        summary["answer"] = {"text": answer.text, "options": list(answer.options), "chosen": answer.chosen_option,
+                             "scores": None if answer.option_scores is None else list(answer.option_scores)}
+    return summary
 
 
 def _placement_options(command):

@@ -22,6 +22,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,9 @@ from socialpipe.pipeline.contracts.artifacts import (
     Tracks,
     Transcript,
     Utterance,
+    Word,
     load_json,
+    read_json,
 )
 from socialpipe.pipeline.contracts.errors import InputError
 from socialpipe.pipeline.contracts.io import not_a_regular_file, temporary_sibling, text_lines, write_text_atomic
@@ -181,6 +184,7 @@ _TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}")
 _VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]+)>")
 _TAG = re.compile(r"</?[^>]+>")
 # "Name: text" or TVQA's "(Name:) text"; a name starts with a letter and has at most four words.
+_BRACKET_PREFIX = re.compile(r"^\s*\[([^\]]+)\]\s*:\s*(.*)$")  # WhisperX's SRT and TXT: "[SPEAKER_00]: text"
 _NAME_PREFIX = re.compile(r"^\s*(?:-\s*)?\(?\s*([A-Za-z][\w.'&-]*(?: [\w.'&-]+){0,3})\s*:\s*\)?\s*(.*)$")
 
 
@@ -246,7 +250,7 @@ def _cue_utterances(path: Path, lineno: int, start: float, end: float, payload: 
     for raw in payload:
         voice = _VOICE.search(raw)
         plain = html.unescape(_TAG.sub("", raw).strip())  # escaped line breaks and edge spaces are kept
-        prefix = _NAME_PREFIX.match(plain.strip()) if not voice else None
+        prefix = (_BRACKET_PREFIX.match(plain.strip()) or _NAME_PREFIX.match(plain.strip())) if not voice else None
         if voice:
             turns.append([html.unescape(voice.group(1).strip()), plain])
         elif prefix:
@@ -257,7 +261,7 @@ def _cue_utterances(path: Path, lineno: int, start: float, end: float, payload: 
             turns.append([unnamed, plain.strip()])
         elif plain.strip():
             raise InputError(f"{path} line {lineno}: cue {plain[:40]!r} names no speaker; expected a "
-                             "'<v Name>' voice span or a line starting 'Name:'")
+                             "'<v Name>' voice span or a line starting 'Name:' or '[Name]:'")
     try:
         return [Utterance(start, end, speaker, text) for speaker, text in turns]
     except InputError as exc:
@@ -299,8 +303,42 @@ def load_tracks(path: str | Path, fps: float | None, kind: str = "face") -> Trac
 
 def load_transcript(path: str | Path) -> Transcript:
     path = Path(path)
-    readers = {".json": lambda p: load_json(Transcript, p), ".rttm": read_rttm, ".vtt": read_vtt, ".srt": read_srt}
+    readers = {".json": _read_transcript_json, ".rttm": read_rttm, ".vtt": read_vtt, ".srt": read_srt}
     return readers[_suffix(path, TRANSCRIPT_SUFFIXES, "transcript")](path)
+
+
+def _read_transcript_json(path: Path) -> Transcript:
+    """socialpipe's transcript JSON, or WhisperX's result JSON (segments with their speaker)."""
+    data = read_json(path)
+    return read_whisperx_json(data, str(path)) if is_whisperx_json(data) else Transcript.from_json(data, source=str(path))
+
+
+def is_whisperx_json(data: Any) -> bool:
+    return isinstance(data, dict) and "socialpipe" not in data and isinstance(data.get("segments"), list)
+
+
+def read_whisperx_json(data: dict, source: str) -> Transcript:
+    """WhisperX's result (``whisperx ... --output_format json`` after diarization) as a transcript: each segment
+    an utterance of its ``speaker``, its words with their times where WhisperX aligned them."""
+    utterances = []
+    for i, segment in enumerate(data["segments"]):
+        where = f"{source}: segment {i}"
+        if not isinstance(segment, dict):
+            raise InputError(f"{where} is {type(segment).__name__}; expected an object with start, end, text, speaker")
+        speaker = segment.get("speaker")
+        if not isinstance(speaker, str) or not speaker.strip():
+            raise InputError(f"{where} has no speaker; expected WhisperX's output after diarization "
+                             "(whisperx --diarize), whose segments name their speaker")
+        start, end = segment.get("start"), segment.get("end")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, end)):
+            raise InputError(f"{where} has start {start!r} and end {end!r}; expected seconds")
+        words = tuple(Word(float(w["start"]), float(w["end"]), str(w.get("word", "")).strip(),
+                           float(w["score"]) if isinstance(w.get("score"), (int, float)) else None)
+                      for w in segment.get("words") or () if isinstance(w, dict)
+                      and isinstance(w.get("start"), (int, float)) and isinstance(w.get("end"), (int, float)))
+        utterances.append(Utterance(float(start), float(end), speaker, str(segment.get("text", "")).strip(),
+                                    words or None))
+    return Transcript.from_utterances(utterances, {"source": source, "format": "whisperx json"})
 
 
 def load_links(path: str | Path) -> SpeakerLinks:

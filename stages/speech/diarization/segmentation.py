@@ -41,12 +41,22 @@ def segmentation_model_path(name: str = "whisperx") -> str:
 
 def segmentation_model(name: str = "whisperx"):
     """The segmentation model ``name`` (a checkpoint inside an installed wheel, not a user's file)."""
+    import logging
+
     from pyannote.audio import Model
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # lightning's checkpoint-upgrade notice
-        path = segmentation_model_path(name)
-        model = shared("segmentation", path, lambda: Model.from_pretrained(path))
+    # lightning logs "automatically upgraded your loaded checkpoint" on every fresh process: the checkpoint is
+    # inside a wheel, the user can do nothing about it
+    migration_log = logging.getLogger("lightning.pytorch.utilities.migration.utils")
+    level = migration_log.level
+    migration_log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            path = segmentation_model_path(name)
+            model = shared("segmentation", path, lambda: Model.from_pretrained(path))
+    finally:
+        migration_log.setLevel(level)
     return model.eval()
 
 def local_speakers(audio: np.ndarray, window_starts_s: np.ndarray, batch_size: int = 32,
