@@ -173,9 +173,6 @@ class Run:
 
     def _step(self, result: RunResult, spec: StageSpec, key: str, make: Callable, source: str, inputs: dict):
         folder, stage = result.folder, spec.name
-        if folder.edited(stage) and not self.request.force:
-            self.progress(ProgressEvent(stage, message=f"{folder.file(stage)} was changed after the run wrote it "
-                                                       "(its sha256 is not the recorded one): made again"))
         if folder.is_current(stage, key) and not self.request.force:
             artifact = load_json(spec.artifact, folder.file(stage))
             for export in spec.exports:  # an export deleted by hand is made again from the kept artifact
@@ -184,6 +181,9 @@ class Run:
             if stage != "video":
                 self.progress(ProgressEvent(stage, message=f"up to date, kept {folder.file(stage)}"))
             return artifact
+        if not self.request.force and folder.edited(stage):  # hashed here only when the file was not kept
+            self.progress(ProgressEvent(stage, message=f"{folder.file(stage)} was changed after the run wrote it "
+                                                       "(its sha256 is not the recorded one): made again"))
         timer = Timer(stage)
         with timer(stage):
             artifact = make()

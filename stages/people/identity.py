@@ -2,8 +2,8 @@
 
 Each face track is embedded on a few of its best frames, not every frame: the track is cut into
 stretches of time (one per FACE_EVERY_S, at most ``people.identity_frames``) and, in each, the frame
-whose face is largest and most frontal (from the detector's landmarks) is taken, if its face is at least ``people.min_identity_px``
-on its shorter side and turned no further than MIN_FRONTAL allows. Those frames are decoded once
+whose face is largest and most frontal (from the detector's landmarks) is taken, if its face is at
+least ``people.min_identity_px`` on its shorter side and turned no further than MIN_FRONTAL allows. Those frames are decoded once
 more, and each face is embedded unless it is too blurred (variance of the Laplacian of its grey
 pixels under ``MIN_SHARPNESS``). A track's
 embedding is the sharpness-weighted mean of its faces'; a track without one (every face too small

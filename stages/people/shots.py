@@ -8,9 +8,10 @@ They are found by what a dissolve is, a blend: over a one-second window, when th
 frame differ as two shots do (mean absolute difference of their 64x36 pictures at least
 GRADUAL_MIN_CHANGE of 255) and the middle frame is their average (what is left of it, against that
 difference, at most GRADUAL_MAX_RESIDUAL), a transition is under way and a cut is placed in the middle
-of the window; the next is looked for once a window's ends look alike again (a long dissolve is one cut). A camera pan or a person walking through the frame changes as much, but its middle frame
-is not the average of the ends. Such a cut is found half a window late: boxes the old shot's tracker
-drew after it are dropped by the people stage (a box stays in the shot its track started in)."""
+of the window; the next is looked for once a window's ends look alike again (a long dissolve is one
+cut). A camera pan or a person walking through the frame changes as much, but its middle frame is not
+the average of the ends. Such a cut is found half a window late: boxes the old shot's tracker drew
+after it are dropped by the people stage (a box stays in the shot its track started in)."""
 
 from __future__ import annotations
 
