@@ -22,13 +22,14 @@ module or package per stage).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from socialpipe.pipeline import __version__
 from socialpipe.pipeline.contracts.artifacts import (
     Answer,
     AttributedSegment,
+    Names,
     SpeakerLink,
     SpeakerLinks,
     SpeakerTurn,
@@ -46,8 +47,8 @@ from socialpipe.pipeline.contracts.errors import InputError, SocialpipeError
 from socialpipe.pipeline.contracts.progress import ProgressEvent, ProgressHook, quiet
 
 __all__ = [
-    "Answer", "AttributedSegment", "Boxes", "Config", "InputError", "ProgressEvent", "ProgressHook", "SocialpipeError",
-    "SpeakerLink", "SpeakerLinks", "SpeakerTurn", "Tracks", "Transcript", "Utterance", "UtteranceAttribution",
+    "Answer", "AttributedSegment", "Boxes", "Config", "InputError", "Names", "ProgressEvent", "ProgressHook",
+    "SocialpipeError", "SpeakerLink", "SpeakerLinks", "SpeakerTurn", "Tracks", "Transcript", "Utterance", "UtteranceAttribution",
     "VideoInfo", "Word", "__version__", "load_config", "load_json", "run",
 ]
 
@@ -56,7 +57,8 @@ def run(video: str | Path, question: str | None = None, options: Sequence[str] =
         out: str | Path | None = None, until: str = "answer", config: Config | None = None,
         settings: Sequence[str] = (), model: str | None = None, tracks: str | Path | None = None,
         transcript: str | Path | None = None, links: str | Path | None = None, unlisted_off_screen: bool = False,
-        force: bool = False, output_formats: Sequence[str] = (), progress: ProgressHook = quiet):
+        force: bool = False, output_formats: Sequence[str] = (), names: Mapping[str, str] | None = None,
+        gallery: str | Path | None = None, progress: ProgressHook = quiet):
     """Run the pipeline on ``video`` and return its :class:`~socialpipe.pipeline.run.orchestrator.RunResult`
     (the run folder and every artifact made or kept).
 
@@ -66,7 +68,9 @@ def run(video: str | Path, question: str | None = None, options: Sequence[str] =
     ``unlisted_off_screen``, voices the links do not name are off screen). Without a
     ``question`` the run stops after the link stage. ``output_formats`` (srt, vtt, txt, tsv, json, rttm or
     all) also writes ``transcript.<format>`` into the run folder, speakers named by person (as ``run
-    --output-format``). Errors a caller can cause are :class:`InputError` / :class:`SocialpipeError` with a
+    --output-format``). ``names`` maps labels to names (a voice ``SPEAKER_00`` or a person ``PERSON_02``,
+    as ``run --name``) and ``gallery`` is a folder of reference photos and voice samples matched to the run's
+    persons and voices (as ``run --gallery``); names reach every output. Errors a caller can cause are :class:`InputError` / :class:`SocialpipeError` with a
     one-line message.
     """
     from socialpipe.pipeline.contracts.config import apply_overrides
@@ -77,13 +81,7 @@ def run(video: str | Path, question: str | None = None, options: Sequence[str] =
     request = RunRequest(video=Path(video), config=apply_overrides(config or Config(), overrides),
                          out=None if out is None else Path(out), question=question, options=tuple(options),
                          tracks_file=tracks, transcript_file=transcript, links_file=links,
-                         unlisted_off_screen=unlisted_off_screen, until=until, force=force)
-    result = run_request(request, progress)
-    if output_formats:
-        from socialpipe.pipeline.contracts.outputs import write_outputs
-
-        if result.transcript is None:
-            raise InputError("output_formats needs the speech stage's transcript; expected until='speech' or later")
-        write_outputs(result.transcript, result.links, result.folder.path, tuple(output_formats),
-                      uri=Path(result.video.path).stem, language=result.transcript.meta.get("language"))
-    return result
+                         unlisted_off_screen=unlisted_off_screen, until=until, force=force,
+                         output_formats=tuple(output_formats), names=dict(names or {}),
+                         gallery=None if gallery is None else Path(gallery))
+    return run_request(request, progress)

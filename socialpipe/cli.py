@@ -115,10 +115,16 @@ def _pipeline_options(command):
               type=click.Choice(["srt", "vtt", "txt", "tsv", "json", "rttm", "all"]),
               help="Also write the transcript as transcript.<format> in the run folder, speakers named by person "
                    "(repeat, or all).")
+@click.option("--name", "name_pairs", multiple=True, metavar="LABEL=NAME",
+              help="Name a voice (SPEAKER_00=Alice) or a person (PERSON_02=Bob) in every output (repeat).")
+@click.option("--names", "names_file", type=_existing, help="A YAML or JSON map of LABEL: NAME (as --name).")
+@click.option("--gallery", type=_existing,
+              help="A folder of reference photos (NAME.jpg or NAME/*.jpg) and voice samples (NAME.wav) matched to "
+                   "the run's persons and voices by face and voice embedding.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (and the answer, or --json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
 def run(video, out, question, options, tracks, transcript, links, unlisted_off_screen, until, config_path, overrides,
-        model, adapter, force, output_formats, quiet, as_json):
+        model, adapter, force, output_formats, name_pairs, names_file, gallery, quiet, as_json):
     """Run the pipeline on VIDEO and write every stage's artifact to the run folder."""
     from socialpipe.pipeline.contracts.config import load_config
     from socialpipe.pipeline.run.orchestrator import RunRequest
@@ -127,20 +133,15 @@ def run(video, out, question, options, tracks, transcript, links, unlisted_off_s
     overrides = list(overrides) + _answer_overrides(model=model, adapter=adapter)
     request = RunRequest(video=video, config=load_config(config_path, overrides), out=out, question=question,
                          options=tuple(options), tracks_file=tracks, transcript_file=transcript, links_file=links,
-                         unlisted_off_screen=unlisted_off_screen, until=until, force=force)
+                         unlisted_off_screen=unlisted_off_screen, until=until, force=force,
+                         output_formats=tuple(output_formats), names=given_names(names_file, name_pairs),
+                         gallery=gallery)
     if quiet:
         result = run_pipeline(request)
     else:
         with BarProgress() as progress:
             result = run_pipeline(request, progress=progress)
-    written = []
-    if output_formats:
-        if result.transcript is None:
-            raise InputError("--output-format needs the speech stage's transcript; expected --until speech or later")
-        from socialpipe.pipeline.contracts.outputs import write_outputs
-
-        written = write_outputs(result.transcript, result.links, result.folder.path, tuple(output_formats),
-                                uri=Path(result.video.path).stem, language=result.transcript.meta.get("language"))
+    written = result.written
     if as_json:
         click.echo(json.dumps(_run_summary(result, written), sort_keys=True))
         return
@@ -154,6 +155,13 @@ def run(video, out, question, options, tracks, transcript, links, unlisted_off_s
         click.echo("wrote " + ", ".join(str(p) for p in written), err=True)
     click.echo(f"run folder: {result.folder.path} (stopped after {result.stopped_after}); "
                f"see it with: socialpipe inspect {result.folder.path}", err=True)
+
+
+def given_names(names_file: Path | None, pairs: tuple[str, ...]) -> dict[str, str]:
+    """``--names FILE`` and ``--name LABEL=NAME`` as one map (``--name`` wins)."""
+    from socialpipe.pipeline.run.naming import parse_names, read_names_file
+
+    return {**(read_names_file(names_file) if names_file is not None else {}), **parse_names(pairs)}
 
 
 def _run_summary(result, written: list[Path]) -> dict:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -629,8 +631,10 @@ class SpeakerLinks(_SavesJson):
     attributions: tuple[UtteranceAttribution, ...] = ()
     person_of_track: Mapping[int, int] = field(default_factory=dict)
     speaking_scores: Mapping[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)
+    person_names: Mapping[int, str] = field(default_factory=dict)  # person id -> a name given to that person
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "person_names", {int(k): str(v) for k, v in self.person_names.items()})
         voices = [link.voice for link in self.links]
         dupes = sorted({v for v in voices if voices.count(v) > 1})
         _check(not dupes, f"voices {dupes} are linked more than once; expected one link per voice")
@@ -670,44 +674,110 @@ class SpeakerLinks(_SavesJson):
         return next((link.name for link in self.links if link.voice == voice), voice)
 
     def person_label(self, voice: str, track_id: int | None = None) -> str:
-        """Who speaks ``voice`` from ``track_id`` (default: the voice's main track), as a label: the name of a
-        named voice whose main track is that person's, else ``PERSON_<id>``; a voice with no face (or a track
-        without a person) keeps its own label."""
+        """Who speaks ``voice`` from ``track_id`` (default: the voice's main track), as a label: the name given to
+        that person, else the name of a named voice whose main track is that person's, else ``PERSON_<id>``; a
+        voice with no face (or a track without a person) keeps its own label (or name)."""
         track_id = self.track_for(voice) if track_id is None else track_id
         person = None if track_id is None else self.person_of_track.get(track_id)
         if person is None:
             return self.name_for(voice)
+        if person in self.person_names:
+            return self.person_names[person]
         named = next((link.display_name for link in self.links if link.display_name and link.track_id is not None
                       and self.person_of_track.get(link.track_id) == person), None)
         return named or f"PERSON_{person:02d}"
 
+    def attribution_at(self, voice: str, time_s: float) -> UtteranceAttribution | None:
+        """The attribution of ``voice``'s utterance under way at ``time_s`` (None: none)."""
+        return next((a for a in self.attributions if a.voice == voice and a.start_s <= time_s < a.end_s), None)
+
+    def spoken_by(self, voice: str, start_s: float, end_s: float) -> list[tuple[float, float, str]]:
+        """``(start, end, label)`` for the stretches of ``voice``'s speech in [start_s, end_s), each labelled with
+        the person speaking it (``person_label`` of the track its utterance is attributed to then: an utterance
+        spoken from two faces, or across shots, changes person where the speaking face changes; else the voice's
+        main track). Adjacent stretches of one label are joined; an empty span gives none."""
+        if end_s <= start_s:
+            return []
+        mine = [a for a in self.attributions if a.voice == voice and a.end_s > start_s and a.start_s < end_s]
+        edges = {start_s, end_s}
+        for a in mine:
+            edges.update(t for part in ((a.start_s, a.end_s), *((s.start_s, s.end_s) for s in a.segments))
+                         for t in part if start_s < t < end_s)
+        edges = sorted(edges)
+        stretches: list[tuple[float, float, str]] = []
+        for start, end in zip(edges, edges[1:]):
+            middle = (start + end) / 2
+            attributed = next((a for a in mine if a.start_s <= middle < a.end_s), None)
+            label = self.person_label(voice, None if attributed is None else attributed.track_at(middle))
+            if stretches and stretches[-1][2] == label:
+                stretches[-1] = (stretches[-1][0], end, label)
+            else:
+                stretches.append((start, end, label))
+        return stretches
+
+    def labelled(self, transcript: Transcript) -> Transcript:
+        """The transcript as every later output shows it: each utterance's speaker replaced by the person
+        speaking it (``spoken_by``). An utterance that changes person is split between its words (each word
+        goes to the person speaking at its middle); one without word times goes whole to the person who
+        speaks most of it. The voice each utterance came from stays in the speech artifact."""
+        utterances = []
+        for u in transcript.utterances:
+            stretches = self.spoken_by(u.speaker, u.start_s, u.end_s)
+            if not stretches:  # an empty utterance: the person at its moment
+                stretches = [(u.start_s, u.end_s, self.person_label(
+                    u.speaker, getattr(self.attribution_at(u.speaker, u.start_s), "track_id", None)))]
+            if len(stretches) == 1 or not u.words:
+                label = max(stretches, key=lambda s: s[1] - s[0])[2]
+                utterances.append(replace(u, speaker=label))
+                continue
+            starts = [start for start, _, _ in stretches]
+            groups: list[tuple[str, list[Word]]] = []
+            for word in u.words:
+                label = stretches[max(bisect_right(starts, (word.start_s + word.end_s) / 2) - 1, 0)][2]
+                if groups and groups[-1][0] == label:
+                    groups[-1][1].append(word)
+                else:
+                    groups.append((label, [word]))
+            for k, (label, words) in enumerate(groups):
+                utterances.append(Utterance(u.start_s if k == 0 else words[0].start_s,
+                                            u.end_s if k == len(groups) - 1 else words[-1].end_s, label,
+                                            " ".join(w.text.strip() for w in words), tuple(words)))
+        return Transcript.from_utterances(utterances, {**transcript.meta, "labels": "persons (links)"})
+
     def who_spoke_when(self, transcript: Transcript, uri: str = "video"):
         """Who spoke when, by person (the audio-visual diarization), as a ``pyannote.core.Annotation``: each
-        speech turn of ``transcript`` labelled with the person speaking it, that is the person of the track its
-        utterance is attributed to then (an utterance spoken from two faces is split where the speaking face
-        changes), else of its voice's main track; a voice no face speaks keeps its own label (off screen). Two
-        voices of one person become one label; adjacent turns of one label are joined."""
+        speech turn of ``transcript`` split and labelled by ``spoken_by``; a voice no face speaks keeps its own
+        label (off screen). Two voices of one person become one label; adjacent turns of one label are joined."""
         from pyannote.core import Annotation, Segment
 
-        by_voice: dict[str, list[UtteranceAttribution]] = {}
-        for attribution in self.attributions:
-            by_voice.setdefault(attribution.voice, []).append(attribution)
         annotation = Annotation(uri=uri)
         for i, turn in enumerate(transcript.speech_turns):
-            if turn.end_s <= turn.start_s:
-                continue
-            mine = [a for a in by_voice.get(turn.speaker, ()) if a.end_s > turn.start_s and a.start_s < turn.end_s]
-            edges = {turn.start_s, turn.end_s}
-            for a in mine:
-                edges.update(t for part in ((a.start_s, a.end_s), *((s.start_s, s.end_s) for s in a.segments))
-                             for t in part if turn.start_s < t < turn.end_s)
-            edges = sorted(edges)
-            for k, (start, end) in enumerate(zip(edges, edges[1:])):
-                middle = (start + end) / 2
-                attributed = next((a for a in mine if a.start_s <= middle < a.end_s), None)
-                track = None if attributed is None else attributed.track_at(middle)
-                annotation[Segment(start, end), (i, k)] = self.person_label(turn.speaker, track)
+            for k, (start, end, label) in enumerate(self.spoken_by(turn.speaker, turn.start_s, turn.end_s)):
+                annotation[Segment(start, end), (i, k)] = label
         return annotation.support()
+
+    def named(self, names: Mapping[str, str]) -> SpeakerLinks:
+        """These links with names given (``run --name LABEL=NAME``): a label that is a voice names that voice
+        (its display name, shown wherever the voice is), ``PERSON_<id>`` names that person (every label of the
+        person, whichever voice it speaks). A label that is neither is an InputError listing the labels."""
+        voices = {link.voice for link in self.links}
+        persons = set(self.person_of_track.values())
+        by_voice, by_person = {}, dict(self.person_names)
+        for label, name in names.items():
+            name = str(name).strip()
+            person = re.fullmatch(r"PERSON_0*(\d+)", str(label))
+            if not name:
+                raise InputError(f"--name {label}=: the name is empty; expected LABEL=NAME")
+            if label in voices:
+                by_voice[label] = name
+            elif person and int(person.group(1)) in persons:
+                by_person[int(person.group(1))] = name
+            else:
+                known = sorted(voices) + [f"PERSON_{p:02d}" for p in sorted(persons)]
+                raise InputError(f"--name {label}={name}: {label!r} is neither a voice nor a person of this run; "
+                                 f"expected one of {known[:12]}")
+        links = tuple(replace(link, display_name=by_voice.get(link.voice, link.display_name)) for link in self.links)
+        return replace(self, links=links, person_names=by_person)
 
     def with_unlisted_off_screen(self, transcript: Transcript) -> SpeakerLinks:
         """These links plus an off-screen link (track null) for every voice of the transcript they do not name."""
@@ -740,6 +810,8 @@ class SpeakerLinks(_SavesJson):
             body["utterances"] = [u.to_json() for u in self.attributions]
         if self.person_of_track:
             body["person_of_track"] = {str(t): p for t, p in sorted(self.person_of_track.items())}
+        if self.person_names:
+            body["person_names"] = {str(p): name for p, name in sorted(self.person_names.items())}
         if self.speaking_scores:
             body["speaking_scores"] = {str(t): [[f, p] for f, p in pairs] for t, pairs in self.speaking_scores.items()}
         return body
@@ -770,7 +842,33 @@ class SpeakerLinks(_SavesJson):
                         for t, p in (found["person_of_track"] or {}).items()},
                        {_key(t, "speaking_scores track id"): tuple((_integer(f, "frame"), _number(p, "speaking probability"))
                                                            for f, p in pairs)
-                        for t, pairs in (found["speaking_scores"] or {}).items()})
+                        for t, pairs in (found["speaking_scores"] or {}).items()},
+                       {_key(p, "person_names person id"): _text(name, "person name")
+                        for p, name in (body.get("person_names") or {}).items()})
+
+
+@dataclass(frozen=True)
+class Names(_SavesJson):
+    """Names given in a run (``run --name``, ``--names``, ``--gallery``), kept as ``names.json`` beside
+    ``links.json``: label (a voice such as ``SPEAKER_00``, or a person ``PERSON_<id>``) -> name, and for each
+    gallery entry how it was matched (``matches``: the name, what it matched or why not, the similarity and the
+    threshold)."""
+
+    names: Mapping[str, str] = field(default_factory=dict)
+    matches: tuple[Mapping[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"socialpipe": "names", "version": FORMAT_VERSION, "names": dict(self.names),
+                "matches": [dict(m) for m in self.matches]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], source: str = "names json") -> Names:
+        body = _unwrap(data, "names", source)
+        with _reading(source, "names", '{"names": {"SPEAKER_00": "Alice", "PERSON_02": "Bob"}}'):
+            names = body["names"]
+            _check(isinstance(names, Mapping), "names is not a mapping; expected {label: name}")
+            return cls({_text(label, "label"): _text(name, f"name of {label}") for label, name in names.items()},
+                       tuple(dict(m) for m in body.get("matches") or ()))
 
 
 # ----------------------------------------------------------------------------- answer

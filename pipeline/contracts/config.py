@@ -133,7 +133,7 @@ class PeopleConfig(_Section):
     trust_pickled_weights: bool = False  # YOLO .pt files are pickles that run code when loaded: true loads them
     face_embedding: str = "dlib"  # face identity across shots (FACE_EMBEDDINGS): dlib (in its wheels), or none
     identity_threshold: float = 0.45  # face-embedding distance (average linkage) under which tracks are one person
-    identity_frames: int = 5  # faces embedded per track (the best of each stretch of its time)
+    identity_frames: int = 8  # at most this many faces embedded per track (the best of each 1.5 s of its time)
     min_identity_px: float = 40.0  # faces smaller than this (shorter side, pixels) are not embedded
 
     section = "people"

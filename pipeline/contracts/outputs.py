@@ -1,9 +1,9 @@
 """The transcript in the formats WhisperX users read (``--output-format``), with the final speaker labels
 (WhisperX's JSON is read back as a ground-truth transcript by ``formats.load_transcript``).
 
-The final label of an utterance is the person speaking it when the run has links (``SpeakerLinks.person_label``
-with the track the utterance is attributed to: ``PERSON_xx``, or the name of a named voice; two voices of one
-person share a label; a voice no face speaks keeps its own), else its voice. Files are written beside the run's
+The final label of an utterance is the person speaking it when the run has links (``SpeakerLinks.labelled``:
+``PERSON_xx``, or the name of a named voice; two voices of one person share a label; an utterance that changes
+person is split between its words; a voice no face speaks keeps its own), else its voice. Files are written beside the run's
 artifacts as ``transcript.<format>``:
 
 - ``srt``: numbered cues, ``HH:MM:SS,mmm --> HH:MM:SS,mmm``, ``[LABEL]: text`` (as WhisperX writes them, and as
@@ -19,7 +19,6 @@ artifacts as ``transcript.<format>``:
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,25 +32,19 @@ OUTPUT_STEM = "transcript"
 
 
 def labelled(transcript: Transcript, links: SpeakerLinks | None) -> Transcript:
-    """The transcript with each utterance's speaker replaced by its final label (see the module)."""
-    if links is None:
-        return transcript
-    attributed = {(a.voice, a.start_s, a.end_s): a for a in links.attributions}
-    utterances = []
-    for u in transcript.utterances:
-        attribution = attributed.get((u.speaker, round(u.start_s, 3), round(u.end_s, 3)))
-        track = None if attribution is None else attribution.track_at((u.start_s + u.end_s) / 2)
-        utterances.append(replace(u, speaker=links.person_label(u.speaker, track)))
-    return Transcript.from_utterances(utterances, {**transcript.meta, "labels": "persons (links)"})
+    """The transcript with the final labels: ``SpeakerLinks.labelled`` with links, else the voices."""
+    return transcript if links is None else links.labelled(transcript)
 
 
-def write_outputs(transcript: Transcript, links: SpeakerLinks | None, folder: str | Path, formats: tuple[str, ...],
+def write_outputs(transcript: Transcript | None, links: SpeakerLinks | None, folder: str | Path, formats: tuple[str, ...],
                   uri: str = "video", language: str | None = None) -> list[Path]:
     """``folder/transcript.<format>`` for each of ``formats`` ("all": every one), with the final labels."""
     wanted = OUTPUT_FORMATS if "all" in formats else tuple(dict.fromkeys(formats))
     unknown = [f for f in wanted if f not in OUTPUT_FORMATS]
     if unknown:
         raise InputError(f"--output-format {unknown[0]!r}: unknown; expected one of {list(OUTPUT_FORMATS)} or all")
+    if transcript is None:
+        raise InputError("--output-format needs the speech stage's transcript; expected --until speech or later")
     final = labelled(transcript, links)
     folder = Path(folder)
     written = []

@@ -172,9 +172,10 @@ def frames_per_batch(width: int, height: int, most: int = 16) -> int:
     return max(1, min(most, BATCH_BYTES // (width * height * 3)))
 
 
-def stream_frames(video: VideoInfo, step: int = 1, max_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (frame index, (H, W, 3) RGB frame) for every ``step``-th frame, decoded at most ``max_side`` pixels
-    on the longer side (see :func:`decoded_size`).
+def stream_frames(video: VideoInfo, step: int = 1, max_side: int | None = None,
+                  only: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (frame index, (H, W, 3) RGB frame) for every ``step``-th frame, or for the frames ``only`` lists (in
+    order), decoded at most ``max_side`` pixels on the longer side (see :func:`decoded_size`).
 
     An ffmpeg process decodes, picks the frames and scales them, and this generator reads one frame at a
     time from its pipe: memory holds one frame whatever the video's resolution and length. (decord's
@@ -184,6 +185,9 @@ def stream_frames(video: VideoInfo, step: int = 1, max_side: int | None = None) 
     """
     if step < 1:
         raise InputError(f"frame step must be >= 1, got {step}")
+    if only is not None:
+        yield from _stream_only(video, sorted(set(only)), max_side)
+        return
     width, height = decoded_size(video, max_side)
     # a variable frame rate video is decoded whole and its grid frames picked here by time
     filters = [f"select=not(mod(n\\,{step}))"] if step > 1 and not video.variable_rate else []
@@ -214,6 +218,46 @@ def stream_frames(video: VideoInfo, step: int = 1, max_side: int | None = None) 
         decoder.stderr.close()
 
 
+def _stream_only(video: VideoInfo, frames: list[int], max_side: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    """The listed frames alone: ffmpeg still decodes the stream up to the last one, but converts and hands over
+    only those (a few frames of a 720p video cost a fraction of streaming them all). A variable frame rate
+    video is streamed whole and the frames picked here."""
+    frames = [f for f in frames if 0 <= f < video.frame_count]
+    if not frames:
+        return
+    if video.variable_rate:
+        wanted = set(frames)
+        for index, frame in stream_frames(video, max_side=max_side):
+            if index in wanted:
+                yield index, frame
+            if index >= frames[-1]:
+                return
+        return
+    width, height = decoded_size(video, max_side)
+    chosen = "+".join(f"eq(n\\,{f})" for f in frames)
+    filters = [f"select={chosen}"] + ([f"scale={width}:{height}:flags=area"]
+                                      if (width, height) != (video.width, video.height) else [])
+    with tempfile.NamedTemporaryFile("w", suffix=".filter", delete=False) as script:  # too long for a command line
+        script.write(",".join(filters))
+    command = [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", local_file(video.path), "-map", "0:v:0",
+               "-frames:v", str(len(frames)), "-filter_script:v", script.name, "-fps_mode", "passthrough",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    frame_bytes = width * height * 3
+    decoder = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=frame_bytes)
+    try:
+        for index in frames:
+            data = decoder.stdout.read(frame_bytes)
+            if len(data) < frame_bytes:
+                return  # the stream holds fewer frames than the container said
+            yield index, np.frombuffer(data, np.uint8).reshape(height, width, 3)
+    finally:
+        decoder.stdout.close()
+        if decoder.poll() is None:
+            decoder.kill()
+        decoder.wait()
+        Path(script.name).unlink(missing_ok=True)
+
+
 AUDIO_CHUNK_S = 30.0  # seconds of audio a stream hands over at a time
 
 
@@ -242,6 +286,18 @@ def stream_audio(video: VideoInfo, sample_rate: int = AUDIO_SAMPLE_RATE,
             if decoder.poll() is None:
                 decoder.kill()
             decoder.wait()
+
+
+def read_audio_file(path: str | Path, max_s: float, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
+    """At most the first ``max_s`` seconds of an audio (or video) file's sound as mono float32 samples at
+    ``sample_rate`` Hz (a voice sample); a file ffmpeg cannot read is an InputError naming it."""
+    command = [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", local_file(path), "-vn", "-ac", "1",
+               "-ar", str(sample_rate), "-t", f"{max_s:g}", "-f", "f32le", "pipe:1"]
+    done = subprocess.run(command, capture_output=True)
+    if done.returncode != 0:
+        reason = (done.stderr.decode(errors="replace").strip().splitlines() or ["unknown error"])[-1]
+        raise InputError(f"{path}: cannot read its sound ({reason}); expected an audio file such as .wav")
+    return np.frombuffer(done.stdout[: len(done.stdout) // 4 * 4], dtype=np.float32)
 
 
 def read_audio(video: VideoInfo, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:

@@ -17,14 +17,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from socialpipe.pipeline.contracts.artifacts import (Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json,
-                                                     read_json)
+from socialpipe.pipeline.contracts.artifacts import (Answer, Names, SpeakerLinks, Tracks, Transcript, VideoInfo,
+                                                     load_json, read_json)
 from socialpipe.pipeline.media.drawing import colour_of, draw_box, encode_png, put_text
 from socialpipe.pipeline.contracts.errors import InputError
 from socialpipe.pipeline.contracts.io import sha256_file, temporary_sibling, write_bytes_atomic
 from socialpipe.pipeline.contracts.progress import Counter, ProgressHook, quiet
 from socialpipe.pipeline.run.rundir import MANIFEST, edited_artifact
-from socialpipe.pipeline.run.stage_table import STAGE_TABLE, VIDEO
+from socialpipe.pipeline.run.stage_table import NAMES_FILE, STAGE_TABLE, VIDEO
 from socialpipe.pipeline.contracts.timebase import format_clock, frame_to_time
 from socialpipe.pipeline.media.video import local_file, read_frames, stream_frames, uniform_frame_indices
 
@@ -69,6 +69,14 @@ class RunContents:
         return person, {p for p, n in counts.items() if n > 1}
 
     @cached_property
+    def final_transcript(self) -> Transcript | None:
+        """The transcript with the final labels (the person speaking each utterance, ``SpeakerLinks.labelled``)
+        when the run has links, else the voices'."""
+        if self.transcript is None or self.links is None:
+            return self.transcript
+        return self.links.labelled(self.transcript)
+
+    @cached_property
     def speaking_by_frame(self) -> dict[int, dict[int, float]]:
         """frame -> {face track: active-speaker probability} from the link stage's scores."""
         by_frame: dict[int, dict[int, float]] = {}
@@ -95,6 +103,10 @@ def load_run(path: str | Path) -> RunContents:
                          f"{type(manifest).__name__}")
     found = {spec.name: load_json(spec.artifact, path / spec.file) if (path / spec.file).is_file() else None
              for spec in STAGE_TABLE}
+    if (path / NAMES_FILE).is_file():  # the names the run was given apply to its links
+        named = next(spec for spec in STAGE_TABLE if spec.named)
+        if found[named.name] is not None:
+            found[named.name] = found[named.name].named(load_json(Names, path / NAMES_FILE).names)
     return RunContents(path, _find_video(load_json(VideoInfo, path / VIDEO.file), path, manifest), found["people"],
                        found["speech"], found["link"], found["answer"], manifest)
 
@@ -185,10 +197,11 @@ def _evidence_line(link) -> str:
 
 
 def track_names(links: SpeakerLinks | None) -> dict[int, str]:
-    """Every linked track -> the name of the voice it speaks (all tracks of a person carry the name)."""
+    """Every linked track -> the label of its person (``SpeakerLinks.person_label``: a name, or ``PERSON_xx``;
+    all tracks of a person carry it)."""
     if links is None:
         return {}
-    return {t: link.name for link in links.links for t in link.track_ids}
+    return {t: links.person_label(link.voice, t) for link in links.links for t in link.track_ids}
 
 
 def draw_score_bar(image: np.ndarray, xyxy: np.ndarray, probability: float, colour) -> None:
@@ -219,7 +232,7 @@ def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: d
         person, shared = run.persons
         for i, tid in enumerate(here.track_id.tolist()):
             colour, speaking = colour_of(person.get(tid, tid)), tid in speaking_tracks
-            who = f"P{person[tid]}" if person.get(tid) in shared else ""
+            who = f"P{person[tid]}" if person.get(tid) in shared and tid not in names else ""  # a name says it
             label = " ".join(filter(None, (str(tid), who, names.get(tid)))) + (" speaking" if speaking else "")
             draw_box(out, here.xyxy[i], colour, label, thickness=4 if speaking else 2, scale=scale)
             if tid in scores:
@@ -227,8 +240,8 @@ def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: d
             if here.landmarks is not None and np.isfinite(here.landmarks[i]).all():
                 for x, y in here.landmarks[i] * scale:
                     cv2.circle(out, (int(round(x)), int(round(y))), 2, colour, -1)
-    lines = [f"{run.links.name_for(u.speaker) if run.links is not None else u.speaker}: {u.text}"
-             for u in current[:2]]
+    lines = [f"{u.speaker}: {u.text}" for u in run.final_transcript.speaking_at(time_s)[:2]] \
+        if run.transcript is not None else []
     if lines:
         band_top = out.shape[0] - 8 - 20 * len(lines)
         shade = out[band_top:].astype(np.float32) * 0.35

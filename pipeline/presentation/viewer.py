@@ -71,14 +71,17 @@ def view_data(run: RunContents) -> dict[str, Any]:
     if run.transcript is not None:
         data["voices"] = run.transcript.speakers
         for u in run.transcript.utterances:
+            spoken = run.links.spoken_by(u.speaker, u.start_s, u.end_s) if run.links else []
+            name = max(spoken, key=lambda s: s[1] - s[0])[2] if spoken else \
+                (run.links.person_label(u.speaker) if run.links else u.speaker)
             data["utterances"].append({"start": round(u.start_s, 3), "end": round(u.end_s, 3), "voice": u.speaker,
-                                       "name": run.links.name_for(u.speaker) if run.links else u.speaker,
-                                       "text": u.text})
+                                       "name": name, "text": u.text})
     if run.links is not None:
         for link in run.links.links:
             evidence = dict(link.evidence)
-            data["links"].append({"voice": link.voice, "name": link.name, "track": link.track_id,
-                                  "tracks": list(link.track_ids), "person": link.person_id,
+            data["links"].append({"voice": link.voice, "name": link.name, "person": run.links.person_label(link.voice),
+                                  "track": link.track_id,
+                                  "tracks": list(link.track_ids), "person_id": link.person_id,
                                   "confidence": round(link.confidence, 4), "decision": evidence.get("decision"),
                                   "candidates": evidence.get("candidates", {})})
     if run.answer is not None:

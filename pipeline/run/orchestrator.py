@@ -9,19 +9,22 @@ artifacts) first. The steps, their files and their inputs come from
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from socialpipe.pipeline.contracts.artifacts import Answer, SpeakerLinks, Tracks, Transcript, VideoInfo, load_json
 from socialpipe.pipeline.contracts.config import Config
 from socialpipe.pipeline.contracts.errors import InputError
 from socialpipe.pipeline.contracts.io import not_a_regular_file, sha256_file
+from socialpipe.pipeline.contracts.outputs import OUTPUT_FORMATS, write_outputs
 from socialpipe.pipeline.contracts.progress import ProgressEvent, ProgressHook, Timer, quiet
 from socialpipe.pipeline.contracts.stage import Stage, StageInputs
 from socialpipe.pipeline.media.video import probe
 from socialpipe.pipeline.run.rundir import RunFolder, default_run_dir, stage_key
-from socialpipe.pipeline.run.stage_table import STAGE_NAMES, STAGE_TABLE, StageSpec, spec_of
+from socialpipe.pipeline.run.naming import read_gallery, resolve_names
+from socialpipe.pipeline.run.stage_table import NAMES_FILE, STAGE_NAMES, STAGE_TABLE, StageSpec, spec_of
 
 
 def check_run_options(until: str, question: str | None) -> None:
@@ -30,6 +33,15 @@ def check_run_options(until: str, question: str | None) -> None:
         raise InputError(f"--until {until!r}: expected one of {list(STAGE_NAMES)}")
     if question is not None and not question.strip():
         raise InputError("--question is empty; expected a question such as 'Who is Alice talking to?'")
+
+
+def check_output_formats(formats: tuple[str, ...], until: str) -> None:
+    """Known formats, and a run that makes the transcript they are written from."""
+    unknown = [f for f in formats if f not in (*OUTPUT_FORMATS, "all")]
+    if unknown:
+        raise InputError(f"--output-format {unknown[0]!r}: unknown; expected one of {list(OUTPUT_FORMATS)} or all")
+    if formats and STAGE_NAMES.index(until) < STAGE_NAMES.index("speech"):
+        raise InputError("--output-format needs the speech stage's transcript; expected --until speech or later")
 
 
 @dataclass(frozen=True)
@@ -45,13 +57,32 @@ class RunRequest:
     unlisted_off_screen: bool = False  # voices the given links do not name are off screen (else an error)
     until: str = "answer"  # last stage to run
     force: bool = False  # recompute stages even when their artifacts are up to date
+    output_formats: tuple[str, ...] = ()  # also write transcript.<format> (OUTPUT_FORMATS, or "all")
+    names: Mapping[str, str] = field(default_factory=dict)  # label (voice or PERSON_<id>) -> name
+    gallery: Path | None = None  # a folder of reference photos and voice samples (naming.read_gallery)
 
     def __post_init__(self) -> None:
         check_run_options(self.until, self.question)
+        check_output_formats(self.output_formats, self.until)
         for stage, path in self.ground_truth.items():
             why = not_a_regular_file(path)
             if why is not None:
                 raise InputError(f"--{spec_of(stage).ground_truth_option} {path}: {why}; expected a ground-truth file")
+        named = next((spec for spec in STAGE_TABLE if spec.named), None)
+        if (self.names or self.gallery is not None) and named is not None and \
+                STAGE_NAMES.index(self.until) < STAGE_NAMES.index(named.name):
+            raise InputError(f"--name and --gallery name the {named.name} stage's voices and persons; expected "
+                             f"--until {named.name} or later")
+        if self.gallery is not None:
+            read_gallery(self.gallery)  # a folder with photos or voice samples in it, or a one-line error now
+
+    @property
+    def naming(self) -> dict[str, Any] | None:
+        """The names asked for, and the gallery's files with their hashes (what the answer depends on)."""
+        if not self.names and self.gallery is None:
+            return None
+        return {"names": dict(sorted(self.names.items())),
+                "gallery": None if self.gallery is None else read_gallery(self.gallery).key}
 
     @property
     def ground_truth(self) -> dict[str, Path]:
@@ -80,6 +111,7 @@ class RunResult:
     answer: Answer | None = None
     stopped_after: str = "video"
     notes: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)  # the transcript.<format> files asked for
 
 
 class Run:
@@ -99,7 +131,12 @@ class Run:
                                 video_sha)
         try:
             request.config.save(folder.path / "config.yaml")
-            return self._steps(RunResult(folder=folder, video=video), video_sha, stages)
+            result = self._steps(RunResult(folder=folder, video=video), video_sha, stages)
+            if request.output_formats:
+                result.written = write_outputs(result.transcript, result.links, folder.path, request.output_formats,
+                                               uri=Path(video.path).stem,
+                                               language=result.transcript.meta.get("language"))
+            return result
         finally:
             folder.close()
 
@@ -125,6 +162,8 @@ class Run:
         to_run = request.stages_to_run()
         for spec in to_run:
             setattr(result, spec.result, self._stage(result, spec, stages.get(spec.name)))
+            if spec.named:
+                setattr(result, spec.result, self._names(result, spec))
             result.stopped_after = spec.name
         stopped = STAGE_TABLE[len(to_run)] if len(to_run) < STAGE_NAMES.index(request.until) + 1 else None
         if stopped is not None:
@@ -168,6 +207,25 @@ class Run:
 
         return self._step(result, spec, stage_key(spec.name, *upstream, inputs), make,
                           source=f"ground truth: {path}", inputs=inputs)
+
+    def _names(self, result: RunResult, spec: StageSpec):
+        """The run's names applied to the stage's artifact: found (``naming.resolve_names``), kept in names.json,
+        and the stage's exports written again with them; a run without names removes an earlier names.json."""
+        request, folder = self.request, result.folder.path
+        artifact, path = getattr(result, spec.result), folder / NAMES_FILE
+        had = path.exists()
+        if request.names or request.gallery is not None:
+            gallery = None if request.gallery is None else read_gallery(request.gallery)
+            names = resolve_names(request.names, gallery, result.tracks, result.transcript, artifact, request.config)
+            names.save(path)
+            artifact = artifact.named(names.names)
+            self.progress(ProgressEvent(spec.name, message=f"names: {len(names.names)} given or matched, in {path}"))
+        elif had:
+            path.unlink()
+        if path.exists() or had:
+            for export in spec.exports:
+                export.write(artifact, folder / export.file, result.video)
+        return artifact
 
     # ------------------------------------------------------------------ machinery
 

@@ -18,6 +18,9 @@ from socialpipe.pipeline.contracts.stage import Stage, StageInputs
 from socialpipe.stages.answer import HEATMAP_FILE
 
 
+NAMES_FILE = "names.json"  # the names given in a run (socialpipe.pipeline.contracts.artifacts.Names)
+
+
 @dataclass(frozen=True)
 class Export:
     """A file written beside a stage's JSON, in a format other tools read."""
@@ -44,6 +47,7 @@ class StageSpec:
     request_inputs: tuple[str, ...] = ()  # run options the stage reads (part of its key)
     requires: str | None = None  # a run option without which the run stops before this stage
     extra_files: tuple[str, ...] = ()  # other files the stage writes (pictures)
+    named: bool = False  # the run's names (names.json, run --name / --gallery) apply to this artifact
 
     @property
     def files(self) -> list[str]:
@@ -61,6 +65,11 @@ def _write_who_spoke_when(links: SpeakerLinks, path: Path, video: VideoInfo):
     """Who spoke when by person (the audio-visual diarization) as RTTM, from the run's speech.json beside it."""
     transcript = load_json(Transcript, path.parent / "speech.json")
     return write_annotation_rttm(links.who_spoke_when(transcript, uri=Path(video.path).stem), path)
+
+
+def _write_final_transcript(links: SpeakerLinks, path: Path, video: VideoInfo):
+    """The transcript by person (``SpeakerLinks.labelled``) as WebVTT, from the run's speech.json beside it."""
+    return write_vtt(links.labelled(load_json(Transcript, path.parent / "speech.json")), path)
 
 
 def _people(config: Config) -> Stage:
@@ -109,15 +118,16 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
               "transcript", lambda path, inputs: load_transcript(path),
               lambda transcript, inputs: transcript.validate_against(inputs.video)),
     StageSpec("link", SpeakerLinks, "links.json", (Export("asd.csv", _write_asd),
-                                                   Export("who_spoke_when.rttm", _write_who_spoke_when)),
+                                                   Export("who_spoke_when.rttm", _write_who_spoke_when),
+                                                   Export("transcript.vtt", _write_final_transcript)),
               ("people", "speech"), "link",
               "links", _link, lambda config: f"link stage ({config.link.asd_model} active speaker x speech activity)",
               "links", _given_links,
               lambda links, inputs: links.validate_against(inputs.need("tracks"), inputs.need("transcript")),
-              given_flags=("unlisted_off_screen",)),
+              given_flags=("unlisted_off_screen",), extra_files=(NAMES_FILE,), named=True),
     StageSpec("answer", Answer, "answer.json", (), ("people", "speech", "link"), "answer", "answer", _answer,
               lambda config: f"answer stage ({config.answer.model}, {config.answer.variant})",
-              request_inputs=("question", "options"), requires="question", extra_files=(HEATMAP_FILE,)),
+              request_inputs=("question", "options", "naming"), requires="question", extra_files=(HEATMAP_FILE,)),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(spec.name for spec in STAGE_TABLE)
 _BY_NAME = {spec.name: spec for spec in (VIDEO, *STAGE_TABLE)}

@@ -16,7 +16,7 @@ Reads top to bottom:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,13 +139,13 @@ def prompt_line(name: str, start_s: float, end_s: float, text: str) -> str:
     return f"{name} [{format_clock(start_s)}-{format_clock(end_s)}]: {text.strip() or '...'}"
 
 
-def transcript_lines(transcript: Transcript, start_s: float, end_s: float, times_s: Sequence[float],
-                     name_for: Callable[[str], str] = str) -> tuple[list[str], list[str], list[list[int]]]:
+def transcript_lines(transcript: Transcript, start_s: float, end_s: float,
+                     times_s: Sequence[float]) -> tuple[list[str], list[str], list[list[int]]]:
     """The prompt's lines ``Name [MM:SS-MM:SS]: text`` for the utterances overlapping [start_s, end_s],
-    who says each (``name_for`` of the voice), and the sampled frames each one covers."""
+    who says each (the utterance's speaker), and the sampled frames each one covers."""
     lines, speakers, covered = [], [], []
     for u in transcript.during(start_s, end_s):
-        name = name_for(u.speaker)
+        name = u.speaker
         lines.append(prompt_line(name, u.start_s, u.end_s, u.text))
         speakers.append(name)
         covered.append(frames_covered(u.start_s, u.end_s, times_s))
@@ -154,21 +154,26 @@ def transcript_lines(transcript: Transcript, start_s: float, end_s: float, times
 
 def build_scene(video: VideoInfo, tracks: Tracks | None, transcript: Transcript, links: SpeakerLinks | None,
                 question: str, num_frames: int, head_expand: float) -> Scene:
+    """The prompt's frames, lines and boxes. With links, lines and boxes name persons (``SpeakerLinks.labelled``:
+    two voices of one person are one speaker; a voice spoken by two people is two), and each speaker's box on a
+    frame is the box of that person's track seen then (the one speaking at that moment first)."""
     start_s, end_s = question_window(question, video)
     frames, indices, times = read_uniform_frames(video, num_frames, start_s, end_s)
-    lines, speakers, covered = transcript_lines(transcript, start_s, end_s, times,
-                                                links.name_for if links is not None else str)
+    lines, speakers, covered = transcript_lines(transcript if links is None else links.labelled(transcript),
+                                                start_s, end_s, times)
     boxes = {}
     if tracks is not None and links is not None:
-        for link in links.links:
-            if link.track_id is None:
-                continue
-            for t, (frame_index, time_s) in enumerate(zip(indices, times)):
-                track_id = links.track_at(link.voice, frame_index, tracks, time_s)  # the person's track seen then
-                box = None if track_id is None else tracks.speaker_box(track_id, frame_index, video.width,
-                                                                        video.height, head_expand)
-                if box is not None:
-                    boxes[link.name, t] = box
+        for t, (frame_index, time_s) in enumerate(zip(indices, times)):
+            seen = {int(tid) for tid in tracks.track_id[tracks.frame_index == frame_index]}
+            for link in links.links:
+                speaking_now = links.track_at(link.voice, frame_index, tracks, time_s)
+                for track_id in dict.fromkeys([speaking_now, *link.track_ids]):
+                    if track_id is None or track_id not in seen:
+                        continue
+                    label = links.person_label(link.voice, track_id)
+                    box = tracks.speaker_box(track_id, frame_index, video.width, video.height, head_expand)
+                    if box is not None and (label, t) not in boxes:
+                        boxes[label, t] = box
     return Scene(list(frames), list(times), lines, speakers, covered, Boxes.from_labelled(boxes))
 
 

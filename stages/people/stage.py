@@ -89,11 +89,14 @@ class PeopleStage:
         """The face tracks grouped into persons by face identity (``people.face_embedding``), said in the meta."""
         if face_model is None:
             return dataclasses.replace(tracks, meta={**tracks.meta, "identity": "off (people.face_embedding none)"})
-        found = identify(video, tracks, face_model, self.settings)
+        tracks, found = identify(video, tracks, face_model, self.settings)
         faces = [t for t in tracks.track_ids if tracks.kinds[t] == "face"]
         note = {"model": face_model.name, "threshold": self.settings.identity_threshold,
                 "faces_embedded": {str(t): n for t, n in sorted(found.embedded.items())},
-                "without_identity": [t for t in faces if t not in found.embedded]}
+                "without_identity": [t for t in faces if t not in found.embedded],
+                "split_where_the_face_changed": list(found.splits),
+                "embeddings": {str(t): [round(float(x), 4) for x in vector]  # to match a gallery's faces
+                               for t, vector in sorted((found.embeddings or {}).items())}}
         return dataclasses.replace(tracks, persons=found.persons, meta={**tracks.meta, "identity": note})
 
     def _detect_and_track(self, video: VideoInfo, step: int, cuts: ShotCuts, timer: Timer,

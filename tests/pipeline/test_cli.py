@@ -23,7 +23,7 @@ from tests.conftest import (
     SAMPLE_VIDEO,
 )
 
-RUN_FILES = {"video.json", "people.json", "speech.json", "links.json", "asd.csv", "who_spoke_when.rttm",
+RUN_FILES = {"video.json", "people.json", "speech.json", "links.json", "asd.csv", "who_spoke_when.rttm", "transcript.vtt",
              "people.mot.csv", "speech.rttm", "speech.vtt", "config.yaml", "manifest.json", ".socialpipe.lock"}
 
 
@@ -443,7 +443,8 @@ def test_stale_downstream_files_are_removed_and_named(socialpipe, run_copy, tmp_
     assert result.code == 0, result
     assert not (run_copy / "links.json").exists() and (run_copy / "speech.json").exists()
     summary = socialpipe("inspect", run_copy, "--no-render")
-    assert "removed link    links.json, asd.csv, who_spoke_when.rttm: its input people changed" in summary.out
+    assert ("removed link    links.json, asd.csv, who_spoke_when.rttm, transcript.vtt, names.json: its input people "
+            "changed") in summary.out
 
 
 def test_a_deleted_export_is_made_again(socialpipe, run_copy):

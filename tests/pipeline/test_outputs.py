@@ -95,7 +95,10 @@ def test_the_python_api_writes_the_same_formats(tmp_path):
 
     result = socialpipe.run(SAMPLE_VIDEO, out=tmp_path / "run", until="link", tracks=SAMPLE_TRACKS,
                             transcript=SAMPLE_TRANSCRIPT, links=SAMPLE_LINKS, output_formats=("srt", "tsv"))
-    assert sorted(p.name for p in result.folder.path.glob("transcript.*")) == ["transcript.srt", "transcript.tsv"]
+    assert sorted(p.name for p in result.written) == ["transcript.srt", "transcript.tsv"]
+    assert sorted(p.name for p in result.folder.path.glob("transcript.*")) == ["transcript.srt", "transcript.tsv",
+                                                                               "transcript.vtt"]  # vtt: always
+    assert load_transcript(result.folder.path / "transcript.vtt").speakers == result.transcript.speakers
     assert load_transcript(result.folder.path / "transcript.srt").speakers == result.transcript.speakers
 
 

@@ -278,3 +278,25 @@ def test_the_audio_visual_der_scores_who_spoke_when_by_person():
     scores = score_speakers(tracks, transcript, links, tracks, truth, links, 12.0)
     assert scores["der_audio"] == pytest.approx(4 / 9) and scores["confusion_audio"] == pytest.approx(4 / 9)
     assert scores["der_audio_visual"] == 0.0
+
+
+def test_the_transcript_by_person_names_persons_and_splits_an_utterance_between_its_words():
+    """What every later output shows (transcript files, previews, the prompt): A's and B's lines both PERSON_01;
+    C's utterance split at 8 s between its words (spoken from two people's faces); D keeps its voice. Without
+    word times, C's utterance goes whole to the person speaking most of it."""
+    from socialpipe.pipeline.contracts.artifacts import AttributedSegment, UtteranceAttribution, Word
+
+    transcript, links = _voices_met_faces()
+    words = (Word(6.1, 6.9, "three"), Word(7.2, 7.9, "four"), Word(8.2, 9.0, "five"), Word(9.1, 9.8, "six"))
+    with_words = Transcript.from_utterances([*transcript.utterances[:2],
+                                             Utterance(6.0, 10.0, "C", "three four five six", words),
+                                             transcript.utterances[3]])
+    final = links.labelled(with_words)
+    assert [(u.start_s, u.end_s, u.speaker, u.text) for u in final.utterances] == [
+        (0.0, 2.0, "PERSON_01", "one"), (3.0, 5.0, "PERSON_01", "two"), (6.0, 7.9, "PERSON_02", "three four"),
+        (8.2, 10.0, "PERSON_03", "five six"), (11.0, 12.0, "D", "five")]
+    assert final.utterances[2].words == words[:2]
+    uneven = SpeakerLinks(links.links, attributions=(
+        UtteranceAttribution(6.0, 10.0, "C", 3, segments=(AttributedSegment(6.0, 7.0, 3), AttributedSegment(7.0, 10.0, 4))),),
+        person_of_track=links.person_of_track)
+    assert [u.speaker for u in uneven.labelled(transcript).utterances] == ["PERSON_01", "PERSON_01", "PERSON_03", "D"]

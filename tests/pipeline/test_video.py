@@ -63,6 +63,16 @@ def test_stream_visits_every_step_th_frame_in_bounded_batches(tiny_video):
     assert frame_step(video.fps, 5.0) == 2 and frame_step(video.fps, 50.0) == 1
 
 
+def test_only_the_chosen_frames_stream_and_they_are_the_frames_a_full_stream_gives(tiny_video):
+    video = probe(tiny_video)
+    everything = {index: frame.copy() for index, frame in stream_frames(video, max_side=80)}
+    chosen = [video.frame_count - 1, 0, 7, 7, video.frame_count + 5]  # out of range and repeats are dropped
+    picked = list(stream_frames(video, max_side=80, only=chosen))
+    assert [i for i, _ in picked] == [0, 7, video.frame_count - 1]
+    assert all(np.array_equal(frame, everything[i]) for i, frame in picked) and picked[0][1].shape[1] == 80
+    assert list(stream_frames(video, only=[])) == []
+
+
 def test_audio_is_16k_mono(tiny_video):
     video = probe(tiny_video)
     audio = read_audio(video)
@@ -185,6 +195,8 @@ def test_variable_frame_rate_times_come_from_the_decoder(tmp_path):
         streamed = list(stream_frames(video, step=step))
         assert [i for i, _ in streamed] == grid[::step]
         assert shown(f for _, f in streamed) == [by_index[i] for i in grid[::step]]
+    chosen = [97, 3, 50, 51, 3]  # only these frames (sorted, once each): the same pictures
+    assert [(i, shown([f])[0]) for i, f in stream_frames(video, only=chosen)] == [(i, by_index[i]) for i in (3, 50, 51, 97)]
     # each grid frame's picture is the one on screen at its time: started at or before it, not yet replaced
     pts = np.asarray(video.frame_times_s)
     picture = np.array([by_index[i] for i in grid])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ from socialpipe.pipeline.contracts.artifacts import SpeakerLink, SpeakerLinks, l
 from socialpipe.pipeline.contracts.config import AnswerConfig
 from socialpipe.pipeline.contracts.errors import SocialpipeError
 from socialpipe.pipeline.contracts.formats import load_links, load_tracks, load_transcript
-from socialpipe.pipeline.media.video import probe
+from socialpipe.pipeline.media.video import probe, uniform_frame_indices
 from socialpipe.stages.answer.stage import AnswerStage, build_scene, box_text, draw_boxes, load_model, question_window
 from tests.conftest import GROUND_TRUTH_ARGS, reachable, SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO
 from tests.tiny_models import internvl, llava_next_video, qwen2_5_vl
@@ -81,6 +82,27 @@ def test_baselines_change_what_the_model_sees(sample):
     assert "Alice: frame 1 [" in text and "640x360" in text
     drawn = draw_boxes(scene)
     assert not np.array_equal(drawn[0], scene.frames[0])
+
+
+def test_the_prompt_names_persons_two_voices_of_one_person_are_one_speaker_with_one_box(sample):
+    """Alice's and Bob's voices both linked to track 1 (one person heard as two voices), Carol's to track 3: the
+    prompt's lines say PERSON_01 for both voices, and the boxes are PERSON_01's (track 1) and PERSON_02's."""
+    from socialpipe.pipeline.contracts.artifacts import Transcript
+
+    video, tracks, transcript, _ = sample
+    anonymous = {"Alice": "SPEAKER_00", "Bob": "SPEAKER_01", "Carol": "SPEAKER_02", "Dana": "SPEAKER_03"}
+    heard = Transcript.from_utterances([dataclasses.replace(u, speaker=anonymous[u.speaker])
+                                        for u in transcript.utterances])
+    links = SpeakerLinks((SpeakerLink("SPEAKER_00", 1), SpeakerLink("SPEAKER_01", 1), SpeakerLink("SPEAKER_02", 3),
+                          SpeakerLink("SPEAKER_03", None)), person_of_track={1: 1, 2: 3, 3: 2})
+    scene = build_scene(video, tracks, heard, links, "Who left?", 4, 2.2)
+    assert set(scene.line_speakers) == {"PERSON_01", "PERSON_02", "SPEAKER_03"}
+    assert all(line.split(" [")[0] in {"PERSON_01", "PERSON_02", "SPEAKER_03"} for line in scene.lines)
+    assert set(scene.boxes.labels) == {"PERSON_01", "PERSON_02"}
+    t = next(t for t in range(4) if scene.boxes.box_of("PERSON_01", t) is not None)
+    frame = uniform_frame_indices(video, 4)[t]
+    assert np.allclose(scene.boxes.box_of("PERSON_01", t),
+                       tracks.speaker_box(1, frame, video.width, video.height, 2.2))
 
 
 def test_speakers_without_boxes_or_tracks_still_get_an_answer(qwen_folder, sample):

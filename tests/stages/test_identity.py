@@ -92,3 +92,41 @@ def test_one_face_in_two_shots_is_one_person_through_the_people_stage(two_shots_
     off = PeopleStage(PeopleConfig(detect_fps=10.0, min_track_s=0.0, face_embedding="none")).detect(
         probe(two_shots_of_one_face))
     assert off.persons == {} and off.meta["identity"].startswith("off")
+
+
+def _faces(vectors, every: int = 10):
+    from socialpipe.stages.people.identity import Face
+
+    return [Face(k * every, 100.0, np.asarray(v, np.float32)) for k, v in enumerate(vectors)]
+
+
+def test_a_track_whose_face_becomes_another_person_s_is_cut_where_its_box_jumps():
+    """A cut the shot detector missed: one track runs from A's face (frames 0-34, on the left) into B's (35-79,
+    further right; faces embedded every 10 frames); the faces differ past SPLIT_DISTANCE, so the track is cut at
+    frame 35, where the box jumps, and B's part is a new track with B's faces."""
+    from socialpipe.stages.people.identity import split_where_faces_change
+
+    a, b = np.eye(4)[0], np.eye(4)[1]  # 1.41 apart
+    rows = [{"track_id": 1, "frame_index": f, "xyxy": [10 + (60 if f >= 35 else 0), 10, 70 + (60 if f >= 35 else 0), 70]}
+            for f in range(80)] + [{"track_id": 2, "frame_index": f, "xyxy": [300, 10, 360, 70]} for f in range(80)]
+    tracks = Tracks.from_rows(rows, fps=10.0)
+    faces = {1: _faces([a, a + 0.05, a, a - 0.05, b, b + 0.05, b]), 2: _faces([b] * 7)}
+    split, split_faces, record = split_where_faces_change(tracks, faces)
+    assert record == [{"track": 1, "new_track": 3, "frame": 35, "distance": pytest.approx(1.414, abs=0.01)}]
+    assert split.kinds[3] == "face"
+    assert set(split.frame_index[split.track_id == 1]) == set(range(35))
+    assert set(split.frame_index[split.track_id == 3]) == set(range(35, 80))
+    assert len(split_faces[1]) == 4 and len(split_faces[3]) == 3
+    assert list(split.track_id[split.frame_index == 50]) == [2, 3]  # rows stay sorted by (frame, track)
+
+
+def test_one_face_that_varies_is_not_cut_and_neither_is_a_single_odd_face():
+    """One person's faces vary (here means up to 0.3 apart; in real tracks up to 0.42) and one face may be odd
+    (a real track's first face was 0.78 from the next): neither cuts the track."""
+    from socialpipe.stages.people.identity import face_change
+
+    a, b = np.eye(4)[0], np.eye(4)[1]
+    odd = a + 0.78 * np.eye(4)[2]
+    assert face_change(_faces([a, a + 0.1, a + 0.2, a + 0.3, a + 0.2, a + 0.1])) is None
+    assert face_change(_faces([odd, a, a + 0.05, a, a - 0.05, a])) is None  # one odd face is not a change
+    assert face_change(_faces([a, a, b])) is None  # too few faces to tell

@@ -138,8 +138,12 @@
 
   // ------------------------------------------------------------------ timeline
   const LANE = 18, GAP = 4, LABEL = 150;
+  function voiceLabel(voice) {  // the voice, and the person speaking it when that is another label
+    const link = data.links.find((l) => l.voice === voice);
+    return link && link.person && link.person !== voice ? `${voice}: ${link.person}` : voice;
+  }
   const lanes = [
-    ...data.voices.map((voice) => ({ kind: "voice", voice, label: data.utterances.find((u) => u.voice === voice)?.name ?? voice })),
+    ...data.voices.map((voice) => ({ kind: "voice", voice, label: voiceLabel(voice) })),
     ...data.tracks.map((track) => ({ kind: "track", track, label: `track ${track.id}${track.name ? " " + track.name : ""}` })),
   ];
   timeline.dataset.lanes = JSON.stringify(lanes.map((l) => l.kind === "voice" ? `voice:${l.voice}` : `track:${l.track.id}`));
