@@ -22,6 +22,7 @@ module or package per stage).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from socialpipe.pipeline.contracts.artifacts import (
     load_json,
 )
 from socialpipe.pipeline.contracts.boxes import Boxes
-from socialpipe.pipeline.contracts.config import Config, load_config
+from socialpipe.pipeline.contracts.config import Config, load_config, option_overrides
 from socialpipe.pipeline.contracts.errors import InputError, SocialpipeError
 from socialpipe.pipeline.contracts.progress import ProgressEvent, ProgressHook, quiet
 
@@ -58,12 +59,16 @@ def run(video: str | Path, question: str | None = None, options: Sequence[str] =
         settings: Sequence[str] = (), model: str | None = None, tracks: str | Path | None = None,
         transcript: str | Path | None = None, links: str | Path | None = None, unlisted_off_screen: bool = False,
         force: bool = False, output_formats: Sequence[str] = (), names: Mapping[str, str] | None = None,
-        gallery: str | Path | None = None, progress: ProgressHook = quiet):
+        gallery: str | Path | None = None, language: str | None = None, num_speakers: int | None = None,
+        min_speakers: int | None = None, max_speakers: int | None = None, device: str | None = None,
+        adapter: str | Path | None = None, progress: ProgressHook = quiet):
     """Run the pipeline on ``video`` and return its :class:`~socialpipe.pipeline.run.orchestrator.RunResult`
     (the run folder and every artifact made or kept).
 
     ``settings`` are ``section.key=value`` overrides applied on top of ``config`` (default: the
-    built-in defaults); ``model`` sets ``answer.model``. ``tracks``, ``transcript`` and ``links``
+    built-in defaults); ``model`` sets ``answer.model`` and ``adapter`` ``answer.adapter``; ``language``
+    (``auto``: detect it), ``num_speakers``, ``min_speakers``, ``max_speakers`` and ``device`` (cpu, cuda,
+    cuda:N or auto, for every stage) are the ``run`` options of the same names. ``tracks``, ``transcript`` and ``links``
     are ground-truth files used instead of the people, speech and link stages (with
     ``unlisted_off_screen``, voices the links do not name are off screen). Without a
     ``question`` the run stops after the link stage. ``output_formats`` (srt, vtt, txt, tsv, json, rttm or
@@ -77,7 +82,9 @@ def run(video: str | Path, question: str | None = None, options: Sequence[str] =
     from socialpipe.pipeline.run.orchestrator import RunRequest
     from socialpipe.pipeline.run.orchestrator import run as run_request
 
-    overrides = list(settings) + ([f"answer.model={model}"] if model else [])
+    overrides = list(settings) + ([f"answer.model={model}"] if model else []) + \
+        ([f"answer.adapter={json.dumps(str(adapter))}"] if adapter else []) + \
+        option_overrides(language, num_speakers, min_speakers, max_speakers, device)
     request = RunRequest(video=Path(video), config=apply_overrides(config or Config(), overrides),
                          out=None if out is None else Path(out), question=question, options=tuple(options),
                          tracks_file=tracks, transcript_file=transcript, links_file=links,

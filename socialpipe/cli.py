@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from socialpipe.pipeline import __version__
+from socialpipe.pipeline.contracts.config import option_overrides
 from socialpipe.pipeline.contracts.errors import InputError, SocialpipeError
 from socialpipe.pipeline.contracts.progress import ProgressEvent
 from socialpipe.pipeline.run.stage_table import STAGE_NAMES
@@ -55,11 +56,16 @@ class BarProgress:
         from tqdm import tqdm
 
         if event.total is not None:
+            whole = float(event.total).is_integer()  # frames, steps: counted in integers, not "36.0/942"
             bar = self.bars.get(event.stage)
             if bar is None:
-                bar = self.bars[event.stage] = tqdm(total=event.total, unit=event.unit or "it", desc=event.stage,
-                                                    file=sys.stderr, disable=None, leave=False)
-            bar.update((event.done or 0) - bar.n)
+                counts = "{n_fmt}/{total_fmt}" if whole else "{n:.1f}/{total:.1f}"
+                bar = self.bars[event.stage] = tqdm(
+                    total=int(event.total) if whole else event.total, unit=event.unit or "it", desc=event.stage,
+                    file=sys.stderr, disable=None, leave=False,
+                    bar_format="{l_bar}{bar}| " + counts + " {unit} [{elapsed}<{remaining}]")
+            done = event.done or 0
+            bar.update((int(done) if whole else done) - bar.n)
             if event.done is not None and event.done >= event.total:
                 self.bars.pop(event.stage).close()
         if event.message is not None:
@@ -95,6 +101,13 @@ def _pipeline_options(command):
         click.option("--model", help="Answer model: a hub id or a local folder (same as --set answer.model=...)."),
         click.option("--adapter", type=_existing,
                      help="A LoRA adapter folder from socialpipe finetune, applied to --model."),
+        click.option("--language", help="The spoken language (en, de, ...; auto: detect it). Not English needs a "
+                                        "multilingual --set speech.asr_model."),
+        click.option("--num-speakers", type=click.IntRange(min=1), help="The number of voices, when known."),
+        click.option("--min-speakers", type=click.IntRange(min=1), help="At least this many voices."),
+        click.option("--max-speakers", type=click.IntRange(min=1), help="At most this many voices."),
+        click.option("--device", help="Where every model runs: cpu, cuda, cuda:N or auto (cuda when there is one; "
+                                      "dlib's face embedding stays on the CPU). Default: cpu, answer auto."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -122,15 +135,18 @@ def _pipeline_options(command):
               help="A folder of reference photos (NAME.jpg or NAME/*.jpg) and voice samples (NAME.wav) matched to "
                    "the run's persons and voices by face and voice embedding.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (and the answer, or --json).")
+@click.option("-v", "--verbose", is_flag=True, help="Also print where each stage spent its time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
 def run(video, out, question, options, tracks, transcript, links, unlisted_off_screen, until, config_path, overrides,
-        model, adapter, force, output_formats, name_pairs, names_file, gallery, quiet, as_json):
+        model, adapter, language, num_speakers, min_speakers, max_speakers, device, force, output_formats, name_pairs,
+        names_file, gallery, quiet, verbose, as_json):
     """Run the pipeline on VIDEO and write every stage's artifact to the run folder."""
     from socialpipe.pipeline.contracts.config import load_config
     from socialpipe.pipeline.run.orchestrator import RunRequest
     from socialpipe.pipeline.run.orchestrator import run as run_pipeline
 
-    overrides = list(overrides) + _answer_overrides(model=model, adapter=adapter)
+    overrides = list(overrides) + _answer_overrides(model=model, adapter=adapter) + \
+        option_overrides(language, num_speakers, min_speakers, max_speakers, device)
     request = RunRequest(video=video, config=load_config(config_path, overrides), out=out, question=question,
                          options=tuple(options), tracks_file=tracks, transcript_file=transcript, links_file=links,
                          unlisted_off_screen=unlisted_off_screen, until=until, force=force,
@@ -151,10 +167,24 @@ def run(video, out, question, options, tracks, transcript, links, unlisted_off_s
         return
     for note in result.notes:
         click.echo(note, err=True)
+    if verbose:
+        for line in _timing_lines(result):
+            click.echo(line, err=True)
     if written:
         click.echo("wrote " + ", ".join(str(p) for p in written), err=True)
     click.echo(f"run folder: {result.folder.path} (stopped after {result.stopped_after}); "
                f"see it with: socialpipe inspect {result.folder.path}", err=True)
+
+
+def _timing_lines(result) -> list[str]:
+    """``-v``: each stage's parts and their seconds, as its artifact recorded them (``meta.timing_s``)."""
+    lines = []
+    for stage, artifact in (("people", result.tracks), ("speech", result.transcript), ("link", result.links)):
+        timing = (getattr(artifact, "meta", None) or {}).get("timing_s") or {}
+        if timing:
+            parts = ", ".join(f"{key.removesuffix('_s')} {seconds:.2f} s" for key, seconds in timing.items())
+            lines.append(f"[{stage}] time: {parts}")
+    return lines
 
 
 def given_names(names_file: Path | None, pairs: tuple[str, ...]) -> dict[str, str]:
@@ -214,7 +244,8 @@ def _placement(workers, ray_address, threads):
 @click.option("--force", is_flag=True, help="Run every video again, recomputing every stage.")
 @click.option("--json", "as_json", is_flag=True, help="Print the batch record as one JSON object.")
 def batch(inputs, out, question, options, tracks_dir, transcript_dir, links_dir, unlisted_off_screen, until,
-          config_path, overrides, model, adapter, workers, ray_address, threads, return_folders, force, as_json):
+          config_path, overrides, model, adapter, language, num_speakers, min_speakers, max_speakers, device, workers,
+          ray_address, threads, return_folders, force, as_json):
     """Run the pipeline on many videos: INPUT is a folder, a glob, a text file of paths, or a video.
 
     Resumable: a re-run skips finished videos and retries failed ones. A video that fails is recorded
@@ -222,7 +253,8 @@ def batch(inputs, out, question, options, tracks_dir, transcript_dir, links_dir,
     from socialpipe.pipeline.scaling.batch import BatchSettings, batch_table, run_batch
     from socialpipe.pipeline.contracts.config import load_config
 
-    overrides = list(overrides) + _answer_overrides(model=model, adapter=adapter)
+    overrides = list(overrides) + _answer_overrides(model=model, adapter=adapter) + \
+        option_overrides(language, num_speakers, min_speakers, max_speakers, device)
     settings = BatchSettings(config=load_config(config_path, overrides), until=until, question=question,
                              options=tuple(options), tracks_dir=tracks_dir, transcript_dir=transcript_dir,
                              links_dir=links_dir, unlisted_off_screen=unlisted_off_screen, force=force)
@@ -242,12 +274,19 @@ def batch(inputs, out, question, options, tracks_dir, transcript_dir, links_dir,
               help="Write preview.mp4 and contact_sheet.png (into the run folder, or --render-to).")
 @click.option("--render-to", type=_existing, help="Folder for the pictures instead of the run folder (one that is "
                                                   "read-only, or shared).")
-def inspect(run_dir, render, render_to):
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout (no pictures "
+                                                     "unless --render).")
+def inspect(run_dir, render, render_to, as_json):
     """Summarise a run folder and render a preview video and contact sheet."""
-    from socialpipe.pipeline.presentation.report import load_run, render_contact_sheet, render_preview, summary
+    from socialpipe.pipeline.presentation.report import (load_run, render_contact_sheet, render_preview, summary,
+                                                         summary_data)
 
     contents = load_run(run_dir)
-    click.echo(summary(contents))
+    if as_json:
+        click.echo(json.dumps(summary_data(contents), sort_keys=True))
+        render = render and click.get_current_context().get_parameter_source("render").name != "DEFAULT"
+    else:
+        click.echo(summary(contents))
     if render:
         folder = Path(render_to) if render_to is not None else contents.path
         try:
@@ -257,7 +296,7 @@ def inspect(run_dir, render, render_to):
         except OSError as exc:
             raise InputError(f"{folder}: cannot write the preview and contact sheet there ({exc.strerror or exc}); "
                              "expected a writable folder: give --render-to DIR, or --no-render") from None
-        click.echo(f"preview: {preview}\ncontact sheet: {sheet}")
+        click.echo(f"preview: {preview}\ncontact sheet: {sheet}", err=as_json)
 
 
 @cli.command()

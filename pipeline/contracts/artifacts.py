@@ -950,6 +950,10 @@ def read_json(path: str | Path) -> Any:
 
 def load_json(cls, path: str | Path):
     """Load an artifact of type ``cls`` from its JSON file, naming the file in any error."""
+    if not hasattr(cls, "from_json"):
+        kinds = ", ".join(t.__name__ for t in (VideoInfo, Tracks, Transcript, SpeakerLinks, Names, Answer))
+        raise InputError(f"{getattr(cls, '__name__', cls)} is not an artifact file's type; load_json reads one of "
+                         f"{kinds}")
     return cls.from_json(read_json(path), source=str(path))
 
 

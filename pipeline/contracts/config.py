@@ -9,6 +9,7 @@ choices and out-of-range numbers are errors that name the key, the value and wha
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import types
@@ -135,6 +136,7 @@ class PeopleConfig(_Section):
     identity_threshold: float = 0.45  # face-embedding distance (average linkage) under which tracks are one person
     identity_frames: int = 8  # at most this many faces embedded per track (the best of each 1.5 s of its time)
     min_identity_px: float = 40.0  # faces smaller than this (shorter side, pixels) are not embedded
+    device: str = "cpu"  # the face detector's torch device: cpu, cuda, cuda:N or auto (dlib's face embedding: CPU)
 
     section = "people"
     choices = {"detector": DETECTORS, "face_embedding": FACE_EMBEDDINGS, "person_detector": ("none", "yolo"),
@@ -145,6 +147,7 @@ class PeopleConfig(_Section):
               "rejoin_max_shift": NON_NEGATIVE, "interpolate_max_gap_s": NON_NEGATIVE,
               "smooth_keyframes": AT_LEAST_ONE, "max_side": Range(64), "identity_threshold": POSITIVE,
               "identity_frames": AT_LEAST_ONE, "min_identity_px": Range(1)}
+    devices = {"device": True}
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ class SpeechConfig(_Section):
     cluster_threshold: float | None = None  # cosine distance that separates voices (None: the voice embedding's measured one); raising it merges more voices (never two local speakers of one window)
     min_turn_s: float = 0.2  # speech or silence shorter than this inside a speaker's turns is smoothed away
     speech_gate: bool = True  # offline diarization drops voices that silero VAD hardly calls speech (music, applause)
-    device: str = "cpu"  # cpu or cuda
+    device: str = "cpu"  # the recogniser's device: cpu, cuda, cuda:N or auto
     compute_type: str = "int8"  # CTranslate2 compute type: int8 on CPU, float16 on GPU
     trust_pickled_weights: bool = False  # a pyannote pipeline's checkpoints are pickles: true loads them
 
@@ -178,7 +181,7 @@ class SpeechConfig(_Section):
               "activity_threshold": Range(0, 1, low_open=True, high_open=True),
               "overlap_threshold": Range(0, 1, low_open=True, high_open=True),
               "cluster_threshold": Range(0, 2, low_open=True), "min_turn_s": NON_NEGATIVE}
-    devices = {"device": False}
+    devices = {"device": True}
 
     def _check_together(self) -> None:
         if self.min_speakers is not None and self.max_speakers is not None and self.min_speakers > self.max_speakers:
@@ -206,11 +209,13 @@ class LinkConfig(_Section):
     min_score: float = 0.2  # mouth fallback: agreement needed; raising it leaves more voices off screen
     min_coverage: float = 0.3  # mouth fallback: the track must be visible for this share of the voice's speech
     min_correlation: float = 0.5  # mouth fallback: a voice's tracks in other shots need this mouth/speech correlation
+    device: str = "cpu"  # the active-speaker network's torch device: cpu, cuda, cuda:N or auto
 
     section = "link"
     choices = {"method": ("asd", "mouth"), "asd_model": ASD_MODELS, "asd_precision": ("auto", "float32", "bfloat16", "int8")}
     ranges = {"analysis_fps": POSITIVE, "min_score": UNIT, "min_coverage": UNIT, "min_correlation": UNIT, "min_face_px": NON_NEGATIVE,
               "min_seen_s": NON_NEGATIVE, "min_speaking_share": UNIT, "min_speaking_share_among": UNIT, "min_margin": UNIT, "silent_share": UNIT}
+    devices = {"device": True}
 
 
 @dataclass(frozen=True)
@@ -405,3 +410,20 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
     return apply_overrides(config, overrides)
+
+
+def option_overrides(language: str | None = None, num_speakers: int | None = None, min_speakers: int | None = None,
+                     max_speakers: int | None = None, device: str | None = None) -> list[str]:
+    """``section.key=value`` overrides for the run options that stand for settings: ``--language`` (``auto``:
+    detect it), the speaker counts, and ``--device`` (every stage's device)."""
+    overrides = []
+    if language is not None:
+        overrides.append(f"speech.language={'null' if language.strip().lower() == 'auto' else json.dumps(language)}")
+    for key, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers), ("max_speakers", max_speakers)):
+        if value is not None:
+            overrides.append(f"speech.{key}={int(value)}")
+    if device is not None:
+        if not DEVICE.fullmatch(device) and device != "auto":
+            raise InputError(f"--device {device}: expected cpu, cuda, cuda:N or auto")
+        overrides += [f"{section}.device={device}" for section in ("people", "speech", "link", "answer")]
+    return overrides

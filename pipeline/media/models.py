@@ -44,3 +44,17 @@ def thread_budget() -> int:
     """CPU threads this process may use."""
     value = os.environ.get(THREADS_VARIABLE, "")
     return max(1, int(value)) if value.isdigit() else (os.cpu_count() or 1)
+
+
+def torch_device(setting: str, value: str) -> str:
+    """The torch device a ``*.device`` setting names: ``auto`` is cuda when this machine has a CUDA device, else
+    cpu; cuda asked for on a machine without one is a one-line SocialpipeError naming the setting."""
+    import torch
+
+    from socialpipe.pipeline.contracts.errors import SocialpipeError
+
+    device = value if value != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SocialpipeError(f"{setting} is {device}, but this machine has no CUDA device; expected {setting}=cpu "
+                              "or auto here (or --device cpu)")
+    return device

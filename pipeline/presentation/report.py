@@ -19,7 +19,7 @@ import numpy as np
 
 from socialpipe.pipeline.contracts.artifacts import (Answer, Names, SpeakerLinks, Tracks, Transcript, VideoInfo,
                                                      load_json, read_json)
-from socialpipe.pipeline.media.drawing import colour_of, draw_box, encode_png, put_text
+from socialpipe.pipeline.media.drawing import FONT, FONT_SCALE, colour_of, draw_box, encode_png, put_text
 from socialpipe.pipeline.contracts.errors import InputError
 from socialpipe.pipeline.contracts.io import sha256_file, temporary_sibling, write_bytes_atomic
 from socialpipe.pipeline.contracts.progress import Counter, ProgressHook, quiet
@@ -161,8 +161,9 @@ def summary(run: RunContents) -> str:
             target = ("off screen (unlinked)" if link.track_id is None else
                       f"track {link.track_id}" if len(link.track_ids) == 1 else
                       f"tracks {', '.join(map(str, link.track_ids))} (person {link.person_id})")
-            name = f" as {link.display_name}" if link.display_name and link.display_name != link.voice else ""
-            evidence = f"; {_evidence_line(link)}" if link.evidence else ""
+            label = run.links.person_label(link.voice)
+            name = f" as {label}" if label != link.voice else ""
+            evidence = f"; {evidence_line(link)}" if link.evidence else ""
             lines.append(f"  {link.voice}{name} -> {target} (confidence {link.confidence:.2f}{evidence})")
     if run.answer is not None:
         lines.append(f"answer  Q: {run.answer.question}")
@@ -176,7 +177,7 @@ def summary(run: RunContents) -> str:
     return "\n".join(lines)
 
 
-def _evidence_line(link) -> str:
+def evidence_line(link) -> str:
     """The evidence behind a link in a few words: how the best candidates spoke while the voice did."""
     evidence = dict(link.evidence)
     candidates = evidence.pop("candidates", None)
@@ -196,6 +197,39 @@ def _evidence_line(link) -> str:
     return "; ".join(parts)
 
 
+def summary_data(run: RunContents) -> dict:
+    """What ``inspect --json`` prints: the summary's facts as one JSON object (times in seconds)."""
+    video, names = run.video, track_names(run.links)
+    data: dict = {"run": str(run.path), "video": {"path": video.path, "width": video.width, "height": video.height,
+                                                  "fps": video.fps, "duration_s": video.duration_s,
+                                                  "has_audio": video.has_audio},
+                  "stages": {stage: {"source": entry.get("source"), "seconds": entry.get("seconds")}
+                             for stage, entry in run.manifest.get("stages", {}).items() if stage != "video"},
+                  "edited": [spec.file for spec in (VIDEO, *STAGE_TABLE)
+                             if edited_artifact(run.path, run.manifest, spec.name)],
+                  "tracks": None, "voices": None, "links": None, "answer": None}
+    if run.tracks is not None:
+        data["tracks"] = [{"id": tid, "kind": run.tracks.kinds[tid], "boxes": int(len(track)), "label": names.get(tid),
+                           "person": run.persons[0].get(tid),
+                           "start_s": round(frame_to_time(int(track.frame_index.min()), video.fps), 3),
+                           "end_s": round(frame_to_time(int(track.frame_index.max()), video.fps), 3)}
+                          for tid, track in ((t, run.tracks.for_track(t)) for t in run.tracks.track_ids)]
+    if run.transcript is not None:
+        talk = run.transcript.talk_time_s()
+        data["voices"] = [{"voice": v, "talking_s": round(talk.get(v, 0.0), 3),
+                           "utterances": sum(u.speaker == v for u in run.transcript.utterances)}
+                          for v in run.transcript.speakers]
+    if run.links is not None:
+        data["links"] = [{"voice": link.voice, "label": run.links.person_label(link.voice), "track": link.track_id,
+                          "tracks": list(link.track_ids), "person": link.person_id,
+                          "confidence": round(link.confidence, 4), "decision": link.evidence.get("decision")}
+                         for link in run.links.links]
+    if run.answer is not None:
+        data["answer"] = {"question": run.answer.question, "text": run.answer.text, "options": list(run.answer.options),
+                          "chosen": run.answer.chosen_option}
+    return data
+
+
 def track_names(links: SpeakerLinks | None) -> dict[int, str]:
     """Every linked track -> the label of its person (``SpeakerLinks.person_label``: a name, or ``PERSON_xx``;
     all tracks of a person carry it)."""
@@ -205,7 +239,8 @@ def track_names(links: SpeakerLinks | None) -> dict[int, str]:
 
 
 def draw_score_bar(image: np.ndarray, xyxy: np.ndarray, probability: float, colour) -> None:
-    """A bar under a face box: filled to the face's speaking probability, with a mark at one half."""
+    """A bar under a face box: filled to the face's speaking probability, with a mark at one half (the
+    threshold) and the probability written beside it ("speaks 83%")."""
     x1, _, x2, y2 = (int(round(v)) for v in xyxy)
     top, bottom = y2 + 3, y2 + 9
     if bottom >= image.shape[0] or x2 - x1 < 8:
@@ -214,32 +249,34 @@ def draw_score_bar(image: np.ndarray, xyxy: np.ndarray, probability: float, colo
     cv2.rectangle(image, (x1, top), (x1 + int(round((x2 - x1) * probability)), bottom), colour, -1)
     middle = (x1 + x2) // 2
     cv2.line(image, (middle, top), (middle, bottom), (255, 255, 255), 1)
+    text = f"speaks {probability:.0%}"
+    (width, height), _ = cv2.getTextSize(text, FONT, 0.35, 1)
+    left = x2 + 3 if x2 + 3 + width < image.shape[1] else max(x1 - 3 - width, 0)
+    cv2.rectangle(image, (left - 1, bottom - height - 1), (left + width + 1, bottom + 1), (40, 40, 40), -1)
+    cv2.putText(image, text, (left, bottom), FONT, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: dict[int, str],
                  width: int | None = None) -> np.ndarray:
-    """Boxes, ids, names and the subtitle drawn on an RGB frame, resized first to ``width`` pixels if given."""
+    """Boxes, ids, names and the subtitle drawn on an RGB frame, resized first to ``width`` pixels if given; the
+    speaking faces' tags are placed first, no tag covers another, and a voice speaking from no face on screen
+    gets an "off screen: NAME speaking" line at the top."""
     scale = 1.0 if width is None else width / frame.shape[1]
     out = frame.copy() if scale == 1.0 else cv2.resize(
         frame, (width, int(round(frame.shape[0] * scale))), interpolation=cv2.INTER_AREA)
     time_s = frame_to_time(frame_index, run.video.fps)
     current = run.transcript.speaking_at(time_s) if run.transcript is not None else ()
-    speaking_tracks = ({run.links.track_at(u.speaker, frame_index, run.tracks, time_s) for u in current}
-                       if run.links is not None and run.tracks is not None else set())
-    scores = run.speaking_by_frame.get(frame_index, {})
+    speaking = {u.speaker: run.links.track_at(u.speaker, frame_index, run.tracks, time_s) for u in current} \
+        if run.links is not None and run.tracks is not None else {}
     if run.tracks is not None:
-        here = run.tracks.at_frame(frame_index)
-        person, shared = run.persons
-        for i, tid in enumerate(here.track_id.tolist()):
-            colour, speaking = colour_of(person.get(tid, tid)), tid in speaking_tracks
-            who = f"P{person[tid]}" if person.get(tid) in shared and tid not in names else ""  # a name says it
-            label = " ".join(filter(None, (str(tid), who, names.get(tid)))) + (" speaking" if speaking else "")
-            draw_box(out, here.xyxy[i], colour, label, thickness=4 if speaking else 2, scale=scale)
-            if tid in scores:
-                draw_score_bar(out, here.xyxy[i] * scale, scores[tid], colour)
-            if here.landmarks is not None and np.isfinite(here.landmarks[i]).all():
-                for x, y in here.landmarks[i] * scale:
-                    cv2.circle(out, (int(round(x)), int(round(y))), 2, colour, -1)
+        _draw_tracks(out, run, frame_index, names, set(speaking.values()), scale)
+    off_screen = sorted({run.links.person_label(voice, run.links.track_for(voice)) for voice, track in speaking.items()
+                         if track is None})
+    if off_screen:
+        text = f"off screen: {', '.join(off_screen)} speaking"
+        width = min(cv2.getTextSize(text, FONT, FONT_SCALE, 1)[0][0] + 12, out.shape[1] - 60)
+        out[2:24, 2:2 + width] = (out[2:24, 2:2 + width].astype(np.float32) * 0.3).astype(np.uint8)
+        put_text(out, text, (8, 18), colour=(255, 230, 120))
     lines = [f"{u.speaker}: {u.text}" for u in run.final_transcript.speaking_at(time_s)[:2]] \
         if run.transcript is not None else []
     if lines:
@@ -250,6 +287,27 @@ def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: d
             put_text(out, text, (8, band_top + 18 + 20 * row))
     put_text(out, format_clock(time_s), (out.shape[1] - 52, 18), colour=(0, 0, 0))
     return out
+
+
+def _draw_tracks(out: np.ndarray, run: RunContents, frame_index: int, names: dict[int, str], speaking_tracks: set,
+                 scale: float) -> None:
+    """Each track's box, tag, score bar and landmarks on a frame; speaking tracks' tags placed first."""
+    here = run.tracks.at_frame(frame_index)
+    person, shared = run.persons
+    scores = run.speaking_by_frame.get(frame_index, {})
+    taken: list = []
+    order = sorted(range(len(here)), key=lambda i: int(here.track_id[i]) not in speaking_tracks)
+    for i in order:
+        tid = int(here.track_id[i])
+        colour, speaking = colour_of(person.get(tid, tid)), tid in speaking_tracks
+        who = f"P{person[tid]}" if person.get(tid) in shared and tid not in names else ""  # a name says it
+        label = " ".join(filter(None, (str(tid), who, names.get(tid)))) + (" speaking" if speaking else "")
+        draw_box(out, here.xyxy[i], colour, label, thickness=4 if speaking else 2, scale=scale, taken=taken)
+        if tid in scores:
+            draw_score_bar(out, here.xyxy[i] * scale, scores[tid], colour)
+        if here.landmarks is not None and np.isfinite(here.landmarks[i]).all():
+            for x, y in here.landmarks[i] * scale:
+                cv2.circle(out, (int(round(x)), int(round(y))), 2, colour, -1)
 
 
 def _require_video(run: RunContents) -> None:

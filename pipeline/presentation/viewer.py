@@ -32,7 +32,7 @@ import numpy as np
 from socialpipe.pipeline.media.drawing import PALETTE
 from socialpipe.pipeline.contracts.errors import InputError
 from socialpipe.pipeline.contracts.io import write_text_atomic
-from socialpipe.pipeline.presentation.report import RunContents, load_run, track_names
+from socialpipe.pipeline.presentation.report import RunContents, evidence_line, load_run, track_names
 from socialpipe.pipeline.run.stage_table import HEATMAP_FILE, STAGE_TABLE
 
 _CHUNK_BYTES = 1 << 20
@@ -83,6 +83,7 @@ def view_data(run: RunContents) -> dict[str, Any]:
                                   "track": link.track_id,
                                   "tracks": list(link.track_ids), "person_id": link.person_id,
                                   "confidence": round(link.confidence, 4), "decision": evidence.get("decision"),
+                                  "evidence": evidence_line(link) if evidence.get("candidates") else None,
                                   "candidates": evidence.get("candidates", {})})
     if run.answer is not None:
         answer = run.answer

@@ -27,7 +27,7 @@ from socialpipe.pipeline.contracts.boxes import Boxes
 from socialpipe.pipeline.contracts.config import AnswerConfig
 from socialpipe.pipeline.media.drawing import colour_of, draw_box
 from socialpipe.pipeline.contracts.errors import SocialpipeError, first_line
-from socialpipe.pipeline.media.models import shared
+from socialpipe.pipeline.media.models import shared, torch_device
 from socialpipe.pipeline.contracts.progress import ProgressHook, quiet
 from socialpipe.pipeline.contracts.stage import StageInputs
 from socialpipe.pipeline.contracts.timebase import format_clock
@@ -68,7 +68,7 @@ def load_model(settings: AnswerConfig) -> Loaded:
         raise SocialpipeError(
             f"answer model {settings.model!r} could not be loaded ({type(exc).__name__}: "
             f"{first_line(exc)}); expected a {supported().replace(' and ', ' or ')} "
-            "checkpoint (hub id or local folder, given with --model)") from None
+            "checkpoint (hub id or local folder: --model, or model= in the Python API)") from None
     family = family_of(model).model_type
     if settings.adapter is not None:
         from socialpipe.stages.answer.lora import apply_adapter
@@ -81,13 +81,7 @@ def load_model(settings: AnswerConfig) -> Loaded:
 
 def check_device(settings: AnswerConfig) -> str:
     """The torch device the answer stage will use; an error when CUDA is asked for and absent."""
-    import torch
-
-    device = settings.device if settings.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SocialpipeError(f"answer.device is {device}, but this machine has no CUDA device; expected "
-                              "answer.device=cpu or auto here")
-    return device
+    return torch_device("answer.device", settings.device)
 
 
 def _checkpoint(name: str) -> str:
@@ -97,7 +91,7 @@ def _checkpoint(name: str) -> str:
         return str(Path(name).expanduser())
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise SocialpipeError(f"answer model {name!r}: no such folder, and not a hub id (owner/name); give a "
-                              "local checkpoint folder or a hub id with --model")
+                              "local checkpoint folder or a hub id (--model, or model= in the Python API)")
     from huggingface_hub import model_info, try_to_load_from_cache
 
     if isinstance(try_to_load_from_cache(name, "config.json"), str):
@@ -108,7 +102,7 @@ def _checkpoint(name: str) -> str:
         raise SocialpipeError(
             f"answer model {name!r} is not on this machine and the Hugging Face hub cannot be reached or refused "
             f"it ({type(exc).__name__}); on a connected machine it is downloaded on first use, offline give a "
-            "local checkpoint folder with --model DIR") from None
+            "local checkpoint folder (--model DIR, or model= in the Python API)") from None
     return name
 
 

@@ -272,9 +272,30 @@ def persons_of_tracks(owners: dict[str, list[int]], voices: list[str], face_ids:
     return persons
 
 
+def unlinked_reason(column: list[VoiceEvidence], face_ids: list[int], settings: LinkConfig) -> str:
+    """Why a voice has no face, in words, from the best-placed face's evidence against the thresholds: no face
+    on screen while it speaks alone, faces seen too briefly, none speaking often enough, or one speaking as
+    often while other voices speak."""
+    seen = [(e.seen_steps, t) for t, e in enumerate(column) if e.seen_steps]
+    if not seen:
+        return "unlinked: no face is on screen while this voice speaks alone"
+    longest, _ = max(seen)
+    if longest < settings.min_seen_s * ASD_FPS:
+        return (f"unlinked: faces are on screen for {longest / ASD_FPS:.2f} s at most while this voice speaks alone "
+                f"(link.min_seen_s {settings.min_seen_s:g} s)")
+    judged = [(e.speaking_share or 0.0, t) for t, e in enumerate(column) if e.seen_steps >= settings.min_seen_s * ASD_FPS]
+    share, best = max(judged)
+    if share < settings.min_speaking_share:
+        return (f"unlinked: no face on screen speaks with it: the most, track {face_ids[best]}, speaks on "
+                f"{share:.0%} of its {column[best].seen_steps / ASD_FPS:.1f} s (link.min_speaking_share "
+                f"{settings.min_speaking_share:.0%})")
+    return (f"unlinked: track {face_ids[best]} speaks on {share:.0%} of it, but about as often while other voices "
+            f"speak (margin {column[best].margin or 0.0:.2f}, link.min_margin {settings.min_margin:g})")
+
+
 def build_links(found: Ownership, voices: list[str], face_ids: list[int], evidence: list[list[VoiceEvidence]],
                 mouth: MouthScores | None, primary: dict[str, int], attributions: list[UtteranceAttribution],
-                persons: dict[int, int]) -> tuple[SpeakerLink, ...]:
+                persons: dict[int, int], settings: LinkConfig) -> tuple[SpeakerLink, ...]:
     """One link per voice with its evidence: the deciding rule per track, the three best candidates, the
     share of its utterances with a track, and the disagreements that concern it."""
     row = {t: i for i, t in enumerate(face_ids)}
@@ -301,7 +322,7 @@ def build_links(found: Ownership, voices: list[str], face_ids: list[int], eviden
         else:
             best = None
             confidence = 1.0 - float(np.clip(evidence[ranked[0]][v].margin or 0.0, 0, 1)) if ranked else 1.0
-            decision = "unlinked: no visible face speaks with this voice"
+            decision = unlinked_reason([evidence[t][v] for t in range(len(face_ids))], face_ids, settings)
         links.append(SpeakerLink(
             voice=voice, track_id=best, track_ids=tuple(sorted(ids)), person_id=None if best is None else persons[best],
             confidence=confidence, display_name=None if ANONYMOUS_VOICE.match(voice) else voice,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from socialpipe.pipeline.contracts.artifacts import Tracks, VideoInfo
 from socialpipe.pipeline.contracts.config import LinkConfig
 from socialpipe.pipeline.contracts.progress import ProgressHook
+from socialpipe.pipeline.media.models import torch_device
 from socialpipe.stages.link.network import load_lr_asd
 from socialpipe.stages.link.scores import TrackScores
 from socialpipe.stages.link.speaking import WEIGHTS, score_tracks
@@ -19,8 +20,10 @@ class LrAsdScorer:
 
     def check(self) -> None:
         load_lr_asd(self.settings.asd_weights or WEIGHTS)
+        torch_device("link.device", self.settings.device)  # cuda asked for where there is none: one line now
 
     def score(self, video: VideoInfo, tracks: Tracks, progress: ProgressHook) -> tuple[list[TrackScores], dict]:
         settings = self.settings
         return score_tracks(video, tracks, settings.asd_weights, settings.min_face_px,
-                            precision=settings.asd_precision, progress=progress)
+                            precision=settings.asd_precision, device=torch_device("link.device", settings.device),
+                            progress=progress)

@@ -169,13 +169,16 @@ def int8_ranges(weights: str | Path) -> dict[str, float] | None:
     return {name: float(value) for name, value in data["ranges"].items()}
 
 
-def resolve_precision(precision: str) -> str:
-    """``auto``: bfloat16 for the visual encoder where the CPU computes it natively (oneDNN with AVX512-BF16 or
-    AMX; about 2x faster, speaking scores within a few hundredths), float32 elsewhere. ``int8`` is never
+def resolve_precision(precision: str, device_type: str = "cpu") -> str:
+    """``auto``: bfloat16 for the visual encoder where the device computes it natively (a CUDA GPU that
+    supports it; a CPU with oneDNN and AVX512-BF16 or AMX: about 2x faster, speaking scores within a few
+    hundredths), float32 elsewhere. ``int8`` is never
     chosen by ``auto``: it is 2.5x faster again, and as close to float32 as bfloat16 on real faces, but
     not on the bundled samples' drawn faces (README, "Active speaker detection"; ``benchmarks/asd_int8.py``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    if precision == "auto" and device_type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     if precision == "auto":
         return "bfloat16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() \
             else "float32"
@@ -185,14 +188,19 @@ def resolve_precision(precision: str) -> str:
 class SpeakingScorer:
     """LR-ASD over face runs: multi-window scoring with the published window weights."""
 
-    def __init__(self, weights: str | Path | None = None, threads: int | None = None, precision: str = "auto"):
+    def __init__(self, weights: str | Path | None = None, threads: int | None = None, precision: str = "auto",
+                 device: str = "cpu"):
         from socialpipe.stages.link.network import QuantizedVisualEncoder, int8_available, load_lr_asd
 
         weights = Path(weights or WEIGHTS)
-        self.network = load_lr_asd(weights)
+        self.device = torch.device(device)
+        self.network = load_lr_asd(weights).to(self.device)
         self.threads = threads
-        self.precision = resolve_precision(precision)
+        self.precision = resolve_precision(precision, self.device.type)
         self.int8 = None
+        if self.precision == "int8" and self.device.type != "cpu":
+            raise InputError(f"link.asd_precision int8 runs on the CPU only; expected link.device=cpu, or "
+                             f"link.asd_precision auto, float32 or bfloat16 on {device}")
         if self.precision == "int8":
             ranges = int8_ranges(weights)
             if not int8_available():
@@ -212,9 +220,9 @@ class SpeakingScorer:
         no further in time), so memory holds one piece's activations."""
         if self.int8 is not None and crops.dtype != np.uint8:
             crops = np.clip(np.rint(crops), 0, 255).astype(np.uint8)
-        faces = torch.from_numpy(np.ascontiguousarray(crops))
+        faces = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
         parts = []
-        low = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+        low = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
         for start in range(0, len(faces), PIECE_STEPS):
             lo, hi = max(start - VISUAL_REACH, 0), min(start + PIECE_STEPS + VISUAL_REACH, len(faces))
             if self.int8 is not None:
@@ -234,9 +242,10 @@ class SpeakingScorer:
         are averaged with the published weights."""
         visual = self.visual_embeddings(crops)
         if mfcc is None:
-            return self.network.lossV.FC(visual)[:, 1].numpy().astype(np.float32)
+            return self.network.lossV.FC(visual)[:, 1].cpu().numpy().astype(np.float32)
         n = len(crops)
-        audio = self.network.embed_audio(torch.from_numpy(mfcc[:MFCC_PER_STEP * n].astype(np.float32))[None])[0]
+        mfcc = torch.from_numpy(mfcc[:MFCC_PER_STEP * n].astype(np.float32)).to(self.device)
+        audio = self.network.embed_audio(mfcc[None])[0]
         total = np.zeros(n, np.float64)
         for seconds, weight in WINDOW_WEIGHTS.items():
             size = seconds * ASD_FPS
@@ -244,10 +253,10 @@ class SpeakingScorer:
             if whole:
                 logits = self.network.classify(audio[:whole].reshape(-1, size, audio.shape[1]),
                                                 visual[:whole].reshape(-1, size, visual.shape[1]))
-                total[:whole] += weight * logits[:, 1].numpy()
+                total[:whole] += weight * logits[:, 1].cpu().numpy()
             if whole < n:
                 logits = self.network.classify(audio[whole:n][None], visual[whole:n][None])
-                total[whole:] += weight * logits[:, 1].numpy()
+                total[whole:] += weight * logits[:, 1].cpu().numpy()
         return (total / sum(WINDOW_WEIGHTS.values())).astype(np.float32)
 
 
@@ -285,7 +294,7 @@ def face_crops(video: VideoInfo, runs: list[FaceRun], max_side: int | None = Non
 
 
 def score_tracks(video: VideoInfo, tracks: Tracks, weights: str | Path | None = None, min_face_px: float = 24.0,
-                 max_side: int | None = None, precision: str = "auto",
+                 max_side: int | None = None, precision: str = "auto", device: str = "cpu",
                  progress: ProgressHook = quiet) -> tuple[list[TrackScores], dict]:
     """Speaking scores of every face track (one entry per run of visibility), and notes: runs skipped and
     why, which head gave the scores."""
@@ -295,8 +304,8 @@ def score_tracks(video: VideoInfo, tracks: Tracks, weights: str | Path | None = 
     if not runs:
         return [], notes
     mfcc = mfcc_features(stream_audio(video, SAMPLE_RATE)) if video.has_audio else None
-    scorer = SpeakingScorer(weights, precision=precision)
-    notes["precision"] = scorer.precision
+    scorer = SpeakingScorer(weights, precision=precision, device=device)
+    notes["precision"], notes["device"] = scorer.precision, str(scorer.device)
     counter = Counter(progress, "speaking", sum(run.steps for run in runs), "face step")
     for run, i, crop in face_crops(video, runs, max_side):
         run.crops.append(crop)

@@ -85,7 +85,7 @@ class LinkStage:
             primary = primary_tracks(found, grid, row, voices, speaking)
             attributions = attribute_utterances(transcript, grid, seen, found.owners, primary, settings.correct)
             persons = persons_of_tracks(found.owners, voices, face_ids, tracks.persons, seen)
-            links = build_links(found, voices, face_ids, evidence, mouth, primary, attributions, persons)
+            links = build_links(found, voices, face_ids, evidence, mouth, primary, attributions, persons, settings)
         return SpeakerLinks(links, self._meta(notes, found, mouth, timer), tuple(attributions), persons,
                             speaking_probabilities(scores, video))
 

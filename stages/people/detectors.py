@@ -10,7 +10,7 @@ import numpy as np
 from socialpipe.pipeline.contracts.boxes import Boxes
 from socialpipe.pipeline.contracts.config import DETECTORS, PeopleConfig
 from socialpipe.pipeline.contracts.errors import SocialpipeError, first_line
-from socialpipe.pipeline.media.models import shared
+from socialpipe.pipeline.media.models import shared, torch_device
 
 
 class Detector(Protocol):
@@ -37,7 +37,9 @@ class MtcnnDetector:
         self.scale = settings.detect_scale
         self.min_confidence = settings.min_confidence
         min_face = max(settings.min_face_px * self.scale, 12.0)
-        self.model = shared("mtcnn", min_face, lambda: MTCNN(keep_all=True, device="cpu", min_face_size=min_face))
+        device = torch_device("people.device", settings.device)
+        self.model = shared("mtcnn", (min_face, device),
+                            lambda: MTCNN(keep_all=True, device=device, min_face_size=min_face))
 
     def detect(self, frames: list[np.ndarray]) -> list[Boxes]:
         small = _resize(frames, self.scale)

@@ -26,6 +26,7 @@ from socialpipe.pipeline.contracts.errors import InputError
 from socialpipe.pipeline.contracts.stage import StageInputs
 from socialpipe.pipeline.contracts.progress import Counter, ProgressHook, Timer, quiet
 from socialpipe.pipeline.contracts.timebase import frame_step, frames_in
+from socialpipe.pipeline.media.models import torch_device
 from socialpipe.pipeline.media.video import decoded_size, frames_per_batch, stream_frames
 from socialpipe.stages.people.detectors import YoloDetector, make_face_detector
 from socialpipe.stages.people.identity import identify
@@ -59,6 +60,7 @@ class PeopleStage:
         missing; it is kept for the run). The face detector loads, or fails with its one-line message, when
         the stage starts."""
         FACE_EMBEDDINGS.build(self.settings.face_embedding, self.settings)
+        torch_device("people.device", self.settings.device)  # cuda asked for where there is none: one line now
         width, height = decoded_size(inputs.video, self.settings.max_side)
         seen = min(width, height) * self.settings.detect_scale
         if seen < MIN_DETECTABLE_PX:

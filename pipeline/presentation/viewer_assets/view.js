@@ -47,6 +47,7 @@
     return found;
   }
   const trackOfVoice = new Map(data.links.map((l) => [l.voice, l.track]));
+  const tracksOfVoice = new Map(data.links.map((l) => [l.voice, l.tracks || []]));
   const voiceColour = (voice) => { const track = trackOfVoice.get(voice); return track == null ? OFF_SCREEN : colourOf(track); };
   function boxAt(track, frame) {
     const i = lowerBound(track.frames, frame);
@@ -70,7 +71,15 @@
     const ctx = overlay.getContext("2d");
     ctx.clearRect(0, 0, width, height);
     const scale = width / info.width;
-    const speakingTracks = new Set(speakingAt(state.time).map((u) => trackOfVoice.get(u.voice)));
+    // each voice speaking now marks its main track when that is on screen, else another of its person's tracks;
+    // a voice with none on screen is named at the top of the picture
+    const visible = new Set(data.tracks.filter((t) => boxAt(t, state.frame)).map((t) => t.id));
+    const speakingTracks = new Set(), offScreen = new Set();
+    for (const u of speakingAt(state.time)) {
+      const main = trackOfVoice.get(u.voice);
+      const shown = main != null && visible.has(main) ? main : (tracksOfVoice.get(u.voice) || []).find((t) => visible.has(t));
+      if (shown != null) speakingTracks.add(shown); else offScreen.add(u.name);
+    }
     const selectedTrack = state.selectedVoice === null ? undefined : trackOfVoice.get(state.selectedVoice);
     let drawn = 0;
     ctx.font = "12px system-ui, sans-serif";
@@ -88,9 +97,16 @@
       ctx.setLineDash([]);
       const label = `${track.id}${track.name ? " " + track.name : ""}${speaking ? " \u25CF speaking" : ""}`;
       const textWidth = ctx.measureText(label).width;
+      const left = Math.max(0, Math.min(x1, width - textWidth - 8));  // the tag stays inside the picture
       const top = Math.max(y1 - 18, 0);
-      ctx.fillStyle = colour; ctx.fillRect(x1, top, textWidth + 8, 18);
-      ctx.fillStyle = "#fff"; ctx.fillText(label, x1 + 4, top + 13);
+      ctx.fillStyle = colour; ctx.fillRect(left, top, textWidth + 8, 18);
+      ctx.fillStyle = "#fff"; ctx.fillText(label, left + 4, top + 13);
+    }
+    overlay.dataset.offScreen = [...offScreen].join(", ");
+    if (offScreen.size) {
+      const text = `off screen: ${[...offScreen].join(", ")} speaking`;
+      ctx.fillStyle = "rgba(0, 0, 0, 0.7)"; ctx.fillRect(4, 4, ctx.measureText(text).width + 12, 20);
+      ctx.fillStyle = "#ffe678"; ctx.fillText(text, 10, 18);
     }
     state.boxesDrawn = drawn;
     overlay.dataset.frame = String(state.frame);
@@ -202,7 +218,10 @@
     }
     ctx.setLineDash([]);
     ctx.fillStyle = "#6b7280";
-    for (let k = 0; k <= 10; k++) ctx.fillText(shortClock((k / 10) * duration), Math.min(x((k / 10) * duration), width - 34), height - 3);
+    // ticks on round times: the smallest step of 1, 2, 5, 10, 15, 30 s, 1, 2, 5, 10, 15, 30 min ... giving at most 10
+    const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+    const step = steps.find((s) => duration / s <= 10) ?? Math.ceil(duration / 36000) * 3600;
+    for (let t = 0; t <= duration + 1e-6; t += step) ctx.fillText(shortClock(t), Math.min(x(t), width - 34), height - 3);
     timelineImage = ctx.getImageData(0, 0, width, height);
   }
   function drawPlayhead() {
@@ -228,14 +247,19 @@
     const head = document.createElement("div");
     head.innerHTML = `<span class="swatch"></span><b></b> <span class="target"></span>`;
     head.querySelector(".swatch").style.background = voiceColour(link.voice);
-    head.querySelector("b").textContent = link.name === link.voice ? link.voice : `${link.name} (${link.voice})`;
+    head.querySelector("b").textContent = link.person && link.person !== link.voice ? `${link.person} (${link.voice})` : link.voice;
     head.querySelector(".target").textContent = link.track === null
-      ? `off screen, confidence ${link.confidence.toFixed(2)}`
-      : `-> track ${link.track}, confidence ${link.confidence.toFixed(2)}`;
+      ? `off screen, confidence ${Math.round(link.confidence * 100)}%`
+      : `-> track ${link.track}, confidence ${Math.round(link.confidence * 100)}%`;
     li.appendChild(head);
     if (link.decision) { const d = document.createElement("div"); d.className = "note"; d.textContent = link.decision; li.appendChild(d); }
+    if (link.evidence) { const e = document.createElement("div"); e.className = "note evidence"; e.textContent = link.evidence; li.appendChild(e); }
     const candidates = Object.entries(link.candidates || {});
     if (candidates.length) {
+      const more = document.createElement("details");
+      const title = document.createElement("summary");
+      title.textContent = "the numbers (per candidate track: 25 steps a second; shares 0-1)";
+      more.appendChild(title);
       // every string from an artifact reaches the page as text, never as markup
       const table = document.createElement("table");
       const keys = Object.keys(candidates[0][1] || {}).slice(0, 4);
@@ -248,11 +272,12 @@
       for (const [track, values] of candidates) {
         const cells = keys.map((k) => {
           const value = values && typeof values === "object" ? values[k] : undefined;
-          return typeof value === "number" ? value.toFixed(3) : value === undefined || value === null ? "-" : String(value);
+          return typeof value === "number" ? (Number.isInteger(value) ? String(value) : value.toFixed(2)) : value === undefined || value === null ? "-" : String(value);
         });
         table.appendChild(row("td", [String(track), ...cells]));
       }
-      li.appendChild(table);
+      more.appendChild(table);
+      li.appendChild(more);
     }
     li.addEventListener("click", () => {
       state.selectedVoice = state.selectedVoice === link.voice ? null : link.voice;
