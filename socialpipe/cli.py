@@ -45,16 +45,48 @@ class _Number(click.ParamType):
 _IOU, _SECONDS, _FPS = _Number(0.0, 1.0), _Number(0.0), _Number(1e-3, 1e4)
 
 
-class BarProgress:
-    """The CLI's progress hook: a tqdm bar on stderr per stage with countable work (drawn on a
-    terminal only), and every status line printed as ``[stage] message``."""
+# Each perception stage's share of the run's time (benchmarks/perception.py on the sample, 2 cores), for the
+# overall line's estimate; "speaking" is the link stage's active-speaker counter.
+STAGE_SHARES = {"people": 0.58, "speech": 0.14, "link": 0.28}
+COUNTED_AS = {"speaking": "link"}
 
-    def __init__(self):
+
+class BarProgress:
+    """The CLI's progress hook: a tqdm bar on stderr per stage with countable work (drawn on a terminal only),
+    every status line printed as ``[stage] message``, and, given the perception stages a run will make, one
+    overall line whose remaining time weighs each stage by its usual share (a stage kept up to date drops out)."""
+
+    def __init__(self, stages: tuple[str, ...] = ()):
         self.bars: dict[str, object] = {}
+        self.fraction = {stage: 0.0 for stage in stages if stage in STAGE_SHARES}
+        self.overall = None
+
+    def _advance_overall(self, event: ProgressEvent) -> None:
+        from tqdm import tqdm
+
+        stage = COUNTED_AS.get(event.stage, event.stage)
+        if stage not in self.fraction or len(self.fraction) < 2:
+            return
+        if event.message is not None and event.message.startswith("up to date"):
+            del self.fraction[stage]
+        elif event.message is not None and event.message.startswith("wrote"):
+            self.fraction[stage] = 1.0
+        elif event.total and event.done is not None and (event.stage in COUNTED_AS or stage not in COUNTED_AS.values()):
+            self.fraction[stage] = max(self.fraction[stage], 0.95 * event.done / event.total)
+        if self.overall is None:
+            self.overall = tqdm(total=100, desc="run", file=sys.stderr, disable=None, leave=False,
+                                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+        self.overall.update(max(self.overall_percent() - self.overall.n, 0))
+
+    def overall_percent(self) -> float:
+        """How much of the run is done, in percent: the stages' done fractions weighed by their shares."""
+        weights = sum(STAGE_SHARES[s] for s in self.fraction) or 1.0
+        return 100 * sum(STAGE_SHARES[s] * f for s, f in self.fraction.items()) / weights
 
     def __call__(self, event: ProgressEvent) -> None:
         from tqdm import tqdm
 
+        self._advance_overall(event)
         if event.total is not None:
             whole = float(event.total).is_integer()  # frames, steps: counted in integers, not "36.0/942"
             bar = self.bars.get(event.stage)
@@ -75,9 +107,10 @@ class BarProgress:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        for bar in self.bars.values():
+        for bar in [*self.bars.values(), *([self.overall] if self.overall is not None else [])]:
             bar.close()
         self.bars.clear()
+        self.overall = None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -155,7 +188,8 @@ def run(video, out, question, options, tracks, transcript, links, unlisted_off_s
     if quiet:
         result = run_pipeline(request)
     else:
-        with BarProgress() as progress:
+        making = tuple(spec.name for spec in request.stages_to_run() if spec.name not in request.ground_truth)
+        with BarProgress(making) as progress:
             result = run_pipeline(request, progress=progress)
     written = result.written
     if as_json:
@@ -242,10 +276,12 @@ def _placement(workers, ray_address, threads):
 @click.option("--return-folders", is_flag=True,
               help="With --ray on a cluster without a shared disk: workers send each run folder back to this machine.")
 @click.option("--force", is_flag=True, help="Run every video again, recomputing every stage.")
+@click.option("--gallery", type=_existing, help="Reference photos and voice samples naming the people of every video "
+                                                "(as run --gallery).")
 @click.option("--json", "as_json", is_flag=True, help="Print the batch record as one JSON object.")
 def batch(inputs, out, question, options, tracks_dir, transcript_dir, links_dir, unlisted_off_screen, until,
           config_path, overrides, model, adapter, language, num_speakers, min_speakers, max_speakers, device, workers,
-          ray_address, threads, return_folders, force, as_json):
+          ray_address, threads, return_folders, force, gallery, as_json):
     """Run the pipeline on many videos: INPUT is a folder, a glob, a text file of paths, or a video.
 
     Resumable: a re-run skips finished videos and retries failed ones. A video that fails is recorded
@@ -257,7 +293,8 @@ def batch(inputs, out, question, options, tracks_dir, transcript_dir, links_dir,
         option_overrides(language, num_speakers, min_speakers, max_speakers, device)
     settings = BatchSettings(config=load_config(config_path, overrides), until=until, question=question,
                              options=tuple(options), tracks_dir=tracks_dir, transcript_dir=transcript_dir,
-                             links_dir=links_dir, unlisted_off_screen=unlisted_off_screen, force=force)
+                             links_dir=links_dir, unlisted_off_screen=unlisted_off_screen, force=force,
+                             gallery=gallery)
     with BarProgress() as progress:
         record = run_batch(inputs, Path(out), settings, _placement(workers, ray_address, threads), return_folders,
                            progress)

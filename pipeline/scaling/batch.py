@@ -34,6 +34,7 @@ from socialpipe.pipeline.contracts.formats import LINK_SUFFIXES, TRACK_SUFFIXES,
 from socialpipe.pipeline.contracts.io import text_lines, write_bytes_atomic, write_text_atomic
 from socialpipe.pipeline.media.models import load_counts
 from socialpipe.pipeline.run.orchestrator import RunRequest, check_run_options, run
+from socialpipe.pipeline.run.naming import read_gallery
 from socialpipe.pipeline.run.parallel import Placement, spread, with_gpus
 from socialpipe.pipeline.contracts.progress import ProgressEvent, ProgressHook, quiet, stopwatch
 from socialpipe.pipeline.run.rundir import MANIFEST
@@ -125,9 +126,12 @@ class BatchSettings:
     links_dir: Path | None = None
     unlisted_off_screen: bool = False
     force: bool = False
+    gallery: Path | None = None  # reference photos and voice samples naming the people of every video
 
     def __post_init__(self) -> None:
         check_run_options(self.until, self.question)
+        if self.gallery is not None:
+            read_gallery(self.gallery)  # a folder of photos or voice samples, or one line now
         for option, folder in (("tracks-dir", self.tracks_dir), ("transcript-dir", self.transcript_dir),
                                ("links-dir", self.links_dir)):
             if folder is not None and not Path(folder).is_dir():
@@ -139,7 +143,8 @@ class BatchSettings:
         return {"config": self.config.to_dict(), "until": self.until, "question": self.question,
                 "options": list(self.options), "tracks_dir": _text(self.tracks_dir),
                 "transcript_dir": _text(self.transcript_dir), "links_dir": _text(self.links_dir),
-                "unlisted_off_screen": self.unlisted_off_screen}
+                "unlisted_off_screen": self.unlisted_off_screen,
+                **({"gallery": _text(self.gallery)} if self.gallery is not None else {})}
 
 
 def _text(path: Path | None) -> str | None:
@@ -196,7 +201,7 @@ class VideoWorker:
             tracks_file=ground_truth_for(video, s.tracks_dir, TRACK_SUFFIXES, "tracks"),
             transcript_file=ground_truth_for(video, s.transcript_dir, TRANSCRIPT_SUFFIXES, "transcript"),
             links_file=ground_truth_for(video, s.links_dir, LINK_SUFFIXES, "links"),
-            unlisted_off_screen=s.unlisted_off_screen, force=s.force)
+            unlisted_off_screen=s.unlisted_off_screen, force=s.force, gallery=s.gallery)
         return run(request)
 
 

@@ -69,9 +69,11 @@ class SpeechStage:
                     found, notes = transcribe(listen, settings)
                     words += [Word(w.start_s + audio_start, w.end_s + audio_start, w.text, w.score) for w in found
                               if block_start <= audio_start + (w.start_s + w.end_s) / 2 < (block_end or float("inf"))]
+            block_done = min(block_end or video.duration_s, video.duration_s)
+            counter.advance((block_done - counter.done) / 2)  # words heard: half the block (a short clip is one)
             with timer("diarization"):
                 diarizer.add(samples, audio_start, block_start, block_end)
-            counter.advance(min(block_end or video.duration_s, video.duration_s) - counter.done)
+            counter.advance(block_done - counter.done)
         with timer("diarization"):
             diarization = diarizer.finish() if words or heard else None
         counter.finish()

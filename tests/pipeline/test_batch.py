@@ -17,10 +17,7 @@ import pytest
 from socialpipe.pipeline.scaling.batch import BatchSettings, expand_inputs, run_batch, run_names
 from socialpipe.pipeline.contracts.errors import InputError
 from socialpipe.pipeline.run.parallel import Placement
-from tests.conftest import SAMPLE_VIDEO, make_video
-
-SAMPLE_TRACKS = SAMPLE_VIDEO.with_suffix(".tracks.json")
-SAMPLE_TRANSCRIPT = SAMPLE_VIDEO.with_suffix(".transcript.json")
+from tests.conftest import SAMPLE_LINKS, SAMPLE_TRACKS, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO, make_video
 
 
 def test_inputs_are_folders_globs_lists_and_files(tmp_path):
@@ -213,3 +210,28 @@ def test_eval_on_local_ray_gives_the_single_process_results(socialpipe, local_ra
     root, model = mmsi_eval
     single = _eval(socialpipe, root, model, tmp_path / "one")
     assert _eval(socialpipe, root, model, tmp_path / "ray", "--workers", "2", "--ray") == single
+
+
+def test_a_batch_gallery_names_each_video_s_people_and_says_why_not(socialpipe, tmp_path):
+    """With ground-truth tracks (no face embeddings) the gallery's photo can name nobody: each run's names.json
+    says so; a gallery folder with nothing in it is one line before any video runs."""
+    from skimage import data
+    from PIL import Image
+
+    from socialpipe.pipeline.contracts.artifacts import Names, load_json
+
+    videos, truth, gallery = tmp_path / "videos", tmp_path / "truth", tmp_path / "gallery"
+    for folder in (videos, truth, gallery):
+        folder.mkdir()
+    shutil.copy(SAMPLE_VIDEO, videos / "v1.mp4")
+    for kind, source in (("tracks", SAMPLE_TRACKS), ("transcript", SAMPLE_TRANSCRIPT), ("links", SAMPLE_LINKS)):
+        shutil.copy(source, truth / f"v1.{kind}.json")
+    Image.fromarray(data.astronaut()).save(gallery / "Eileen.jpg")
+    result = socialpipe("batch", videos, "--out", tmp_path / "b", "--tracks-dir", truth, "--transcript-dir", truth,
+                        "--links-dir", truth, "--until", "link", "--gallery", gallery)
+    assert result.code == 0, result
+    names = load_json(Names, tmp_path / "b" / "v1" / "names.json")
+    assert names.names == {} and "no face embeddings" in names.matches[0]["why"]
+    (tmp_path / "empty").mkdir()
+    empty = socialpipe("batch", videos, "--out", tmp_path / "c", "--gallery", tmp_path / "empty")
+    assert empty.code == 2 and "no photos" in empty.err

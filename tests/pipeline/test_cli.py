@@ -534,3 +534,17 @@ def test_the_readme_synopsis_names_every_option_of_every_command():
                 continue
             missing.setdefault(name, []).append(flags[0])
     assert not missing, f"options the README's synopsis lacks: {missing}"
+
+
+def test_the_overall_line_weighs_each_stage_by_its_share_and_drops_kept_ones():
+    from socialpipe.cli import BarProgress
+    from socialpipe.pipeline.contracts.progress import ProgressEvent
+
+    with BarProgress(("people", "speech", "link")) as bars:
+        bars(ProgressEvent("people", 50.0, 100.0, "frame"))
+        assert bars.overall_percent() == pytest.approx(100 * 0.58 * 0.475)
+        bars(ProgressEvent("people", message="wrote people.json"))
+        bars(ProgressEvent("speech", message="up to date, kept speech.json"))  # no time left for it
+        bars(ProgressEvent("speaking", 10.0, 20.0, "face step"))
+        bars(ProgressEvent("link", 5.0, 10.0, "frame"))  # the mouth fallback's counter: not the stage's
+        assert bars.overall_percent() == pytest.approx(100 * (0.58 + 0.28 * 0.475) / (0.58 + 0.28))
