@@ -723,12 +723,8 @@ class SpeakerLinks(_SavesJson):
         utterances = []
         for u in transcript.utterances:
             stretches = self.spoken_by(u.speaker, u.start_s, u.end_s)
-            if not stretches:  # an empty utterance: the person at its moment
-                stretches = [(u.start_s, u.end_s, self.person_label(
-                    u.speaker, getattr(self.attribution_at(u.speaker, u.start_s), "track_id", None)))]
-            if len(stretches) == 1 or not u.words:
-                label = max(stretches, key=lambda s: s[1] - s[0])[2]
-                utterances.append(replace(u, speaker=label))
+            if len(stretches) < 2 or not u.words:
+                utterances.append(replace(u, speaker=self._most_of(u.speaker, u.start_s, stretches)))
                 continue
             starts = [start for start, _, _ in stretches]
             groups: list[tuple[str, list[Word]]] = []
@@ -743,6 +739,17 @@ class SpeakerLinks(_SavesJson):
                                             u.end_s if k == len(groups) - 1 else words[-1].end_s, label,
                                             " ".join(w.text.strip() for w in words), tuple(words)))
         return Transcript.from_utterances(utterances, {**transcript.meta, "labels": "persons (links)"})
+
+    def label_of(self, voice: str, start_s: float, end_s: float) -> str:
+        """The one label for ``voice``'s speech in [start_s, end_s): the person who speaks most of it (as
+        ``labelled`` gives an utterance without word times)."""
+        return self._most_of(voice, start_s, self.spoken_by(voice, start_s, end_s))
+
+    def _most_of(self, voice: str, start_s: float, stretches: list[tuple[float, float, str]]) -> str:
+        """The label of the longest stretch; with none (an empty span), the person at its moment."""
+        if not stretches:
+            return self.person_label(voice, getattr(self.attribution_at(voice, start_s), "track_id", None))
+        return max(stretches, key=lambda s: s[1] - s[0])[2]
 
     def who_spoke_when(self, transcript: Transcript, uri: str = "video"):
         """Who spoke when, by person (the audio-visual diarization), as a ``pyannote.core.Annotation``: each

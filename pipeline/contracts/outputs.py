@@ -36,13 +36,19 @@ def labelled(transcript: Transcript, links: SpeakerLinks | None) -> Transcript:
     return transcript if links is None else links.labelled(transcript)
 
 
-def write_outputs(transcript: Transcript | None, links: SpeakerLinks | None, folder: str | Path, formats: tuple[str, ...],
-                  uri: str = "video", language: str | None = None) -> list[Path]:
-    """``folder/transcript.<format>`` for each of ``formats`` ("all": every one), with the final labels."""
+def wanted_formats(formats: tuple[str, ...]) -> tuple[str, ...]:
+    """The formats ``--output-format`` asks for ("all": every one), each once; an unknown one is an InputError."""
     wanted = OUTPUT_FORMATS if "all" in formats else tuple(dict.fromkeys(formats))
     unknown = [f for f in wanted if f not in OUTPUT_FORMATS]
     if unknown:
         raise InputError(f"--output-format {unknown[0]!r}: unknown; expected one of {list(OUTPUT_FORMATS)} or all")
+    return wanted
+
+
+def write_outputs(transcript: Transcript | None, links: SpeakerLinks | None, folder: str | Path, formats: tuple[str, ...],
+                  uri: str = "video", language: str | None = None) -> list[Path]:
+    """``folder/transcript.<format>`` for each of ``formats`` ("all": every one), with the final labels."""
+    wanted = wanted_formats(formats)
     if transcript is None:
         raise InputError("--output-format needs the speech stage's transcript; expected --until speech or later")
     final = labelled(transcript, links)

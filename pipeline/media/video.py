@@ -193,29 +193,39 @@ def stream_frames(video: VideoInfo, step: int = 1, max_side: int | None = None,
     filters = [f"select=not(mod(n\\,{step}))"] if step > 1 and not video.variable_rate else []
     if (width, height) != (video.width, video.height):
         filters.append(f"scale={width}:{height}:flags=area")
-    command = [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", local_file(video.path), "-map", "0:v:0",
-               *(["-vf", ",".join(filters)] if filters else []), "-fps_mode", "passthrough",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    frame_bytes = width * height * 3
-    decoder = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes)
     wanted = range(0, video.frame_count, step)
     # for each wanted grid frame, the decoded frame it shows (the stream's own order when that is the same)
     shown = video.decoded_frames(wanted) if video.variable_rate else range(len(wanted))
+    decoded = _piped_frames(video, ["-vf", ",".join(filters)] if filters else [], width, height)
     try:
-        frame, decoded = None, -1
+        frame, count = None, -1
         for index, source in zip(wanted, shown):
-            while decoded < source:
-                data = decoder.stdout.read(frame_bytes)
-                if len(data) < frame_bytes:
+            while count < source:
+                frame = next(decoded, None)
+                if frame is None:
                     return  # the stream holds fewer frames than the container said: stop where it ends
-                frame, decoded = np.frombuffer(data, np.uint8).reshape(height, width, 3), decoded + 1
+                count += 1
             yield index, frame
+    finally:
+        decoded.close()
+
+
+def _piped_frames(video: VideoInfo, filter_args: list[str], width: int, height: int) -> Iterator[np.ndarray]:
+    """The frames an ffmpeg process decodes from ``video`` through ``filter_args`` (``-vf ...`` or
+    ``-filter_script:v FILE``) as RGB ``(height, width, 3)`` arrays, read one at a time from its pipe until the
+    stream ends; the process is ended when the caller stops."""
+    command = [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", local_file(video.path), "-map", "0:v:0",
+               *filter_args, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    frame_bytes = width * height * 3
+    decoder = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=frame_bytes)
+    try:
+        while len(data := decoder.stdout.read(frame_bytes)) == frame_bytes:
+            yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
     finally:
         decoder.stdout.close()
         if decoder.poll() is None:
             decoder.kill()
         decoder.wait()
-        decoder.stderr.close()
 
 
 def _stream_only(video: VideoInfo, frames: list[int], max_side: int | None) -> Iterator[tuple[int, np.ndarray]]:
@@ -239,22 +249,11 @@ def _stream_only(video: VideoInfo, frames: list[int], max_side: int | None) -> I
                                       if (width, height) != (video.width, video.height) else [])
     with tempfile.NamedTemporaryFile("w", suffix=".filter", delete=False) as script:  # too long for a command line
         script.write(",".join(filters))
-    command = [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", local_file(video.path), "-map", "0:v:0",
-               "-frames:v", str(len(frames)), "-filter_script:v", script.name, "-fps_mode", "passthrough",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    frame_bytes = width * height * 3
-    decoder = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=frame_bytes)
+    decoded = _piped_frames(video, ["-frames:v", str(len(frames)), "-filter_script:v", script.name], width, height)
     try:
-        for index in frames:
-            data = decoder.stdout.read(frame_bytes)
-            if len(data) < frame_bytes:
-                return  # the stream holds fewer frames than the container said
-            yield index, np.frombuffer(data, np.uint8).reshape(height, width, 3)
+        yield from zip(frames, decoded)  # the stream may hold fewer frames than the container said
     finally:
-        decoder.stdout.close()
-        if decoder.poll() is None:
-            decoder.kill()
-        decoder.wait()
+        decoded.close()
         Path(script.name).unlink(missing_ok=True)
 
 

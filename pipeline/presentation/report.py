@@ -19,6 +19,7 @@ import numpy as np
 
 from socialpipe.pipeline.contracts.artifacts import (Answer, Names, SpeakerLinks, Tracks, Transcript, VideoInfo,
                                                      load_json, read_json)
+from socialpipe.pipeline.contracts.outputs import labelled
 from socialpipe.pipeline.media.drawing import FONT, FONT_SCALE, colour_of, draw_box, encode_png, put_text
 from socialpipe.pipeline.contracts.errors import InputError
 from socialpipe.pipeline.contracts.io import sha256_file, temporary_sibling, write_bytes_atomic
@@ -72,9 +73,7 @@ class RunContents:
     def final_transcript(self) -> Transcript | None:
         """The transcript with the final labels (the person speaking each utterance, ``SpeakerLinks.labelled``)
         when the run has links, else the voices'."""
-        if self.transcript is None or self.links is None:
-            return self.transcript
-        return self.links.labelled(self.transcript)
+        return None if self.transcript is None else labelled(self.transcript, self.links)
 
     @cached_property
     def speaking_by_frame(self) -> dict[int, dict[int, float]]:
@@ -270,8 +269,7 @@ def draw_overlay(frame: np.ndarray, frame_index: int, run: RunContents, names: d
         if run.links is not None and run.tracks is not None else {}
     if run.tracks is not None:
         _draw_tracks(out, run, frame_index, names, set(speaking.values()), scale)
-    off_screen = sorted({run.links.person_label(voice, run.links.track_for(voice)) for voice, track in speaking.items()
-                         if track is None})
+    off_screen = sorted({run.links.person_label(voice) for voice, track in speaking.items() if track is None})
     if off_screen:
         text = f"off screen: {', '.join(off_screen)} speaking"
         width = min(cv2.getTextSize(text, FONT, FONT_SCALE, 1)[0][0] + 12, out.shape[1] - 60)

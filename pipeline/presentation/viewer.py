@@ -71,9 +71,7 @@ def view_data(run: RunContents) -> dict[str, Any]:
     if run.transcript is not None:
         data["voices"] = run.transcript.speakers
         for u in run.transcript.utterances:
-            spoken = run.links.spoken_by(u.speaker, u.start_s, u.end_s) if run.links else []
-            name = max(spoken, key=lambda s: s[1] - s[0])[2] if spoken else \
-                (run.links.person_label(u.speaker) if run.links else u.speaker)
+            name = run.links.label_of(u.speaker, u.start_s, u.end_s) if run.links else u.speaker
             data["utterances"].append({"start": round(u.start_s, 3), "end": round(u.end_s, 3), "voice": u.speaker,
                                        "name": name, "text": u.text})
     if run.links is not None:

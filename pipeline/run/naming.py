@@ -222,8 +222,8 @@ def match_voices(gallery: Gallery, transcript: Transcript | None) -> tuple[dict,
 
 def resolve_names(given: Mapping[str, str], gallery: Gallery | None, tracks: Tracks | None,
                   transcript: Transcript | None, links: SpeakerLinks, config: Config) -> Names:
-    """Every name of the run: the gallery's matches, then the names given by hand (which win), each checked
-    against the run's voices and persons."""
+    """Every name of the run: the gallery's matches, then the names given by hand (which win). Applying them
+    (``SpeakerLinks.named``) checks each label against the run's voices and persons."""
     names: dict[str, str] = {}
     matches: list = []
     if gallery is not None:
@@ -233,7 +233,6 @@ def resolve_names(given: Mapping[str, str], gallery: Gallery | None, tracks: Tra
         names.update(by_face)  # a face names the person, whichever voice it speaks
         matches = face_evidence + voice_evidence
     names.update(given)
-    links.named(names)  # a label that is neither a voice nor a person is an error now
     return Names(names, tuple(matches))
 
 

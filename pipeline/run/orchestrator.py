@@ -18,7 +18,7 @@ from socialpipe.pipeline.contracts.artifacts import Answer, SpeakerLinks, Tracks
 from socialpipe.pipeline.contracts.config import Config
 from socialpipe.pipeline.contracts.errors import InputError
 from socialpipe.pipeline.contracts.io import not_a_regular_file, sha256_file
-from socialpipe.pipeline.contracts.outputs import OUTPUT_FORMATS, write_outputs
+from socialpipe.pipeline.contracts.outputs import wanted_formats, write_outputs
 from socialpipe.pipeline.contracts.progress import ProgressEvent, ProgressHook, Timer, quiet
 from socialpipe.pipeline.contracts.stage import Stage, StageInputs
 from socialpipe.pipeline.media.video import probe
@@ -37,9 +37,7 @@ def check_run_options(until: str, question: str | None) -> None:
 
 def check_output_formats(formats: tuple[str, ...], until: str) -> None:
     """Known formats, and a run that makes the transcript they are written from."""
-    unknown = [f for f in formats if f not in (*OUTPUT_FORMATS, "all")]
-    if unknown:
-        raise InputError(f"--output-format {unknown[0]!r}: unknown; expected one of {list(OUTPUT_FORMATS)} or all")
+    wanted_formats(formats)
     if formats and STAGE_NAMES.index(until) < STAGE_NAMES.index("speech"):
         raise InputError("--output-format needs the speech stage's transcript; expected --until speech or later")
 
@@ -217,8 +215,8 @@ class Run:
         if request.names or request.gallery is not None:
             gallery = None if request.gallery is None else read_gallery(request.gallery)
             names = resolve_names(request.names, gallery, result.tracks, result.transcript, artifact, request.config)
+            artifact = artifact.named(names.names)  # a label the run does not have: one line, names.json kept
             names.save(path)
-            artifact = artifact.named(names.names)
             self.progress(ProgressEvent(spec.name, message=f"names: {len(names.names)} given or matched, in {path}"))
         elif had:
             path.unlink()

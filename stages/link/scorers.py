@@ -8,7 +8,7 @@ from socialpipe.pipeline.contracts.progress import ProgressHook
 from socialpipe.pipeline.media.models import torch_device
 from socialpipe.stages.link.network import load_lr_asd
 from socialpipe.stages.link.scores import TrackScores
-from socialpipe.stages.link.speaking import WEIGHTS, score_tracks
+from socialpipe.stages.link.speaking import WEIGHTS, check_precision_device, score_tracks
 
 
 class LrAsdScorer:
@@ -20,7 +20,8 @@ class LrAsdScorer:
 
     def check(self) -> None:
         load_lr_asd(self.settings.asd_weights or WEIGHTS)
-        torch_device("link.device", self.settings.device)  # cuda asked for where there is none: one line now
+        # cuda asked for where there is none, or int8 off the CPU: one line now, before any work
+        check_precision_device(self.settings.asd_precision, torch_device("link.device", self.settings.device))
 
     def score(self, video: VideoInfo, tracks: Tracks, progress: ProgressHook) -> tuple[list[TrackScores], dict]:
         settings = self.settings

@@ -185,6 +185,13 @@ def resolve_precision(precision: str, device_type: str = "cpu") -> str:
     return precision
 
 
+def check_precision_device(precision: str, device: str) -> None:
+    """int8 has CPU kernels only: asked for on another device it is a one-line InputError."""
+    if precision == "int8" and not device.startswith("cpu"):
+        raise InputError(f"link.asd_precision int8 runs on the CPU only; expected link.device=cpu, or "
+                         f"link.asd_precision auto, float32 or bfloat16 on {device}")
+
+
 class SpeakingScorer:
     """LR-ASD over face runs: multi-window scoring with the published window weights."""
 
@@ -196,11 +203,9 @@ class SpeakingScorer:
         self.device = torch.device(device)
         self.network = load_lr_asd(weights).to(self.device)
         self.threads = threads
+        check_precision_device(precision, device)
         self.precision = resolve_precision(precision, self.device.type)
         self.int8 = None
-        if self.precision == "int8" and self.device.type != "cpu":
-            raise InputError(f"link.asd_precision int8 runs on the CPU only; expected link.device=cpu, or "
-                             f"link.asd_precision auto, float32 or bfloat16 on {device}")
         if self.precision == "int8":
             ranges = int8_ranges(weights)
             if not int8_available():

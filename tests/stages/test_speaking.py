@@ -197,3 +197,13 @@ def test_without_audio_the_visual_only_head_scores_the_faces(tmp_path):
     scores, notes = score_tracks(video, tracks)
     assert notes["head"].startswith("visual only")
     assert len(scores) == 1 and len(scores[0].scores) == 50 and np.isfinite(scores[0].scores).all()
+
+
+def test_int8_off_the_cpu_is_refused_before_any_work():
+    from socialpipe.pipeline.contracts.errors import InputError
+    from socialpipe.stages.link.speaking import check_precision_device
+
+    check_precision_device("int8", "cpu")
+    check_precision_device("bfloat16", "cuda:0")
+    with pytest.raises(InputError, match="link.asd_precision int8 runs on the CPU only; expected link.device=cpu"):
+        check_precision_device("int8", "cuda:0")
