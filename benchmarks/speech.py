@@ -118,8 +118,11 @@ def main() -> None:
     from socialpipe.pipeline.media.video import read_audio
 
     audio = read_audio(video)
-    pipeline = whisperx.load_model(speech.resolve_asr_model(settings.asr_model), "cpu", compute_type="int8",
-                                   language="en", threads=speech.thread_budget())
+    from socialpipe.pipeline.media.models import thread_budget
+    from socialpipe.stages.speech.asr import resolve_asr_model
+
+    pipeline = whisperx.load_model(resolve_asr_model(settings.asr_model), "cpu", compute_type="int8",
+                                   language="en", threads=thread_budget())
     started = time.perf_counter()
     result = pipeline.transcribe(audio, batch_size=8)
     whisperx_s = time.perf_counter() - started

@@ -158,7 +158,7 @@ class SpeechConfig(_Section):
     beam_size: int = 5  # ASR beam; 1 is greedy and faster, larger is slower and slightly more accurate
     diarizer: str = "offline"  # who speaks when (DIARIZERS): offline (bundled models) or pyannote (diarization_model)
     diarization_model: str = "pyannote/speaker-diarization-community-1"  # diarizer pyannote: a pipeline's hub id or folder
-    voice_embedding: str = "resemblyzer"  # the offline diarizer's speaker embedding (VOICE_EMBEDDINGS)
+    voice_embedding: str = "campplus"  # the offline diarizer's speaker embedding (VOICE_EMBEDDINGS): campplus, resemblyzer
     num_speakers: int | None = None  # exact number of voices when known; overrides min/max
     min_speakers: int | None = None  # lower bound for the automatic speaker count
     max_speakers: int | None = None  # upper bound for the automatic speaker count

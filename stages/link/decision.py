@@ -19,6 +19,12 @@ from socialpipe.stages.link.scores import ASD_FPS
 
 ANONYMOUS_VOICE = re.compile(r"^(speaker|spk|voice)[ _-]?\d+$", re.IGNORECASE)
 SEGMENT_SMOOTH_STEPS = 12  # about half a second: who speaks is decided on scores averaged this long
+# A face speaks an utterance by its mouth when its mouth activity (z-scored over the track's life) averages
+# at least MOUTH_SPEAKS over the utterance and MOUTH_MARGIN more than every other face seen through it.
+# Measured: on the drawn sample faces a speaker averages +2.0 to +3.0 and the others about -1.0; on the
+# real footage of docs/link.md no face of any utterance averages over +0.5, so real faces never pass.
+MOUTH_SPEAKS, MOUTH_MARGIN = 1.0, 1.0
+MIN_UTTERANCE_S = 1.0  # shorter utterances are too short to judge a mouth on
 ACTIVE_SPEAKER, BY_MOUTH, BY_IDENTITY = "active speaker", "mouth activity", "face identity"
 
 
@@ -117,6 +123,43 @@ def own_by_comparison(found: Ownership, evidence: list[list[VoiceEvidence]], fac
         found.give(voices[v], tid, f"{ACTIVE_SPEAKER} (the one speaking of the faces on screen)")
 
 
+LONE_FACE_COMPANY = 0.1  # a face is alone on screen when another face is seen on at most this share of the steps
+
+
+def own_by_lone_face(found: Ownership, evidence: list[list[VoiceEvidence]], face_ids: list[int], voices: list[str],
+                     seen: np.ndarray, speaking: np.ndarray, settings: LinkConfig) -> None:
+    """A voice no face speaks for only because its face speaks as often while other voices speak (the margin
+    test) still gets that face when the face is alone on screen through the voice's speech and speaks on at
+    least ``link.min_speaking_share`` of it: a close-up of one person whose speech the diarization cut into
+    two voices (a talk-show host heard as two voices, or a line's last words given to the next voice). The
+    face also speaking for another voice is said as the "two voices on one face" disagreement. Where other
+    faces are on screen the margin test stands (one face the network finds speaking through everyone's
+    speech is not evidence). Best share first, one face per voice."""
+    alone = (speaking > 0) & (speaking.sum(axis=0, keepdims=True) == 1)
+    steps = settings.min_seen_s * ASD_FPS
+    for v, voice in enumerate(voices):
+        if found.owners[voice]:
+            continue
+        candidates = []
+        for t, tid in enumerate(face_ids):
+            mine = evidence[t][v]
+            if mine.seen_steps < steps or mine.speaking_share is None or \
+                    mine.speaking_share < settings.min_speaking_share:
+                continue
+            during = alone[v] & seen[t]
+            company = np.delete(seen, t, axis=0)[:, during].any(axis=0).mean() if len(face_ids) > 1 else 0.0
+            if company <= LONE_FACE_COMPANY:
+                candidates.append((mine.speaking_share, tid))
+        if not candidates:
+            continue
+        _, tid = max(candidates)
+        others = tuple(other for other, ids in found.owners.items() if tid in ids)
+        found.give(voice, tid, f"{ACTIVE_SPEAKER} (the only face on screen, speaking through it)")
+        if others:
+            found.disagreements.append(Disagreement(DisagreementKind.SPLIT, "the diarization may have split one person",
+                                                    settings.correct, track_id=tid, voices=(*others, voice)))
+
+
 def asd_says_silent(rows: list[VoiceEvidence], settings: LinkConfig) -> bool:
     """The network saw this face long enough during some voice and found it not speaking: not a fallback
     candidate (a listener whose head moves)."""
@@ -139,6 +182,45 @@ def own_by_mouth(found: Ownership, mouth: MouthScores, face_ids: list[int], voic
         if mouth.score[v, t] >= settings.min_score and mouth.coverage[v, t] >= settings.min_coverage:
             found.give(voices[v], face_ids[t], BY_MOUTH)
     _more_shots_by_mouth(found, mouth.correlation, face_ids, free, orphans, voices, seen, settings)
+
+
+def own_second_faces_by_mouth(found: Ownership, mouths: np.ndarray, transcript: Transcript, face_ids: list[int],
+                              seen: np.ndarray, evidence: list[list[VoiceEvidence]], settings: LinkConfig) -> None:
+    """A voice linked by mouth activity alone also owns a free face that plainly speaks one of its utterances
+    by mouth (``MOUTH_SPEAKS``, ``MOUTH_MARGIN``) while one of the voice's own faces is seen, silent: the
+    diarization heard two people as one voice, and the faces tell them apart (``merged_voices`` then says so,
+    and the utterances follow the mouths). Only voices the network left to the mouth fallback (drawn or
+    animated faces, faces too small for it): where the network judges, its own evidence splits voices.
+    ``mouths``: (tracks, steps) mouth activity on the 25 fps grid."""
+    by_mouth = mouth_judged(found)
+    if not by_mouth:
+        return
+    during = transcript.utterance_activity(1 / ASD_FPS, mouths.shape[1]) > 0
+    row = {t: i for i, t in enumerate(face_ids)}
+    free = {tid for t, tid in enumerate(face_ids)
+            if tid not in found.taken and not asd_says_silent(evidence[t], settings)}
+    for u, inside in zip(transcript.utterances, during):
+        if u.speaker not in by_mouth or inside.sum() < MIN_UTTERANCE_S * ASD_FPS:
+            continue
+        through = [tid for tid in face_ids if seen[row[tid], inside].mean() >= 0.8]
+        activity = {tid: _mean(mouths[row[tid], inside]) for tid in through}
+        ranked = sorted((tid for tid in through if activity[tid] is not None), key=lambda tid: -activity[tid])
+        if len(ranked) < 2 or ranked[0] not in free or not set(ranked[1:]) & set(found.owners[u.speaker]):
+            continue
+        if activity[ranked[0]] >= MOUTH_SPEAKS and activity[ranked[0]] - activity[ranked[1]] >= MOUTH_MARGIN:
+            found.give(u.speaker, ranked[0], f"{BY_MOUTH} (a second face speaking this voice)")
+            free.discard(ranked[0])
+
+
+def mouth_judged(found: Ownership) -> set[str]:
+    """The voices whose every face was given by mouth activity (the network judged none of them)."""
+    return {voice for voice, ids in found.owners.items()
+            if ids and all(found.how[voice, t].startswith(BY_MOUTH) for t in ids)}
+
+
+def _mean(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
 
 
 def _more_shots_by_mouth(found: Ownership, correlation: np.ndarray, face_ids: list[int], free: list[int],
@@ -200,18 +282,22 @@ def primary_tracks(found: Ownership, grid: SpeakingEvidence, row: dict[int, int]
 
 
 def attribute_utterances(transcript: Transcript, grid: SpeakingEvidence, seen: np.ndarray,
-                         owners: dict[str, list[int]], primary: dict[str, int],
-                         correct: bool) -> list[UtteranceAttribution]:
+                         owners: dict[str, list[int]], primary: dict[str, int], correct: bool,
+                         mouths: SpeakingEvidence | None = None,
+                         by_mouth: frozenset[str] = frozenset()) -> list[UtteranceAttribution]:
     """Each utterance's track: among its voice's tracks seen during at least 30% of it, the one the network finds
-    speaking most (with ``correct``), else the voice's main track when seen, else the one seen longest."""
+    speaking most (with ``correct``), else the voice's main track when seen, else the one seen longest. For the
+    voices in ``by_mouth`` (linked by mouth activity alone) the mouths (``mouths``, on the same grid) judge in
+    the network's place; the score given is still the network's."""
     during = transcript.utterance_activity(1 / ASD_FPS, grid.logits.shape[1]) > 0
     row = {t: i for i, t in enumerate(grid.track_ids)}
     result = []
     for u, inside in zip(transcript.utterances, during):
+        judge = mouths if mouths is not None and u.speaker in by_mouth else grid
         shown = {t: int(seen[row[t], inside].sum()) for t in owners.get(u.speaker, []) if t in row}
         shown = {t: n for t, n in shown.items() if n and n >= 0.3 * inside.sum()}
-        speaking = {t: grid.logits[row[t], inside & seen[row[t]]] for t in shown}
-        speaking = {t: float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else None for t, v in speaking.items()}
+        network = {t: _mean(grid.logits[row[t], inside & seen[row[t]]]) for t in shown}
+        speaking = {t: _mean(judge.logits[row[t], inside & seen[row[t]]]) for t in shown}
         scored = [t for t in shown if speaking[t] is not None]
         best = None
         if shown:
@@ -223,10 +309,10 @@ def attribute_utterances(transcript: Transcript, grid: SpeakingEvidence, seen: n
                 best = max(shown, key=shown.get)
         segments = ()
         if correct and len(scored) > 1:  # the voice's faces seen together: follow whichever speaks, moment by moment
-            segments = _speaking_segments(grid, [row[t] for t in scored], np.flatnonzero(inside))
+            segments = _speaking_segments(judge, [row[t] for t in scored], np.flatnonzero(inside))
         result.append(UtteranceAttribution(
             round(u.start_s, 3), round(u.end_s, 3), u.speaker, best,
-            None if best is None or speaking[best] is None else round(speaking[best], 3), segments))
+            None if best is None or network[best] is None else round(network[best], 3), segments))
     return result
 
 

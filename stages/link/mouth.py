@@ -111,6 +111,20 @@ class MouthScores:
     coverage: np.ndarray  # share of the voice's speech during which the track is visible
 
 
+def mouth_grid(mouths: MouthActivity, track_ids: list[int], steps: int, step_s: float) -> np.ndarray:
+    """(len(track_ids), steps) mouth activity on another time grid (step ``k`` at ``k * step_s``): each step
+    takes the last mouth sample at or before it, NaN where the track is not seen then or not measured."""
+    grid = np.full((len(track_ids), steps), np.nan, np.float32)
+    if not len(mouths.times_s):
+        return grid
+    at = np.searchsorted(mouths.times_s, np.arange(steps) * step_s + 1e-9, side="right") - 1
+    valid = at >= 0
+    for r, tid in enumerate(track_ids):
+        if tid in mouths.track_ids:
+            grid[r, valid] = mouths.activity[mouths.track_ids.index(tid), at[valid]]
+    return grid
+
+
 def mouth_scores(mouths: MouthActivity, speaking: np.ndarray) -> MouthScores:
     """The correlation of each track's mouth activity with each voice's speech while the track is visible,
     times the share of the voice's speech during which it is visible (a person off screen cannot be the one

@@ -9,9 +9,12 @@ Reads top to bottom:
    a voice may own many tracks (one person seen in several shots, or after a gap); a track belongs to at
    most one voice; silent listeners stay unlinked; a voice with no speaking face stays off screen; a face
    that speaks less often (small, half hidden) still goes to a voice when it is plainly the one speaking
-   of the faces on screen with it;
+   of the faces on screen with it, and a face alone on screen that speaks through a voice goes to it
+   even when it speaks as much through the voice heard next to it (one person cut into two voices);
 4. voices no track speaks for may still be linked by mouth activity (:mod:`.mouth`) where the model's
-   evidence is absent (faces too small for it, drawn or animated faces it was not trained on);
+   evidence is absent (faces too small for it, drawn or animated faces it was not trained on); such a
+   voice also takes a second face that plainly speaks one of its utterances by mouth (two people heard
+   as one voice), and its utterances follow the mouths;
 5. audio and vision disagreeing is said in the evidence: one voice speaking from two faces seen together
    (the diarization merged two people), or one face speaking for two voices (it split one person); with
    ``link.correct`` the per-utterance attribution and the links follow the faces;
@@ -29,10 +32,12 @@ from socialpipe.pipeline.contracts.stage import StageInputs
 from socialpipe.pipeline.contracts.progress import ProgressHook, Timer, quiet
 from socialpipe.pipeline.contracts.timebase import duration_of, frame_step
 from socialpipe.stages.link.decision import (Ownership, attribute_utterances, build_links, merged_voices,
-                                             own_by_comparison, own_by_identity, own_by_mouth, own_by_speaking,
+                                             mouth_judged, own_by_comparison, own_by_identity, own_by_lone_face,
+                                             own_by_mouth, own_by_speaking, own_second_faces_by_mouth,
                                              persons_of_tracks, primary_tracks)
-from socialpipe.stages.link.evidence import speaking_grid, speaking_probabilities, visibility, voice_evidence
-from socialpipe.stages.link.mouth import MouthScores, measure_mouths, mouth_scores
+from socialpipe.stages.link.evidence import (SpeakingEvidence, speaking_grid, speaking_probabilities, visibility,
+                                             voice_evidence)
+from socialpipe.stages.link.mouth import MouthActivity, MouthScores, measure_mouths, mouth_grid, mouth_scores
 from socialpipe.stages.link.scores import ASD_FPS, ActiveSpeakerScorer
 
 
@@ -71,30 +76,35 @@ class LinkStage:
             found = own_by_speaking(evidence, face_ids, voices, settings)
             seen = visibility(tracks, face_ids, video, steps)
             own_by_comparison(found, evidence, face_ids, voices, seen, settings)
-        mouth = None
+            own_by_lone_face(found, evidence, face_ids, voices, seen, speaking, settings)
+        mouth, mouths = None, None
         if (settings.mouth_fallback or settings.method == "mouth") and face_ids and \
                 any(not ids for ids in found.owners.values()):
             with timer("mouth"):
-                mouth = self._mouth_scores(video, tracks, transcript, progress)
+                mouth, activity = self._mouth_scores(video, tracks, transcript, progress)
             with timer("link"):
                 own_by_mouth(found, mouth, face_ids, voices, evidence, seen, settings)
+                mouths = SpeakingEvidence(face_ids, mouth_grid(activity, face_ids, steps, 1 / ASD_FPS))
+                if settings.correct:
+                    own_second_faces_by_mouth(found, mouths.logits, transcript, face_ids, seen, evidence, settings)
         with timer("link"):
             if tracks.persons:
                 own_by_identity(found, tracks.persons, face_ids, seen)
             merged_voices(found, seen, row, settings)
             primary = primary_tracks(found, grid, row, voices, speaking)
-            attributions = attribute_utterances(transcript, grid, seen, found.owners, primary, settings.correct)
+            attributions = attribute_utterances(transcript, grid, seen, found.owners, primary, settings.correct,
+                                                mouths, frozenset(mouth_judged(found)))
             persons = persons_of_tracks(found.owners, voices, face_ids, tracks.persons, seen)
             links = build_links(found, voices, face_ids, evidence, mouth, primary, attributions, persons, settings)
         return SpeakerLinks(links, self._meta(notes, found, mouth, timer), tuple(attributions), persons,
                             speaking_probabilities(scores, video))
 
     def _mouth_scores(self, video: VideoInfo, tracks: Tracks, transcript: Transcript,
-                      progress: ProgressHook) -> MouthScores:
+                      progress: ProgressHook) -> tuple[MouthScores, MouthActivity]:
         mouths = measure_mouths(video, tracks, self.settings.analysis_fps, progress)
         frame_s = duration_of(frame_step(video.fps, self.settings.analysis_fps), video.fps)
         _, coarse = transcript.activity(frame_s, len(mouths.times_s))
-        return mouth_scores(mouths, coarse)
+        return mouth_scores(mouths, coarse), mouths
 
     @staticmethod
     def _meta(notes: dict, found: Ownership, mouth: MouthScores | None, timer: Timer) -> dict:

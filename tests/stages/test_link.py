@@ -208,3 +208,121 @@ def test_an_unlinked_voice_says_the_true_reason():
     always = VoiceEvidence(50, 0.9, 0.8, 0.1)
     assert "about as often while other voices speak (margin 0.10, link.min_margin 0.2)" in \
         unlinked_reason([always], [7], settings)
+
+
+def test_two_drawn_people_heard_as_one_voice_are_told_apart_by_their_mouths():
+    """The sample's Alice and Carol given as one voice (a real-speech embedding hears espeak's voices as one):
+    the mouths show a second face speaking part of it, so the voice owns both faces, the disagreement is said,
+    and every utterance (and each part of an utterance in which both speak) follows the face speaking."""
+    from socialpipe.pipeline.contracts.artifacts import Transcript, Utterance
+
+    truth = load_transcript(SAMPLE_TRANSCRIPT)
+    merged = Transcript.from_utterances([Utterance(u.start_s, u.end_s, "V" if u.speaker in ("Alice", "Carol")
+                                                   else u.speaker, u.text) for u in truth.utterances])
+    tracks = load_tracks(SAMPLE_TRACKS, fps=None)
+    links = run_link(SAMPLE_VIDEO, tracks, merged)
+    v = next(link for link in links.links if link.voice == "V")
+    assert set(v.track_ids) == {1, 3}, v.evidence
+    assert v.evidence["tracks"]["3"].startswith("mouth activity (a second face")
+    assert any(d["kind"] == "one voice on two faces seen together" for d in v.evidence["disagreements"])
+    assert links.person_of_track[1] != links.person_of_track[3]
+    owner = {"Alice": 1, "Carol": 3}
+    checked = 0
+    for u in truth.utterances:
+        if u.speaker in owner:
+            middle = (u.start_s + u.end_s) / 2
+            frame = int(middle * 25)
+            assert links.track_at("V", frame, tracks, middle) == owner[u.speaker], (u.speaker, u.start_s)
+            checked += 1
+    assert checked == 7
+
+
+def test_a_second_face_is_only_taken_by_mouth_where_the_mouths_are_plain():
+    """The rule's edges: a free face wins an utterance by MOUTH_SPEAKS with MOUTH_MARGIN while the voice's own
+    face is seen; not when the margin is too small, when the face is another voice's, or when the network
+    linked the voice (it judges real faces itself)."""
+    import numpy as np
+
+    from socialpipe.pipeline.contracts.artifacts import Transcript, Utterance
+    from socialpipe.stages.link.decision import BY_MOUTH, ACTIVE_SPEAKER, Ownership, own_second_faces_by_mouth
+    from socialpipe.stages.link.evidence import VoiceEvidence
+
+    steps = 150  # 6 s: V speaks 0-3 s from face 1, 3-6 s from face 2; face 3 listens
+    mouths = np.full((3, steps), -1.0, np.float32)
+    mouths[0, :75], mouths[1, 75:] = 2.0, 2.5
+    transcript = Transcript.from_utterances([Utterance(0.0, 3.0, "V", "one"), Utterance(3.0, 6.0, "V", "two")])
+    seen = np.ones((3, steps), bool)
+    evidence = [[VoiceEvidence(0, None, None, None)] for _ in range(3)]
+
+    def outcome(mouths, how=BY_MOUTH, others=None):
+        found = Ownership({"V": [], "W": []})
+        found.give("V", 1, how)
+        for voice, track in (others or {}).items():
+            found.give(voice, track, BY_MOUTH)
+        own_second_faces_by_mouth(found, mouths, transcript, [1, 2, 3], seen, evidence, LinkConfig())
+        return found.owners["V"]
+
+    assert outcome(mouths) == [1, 2]
+    weak = mouths.copy()
+    weak[1, 75:] = -0.2 + 1.0  # 0.8: under MOUTH_SPEAKS
+    assert outcome(weak) == [1]
+    close = mouths.copy()
+    close[2, 75:] = 1.8  # the listener's mouth moves nearly as much: no plain winner
+    assert outcome(close) == [1]
+    assert outcome(mouths, others={"W": 2}) == [1]
+    assert outcome(mouths, how=ACTIVE_SPEAKER) == [1]
+
+
+def test_utterances_of_a_voice_linked_by_mouth_follow_the_mouths_not_the_network():
+    """For a voice the mouth fallback linked, the network's scores (unreliable on those faces) do not pick the
+    face; the mouths do, moment by moment. The score given is still the network's."""
+    import numpy as np
+
+    from socialpipe.pipeline.contracts.artifacts import Transcript, Utterance
+    from socialpipe.stages.link.decision import attribute_utterances
+    from socialpipe.stages.link.evidence import SpeakingEvidence
+
+    steps = 250
+    network = SpeakingEvidence([1, 2], np.stack([np.full(steps, -1.0), np.full(steps, 1.0)]).astype(np.float32))
+    mouth = np.full((2, steps), -1.0, np.float32)
+    mouth[0, :100], mouth[1, 100:] = 2.0, 2.0
+    mouths = SpeakingEvidence([1, 2], mouth)
+    transcript = Transcript.from_utterances([Utterance(0.0, 10.0, "V", "a merged turn")])
+    seen = np.ones((2, steps), bool)
+    (judged,) = attribute_utterances(transcript, network, seen, {"V": [1, 2]}, {"V": 1}, True, mouths,
+                                     frozenset({"V"}))
+    assert [(p.track_id, round(p.start_s, 1), round(p.end_s, 1)) for p in judged.segments] == \
+        [(1, 0.0, 4.0), (2, 4.0, 10.0)]
+    assert judged.score == 1.0  # the network's mean on the face chosen (face 2: the mouths speak more overall)
+    (by_network,) = attribute_utterances(transcript, network, seen, {"V": [1, 2]}, {"V": 1}, True, mouths)
+    assert by_network.track_id == 2 and {p.track_id for p in by_network.segments} == {2}
+
+
+def test_a_lone_close_up_speaking_through_two_voices_gets_both_and_a_face_among_others_none():
+    """The diarization cut one person's speech into two voices heard back to back; the face, alone on screen,
+    speaks through both, so neither passes the margin test (it speaks as often while the other voice speaks).
+    Alone on screen it takes both voices (said as a split); with another face on screen it takes neither."""
+    import numpy as np
+
+    from socialpipe.stages.link.decision import DisagreementKind, Ownership, own_by_lone_face
+    from socialpipe.stages.link.evidence import VoiceEvidence
+
+    steps = 100
+    speaking = np.zeros((2, steps))
+    speaking[0, :50], speaking[1, 50:] = 1, 1
+    through = [VoiceEvidence(50, 1.0, 1.0, 0.0), VoiceEvidence(50, 1.0, 1.0, 0.0)]
+    unseen = [VoiceEvidence(0, None, None, None)] * 2
+    settings = LinkConfig()
+    assert not through[0].qualifies(settings)
+
+    found = Ownership({"A": [], "B": []})
+    seen = np.zeros((2, steps), bool)
+    seen[0] = True
+    own_by_lone_face(found, [through, unseen], [1, 2], ["A", "B"], seen, speaking, settings)
+    assert found.owners == {"A": [1], "B": [1]}
+    assert [(d.kind, d.voices) for d in found.disagreements] == [(DisagreementKind.SPLIT, ("A", "B"))]
+
+    crowded = Ownership({"A": [], "B": []})
+    seen[1] = True  # a second face on screen all along
+    own_by_lone_face(crowded, [through, unseen], [1, 2], ["A", "B"], seen, speaking, settings)
+    assert crowded.owners == {"A": [], "B": []}

@@ -96,7 +96,8 @@ def test_short_speech_is_embedded_from_its_own_frames(sample):
 
 
 def test_the_threshold_is_the_embedding_s_own_unless_set():
-    assert voice_threshold(SpeechConfig()) == 0.3
+    assert voice_threshold(SpeechConfig()) == 0.6  # CAM++, the default
+    assert voice_threshold(SpeechConfig(voice_embedding="resemblyzer")) == 0.3
     assert voice_threshold(CAMPPLUS) == 0.6
     assert voice_threshold(SpeechConfig(voice_embedding="campplus", cluster_threshold=0.55)) == 0.55
 
