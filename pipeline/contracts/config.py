@@ -29,6 +29,7 @@ from socialpipe.pipeline.contracts.registry import Registry
 # ``REGISTRY.register(name, factory)`` adds one (a factory takes the stage's settings section).
 DETECTORS = Registry("people.detector", {
     "mtcnn": "socialpipe.stages.people.detectors:MtcnnDetector",
+    "blazeface": "socialpipe.stages.people.blazeface:BlazeFaceDetector",
     "yolo": "socialpipe.stages.people.detectors:yolo_face_detector",
     "opencv": "socialpipe.stages.people.detectors:OpenCVDetector",
 })
@@ -113,7 +114,7 @@ class _Section:
 
 @dataclass(frozen=True)
 class PeopleConfig(_Section):
-    detector: str = "mtcnn"  # face detector (DETECTORS): mtcnn (weights in the wheel, offline), yolo (face weights you give), opencv
+    detector: str = "mtcnn"  # face detector (DETECTORS): mtcnn (weights in the wheel, offline), blazeface (faster, frontal faces; the blazeface extra), yolo (face weights you give), opencv
     detector_model: str | None = None  # yolo only: a face model's weights file or hub name
     person_detector: str = "none"  # none, or yolo: also track people (COCO person class) and tie faces to them
     person_model: str = "yolo11n.pt"  # weights for person_detector yolo; fetched from the hub on first use

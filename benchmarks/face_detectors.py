@@ -1,0 +1,114 @@
+"""Face detectors side by side: what each finds, against each other, and how long each takes.
+
+    python benchmarks/face_detectors.py [--clips DIR] [--fps 2] [--detectors mtcnn blazeface]
+
+For every video (the two bundled samples, then every video in ``--clips``), frames are taken ``--fps``
+times a second and given to each detector, as the people stage gives them (decoded at most
+``people.max_side`` pixels, the stage's ``detect_scale`` and ``min_face_px``). Printed per video and
+detector, from one run:
+- faces found, and how many of the first detector's faces the others find too (IoU at least 0.3): the
+  first detector is the reference, not the truth, so a face only the other finds counts as "extra";
+- the same for the reference's small faces (under 70 px wide) and for its turned faces (eyes less than
+  0.6 of their frontal distance apart for the face's width: MTCNN's landmarks);
+- milliseconds per frame, and each detector's time as a ratio of the first's.
+
+Whether a detector's faces make the right speaker boxes is a question for the whole pipeline:
+``benchmarks/cut_together.py --config blazeface:people.detector=blazeface`` answers it on real footage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = [ROOT / "sample_videos" / "conversation.mp4", ROOT / "sample_videos" / "shots.mp4"]
+SMALL_PX = 70.0
+TURNED = 0.6  # eye distance / (0.4 x face width) below this: a face turned away
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    low, high = np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(high - low, 0, None), axis=1)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
+
+
+def turned(landmarks: np.ndarray | None, box: np.ndarray) -> bool:
+    if landmarks is None or not np.isfinite(landmarks).all():
+        return False
+    return float(np.linalg.norm(landmarks[1] - landmarks[0])) < TURNED * 0.4 * float(box[2] - box[0])
+
+
+def measure(video: Path, names: list[str], fps: float) -> dict:
+    from socialpipe.pipeline.contracts.config import PeopleConfig
+    from socialpipe.pipeline.media.video import decoded_size, probe, stream_frames
+    from socialpipe.stages.people.detectors import make_face_detector
+
+    info = probe(video)
+    width, _ = decoded_size(info, PeopleConfig().max_side)
+    decoded = width / info.width
+    settings = PeopleConfig()
+    at_decoded = dataclasses.replace(settings, detect_scale=min(1.0, settings.detect_scale / decoded),
+                                     min_face_px=settings.min_face_px * decoded)
+    detectors = {name: make_face_detector(dataclasses.replace(at_decoded, detector=name)) for name in names}
+    step = max(1, int(round(info.fps / fps)))
+    seconds = dict.fromkeys(names, 0.0)
+    found = {name: [] for name in names}
+    for _, frame in stream_frames(info, step=step, max_side=settings.max_side):
+        for name, detector in detectors.items():
+            started = time.perf_counter()
+            found[name].append(detector.detect([frame])[0])
+            seconds[name] += time.perf_counter() - started
+    return {"frames": len(found[names[0]]), "found": found, "seconds": seconds}
+
+
+def table(video: Path, result: dict, names: list[str]) -> list[str]:
+    reference = result["found"][names[0]]
+    rows = []
+    for name in names:
+        kinds = {"all": [0, 0], "small": [0, 0], "turned": [0, 0]}
+        extra = 0
+        for ref, mine in zip(reference, result["found"][name]):
+            for i, box in enumerate(ref.xyxy):
+                hit = len(mine) > 0 and iou(box, mine.xyxy).max() >= 0.3
+                marks = None if ref.landmarks is None else ref.landmarks[i]
+                for kind, applies in (("all", True), ("small", box[2] - box[0] < SMALL_PX),
+                                      ("turned", turned(marks, box))):
+                    if applies:
+                        kinds[kind][0] += hit
+                        kinds[kind][1] += 1
+            extra += sum(len(ref) == 0 or iou(box, ref.xyxy).max() < 0.3 for box in mine.xyxy)
+        share = lambda k: f"{kinds[k][0]}/{kinds[k][1]}"  # noqa: E731
+        ms = 1000 * result["seconds"][name] / max(result["frames"], 1)
+        ratio = result["seconds"][name] / max(result["seconds"][names[0]], 1e-9)
+        rows.append(f"| {video.stem} | {name} | {sum(len(b) for b in result['found'][name])} | {share('all')} | "
+                    f"{share('small')} | {share('turned')} | {extra} | {ms:.1f} | {ratio:.2f}x |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=Path, help="a folder of real videos (never committed)")
+    parser.add_argument("--fps", type=float, default=2.0, help="frames a second given to the detectors")
+    parser.add_argument("--detectors", nargs="+", default=["mtcnn", "blazeface"],
+                        help="people.detector names; the first is the reference")
+    args = parser.parse_args()
+    videos = SAMPLES + sorted(p for p in (args.clips.iterdir() if args.clips else [])
+                              if p.suffix.lower() in {".mp4", ".mkv", ".mov", ".webm"})
+    print(f"Faces found at {args.fps:g} frames a second; 'found by' counts the {args.detectors[0]} faces each "
+          "detector also finds (IoU >= 0.3)\n")
+    print("| video | detector | faces | found by | small (<70 px) | turned | extra | ms/frame | time vs "
+          f"{args.detectors[0]} |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for video in videos:
+        for row in table(video, measure(video, args.detectors, args.fps), args.detectors):
+            print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
