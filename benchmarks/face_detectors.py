@@ -31,13 +31,6 @@ SMALL_PX = 70.0
 TURNED = 0.6  # eye distance / (0.4 x face width) below this: a face turned away
 
 
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    low, high = np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(high - low, 0, None), axis=1)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
-
-
 def turned(landmarks: np.ndarray | None, box: np.ndarray) -> bool:
     if landmarks is None or not np.isfinite(landmarks).all():
         return False
@@ -68,6 +61,8 @@ def measure(video: Path, names: list[str], fps: float) -> dict:
 
 
 def table(video: Path, result: dict, names: list[str]) -> list[str]:
+    from socialpipe.pipeline.contracts.boxes import box_iou
+
     reference = result["found"][names[0]]
     rows = []
     for name in names:
@@ -75,14 +70,14 @@ def table(video: Path, result: dict, names: list[str]) -> list[str]:
         extra = 0
         for ref, mine in zip(reference, result["found"][name]):
             for i, box in enumerate(ref.xyxy):
-                hit = len(mine) > 0 and iou(box, mine.xyxy).max() >= 0.3
+                hit = len(mine) > 0 and box_iou(box, mine.xyxy).max() >= 0.3
                 marks = None if ref.landmarks is None else ref.landmarks[i]
                 for kind, applies in (("all", True), ("small", box[2] - box[0] < SMALL_PX),
                                       ("turned", turned(marks, box))):
                     if applies:
                         kinds[kind][0] += hit
                         kinds[kind][1] += 1
-            extra += sum(len(ref) == 0 or iou(box, ref.xyxy).max() < 0.3 for box in mine.xyxy)
+            extra += sum(len(ref) == 0 or box_iou(box, ref.xyxy).max() < 0.3 for box in mine.xyxy)
         share = lambda k: f"{kinds[k][0]}/{kinds[k][1]}"  # noqa: E731
         ms = 1000 * result["seconds"][name] / max(result["frames"], 1)
         ratio = result["seconds"][name] / max(result["seconds"][names[0]], 1e-9)

@@ -22,7 +22,7 @@ SEGMENT_SMOOTH_STEPS = 12  # about half a second: who speaks is decided on score
 # A face speaks an utterance by its mouth when its mouth activity (z-scored over the track's life) averages
 # at least MOUTH_SPEAKS over the utterance and MOUTH_MARGIN more than every other face seen through it.
 # Measured: on the drawn sample faces a speaker averages +2.0 to +3.0 and the others about -1.0; on the
-# real footage of docs/link.md no face of any utterance averages over +0.5, so real faces never pass.
+# real footage of docs/link.md no face of any utterance averages over +0.64, so real faces never pass.
 MOUTH_SPEAKS, MOUTH_MARGIN = 1.0, 1.0
 MIN_UTTERANCE_S = 1.0  # shorter utterances are too short to judge a mouth on
 ACTIVE_SPEAKER, BY_MOUTH, BY_IDENTITY = "active speaker", "mouth activity", "face identity"
@@ -136,6 +136,7 @@ def own_by_lone_face(found: Ownership, evidence: list[list[VoiceEvidence]], face
     faces are on screen the margin test stands (one face the network finds speaking through everyone's
     speech is not evidence). Best share first, one face per voice."""
     alone = (speaking > 0) & (speaking.sum(axis=0, keepdims=True) == 1)
+    on_screen = seen.sum(axis=0)  # faces seen at each step
     steps = settings.min_seen_s * ASD_FPS
     for v, voice in enumerate(voices):
         if found.owners[voice]:
@@ -147,7 +148,7 @@ def own_by_lone_face(found: Ownership, evidence: list[list[VoiceEvidence]], face
                     mine.speaking_share < settings.min_speaking_share:
                 continue
             during = alone[v] & seen[t]
-            company = np.delete(seen, t, axis=0)[:, during].any(axis=0).mean() if len(face_ids) > 1 else 0.0
+            company = (on_screen[during] > 1).mean()  # steps on which another face is seen beside this one
             if company <= LONE_FACE_COMPANY:
                 candidates.append((mine.speaking_share, tid))
         if not candidates:
@@ -297,7 +298,7 @@ def attribute_utterances(transcript: Transcript, grid: SpeakingEvidence, seen: n
         shown = {t: int(seen[row[t], inside].sum()) for t in owners.get(u.speaker, []) if t in row}
         shown = {t: n for t, n in shown.items() if n and n >= 0.3 * inside.sum()}
         network = {t: _mean(grid.logits[row[t], inside & seen[row[t]]]) for t in shown}
-        speaking = {t: _mean(judge.logits[row[t], inside & seen[row[t]]]) for t in shown}
+        speaking = network if judge is grid else {t: _mean(judge.logits[row[t], inside & seen[row[t]]]) for t in shown}
         scored = [t for t in shown if speaking[t] is not None]
         best = None
         if shown:

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from socialpipe.pipeline.contracts.boxes import Boxes
+from socialpipe.pipeline.contracts.boxes import Boxes, box_iou
 from socialpipe.pipeline.contracts.config import PeopleConfig
 from socialpipe.pipeline.contracts.errors import SocialpipeError
 from socialpipe.pipeline.media.models import shared, thread_budget
@@ -71,14 +71,11 @@ def weighted_merge(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray,
     boxes, scores, points = boxes[order], scores[order], points[order]
     left = np.ones(len(boxes), bool)
     out_boxes, out_scores, out_points = [], [], []
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    overlap = box_iou(boxes, boxes)
     for i in range(len(boxes)):
         if not left[i]:
             continue
-        low = np.maximum(boxes[i, :2], boxes[:, :2])
-        high = np.minimum(boxes[i, 2:], boxes[:, 2:])
-        inter = np.prod(np.clip(high - low, 0, None), axis=1)
-        group = left & (inter / np.maximum(areas[i] + areas - inter, 1e-9) > threshold)
+        group = left & (overlap[i] > threshold)
         group[i] = True
         left &= ~group
         weight = scores[group] / scores[group].sum()

@@ -49,6 +49,7 @@ def test_five_points_from_six_put_the_mouth_corners_along_the_eye_line():
 def test_it_finds_the_sample_s_faces_where_mtcnn_does():
     """Every 125th frame of the sample: the faces MTCNN finds (three, or two while Carol is away), each box
     overlapping MTCNN's (the boxes are reshaped to MTCNN's proportions), with landmarks inside the box."""
+    from socialpipe.pipeline.contracts.boxes import box_iou
     from socialpipe.pipeline.media.video import probe, stream_frames
     from socialpipe.stages.people.detectors import make_face_detector
     from tests.conftest import SAMPLE_VIDEO
@@ -61,11 +62,7 @@ def test_it_finds_the_sample_s_faces_where_mtcnn_does():
         mine, reference = blaze.detect([frame])[0], mtcnn.detect([frame])[0]
         assert len(mine) == len(reference) >= 2
         faces += len(mine)
-        for box in reference.xyxy:
-            low, high = np.maximum(box[:2], mine.xyxy[:, :2]), np.minimum(box[2:], mine.xyxy[:, 2:])
-            inter = np.prod(np.clip(high - low, 0, None), axis=1)
-            union = np.prod(box[2:] - box[:2]) + np.prod(mine.xyxy[:, 2:] - mine.xyxy[:, :2], axis=1) - inter
-            assert (inter / union).max() >= 0.5
+        assert (box_iou(reference.xyxy, mine.xyxy).max(axis=1) >= 0.5).all()
         inside = (mine.landmarks >= mine.xyxy[:, None, :2]) & (mine.landmarks <= mine.xyxy[:, None, 2:])
         assert inside.all() and (mine.confidence >= settings.min_confidence).all()
         checked += 1
