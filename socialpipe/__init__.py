@@ -23,8 +23,29 @@ module or package per stage).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+
+def _load_ctranslate2_before_torch() -> None:
+    """Load CTranslate2 (the ASR engine) before torch so that each keeps its own OpenMP runtime.
+
+    Both wheels bundle a libgomp. Once torch is loaded, CTranslate2 loaded after it binds to torch's,
+    and the ASR model's worker threads join torch's count of threads: with more OpenMP threads than
+    cores, libgomp stops spinning between parallel regions and every torch model that runs while the
+    ASR model is loaded (diarization, active speaker) runs 1.5-3x slower (measured: the speech stage's
+    diarization of 5 min took 36 s, and 21 s with this order; ``benchmarks/speech.py``). A caller who
+    imports torch before socialpipe gets the slow order; docs/speech.md says so."""
+    if "torch" in sys.modules:
+        return
+    try:
+        import ctranslate2  # noqa: F401  (loaded for its side effect on symbol binding)
+    except (ImportError, OSError):  # ASR not installed, or a broken build: the speech stage says so itself
+        pass
+
+
+_load_ctranslate2_before_torch()
 
 from socialpipe.pipeline import __version__
 from socialpipe.pipeline.contracts.artifacts import (

@@ -157,6 +157,7 @@ class SpeechConfig(_Section):
     language: str | None = "en"  # spoken language code; None lets the recogniser detect it
     align_model: str | None = None  # WhisperX word alignment: None (faster-whisper's own word times), "auto" or a wav2vec2 name
     beam_size: int = 5  # ASR beam; 1 is greedy and faster, larger is slower and slightly more accurate
+    asr_batch_size: int = 4  # speech pieces (silero VAD, up to 30 s) transcribed together; 0: whisper's 30 s windows one after another
     diarizer: str = "offline"  # who speaks when (DIARIZERS): offline (bundled models) or pyannote (diarization_model)
     diarization_model: str = "pyannote/speaker-diarization-community-1"  # diarizer pyannote: a pipeline's hub id or folder
     voice_embedding: str = "campplus"  # the offline diarizer's speaker embedding (VOICE_EMBEDDINGS): campplus, resemblyzer
@@ -177,7 +178,7 @@ class SpeechConfig(_Section):
     section = "speech"
     choices = {"diarizer": DIARIZERS, "voice_embedding": VOICE_EMBEDDINGS, "segmentation": ("whisperx", "pyannote-3.0"), "compute_type": ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
                                 "float16", "bfloat16", "float32")}
-    ranges = {"beam_size": AT_LEAST_ONE, "num_speakers": AT_LEAST_ONE, "min_speakers": AT_LEAST_ONE,
+    ranges = {"beam_size": AT_LEAST_ONE, "asr_batch_size": NON_NEGATIVE, "num_speakers": AT_LEAST_ONE, "min_speakers": AT_LEAST_ONE,
               "max_speakers": AT_LEAST_ONE, "segmentation_step_s": Range(0, 5, low_open=True),
               "activity_threshold": Range(0, 1, low_open=True, high_open=True),
               "overlap_threshold": Range(0, 1, low_open=True, high_open=True),

@@ -356,7 +356,10 @@ def test_a_long_recording_is_worked_through_in_blocks(tmp_path, monkeypatch):
     blocked_words = [w.text for u in blocked.utterances for w in u.words]
     import jiwer
 
-    assert jiwer.wer(" ".join(whole_words), " ".join(blocked_words)) < 0.15
+    from socialpipe.pipeline.evaluation.scoring import normalise_text
+
+    difference = jiwer.wer(normalise_text(" ".join(whole_words)), normalise_text(" ".join(blocked_words)))
+    assert difference < 0.15, difference
     done = [e.done for e in events if e.stage == "speech" and e.total]
     # 19.5 s: 2 blocks, each reported half done when its words are heard and done when its voices are
     assert done[:3] == [0.0, 5.0, 10.0] and done[3] == pytest.approx((10.0 + video.duration_s) / 2, abs=0.2)
@@ -408,3 +411,52 @@ def test_speech_the_recogniser_dropped_is_transcribed_again_on_its_own():
     again = [w for w in recovered if w.start_s >= boundary]
     assert "river" in " ".join(w.text.lower() for w in again) and all(w.start_s < len(audio) / 16000 for w in again)
     assert [w.start_s for w in recovered] == sorted(w.start_s for w in recovered)
+
+
+def test_a_batched_decode_whisper_would_retry_is_decoded_again_on_its_own(monkeypatch):
+    """The batched decoder keeps its first try; a piece whisper's sequential decoder would retry (its text
+    compresses too well, as a decode looping on one phrase does, or it is too unlikely) is decoded again
+    on its own by the sequential decoder, which retries. Ordinary speech is not."""
+    from socialpipe.stages.speech import asr
+
+    redone = []
+    sequential = asr._sequential_words
+    monkeypatch.setattr(asr, "_sequential_words", lambda *args, **kw: redone.append(args[2:4]) or sequential(*args, **kw))
+    words, _ = asr.transcribe(espeak("The weather is lovely today. We should walk along the river later."), SpeechConfig())
+    assert redone == [] and "river" in " ".join(w.text.lower() for w in words)
+    looped = espeak(" ".join(["Thank you very much."] * 16))
+    words, _ = asr.transcribe(looped, SpeechConfig())
+    assert len(redone) >= 1 and all(0 <= start < end <= len(looped) / 16000 + 0.1 for start, end in redone), redone
+    text = " ".join(w.text.lower() for w in words)
+    assert text.count("thank") >= 8 and [w.start_s for w in words] == sorted(w.start_s for w in words), text
+    retries = len(redone)
+    sequential_words, _ = asr.transcribe(looped, SpeechConfig(asr_batch_size=0))
+    assert len(redone) == retries and sequential_words  # whisper's windows in turn retry inside faster-whisper
+    assert all(w.end_s <= len(looped) / 16000 + 0.5 for w in words + sequential_words)
+
+
+def test_ctranslate2_keeps_its_own_openmp_runtime():
+    """torch and CTranslate2 each bundle a libgomp. Loaded after torch, CTranslate2 binds to torch's: its
+    thread settings become torch's (an ASR model made with one thread leaves torch one) and its threads
+    slow torch's parallel regions. socialpipe loads CTranslate2 first, so they stay apart."""
+    import os
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two CPU cores: with one, both runtimes run one thread anyway")
+    probe_script = ("import socialpipe, torch, ctranslate2\n"
+                    "from socialpipe.stages.speech.asr import resolve_asr_model\n"
+                    "print(torch.get_num_threads())\n"
+                    "ctranslate2.models.Whisper(resolve_asr_model('bundled:tiny.en'), device='cpu', compute_type='int8',"
+                    " intra_threads=1)\n"
+                    "print(torch.get_num_threads())\n")
+    import sys
+
+    from socialpipe.pipeline.media.models import THREADS_VARIABLE
+
+    limits = (THREADS_VARIABLE, "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    env = {**{k: v for k, v in os.environ.items() if k not in limits}, "OMP_NUM_THREADS": "2"}  # as on 2 cores
+    kept = subprocess.run([sys.executable, "-c", probe_script], capture_output=True, text=True, check=True, env=env)
+    shared_runtime = subprocess.run([sys.executable, "-c", "import torch\n" + probe_script], capture_output=True,
+                                    text=True, check=True, env=env)
+    assert kept.stdout.split()[-2:] == ["2", "2"], kept.stdout
+    assert shared_runtime.stdout.split()[-2:] == ["2", "1"], shared_runtime.stdout
