@@ -76,8 +76,15 @@ class CliResult:
 
 @pytest.fixture
 def socialpipe(capsys, monkeypatch):
-    """Call the real console entry point in-process: ``socialpipe("run", ...) -> CliResult``."""
+    """Call the real console entry point in-process: ``socialpipe("run", ...) -> CliResult``. A command
+    that holds its own process to ``--threads`` (one worker, in-process) sets thread limits for the whole
+    process; they are put back after the test, so later tests do not run on one thread."""
+    import torch
+
     from socialpipe.cli import main
+    from socialpipe.pipeline.run.parallel import THREAD_LIMITS
+
+    limits, threads = {variable: os.environ.get(variable) for variable in THREAD_LIMITS}, torch.get_num_threads()
 
     def invoke(*args: str) -> CliResult:
         capsys.readouterr()
@@ -90,7 +97,13 @@ def socialpipe(capsys, monkeypatch):
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
 
-    return invoke
+    yield invoke
+    for variable, value in limits.items():
+        if value is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = value
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -86,10 +86,13 @@ def spread(factory: Callable[[], Callable[[Any], Any]], jobs: Sequence[Any], pla
 _worker: Callable[[Any], Any] | None = None
 
 
+THREAD_LIMITS = (THREADS_VARIABLE, "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def limit_threads(threads: int) -> None:
     """Hold this process to ``threads`` CPU threads: torch, the BLAS libraries, and socialpipe's own
-    model loaders (``SOCIALPIPE_THREADS``)."""
-    for variable in (THREADS_VARIABLE, "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    model loaders (``SOCIALPIPE_THREADS``), through the environment variables THREAD_LIMITS."""
+    for variable in THREAD_LIMITS:
         os.environ[variable] = str(threads)
     import torch
 

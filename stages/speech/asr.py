@@ -98,7 +98,7 @@ def _decode(model, audio: np.ndarray, settings: SpeechConfig):
     return BatchedInferencePipeline(model).transcribe(audio, batch_size=settings.asr_batch_size, **options)
 
 
-COMPRESSION_RATIO, LOW_LOGPROB = 2.4, -1.0  # whisper's limits for a decode to be retried at a higher temperature
+COMPRESSION_RATIO, LOW_LOGPROB = 2.4, -1.0  # whisper's limits: a decode above / below them is retried or not kept
 
 
 def failed(segment) -> bool:
@@ -122,7 +122,7 @@ def _sequential_words(model, audio: np.ndarray, start_s: float, end_s: float, la
 
 
 RECOVER_MIN_S = 1.0  # speech at least this long without a word is transcribed again on its own
-NO_SPEECH, MIN_LOGPROB = 0.6, -1.0  # whisper's own limits for a segment that is silence or a guess: not kept
+NO_SPEECH = 0.6  # whisper's own limit for a segment that is silence (with LOW_LOGPROB, a guess): not kept
 
 
 def dropped_speech(audio: np.ndarray, words: list[Word]) -> list[tuple[float, float]]:
@@ -152,7 +152,7 @@ def _recover_dropped(model, audio: np.ndarray, words: list[Word], settings: Spee
     """The words plus those of each dropped speech region, transcribed alone (in time order); a region's
     segments that whisper judges silence or a guess are not kept."""
     def confident(segment) -> bool:
-        return segment.no_speech_prob < NO_SPEECH and segment.avg_logprob > MIN_LOGPROB
+        return segment.no_speech_prob < NO_SPEECH and segment.avg_logprob > LOW_LOGPROB
 
     found = [word for start, end in dropped_speech(audio, words)
              for word in _sequential_words(model, audio, start, end, settings.language, settings, confident)]

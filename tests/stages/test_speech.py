@@ -451,10 +451,9 @@ def test_ctranslate2_keeps_its_own_openmp_runtime():
                     "print(torch.get_num_threads())\n")
     import sys
 
-    from socialpipe.pipeline.media.models import THREADS_VARIABLE
+    from socialpipe.pipeline.run.parallel import THREAD_LIMITS
 
-    limits = (THREADS_VARIABLE, "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-    env = {**{k: v for k, v in os.environ.items() if k not in limits}, "OMP_NUM_THREADS": "2"}  # as on 2 cores
+    env = {**{k: v for k, v in os.environ.items() if k not in THREAD_LIMITS}, "OMP_NUM_THREADS": "2"}  # as on 2 cores
     kept = subprocess.run([sys.executable, "-c", probe_script], capture_output=True, text=True, check=True, env=env)
     shared_runtime = subprocess.run([sys.executable, "-c", "import torch\n" + probe_script], capture_output=True,
                                     text=True, check=True, env=env)
