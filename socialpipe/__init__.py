@@ -28,24 +28,43 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
-def _load_ctranslate2_before_torch() -> None:
-    """Load CTranslate2 (the ASR engine) before torch so that each keeps its own OpenMP runtime.
+def _load_ctranslate2_apart_from_torch() -> None:
+    """Load CTranslate2 (the ASR engine) so that it keeps its own OpenMP runtime, apart from torch's.
 
-    Both wheels bundle a libgomp. Once torch is loaded, CTranslate2 loaded after it binds to torch's,
-    and the ASR model's worker threads join torch's count of threads: with more OpenMP threads than
-    cores, libgomp stops spinning between parallel regions and every torch model that runs while the
-    ASR model is loaded (diarization, active speaker) runs 1.5-3x slower (measured: the speech stage's
-    diarization of 5 min took 36 s, and 21 s with this order; ``benchmarks/speech.py``). A caller who
-    imports torch before socialpipe gets the slow order; docs/speech.md says so."""
-    if "torch" in sys.modules:
-        return
+    Both wheels bundle a libgomp. CTranslate2 loaded after torch binds to torch's, and the ASR model's
+    worker threads join torch's count of threads: with more OpenMP threads than cores, libgomp stops
+    spinning between parallel regions and every torch model that runs while the ASR model is loaded
+    (face detection, diarization, active speaker) runs 1.5-3x slower (measured: the speech stage's
+    diarization of 5 min took 36 s, and 21 s kept apart; ``benchmarks/speech.py``). Loaded before torch,
+    CTranslate2 keeps its own. When the caller has imported torch already (a notebook, a script), its
+    library is loaded first with ``RTLD_DEEPBIND``, which makes it look up symbols in itself and its own
+    libraries (its libgomp) before the ones loaded already."""
     try:
+        if "torch" in sys.modules:
+            _load_ctranslate2_library_deep_bound()
         import ctranslate2  # noqa: F401  (loaded for its side effect on symbol binding)
     except (ImportError, OSError):  # ASR not installed, or a broken build: the speech stage says so itself
         pass
 
 
-_load_ctranslate2_before_torch()
+def _load_ctranslate2_library_deep_bound() -> None:
+    """CTranslate2's shared library loaded with ``RTLD_DEEPBIND`` (Linux; elsewhere nothing is done): the
+    Python module then uses this copy, bound to its own libgomp."""
+    import ctypes
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("ctranslate2")
+    if spec is None or spec.origin is None or not hasattr(os, "RTLD_DEEPBIND") or "ctranslate2" in sys.modules:
+        return
+    package = Path(spec.origin).parent
+    for folder in (package.parent / "ctranslate2.libs", package):  # where the wheel's auditwheel puts it
+        for library in sorted(folder.glob("libctranslate2*.so*")):
+            ctypes.CDLL(str(library), mode=os.RTLD_DEEPBIND | os.RTLD_LOCAL)
+            return
+
+
+_load_ctranslate2_apart_from_torch()
 
 from socialpipe.pipeline import __version__
 from socialpipe.pipeline.contracts.artifacts import (

@@ -75,10 +75,29 @@ class VisualBlock(nn.Module):
             if name == "t_1":
                 x, frame_shape = _time_view(x, batch)
             weight, bias, stride, padding = self.conv_2d(name)
-            x = torch.relu(F.conv2d(x, weight, bias, stride=stride, padding=padding))
+            x = conv_relu(x, weight, bias, stride, padding)
             if observe is not None:
                 observe(name, x)
         return _frame_view(x, frame_shape)
+
+
+def conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: tuple, padding: tuple) -> torch.Tensor:
+    """ReLU(conv2d(x)) in channels-last memory (the weight too: a one-channel input leaves the layout to the
+    weight, and the first block's temporal convolutions ran 6x slower on the default layout). On the CPU one
+    oneDNN kernel with the ReLU fused in, the same numbers: a separate ReLU reads and writes every
+    activation once more, in bfloat16 as long as the convolution took. Under CPU autocast the kernel gets
+    the autocast dtype, as ``F.conv2d`` would. Elsewhere, or where this PyTorch lacks the kernel, the two
+    ops. Together the visual encoder runs 2.4x faster (docs/link.md)."""
+    weight = weight.contiguous(memory_format=torch.channels_last)
+    if x.device.type == "cpu" and _fused_conv_relu_available():
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        return torch.ops.mkldnn._convolution_pointwise(x.to(dtype), weight.to(dtype), bias.to(dtype), list(padding),
+                                                       list(stride), [1, 1], 1, "relu", [], "")
+    return torch.relu(F.conv2d(x, weight, bias, stride=stride, padding=padding))
+
+
+def _fused_conv_relu_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
 CONV_NAMES = ("s_1", "s_2", "t_1", "t_2")  # a block's convolutions in order: two spatial, two temporal

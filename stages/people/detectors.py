@@ -26,6 +26,21 @@ def _resize(frames: list[np.ndarray], scale: float) -> list[np.ndarray]:
     return [cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for f in frames]
 
 
+def channels_last(mtcnn):
+    """MTCNN's three networks run in channels-last memory: the same boxes (within 1e-4 px on real clips), and
+    its ceil-mode max pools, which dominate it in the default layout on the CPU, 4-8x faster; detection as a
+    whole about 1.7x faster (docs/people.md)."""
+    import torch
+
+    def inputs_channels_last(module, args):
+        return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+
+    for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet):
+        net.to(memory_format=torch.channels_last)
+        net.register_forward_pre_hook(inputs_channels_last)
+    return mtcnn
+
+
 class MtcnnDetector:
     """facenet-pytorch's MTCNN: faces with 5 landmarks; its weights ship inside the wheel."""
 
@@ -39,7 +54,7 @@ class MtcnnDetector:
         min_face = max(settings.min_face_px * self.scale, 12.0)
         device = torch_device("people.device", settings.device)
         self.model = shared("mtcnn", (min_face, device),
-                            lambda: MTCNN(keep_all=True, device=device, min_face_size=min_face))
+                            lambda: channels_last(MTCNN(keep_all=True, device=device, min_face_size=min_face)))
 
     def detect(self, frames: list[np.ndarray]) -> list[Boxes]:
         small = _resize(frames, self.scale)

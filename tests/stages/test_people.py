@@ -73,6 +73,31 @@ def test_very_small_face_needs_full_resolution_settings(tmp_path):
     assert 12 <= width <= 36
 
 
+def test_mtcnn_in_channels_last_memory_finds_the_same_faces():
+    """The people stage runs MTCNN's networks in channels-last memory (for speed): the boxes, scores and
+    landmarks must be those of the library's own layout."""
+    import torch
+    from facenet_pytorch import MTCNN
+
+    from socialpipe.pipeline.media.video import stream_frames
+    from socialpipe.stages.people.detectors import channels_last
+
+    frames = np.stack([cv2.resize(frame, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+                       for _, frame in stream_frames(probe(SAMPLE_VIDEO), step=47)][:8])
+    plain = MTCNN(keep_all=True, min_face_size=20).detect(frames, landmarks=True)
+    model = channels_last(MTCNN(keep_all=True, min_face_size=20))
+    assert all(net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+               for net in (model.pnet, model.rnet, model.onet))
+    fast = model.detect(frames, landmarks=True)
+    found = 0
+    for expected, got in zip(zip(*plain), zip(*fast)):
+        for a, b in zip(expected, got):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            assert a.shape == b.shape and np.abs(a - b).max() < 1e-3
+        found += len(expected[0])
+    assert found >= 16  # the sample's three faces on most of the frames
+
+
 def test_opencv_cascade_backend_runs(tmp_path):
     video = probe(video_from_frames(tmp_path / "face.mp4", [_face_frame(80, size=(320, 240))] * 10))
     tracks = PeopleStage(PeopleConfig(detector="opencv", min_track_s=0.0)).detect(video)

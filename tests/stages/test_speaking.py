@@ -46,6 +46,23 @@ def test_the_fast_visual_path_gives_the_published_layers_numbers(network):
     assert (fast - published).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_fused_convolution_and_relu_give_the_two_ops_numbers(network, monkeypatch, dtype):
+    """On the CPU each folded convolution runs with its ReLU fused into one oneDNN kernel (for speed), in the
+    autocast dtype; the plain convolution then ReLU must give the same embeddings."""
+    from socialpipe.stages.link import network as module
+
+    if not module._fused_conv_relu_available():
+        pytest.skip("this PyTorch has no fused oneDNN convolution")
+    faces = torch.from_numpy(np.random.default_rng(2).integers(0, 255, (2, 17, 112, 112)).astype(np.float32))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        fused = network.embed_visual(faces)
+        monkeypatch.setattr(module, "_fused_conv_relu_available", lambda: False)
+        plain = network.embed_visual(faces)
+    assert fused.shape == plain.shape == (2, 17, 128)
+    assert (fused - plain).abs().max() <= (1e-5 if dtype == torch.float32 else 1e-2) * plain.abs().max()
+
+
 @needs_parity
 def test_bfloat16_scores_agree_with_float32():
     data = np.load(PARITY)

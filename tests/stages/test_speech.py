@@ -438,13 +438,13 @@ def test_a_batched_decode_whisper_would_retry_is_decoded_again_on_its_own(monkey
 def test_ctranslate2_keeps_its_own_openmp_runtime():
     """torch and CTranslate2 each bundle a libgomp. Loaded after torch, CTranslate2 binds to torch's: its
     thread settings become torch's (an ASR model made with one thread leaves torch one) and its threads
-    slow torch's parallel regions. socialpipe loads CTranslate2 first, so they stay apart."""
+    slow torch's parallel regions. socialpipe keeps them apart whichever of torch and socialpipe a program
+    imports first; a CTranslate2 imported after torch without socialpipe shows what that prevents."""
     import os
 
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs two CPU cores: with one, both runtimes run one thread anyway")
-    probe_script = ("import socialpipe, torch, ctranslate2\n"
-                    "from socialpipe.stages.speech.asr import resolve_asr_model\n"
+    probe_script = ("from socialpipe.stages.speech.asr import resolve_asr_model\n"
                     "print(torch.get_num_threads())\n"
                     "ctranslate2.models.Whisper(resolve_asr_model('bundled:tiny.en'), device='cpu', compute_type='int8',"
                     " intra_threads=1)\n"
@@ -454,8 +454,12 @@ def test_ctranslate2_keeps_its_own_openmp_runtime():
     from socialpipe.pipeline.run.parallel import THREAD_LIMITS
 
     env = {**{k: v for k, v in os.environ.items() if k not in THREAD_LIMITS}, "OMP_NUM_THREADS": "2"}  # as on 2 cores
-    kept = subprocess.run([sys.executable, "-c", probe_script], capture_output=True, text=True, check=True, env=env)
-    shared_runtime = subprocess.run([sys.executable, "-c", "import torch\n" + probe_script], capture_output=True,
-                                    text=True, check=True, env=env)
-    assert kept.stdout.split()[-2:] == ["2", "2"], kept.stdout
-    assert shared_runtime.stdout.split()[-2:] == ["2", "1"], shared_runtime.stdout
+
+    def threads(imports: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", imports + "\n" + probe_script], capture_output=True, text=True,
+                              check=True, env=env)
+        return done.stdout.split()[-2:]
+
+    assert threads("import socialpipe, torch, ctranslate2") == ["2", "2"]
+    assert threads("import torch, socialpipe, ctranslate2") == ["2", "2"]  # loaded deep-bound
+    assert threads("import torch, ctranslate2, socialpipe") == ["2", "1"]  # bound to torch's runtime
