@@ -31,6 +31,7 @@ from socialpipe.pipeline.contracts.config import PeopleConfig
 from socialpipe.pipeline.contracts.errors import SocialpipeError
 from socialpipe.pipeline.media.models import shared
 from socialpipe.pipeline.media.video import decoded_size, stream_frames
+from socialpipe.stages.people.face_helpers import CHIP_SIZE, SharedEmbedder
 from socialpipe.stages.people.postprocess import pieces
 
 MIN_FRONTAL = 0.35  # faces turned further than this (see frontalness) are not embedded: profiles mislead the model
@@ -59,6 +60,7 @@ class DlibFaceEmbedding:
     predictor; both models ship in the face-recognition-models wheel (CC0), dlib comes from dlib-bin."""
 
     name = "dlib resnet v1 (face-recognition-models)"
+    dimension = 128
 
     def __init__(self, settings: PeopleConfig):
         try:
@@ -75,9 +77,18 @@ class DlibFaceEmbedding:
                             lambda: dlib.face_recognition_model_v1(models.face_recognition_model_location()))
 
     def embed(self, frame: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+        return self.embed_chips([self.chip(frame, xyxy)])[0]
+
+    def chip(self, frame: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+        """The face aligned on its five points, as the 150 x 150 chip the descriptor reads (the chip
+        ``compute_face_descriptor(frame, points)`` cuts itself: the same vector)."""
         x1, y1, x2, y2 = (int(round(v)) for v in xyxy)
         landmarks = self.shape(frame, self.dlib.rectangle(x1, y1, x2, y2))
-        return np.asarray(self.model.compute_face_descriptor(frame, landmarks), np.float32)
+        return self.dlib.get_face_chip(frame, landmarks, size=CHIP_SIZE)
+
+    def embed_chips(self, chips: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(self.model.compute_face_descriptor(np.ascontiguousarray(chip)), np.float32)
+                for chip in chips]
 
 
 @dataclass(frozen=True)
@@ -145,21 +156,25 @@ class Face:
 
 def embed_faces(video: VideoInfo, tracks: Tracks, model: FaceEmbedding, settings: PeopleConfig) -> dict[int, list[Face]]:
     """Per face track, its embedded faces in time order (one decode pass handing over only the chosen frames,
-    decoded at most ``people.max_side`` pixels long; faces too blurred to embed left out)."""
+    decoded at most ``people.max_side`` pixels long; faces too blurred to embed left out). The faces are
+    embedded here and in helper processes when there are cores to spare (``face_helpers``: dlib uses one)."""
     wanted = chosen_faces(tracks, settings)
     if not wanted:
         return {}
     width, _ = decoded_size(video, settings.max_side)
     scale = width / video.width
+    with SharedEmbedder(model, settings.face_embedding, sum(map(len, wanted.values()))) as embedder:
+        for frame_index, frame in stream_frames(video, max_side=settings.max_side, only=sorted(wanted)):
+            for row in wanted[frame_index]:
+                box = tracks.xyxy[row] * scale
+                x1, y1, x2, y2 = (int(round(v)) for v in (max(box[0], 0), max(box[1], 0), box[2], box[3]))
+                weight = sharpness(frame[y1:y2, x1:x2])
+                if weight >= MIN_SHARPNESS:
+                    embedder.add((int(tracks.track_id[row]), frame_index, weight), frame, box)
+        embedded = embedder.results()
     faces: dict[int, list[Face]] = {}
-    for frame_index, frame in stream_frames(video, max_side=settings.max_side, only=sorted(wanted)):
-        for row in wanted[frame_index]:
-            box = tracks.xyxy[row] * scale
-            x1, y1, x2, y2 = (int(round(v)) for v in (max(box[0], 0), max(box[1], 0), box[2], box[3]))
-            weight = sharpness(frame[y1:y2, x1:x2])
-            if weight >= MIN_SHARPNESS:
-                faces.setdefault(int(tracks.track_id[row]), []).append(Face(frame_index, weight,
-                                                                            model.embed(frame, box)))
+    for (tid, frame_index, weight), vector in embedded:
+        faces.setdefault(tid, []).append(Face(frame_index, weight, vector))
     return faces
 
 

@@ -130,3 +130,75 @@ def test_one_face_that_varies_is_not_cut_and_neither_is_a_single_odd_face():
     assert face_change(_faces([a, a + 0.1, a + 0.2, a + 0.3, a + 0.2, a + 0.1])) is None
     assert face_change(_faces([odd, a, a + 0.05, a, a - 0.05, a])) is None  # one odd face is not a change
     assert face_change(_faces([a, a, b])) is None  # too few faces to tell
+
+
+def test_faces_embedded_in_helper_processes_are_the_ones_embedded_here(monkeypatch):
+    """dlib's descriptor uses one core and holds Python's lock, so faces are shared out to helper processes
+    (``face_helpers``) when there are cores to spare: the vectors, and their order, must be those this process
+    gives alone, and those of the descriptor cut from the whole frame."""
+    import dlib
+
+    from socialpipe.pipeline.contracts.formats import load_tracks
+    from socialpipe.pipeline.media.models import THREADS_VARIABLE
+    from socialpipe.stages.people import face_helpers
+    from socialpipe.stages.people.identity import DlibFaceEmbedding, embed_faces
+    from tests.conftest import SAMPLE_DIR
+
+    video = probe(SAMPLE_DIR / "shots.mp4")
+    tracks = load_tracks(SAMPLE_DIR / "shots.tracks.json", video.fps)
+    settings = PeopleConfig()
+    model = DlibFaceEmbedding(settings)
+    started = []
+    monkeypatch.setattr(face_helpers._Helper, "__init__", _counting(face_helpers._Helper.__init__, started))
+    monkeypatch.setenv(THREADS_VARIABLE, "3")
+    shared = embed_faces(video, tracks, model, settings)
+    assert len(started) == 2
+    monkeypatch.setenv(THREADS_VARIABLE, "1")
+    alone = embed_faces(video, tracks, model, settings)
+    assert len(started) == 2  # one core: no helper
+
+    class WholeFrame:  # the descriptor as dlib cuts the chip itself
+        def embed(self, frame, xyxy):
+            x1, y1, x2, y2 = (int(round(v)) for v in xyxy)
+            points = model.shape(frame, dlib.rectangle(x1, y1, x2, y2))
+            return np.asarray(model.model.compute_face_descriptor(frame, points), np.float32)
+
+    whole = embed_faces(video, tracks, WholeFrame(), settings)
+    assert sum(map(len, shared.values())) >= face_helpers.MIN_SHARED
+    for other in (alone, whole):
+        assert shared.keys() == other.keys()
+        for tid in shared:
+            assert [f.frame for f in shared[tid]] == [f.frame for f in other[tid]]
+            assert max(np.abs(a.vector - b.vector).max() for a, b in zip(shared[tid], other[tid])) < 1e-6
+
+
+def test_a_helper_that_fails_leaves_its_faces_to_this_process(monkeypatch):
+    from socialpipe.stages.people import face_helpers
+
+    class Model:
+        dimension = 2
+
+        def chip(self, frame, xyxy):
+            return np.full((face_helpers.CHIP_SIZE, face_helpers.CHIP_SIZE, 3), int(xyxy[0]), np.uint8)
+
+        def embed_chips(self, chips):
+            return [np.array([c[0, 0, 0], 1.0], np.float32) for c in chips]
+
+    monkeypatch.setattr(face_helpers, "thread_budget", lambda: 2)
+    monkeypatch.setattr(face_helpers.sys, "executable", "/bin/false")  # the helper exits at once
+    with face_helpers.SharedEmbedder(Model(), "dlib", faces=20) as embedder:
+        assert len(embedder.helpers) == 1
+        for i in range(20):
+            embedder.add(i, np.zeros((4, 4, 3), np.uint8), np.array([i, 0, 1, 1]))
+        results = embedder.results()
+        assert embedder.helpers == []  # dropped
+    assert [key for key, _ in results] == list(range(20))
+    assert [float(vector[0]) for _, vector in results] == list(range(20))
+
+
+def _counting(function, calls: list):
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return function(*args, **kwargs)
+
+    return counted
