@@ -63,6 +63,30 @@ def test_stream_visits_every_step_th_frame_in_bounded_batches(tiny_video):
     assert frame_step(video.fps, 5.0) == 2 and frame_step(video.fps, 50.0) == 1
 
 
+def test_frames_read_ahead_are_the_decoder_s_in_order_and_a_caller_that_stops_ends_the_reading(tiny_video):
+    """A thread reads the decoder's pipe ahead of the caller (a few frames, bounded by bytes): the frames are
+    ffmpeg's own in order, and a caller that stops early ends the decoder and the thread."""
+    import subprocess
+    import threading
+
+    video = probe(tiny_video)
+    direct = subprocess.run(["ffmpeg", "-v", "error", "-i", str(tiny_video), "-map", "0:v:0", "-f", "rawvideo",
+                             "-pix_fmt", "rgb24", "pipe:1"], capture_output=True, check=True).stdout
+    expected = np.frombuffer(direct, np.uint8).reshape(-1, video.height, video.width, 3)
+    streamed = np.stack([frame for _, frame in stream_frames(video)])
+    assert np.array_equal(streamed, expected)
+
+    def readers():
+        return [t for t in threading.enumerate() if t.name == "socialpipe-decode"]
+
+    before = len(readers())
+    stream = stream_frames(video)
+    next(stream)
+    assert len(readers()) == before + 1
+    stream.close()
+    assert len(readers()) == before
+
+
 def test_only_the_chosen_frames_stream_and_they_are_the_frames_a_full_stream_gives(tiny_video):
     video = probe(tiny_video)
     everything = {index: frame.copy() for index, frame in stream_frames(video, max_side=80)}
