@@ -127,25 +127,31 @@ LONE_FACE_COMPANY = 0.1  # a face is alone on screen when another face is seen o
 
 
 def own_by_lone_face(found: Ownership, evidence: list[list[VoiceEvidence]], face_ids: list[int], voices: list[str],
-                     seen: np.ndarray, speaking: np.ndarray, settings: LinkConfig) -> None:
+                     seen: np.ndarray, speaking: np.ndarray, settings: LinkConfig,
+                     faces: dict[int, int] | None = None) -> None:
     """A voice no face speaks for only because its face speaks as often while other voices speak (the margin
     test) still gets that face when the face is alone on screen through the voice's speech and speaks on at
     least ``link.min_speaking_share`` of it: a close-up of one person whose speech the diarization cut into
     two voices (a talk-show host heard as two voices, or a line's last words given to the next voice). The
     face also speaking for another voice is said as the "two voices on one face" disagreement. Where other
     faces are on screen the margin test stands (one face the network finds speaking through everyone's
-    speech is not evidence). Best share first, one face per voice."""
+    speech is not evidence). A voice that owns faces already gets such a close-up too when it is never on
+    screen with them and face identity (``faces``: track -> person, for the tracks that have a face identity)
+    does not say it is someone else: the host's close-up, where the voice went to the host's small face in the
+    wide shot. Best share first, one face per voice."""
+    faces = faces or {}
     alone = (speaking > 0) & (speaking.sum(axis=0, keepdims=True) == 1)
     on_screen = seen.sum(axis=0)  # faces seen at each step
     steps = settings.min_seen_s * ASD_FPS
+    row = {t: i for i, t in enumerate(face_ids)}
     for v, voice in enumerate(voices):
-        if found.owners[voice]:
-            continue
+        owners = found.owners[voice]
         candidates = []
         for t, tid in enumerate(face_ids):
             mine = evidence[t][v]
             if mine.seen_steps < steps or mine.speaking_share is None or \
-                    mine.speaking_share < settings.min_speaking_share:
+                    mine.speaking_share < settings.min_speaking_share or tid in owners or \
+                    any(together(seen, row, tid, other) or _told_apart(faces, tid, other) for other in owners):
                 continue
             during = alone[v] & seen[t]
             company = (on_screen[during] > 1).mean()  # steps on which another face is seen beside this one
@@ -159,6 +165,11 @@ def own_by_lone_face(found: Ownership, evidence: list[list[VoiceEvidence]], face
         if others:
             found.disagreements.append(Disagreement(DisagreementKind.SPLIT, "the diarization may have split one person",
                                                     settings.correct, track_id=tid, voices=(*others, voice)))
+
+
+def _told_apart(faces: dict[int, int], a: int, b: int) -> bool:
+    """Face identity says tracks ``a`` and ``b`` are two people (both have one, and they differ)."""
+    return a in faces and b in faces and faces[a] != faces[b]
 
 
 def asd_says_silent(rows: list[VoiceEvidence], settings: LinkConfig) -> bool:

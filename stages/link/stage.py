@@ -76,7 +76,7 @@ class LinkStage:
             found = own_by_speaking(evidence, face_ids, voices, settings)
             seen = visibility(tracks, face_ids, video, steps)
             own_by_comparison(found, evidence, face_ids, voices, seen, settings)
-            own_by_lone_face(found, evidence, face_ids, voices, seen, speaking, settings)
+            own_by_lone_face(found, evidence, face_ids, voices, seen, speaking, settings, identified_faces(tracks))
         mouth, mouths = None, None
         if (settings.mouth_fallback or settings.method == "mouth") and face_ids and \
                 any(not ids for ids in found.owners.values()):
@@ -112,3 +112,13 @@ class LinkStage:
                           + (" (mouth activity for voices it left unlinked)" if mouth is not None else ""),
                 "speaking": notes, "disagreements": [d.to_json() for d in found.disagreements],
                 "timing_s": timer.seconds()}
+
+
+def identified_faces(tracks: Tracks) -> dict[int, int]:
+    """Face track -> person, for the tracks the people stage gave a face identity (tracks without one, or every
+    track when identity was off or the tracks came from elsewhere, are left out: nothing is known of them)."""
+    identity = tracks.meta.get("identity")
+    if not isinstance(identity, dict) or not tracks.persons:
+        return {}
+    without = {int(t) for t in identity.get("without_identity", [])}
+    return {int(t): p for t, p in tracks.persons.items() if int(t) not in without and tracks.kinds.get(t) == "face"}

@@ -298,6 +298,38 @@ def test_utterances_of_a_voice_linked_by_mouth_follow_the_mouths_not_the_network
     assert by_network.track_id == 2 and {p.track_id for p in by_network.segments} == {2}
 
 
+def test_a_voice_linked_in_the_wide_shot_also_gets_its_lone_close_up_unless_the_faces_are_two_people():
+    """A talk-show host: the voice went to the host's small face in the wide shot (track 1); the host's close-up
+    in the next shot (track 2, alone on screen) speaks through the voice and through the voice the diarization
+    split off, so it fails the margin test. It joins the voice: never on screen with track 1, and face identity
+    does not say it is someone else. When identity says two people, or the two are seen together, it does not."""
+    import numpy as np
+
+    from socialpipe.stages.link.decision import Ownership, own_by_lone_face
+    from socialpipe.stages.link.evidence import VoiceEvidence
+
+    steps = 100
+    speaking = np.zeros((2, steps))
+    speaking[0, :60], speaking[1, 60:] = 1, 1
+    seen = np.zeros((2, steps), bool)
+    seen[0, :30], seen[1, 30:] = True, True  # the wide shot, then the close-up
+    wide = [VoiceEvidence(30, 1.0, None, 1.0), VoiceEvidence(0, None, 1.0, None)]
+    close = [VoiceEvidence(30, 1.0, 1.0, 0.0), VoiceEvidence(40, 1.0, 1.0, 0.0)]
+    settings = LinkConfig()
+
+    def linked(faces=None, seen=seen):
+        found = Ownership({"A": [1], "B": []}, {("A", 1): "active speaker"})
+        own_by_lone_face(found, [wide, close], [1, 2], ["A", "B"], seen, speaking, settings, faces)
+        return found.owners
+
+    assert linked() == {"A": [1, 2], "B": [2]}
+    assert linked({2: 7}) == {"A": [1, 2], "B": [2]}  # only the close-up has a face identity: nothing against it
+    assert linked({1: 5, 2: 7}) == {"A": [1], "B": [2]}  # face identity: two people
+    together = seen.copy()
+    together[0, 30:40] = True  # the wide-shot face on screen beside the close-up
+    assert linked(seen=together)["A"] == [1]
+
+
 def test_a_lone_close_up_speaking_through_two_voices_gets_both_and_a_face_among_others_none():
     """The diarization cut one person's speech into two voices heard back to back; the face, alone on screen,
     speaks through both, so neither passes the margin test (it speaks as often while the other voice speaks).
