@@ -63,6 +63,21 @@ def test_the_fused_convolution_and_relu_give_the_two_ops_numbers(network, monkey
     assert (fused - plain).abs().max() <= (1e-5 if dtype == torch.float32 else 1e-2) * plain.abs().max()
 
 
+def test_a_fused_kernel_the_cpu_refuses_falls_back_to_the_two_ops(monkeypatch):
+    """The fused kernel is private to PyTorch: where it refuses an input (here float64, which oneDNN does not
+    compute) the convolution and ReLU run as two ops, with the same numbers, and the process stops trying it."""
+    from socialpipe.stages.link import network as module
+
+    if not module._fused_conv_relu_available():
+        pytest.skip("this PyTorch has no fused oneDNN convolution")
+    monkeypatch.setattr(module, "_FUSED_REFUSED", [])
+    rng = np.random.default_rng(3)
+    x, weight, bias = (torch.from_numpy(rng.normal(0, 1, shape)) for shape in ((2, 3, 9, 9), (4, 3, 3, 3), (4,)))
+    out = module.conv_relu(x, weight, bias, (1, 1), (1, 1))
+    assert module._FUSED_REFUSED == [torch.float64] and not module._fused_conv_relu_available()
+    assert torch.allclose(out, torch.relu(torch.nn.functional.conv2d(x, weight, bias, padding=1)))
+
+
 @needs_parity
 def test_bfloat16_scores_agree_with_float32():
     data = np.load(PARITY)
