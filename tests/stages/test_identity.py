@@ -148,11 +148,15 @@ def test_faces_embedded_in_helper_processes_are_the_ones_embedded_here(monkeypat
     tracks = load_tracks(SAMPLE_DIR / "shots.tracks.json", video.fps)
     settings = PeopleConfig()
     model = DlibFaceEmbedding(settings)
-    started = []
+    started, answers = [], []
     monkeypatch.setattr(face_helpers._Helper, "__init__", _counting(face_helpers._Helper.__init__, started))
+    receive = face_helpers._Helper.receive
+    monkeypatch.setattr(face_helpers._Helper, "receive",
+                        lambda helper, *args: answers.append(receive(helper, *args)) or answers[-1])
     monkeypatch.setenv(THREADS_VARIABLE, "3")
     shared = embed_faces(video, tracks, model, settings)
     assert len(started) == 2
+    assert len(answers) == 2 and all(answer is not None and len(answer) >= 8 for answer in answers)  # they did work
     monkeypatch.setenv(THREADS_VARIABLE, "1")
     alone = embed_faces(video, tracks, model, settings)
     assert len(started) == 2  # one core: no helper
