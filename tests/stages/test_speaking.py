@@ -187,6 +187,31 @@ def test_window_scores_with_shared_visual_embeddings_match_scoring_each_window_a
     assert np.abs(ours - exact).max() < 0.5 * np.abs(exact).max()
 
 
+def test_a_face_crop_cut_from_the_rgb_frame_equals_the_crop_of_the_padded_grey_frame():
+    """face_crop turns grey and pads only the face's region; the published way pads the whole grey frame and
+    cuts the region from it: the same pixels, for faces inside the frame and reaching past each edge."""
+    import cv2
+
+    from socialpipe.stages.link.speaking import CROP_SCALE, PAD_GREY, face_crop
+
+    def published(grey, cx, cy, half):
+        pad = int(half * (1 + 2 * CROP_SCALE))
+        padded = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=PAD_GREY)
+        y, x = cy + pad, cx + pad
+        region = padded[int(y - half):int(y + half * (1 + 2 * CROP_SCALE)),
+                        int(x - half * (1 + CROP_SCALE)):int(x + half * (1 + CROP_SCALE))]
+        return cv2.resize(region, (224, 224))[56:168, 56:168]
+
+    rng = np.random.default_rng(4)
+    for height, width in ((90, 160), (360, 640), (720, 1280)):
+        frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        for _ in range(40):
+            half = float(rng.uniform(4, height / 2))
+            cx, cy = float(rng.uniform(0, width - 1)), float(rng.uniform(0, height - 1))
+            assert np.array_equal(face_crop(frame, cx, cy, half), published(grey, cx, cy, half))
+
+
 def test_smoothing_averages_two_steps_each_side_and_keeps_missing_audio_missing():
     assert np.allclose(smooth_scores(np.array([0, 0, 5, 0, 0], np.float32)), [5 / 3, 5 / 4, 1, 5 / 4, 5 / 3])
     tail = smooth_scores(np.array([1, 1, 1, np.nan], np.float32))
