@@ -5,9 +5,10 @@ say which made the word times."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -17,6 +18,8 @@ from socialpipe.pipeline.contracts.errors import SocialpipeError, first_line
 from socialpipe.pipeline.contracts.progress import Counter, ProgressEvent, ProgressHook, quiet
 from socialpipe.pipeline.media.models import shared, thread_budget
 from socialpipe.pipeline.media.video import AUDIO_SAMPLE_RATE
+
+T = TypeVar("T")
 
 
 def english_only(name: str) -> bool:
@@ -44,6 +47,25 @@ def asr_device(settings: SpeechConfig) -> str:
     return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
 
 
+SAMPLING_SEED = 0  # whisper's retry of a failed decode samples: seeded, a transcript is the same every run
+
+
+def seeded(load: Callable[[], T]) -> T:
+    """``load()`` (a CTranslate2 model) with CTranslate2's sampling seeded by SAMPLING_SEED.
+
+    A decode that fails (looping text, too unlikely) is retried at temperatures 0.2-1.0 by sampling, which
+    CTranslate2 seeds from the system's entropy unless told: the same video gave different words on each
+    run wherever a retry happened (a recording transcribed whole and in blocks differed by a word error
+    rate of 0.07, 0.10 or 0.18 from one run to the next). Each of a model's worker threads seeds its generator when it first samples, so a model
+    loaded after this samples the same numbers in every process; a model reused for several videos (a batch
+    worker, a Python session) continues its sequence, so there a video's words can depend on the ones
+    transcribed before it."""
+    import ctranslate2
+
+    ctranslate2.set_random_seed(SAMPLING_SEED)
+    return load()
+
+
 def load_whisper(settings: SpeechConfig):
     from faster_whisper import WhisperModel
 
@@ -51,8 +73,8 @@ def load_whisper(settings: SpeechConfig):
     name, threads = resolve_asr_model(settings.asr_model), thread_budget()
     try:
         return shared("whisper", (name, settings.device, settings.compute_type, threads),
-                      lambda: WhisperModel(name, device=settings.device, compute_type=settings.compute_type,
-                                           cpu_threads=threads))
+                      lambda: seeded(lambda: WhisperModel(name, device=settings.device,
+                                                          compute_type=settings.compute_type, cpu_threads=threads)))
     except Exception as exc:  # huggingface_hub / ctranslate2 raise many types
         raise SocialpipeError(
             f"ASR model {settings.asr_model!r} is not on this machine and could not be fetched "
@@ -176,9 +198,9 @@ def _whisperx_aligned(audio: np.ndarray, settings: SpeechConfig, progress: Progr
         return None
     # whisperx batches with its own WhisperModel subclass: it loads the same model files itself
     pipeline = shared("whisperx", (settings.asr_model, settings.device, settings.compute_type, language),
-                      lambda: whisperx.load_model(resolve_asr_model(settings.asr_model), settings.device,
-                                                  compute_type=settings.compute_type, language=language,
-                                                  threads=thread_budget()))
+                      lambda: seeded(lambda: whisperx.load_model(
+                          resolve_asr_model(settings.asr_model), settings.device, compute_type=settings.compute_type,
+                          language=language, threads=thread_budget())))
     result = pipeline.transcribe(audio, batch_size=8)
     aligned = whisperx.align(result["segments"], align_model, metadata, audio, settings.device)
     words = [_word(w["start"], w["end"], w["word"], w.get("score"))
