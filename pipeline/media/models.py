@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 THREADS_VARIABLE = "SOCIALPIPE_THREADS"
+# every variable that holds a process to a number of CPU threads: torch, the BLAS libraries and socialpipe's own
+THREAD_LIMITS = (THREADS_VARIABLE, "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 _models: dict[tuple[str, Hashable], Any] = {}
 _loads: Counter[str] = Counter()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from socialpipe.pipeline.contracts.errors import InputError, SocialpipeError, first_line
-from socialpipe.pipeline.media.models import THREADS_VARIABLE
+from socialpipe.pipeline.media.models import THREAD_LIMITS
 
 LOCAL_RAY = "local"
 
@@ -84,9 +84,6 @@ def spread(factory: Callable[[], Callable[[Any], Any]], jobs: Sequence[Any], pla
 # ----------------------------------------------------------------------------- local processes
 
 _worker: Callable[[Any], Any] | None = None
-
-
-THREAD_LIMITS = (THREADS_VARIABLE, "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def limit_threads(threads: int) -> None:

@@ -197,7 +197,8 @@ class QuantizedVisualEncoder(nn.Module):
     The input needs no conversion: a 0-255 grey pixel ``p`` normalised is ``(p - 255 mean) / (255 std)``,
     which is a uint8 tensor's own affine quantization with zero point ``round(255 mean)`` = 106 (the true
     106.1 moves every pixel by a tenth of a grey level). About 1.5x faster than the fused bfloat16 path on a
-    CPU with VNNI (4x before that was fused); embeddings within about 3% of float32 (see the README for what that does to the scores)."""
+    CPU with VNNI (4x before that was fused); embeddings within about 3% of float32 (see the README for what
+    that does to the scores)."""
 
     def __init__(self, encoder: VisualEncoder, ranges: dict[str, float]):
         super().__init__()

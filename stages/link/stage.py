@@ -121,4 +121,4 @@ def identified_faces(tracks: Tracks) -> dict[int, int]:
     if not isinstance(identity, dict) or not tracks.persons:
         return {}
     without = {int(t) for t in identity.get("without_identity", [])}
-    return {int(t): p for t, p in tracks.persons.items() if int(t) not in without and tracks.kinds.get(t) == "face"}
+    return {t: p for t, p in tracks.persons.items() if t not in without and tracks.kinds.get(t) == "face"}

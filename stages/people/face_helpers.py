@@ -20,11 +20,10 @@ import struct
 import subprocess
 import sys
 from collections.abc import Hashable
-from typing import Protocol
 
 import numpy as np
 
-from socialpipe.pipeline.media.models import THREADS_VARIABLE, thread_budget
+from socialpipe.pipeline.media.models import THREAD_LIMITS, thread_budget
 
 CHIP_SIZE = 150  # the aligned face dlib's descriptor reads (compute_face_descriptor cuts the same chip itself)
 GROUP = 96  # chips shared out at a time: memory holds at most this many (67 KB each)
@@ -32,23 +31,11 @@ MIN_SHARED = 8  # fewer faces than this are embedded here alone: a helper takes 
 MAX_HELPERS = 3  # more processes than this start more slowly than they help on the faces one video has
 
 
-class ChipModel(Protocol):
-    """A face embedding that works on aligned chips (``DlibFaceEmbedding``)."""
-
-    dimension: int
-
-    def chip(self, frame: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
-        """The aligned ``CHIP_SIZE`` x ``CHIP_SIZE`` RGB chip of the face in ``xyxy``."""
-
-    def embed_chips(self, chips: list[np.ndarray]) -> list[np.ndarray]:
-        """One vector per chip."""
-
-
 class _Helper:
     """One helper process and its pipes."""
 
     def __init__(self, model_name: str):
-        env = {**os.environ, THREADS_VARIABLE: "1", "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, **dict.fromkeys(THREAD_LIMITS, "1")}  # dlib uses one core
         self.process = subprocess.Popen([sys.executable, "-m", __name__, model_name], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
 
@@ -82,7 +69,9 @@ class _Helper:
 
 class SharedEmbedder:
     """Embeds faces here and in up to ``thread_budget() - 1`` helper processes (none when the budget is one
-    core, the model cannot work on chips, or there are fewer than MIN_SHARED faces). ``add`` faces with a key;
+    core, the model cannot work on chips, or there are fewer than MIN_SHARED faces). A model works on chips
+    when it has ``chip(frame, xyxy)`` (the aligned CHIP_SIZE x CHIP_SIZE RGB face), ``embed_chips(chips)``
+    and ``dimension``, as ``DlibFaceEmbedding`` has. ``add`` faces with a key;
     ``results`` gives (key, vector) in the order they were added. Use it as a context manager."""
 
     def __init__(self, model, model_name: str, faces: int):
@@ -90,7 +79,7 @@ class SharedEmbedder:
         self.on_chips = hasattr(model, "chip") and hasattr(model, "embed_chips")
         wanted = min(thread_budget() - 1, MAX_HELPERS) if self.on_chips and faces >= MIN_SHARED else 0
         self.helpers: list[_Helper] = []
-        for _ in range(max(wanted, 0)):
+        for _ in range(wanted):
             try:
                 self.helpers.append(_Helper(model_name))
             except OSError:
