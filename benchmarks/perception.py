@@ -1,7 +1,7 @@
 """Speed of the whole perception (people, speech, link) and each part's share, on 2 CPU cores.
 
     python benchmarks/perception.py [VIDEO ...] [--no-720p] [--asd-precision auto|float32|bfloat16|int8]
-                                    [--detector mtcnn|blazeface]
+                                    [--detector mtcnn|blazeface] [--repeat N]
 
 For each video (default: the bundled sample, then the sample scaled to 1280x720 so that the
 picture work grows while the content stays the same) it runs the three perception stages once on a
@@ -13,6 +13,10 @@ whole video, and prints from that run:
   (people stage); ASR and diarization (speech stage); active speaker detection (LR-ASD, including its
   own decode of the face crops), the mouth-activity fallback and the linking itself (link stage).
   Goal: active speaker detection at most 15% of the total.
+
+With ``--repeat N`` each video's whole run is repeated N times: the run with the median total is printed
+in full, then the spread of the real-time factor and of the active speaker's share over the N runs, and
+the goals are judged on the medians (on a shared 2-core machine one run's figure moves by 5-10%).
 
 The stages report their parts' times in their artifacts (``meta.timing_s``); "other" is what a stage
 spent outside them (audio decoding, resampling, writing nothing: no files are written here).
@@ -103,6 +107,29 @@ def report(result: dict) -> None:
           f"(goal: at most {ASD_GOAL:.0%}: {'met' if asd <= ASD_GOAL else 'NOT met'})")
 
 
+def spread(results: list[dict]) -> dict:
+    """The run with the median total of ``results``, and the medians and ranges of the real-time factor and
+    of the active speaker's share over them."""
+    totals = [sum(r["walls"].values()) for r in results]
+    factors = sorted(r["video"].duration_s / t for r, t in zip(results, totals))
+    shares = sorted(r["parts"]["link"].get("asd", 0.0) / t for r, t in zip(results, totals))
+    middle = len(results) // 2
+    median = sorted(range(len(results)), key=totals.__getitem__)[middle]
+    return {"median_run": results[median], "factor": (factors[middle], factors[0], factors[-1]),
+            "asd_share": (shares[middle], shares[0], shares[-1])}
+
+
+def report_spread(results: list[dict]) -> None:
+    found = spread(results)
+    report(found["median_run"])
+    video = found["median_run"]["video"]
+    goal = GOALS.get(min(GOALS, key=lambda h: abs(h - video.height)))
+    (factor, low, high), (share, least, most) = found["factor"], found["asd_share"]
+    print(f"  over {len(results)} runs: real time {factor:.2f}x median ({low:.2f}-{high:.2f}; goal {goal:g}x: "
+          f"{'met' if factor >= goal else 'NOT met'}), active speaker share {share:.1%} median "
+          f"({least:.1%}-{most:.1%}; goal at most {ASD_GOAL:.0%}: {'met' if share <= ASD_GOAL else 'NOT met'})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="*", type=Path, help="videos to measure (default: the bundled sample)")
@@ -111,7 +138,11 @@ def main() -> None:
                         help="link.asd_precision for the run (default: auto, as socialpipe run)")
     parser.add_argument("--detector", default="mtcnn", choices=("mtcnn", "blazeface"),
                         help="people.detector for the run (default: mtcnn, as socialpipe run)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="whole runs per video; above 1, the median run and the spread are reported")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
     warnings.filterwarnings("ignore")
     import torch
 
@@ -123,7 +154,11 @@ def main() -> None:
         started = time.perf_counter()
         perceive(cut(path, 3.0, folder), args.asd_precision, args.detector)
         print(f"\nstart-up on a 3 s cut of {path.name}: {time.perf_counter() - started:.1f} s")
-        report(perceive(path, args.asd_precision, args.detector))
+        runs = [perceive(path, args.asd_precision, args.detector) for _ in range(args.repeat)]
+        if args.repeat == 1:
+            report(runs[0])
+        else:
+            report_spread(runs)
 
 
 if __name__ == "__main__":
