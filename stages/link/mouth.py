@@ -59,12 +59,13 @@ def measure_mouths(video: VideoInfo, tracks: Tracks, analysis_fps: float,
     previous: dict[int, tuple[int, np.ndarray]] = {}
     by_frame = {int(f): np.flatnonzero(tracks.frame_index == f) for f in np.unique(tracks.frame_index)}
     counter = Counter(progress, "link", len(grid), "frame")
-    for k, (frame_index, frame) in enumerate(stream_frames(video, step=step)):
+    # ffmpeg's grey (luma): a third of the bytes of RGB frames and no conversion here; 720p sample 1.63 s to
+    # 1.29 s, activity as before to a correlation of 0.99994 (docs/link.md)
+    for k, (frame_index, grey) in enumerate(stream_frames(video, step=step, grey=True)):
         counter.advance(1)
         rows = by_frame.get(frame_index)
         if rows is None:
             continue
-        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         for i in rows:
             tid = int(tracks.track_id[i])
             if tid not in row_of:
