@@ -1,6 +1,6 @@
 """Shot cuts, found by PySceneDetect's content detector (the change in hue, saturation and
 brightness between consecutive frames) on the frames the people stage decodes anyway, shrunk to
-256 pixels wide: a cut costs no second decode. Every frame is looked at, not only the frames faces
+256 pixels wide (linearly, as PySceneDetect does): a cut costs no second decode. Every frame is looked at, not only the frames faces
 are detected on, so a cut is placed on the frame where it happens.
 
 Gradual transitions (cross-dissolves, fades) change each frame too little for the content detector.
@@ -48,7 +48,9 @@ class ShotCuts:
         from scenedetect.common import FrameTimecode
 
         height = max(2, int(round(frame.shape[0] * CUT_WIDTH / frame.shape[1])))
-        small = cv2.cvtColor(cv2.resize(frame, (CUT_WIDTH, height), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR)
+        # shrunk as PySceneDetect shrinks frames itself (linear): 0.08 ms a frame where area averaging took 0.6 ms
+        # at 640x360 and 1.1 ms at 720p; the same cuts and dissolves on 13 videos (docs/people.md)
+        small = cv2.cvtColor(cv2.resize(frame, (CUT_WIDTH, height), interpolation=cv2.INTER_LINEAR), cv2.COLOR_RGB2BGR)
         cuts = self.detector.process_frame(FrameTimecode(frame_index, self.fps), small)
         if cuts and frame_index > self.starts[-1]:
             self.starts.append(frame_index)
