@@ -37,6 +37,12 @@ def shared(kind: str, key: Hashable, load: Callable[[], T]) -> T:
         return _models[kind, key]
 
 
+def forget(kind: str, key: Hashable) -> None:
+    """Drop the model of this ``kind`` and ``key``: the next :func:`shared` call for it loads it anew."""
+    with _lock:
+        _models.pop((kind, key), None)
+
+
 def load_counts() -> dict[str, int]:
     """How many times each kind of model was loaded in this process."""
     return dict(_loads)

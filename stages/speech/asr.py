@@ -16,7 +16,7 @@ from socialpipe.pipeline.contracts.artifacts import Word
 from socialpipe.pipeline.contracts.config import SpeechConfig
 from socialpipe.pipeline.contracts.errors import SocialpipeError, first_line
 from socialpipe.pipeline.contracts.progress import Counter, ProgressEvent, ProgressHook, quiet
-from socialpipe.pipeline.media.models import shared, thread_budget
+from socialpipe.pipeline.media.models import forget, shared, thread_budget
 from socialpipe.pipeline.media.video import AUDIO_SAMPLE_RATE
 
 T = TypeVar("T")
@@ -56,25 +56,30 @@ def seeded(load: Callable[[], T]) -> T:
     A decode that fails (looping text, too unlikely) is retried at temperatures 0.2-1.0 by sampling, which
     CTranslate2 seeds from the system's entropy unless told: the same video gave different words on each
     run wherever a retry happened (a recording transcribed whole and in blocks differed by a word error
-    rate of 0.07, 0.10 or 0.18 from one run to the next). Each of a model's worker threads seeds its generator when it first samples, so a model
-    loaded after this samples the same numbers in every process; a model reused for several videos (a batch
-    worker, a Python session) continues its sequence, so there a video's words can depend on the ones
-    transcribed before it."""
+    rate of 0.07, 0.10 or 0.18 from one run to the next). Each of a model's worker threads seeds its
+    generator when it first samples, so a model loaded after this samples the same numbers in every
+    process. A model that has sampled is loaded anew for the next transcription (:func:`transcribe`), so
+    a video's words do not depend on what the process transcribed before it (a batch worker, a session)."""
     import ctranslate2
 
     ctranslate2.set_random_seed(SAMPLING_SEED)
     return load()
 
 
+def _whisper_key(settings: SpeechConfig) -> tuple:
+    """The shared-model key of the whisper model ``settings`` name (its device resolved)."""
+    return resolve_asr_model(settings.asr_model), asr_device(settings), settings.compute_type, thread_budget()
+
+
 def load_whisper(settings: SpeechConfig):
     from faster_whisper import WhisperModel
 
-    settings = replace(settings, device=asr_device(settings))
-    name, threads = resolve_asr_model(settings.asr_model), thread_budget()
+    key = _whisper_key(settings)
+    name, device, compute_type, threads = key
     try:
-        return shared("whisper", (name, settings.device, settings.compute_type, threads),
-                      lambda: seeded(lambda: WhisperModel(name, device=settings.device,
-                                                          compute_type=settings.compute_type, cpu_threads=threads)))
+        return shared("whisper", key, lambda: seeded(lambda: WhisperModel(name, device=device,
+                                                                         compute_type=compute_type,
+                                                                         cpu_threads=threads)))
     except Exception as exc:  # huggingface_hub / ctranslate2 raise many types
         raise SocialpipeError(
             f"ASR model {settings.asr_model!r} is not on this machine and could not be fetched "
@@ -86,10 +91,37 @@ def _word(start, end, text, score) -> Word:
     start = float(start)
     return Word(start, max(float(end), start), str(text).strip(), None if score is None else float(score))
 
+class _Watched:
+    """A faster-whisper model whose transcriptions note whether any segment came from sampling (a retry at a
+    temperature above 0)."""
+
+    def __init__(self, model):
+        self.model, self.sampled = model, False
+
+    def transcribe(self, *args, **kwargs):
+        segments, info = self.model.transcribe(*args, **kwargs)
+        return self._watch(segments), info
+
+    def _watch(self, segments):
+        for segment in segments:
+            self.sampled = self.sampled or bool(segment.temperature)
+            yield segment
+
+
 def transcribe(audio: np.ndarray, settings: SpeechConfig,
                progress: ProgressHook = quiet) -> tuple[list[Word], dict[str, Any]]:
-    """Words with times, and notes on how they were made."""
-    model = load_whisper(settings)
+    """Words with times, and notes on how they were made. A model that sampled is dropped afterwards, so the
+    next transcription starts from the seed again (see :func:`seeded`)."""
+    model = _Watched(load_whisper(settings))
+    try:
+        return _transcribe(model, audio, settings, progress)
+    finally:
+        if model.sampled:
+            forget("whisper", _whisper_key(settings))
+
+
+def _transcribe(model: _Watched, audio: np.ndarray, settings: SpeechConfig,
+                progress: ProgressHook) -> tuple[list[Word], dict[str, Any]]:
     if settings.align_model is not None:
         aligned = _whisperx_aligned(audio, settings, progress)
         if aligned is not None:
@@ -108,7 +140,7 @@ def transcribe(audio: np.ndarray, settings: SpeechConfig,
     return words, {"asr_model": settings.asr_model, "language_requested": settings.language,
                    "language": info.language, "word_times": "faster-whisper"}
 
-def _decode(model, audio: np.ndarray, settings: SpeechConfig):
+def _decode(model: _Watched, audio: np.ndarray, settings: SpeechConfig):
     """faster-whisper's segments (lazy) and its info: batched (``speech.asr_batch_size`` speech pieces of up
     to 30 s, cut at silero VAD's pauses, decoded together, as WhisperX transcribes), or with
     ``asr_batch_size`` 0 whisper's 30 s windows one after another. Neither conditions on earlier text."""
@@ -117,7 +149,8 @@ def _decode(model, audio: np.ndarray, settings: SpeechConfig):
         return model.transcribe(audio, vad_filter=True, condition_on_previous_text=False, **options)
     from faster_whisper import BatchedInferencePipeline
 
-    return BatchedInferencePipeline(model).transcribe(audio, batch_size=settings.asr_batch_size, **options)
+    # the batched decoder keeps its first try (temperature 0): it never samples
+    return BatchedInferencePipeline(model.model).transcribe(audio, batch_size=settings.asr_batch_size, **options)
 
 
 COMPRESSION_RATIO, LOW_LOGPROB = 2.4, -1.0  # whisper's limits: a decode above / below them is retried or not kept
