@@ -87,11 +87,16 @@ LABELS = {
 }
 
 
+def goal_for(video) -> float:
+    """The real-time factor asked for at the nearest height GOALS names."""
+    return GOALS[min(GOALS, key=lambda h: abs(h - video.height))]
+
+
 def report(result: dict) -> None:
     video, walls, parts = result["video"], result["walls"], result["parts"]
     total = sum(walls.values())
     factor = video.duration_s / total
-    goal = GOALS.get(min(GOALS, key=lambda h: abs(h - video.height)))
+    goal = goal_for(video)
     print(f"\n{Path(video.path).name}: {video.width}x{video.height}, {video.duration_s:.1f} s at {video.fps:g} fps; "
           f"{result['shots']} shots, {result['tracks']} tracks, {result['voices']} voices, {result['linked']} linked")
     print(f"  perception {total:6.1f} s  {factor:5.2f}x real time  (goal for {video.height}p: at least {goal:g}x: "
@@ -123,7 +128,7 @@ def report_spread(results: list[dict]) -> None:
     found = spread(results)
     report(found["median_run"])
     video = found["median_run"]["video"]
-    goal = GOALS.get(min(GOALS, key=lambda h: abs(h - video.height)))
+    goal = goal_for(video)
     (factor, low, high), (share, least, most) = found["factor"], found["asd_share"]
     print(f"  over {len(results)} runs: real time {factor:.2f}x median ({low:.2f}-{high:.2f}; goal {goal:g}x: "
           f"{'met' if factor >= goal else 'NOT met'}), active speaker share {share:.1%} median "

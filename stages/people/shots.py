@@ -1,7 +1,8 @@
 """Shot cuts, found by PySceneDetect's content detector (the change in hue, saturation and
 brightness between consecutive frames) on the frames the people stage decodes anyway, shrunk to
-256 pixels wide (linearly, as PySceneDetect does): a cut costs no second decode. Every frame is looked at, not only the frames faces
-are detected on, so a cut is placed on the frame where it happens.
+256 pixels wide (linearly, as PySceneDetect does): a cut costs no second decode. Every frame is
+looked at, not only the frames faces are detected on, so a cut is placed on the frame where it
+happens.
 
 Gradual transitions (cross-dissolves, fades) change each frame too little for the content detector.
 They are found by what a dissolve is, a blend: over a one-second window, when the first and the last

@@ -71,10 +71,11 @@ def _whisper_key(settings: SpeechConfig) -> tuple:
     return resolve_asr_model(settings.asr_model), asr_device(settings), settings.compute_type, thread_budget()
 
 
-def load_whisper(settings: SpeechConfig):
+def load_whisper(settings: SpeechConfig, key: tuple | None = None):
+    """The shared whisper model ``settings`` name (``key``: its :func:`_whisper_key`, when the caller has it)."""
     from faster_whisper import WhisperModel
 
-    key = _whisper_key(settings)
+    key = key or _whisper_key(settings)
     name, device, compute_type, threads = key
     try:
         return shared("whisper", key, lambda: seeded(lambda: WhisperModel(name, device=device,
@@ -92,11 +93,12 @@ def _word(start, end, text, score) -> Word:
     return Word(start, max(float(end), start), str(text).strip(), None if score is None else float(score))
 
 class _Watched:
-    """A faster-whisper model whose transcriptions note whether any segment came from sampling (a retry at a
-    temperature above 0)."""
+    """The shared faster-whisper model ``settings`` name (``key`` its place among the shared models), whose
+    transcriptions note whether any segment came from sampling (a retry at a temperature above 0)."""
 
-    def __init__(self, model):
-        self.model, self.sampled = model, False
+    def __init__(self, settings: SpeechConfig):
+        self.key = _whisper_key(settings)
+        self.model, self.sampled = load_whisper(settings, self.key), False
 
     def transcribe(self, *args, **kwargs):
         segments, info = self.model.transcribe(*args, **kwargs)
@@ -112,12 +114,12 @@ def transcribe(audio: np.ndarray, settings: SpeechConfig,
                progress: ProgressHook = quiet) -> tuple[list[Word], dict[str, Any]]:
     """Words with times, and notes on how they were made. A model that sampled is dropped afterwards, so the
     next transcription starts from the seed again (see :func:`seeded`)."""
-    model = _Watched(load_whisper(settings))
+    model = _Watched(settings)
     try:
         return _transcribe(model, audio, settings, progress)
     finally:
         if model.sampled:
-            forget("whisper", _whisper_key(settings))
+            forget("whisper", model.key)
 
 
 def _transcribe(model: _Watched, audio: np.ndarray, settings: SpeechConfig,
