@@ -59,8 +59,8 @@ def measure_mouths(video: VideoInfo, tracks: Tracks, analysis_fps: float,
     previous: dict[int, tuple[int, np.ndarray]] = {}
     by_frame = {int(f): np.flatnonzero(tracks.frame_index == f) for f in np.unique(tracks.frame_index)}
     counter = Counter(progress, "link", len(grid), "frame")
-    # ffmpeg's grey (luma): a third of the bytes of RGB frames and no conversion here; 720p sample 1.63 s to
-    # 1.29 s, activity as before to a correlation of 0.99994 (docs/link.md)
+    # ffmpeg's grey (luma): a third of the bytes of RGB frames and no conversion here; 1.2-1.7x faster, activity
+    # as before to a correlation of 0.99994 (benchmarks/frame_work.py)
     for k, (frame_index, grey) in enumerate(stream_frames(video, step=step, grey=True)):
         counter.advance(1)
         rows = by_frame.get(frame_index)

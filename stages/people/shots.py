@@ -22,6 +22,9 @@ import cv2
 import numpy as np
 
 CUT_WIDTH = 256  # frames are shrunk to this width before comparing
+# frames are shrunk linearly, as PySceneDetect shrinks them itself: 0.08 ms a frame where area averaging took
+# 0.6 ms at 640x360 and 1.1 ms at 720p; the same cuts and dissolves on 13 videos (benchmarks/frame_work.py)
+CUT_INTERPOLATION = cv2.INTER_LINEAR
 GRADUAL_WINDOW_S = 1.0  # a dissolve is looked for over this long
 GRADUAL_SIZE = (64, 36)  # pictures compared for a dissolve
 GRADUAL_MIN_CHANGE = 20.0  # mean absolute difference (of 255) between the window's ends: two different shots
@@ -49,9 +52,8 @@ class ShotCuts:
         from scenedetect.common import FrameTimecode
 
         height = max(2, int(round(frame.shape[0] * CUT_WIDTH / frame.shape[1])))
-        # shrunk as PySceneDetect shrinks frames itself (linear): 0.08 ms a frame where area averaging took 0.6 ms
-        # at 640x360 and 1.1 ms at 720p; the same cuts and dissolves on 13 videos (docs/people.md)
-        small = cv2.cvtColor(cv2.resize(frame, (CUT_WIDTH, height), interpolation=cv2.INTER_LINEAR), cv2.COLOR_RGB2BGR)
+        small = cv2.cvtColor(cv2.resize(frame, (CUT_WIDTH, height), interpolation=CUT_INTERPOLATION),
+                             cv2.COLOR_RGB2BGR)
         cuts = self.detector.process_frame(FrameTimecode(frame_index, self.fps), small)
         if cuts and frame_index > self.starts[-1]:
             self.starts.append(frame_index)
