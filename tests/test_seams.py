@@ -84,7 +84,7 @@ class FakeScorer:
     def check(self):
         self.checked = True
 
-    def score(self, video, tracks, progress):
+    def score(self, video, tracks, progress, watch=None):
         transcript, links = load_transcript(SAMPLE_TRANSCRIPT), load_links(SAMPLE_LINKS)
         steps = int(np.ceil(video.duration_s * ASD_FPS))
         voices, active = transcript.activity(1 / ASD_FPS, steps)

@@ -62,6 +62,11 @@ class Timer:
         finally:
             self.totals[part] = self.totals.get(part, 0.0) + time.perf_counter() - started
 
+    def move(self, seconds: float, source: str, target: str) -> None:
+        """Count ``seconds`` timed inside part ``source`` as part ``target``'s (work done within another part)."""
+        self.totals[source] = self.totals.get(source, 0.0) - seconds
+        self.totals[target] = self.totals.get(target, 0.0) + seconds
+
     def seconds(self) -> dict[str, float]:
         return {f"{part}_s": round(seconds, 4) for part, seconds in self.totals.items()}
 

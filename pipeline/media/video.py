@@ -176,11 +176,9 @@ def frames_per_batch(width: int, height: int, most: int = 16) -> int:
 
 
 def stream_frames(video: VideoInfo, step: int = 1, max_side: int | None = None,
-                  only: Sequence[int] | None = None, grey: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+                  only: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (frame index, (H, W, 3) RGB frame) for every ``step``-th frame, or for the frames ``only`` lists (in
-    order), decoded at most ``max_side`` pixels on the longer side (see :func:`decoded_size`). With ``grey``
-    the frames are (H, W) grey, ffmpeg's own: the luma, full range (a third of the bytes through the pipe and
-    no colour conversion; not OpenCV's weighted RGB grey, which differs by a grey level or two).
+    order), decoded at most ``max_side`` pixels on the longer side (see :func:`decoded_size`).
 
     An ffmpeg process decodes, picks the frames and scales them, and this generator hands them over one at a
     time from its pipe, read ahead by at most PREFETCH_BYTES (see :func:`_piped_frames`): memory holds a few
@@ -192,7 +190,7 @@ def stream_frames(video: VideoInfo, step: int = 1, max_side: int | None = None,
     if step < 1:
         raise InputError(f"frame step must be >= 1, got {step}")
     if only is not None:
-        yield from _stream_only(video, sorted(set(only)), max_side, grey)
+        yield from _stream_only(video, sorted(set(only)), max_side)
         return
     width, height = decoded_size(video, max_side)
     # a variable frame rate video is decoded whole and its grid frames picked here by time
@@ -202,7 +200,7 @@ def stream_frames(video: VideoInfo, step: int = 1, max_side: int | None = None,
     wanted = range(0, video.frame_count, step)
     # for each wanted grid frame, the decoded frame it shows (the stream's own order when that is the same)
     shown = video.decoded_frames(wanted) if video.variable_rate else range(len(wanted))
-    decoded = _piped_frames(video, ["-vf", ",".join(filters)] if filters else [], width, height, grey)
+    decoded = _piped_frames(video, ["-vf", ",".join(filters)] if filters else [], width, height)
     try:
         frame, count = None, -1
         for index, source in zip(wanted, shown):
@@ -216,21 +214,18 @@ def stream_frames(video: VideoInfo, step: int = 1, max_side: int | None = None,
         decoded.close()
 
 
-def _piped_frames(video: VideoInfo, filter_args: list[str], width: int, height: int,
-                  grey: bool = False) -> Iterator[np.ndarray]:
+def _piped_frames(video: VideoInfo, filter_args: list[str], width: int, height: int) -> Iterator[np.ndarray]:
     """The frames an ffmpeg process decodes from ``video`` through ``filter_args`` (``-vf ...`` or
-    ``-filter_script:v FILE``) as RGB ``(height, width, 3)`` arrays (``grey``: ``(height, width)``), in order,
-    until the stream ends; the process is ended when the caller stops.
+    ``-filter_script:v FILE``) as RGB ``(height, width, 3)`` arrays, in order, until the stream ends; the
+    process is ended when the caller stops.
 
     A thread reads the pipe ahead of the caller, up to PREFETCH_BYTES of frames (at least two): ffmpeg
     decodes the next frames while the caller works on this one (the pipe itself holds 64 KB, a fraction of
     a frame, so without it ffmpeg waited on every read: decoding 720p took 2.1-2.4 s of the people stage's
     time, 0.3-0.5 s read ahead)."""
     command = [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", local_file(video.path), "-map", "0:v:0",
-               *filter_args, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray" if grey else "rgb24",
-               "pipe:1"]
-    shape = (height, width) if grey else (height, width, 3)
-    frame_bytes = int(np.prod(shape))
+               *filter_args, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    frame_bytes = width * height * 3
     decoder = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=frame_bytes)
     ahead: queue.Queue = queue.Queue(maxsize=max(2, PREFETCH_BYTES // frame_bytes))
     stop = threading.Event()
@@ -239,7 +234,7 @@ def _piped_frames(video: VideoInfo, filter_args: list[str], width: int, height: 
     reader.start()
     try:
         while (data := ahead.get()) is not None:
-            yield np.frombuffer(data, np.uint8).reshape(shape)
+            yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
     finally:
         stop.set()
         if decoder.poll() is None:
@@ -272,8 +267,7 @@ def _read_ahead(stream, frame_bytes: int, ahead: queue.Queue, stop: threading.Ev
         put(None)
 
 
-def _stream_only(video: VideoInfo, frames: list[int], max_side: int | None,
-                 grey: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+def _stream_only(video: VideoInfo, frames: list[int], max_side: int | None) -> Iterator[tuple[int, np.ndarray]]:
     """The listed frames alone: ffmpeg still decodes the stream up to the last one, but converts and hands over
     only those (a few frames of a 720p video cost a fraction of streaming them all). A variable frame rate
     video is streamed whole and the frames picked here."""
@@ -282,7 +276,7 @@ def _stream_only(video: VideoInfo, frames: list[int], max_side: int | None,
         return
     if video.variable_rate:
         wanted = set(frames)
-        for index, frame in stream_frames(video, max_side=max_side, grey=grey):
+        for index, frame in stream_frames(video, max_side=max_side):
             if index in wanted:
                 yield index, frame
             if index >= frames[-1]:
@@ -294,8 +288,7 @@ def _stream_only(video: VideoInfo, frames: list[int], max_side: int | None,
                                       if (width, height) != (video.width, video.height) else [])
     with tempfile.NamedTemporaryFile("w", suffix=".filter", delete=False) as script:  # too long for a command line
         script.write(",".join(filters))
-    decoded = _piped_frames(video, ["-frames:v", str(len(frames)), "-filter_script:v", script.name], width, height,
-                            grey)
+    decoded = _piped_frames(video, ["-frames:v", str(len(frames)), "-filter_script:v", script.name], width, height)
     try:
         yield from zip(frames, decoded)  # the stream may hold fewer frames than the container said
     finally:

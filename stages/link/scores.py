@@ -5,6 +5,7 @@ scores (logits: above 0 speaking) on a 25 fps grid. Models are registered by nam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -13,6 +14,7 @@ from socialpipe.pipeline.contracts.artifacts import Tracks, VideoInfo
 from socialpipe.pipeline.contracts.progress import ProgressHook
 
 ASD_FPS = 25  # the grid of the speaking scores (and LR-ASD's own frame rate)
+FrameWatch = Callable[[int, np.ndarray], None]  # (frame index, RGB frame): other work sharing a model's decode
 
 
 @dataclass(frozen=True)
@@ -34,5 +36,8 @@ class ActiveSpeakerScorer(Protocol):
     def check(self) -> None:
         """Before a run writes anything: what the model needs is there (a one-line InputError if not)."""
 
-    def score(self, video: VideoInfo, tracks: Tracks, progress: ProgressHook) -> tuple[list[TrackScores], dict]:
-        """Speaking scores of every face track (one entry per run of visibility), and notes for the artifact."""
+    def score(self, video: VideoInfo, tracks: Tracks, progress: ProgressHook,
+              watch: FrameWatch | None = None) -> tuple[list[TrackScores], dict]:
+        """Speaking scores of every face track (one entry per run of visibility), and notes for the artifact.
+        ``watch``, if given, is called with every frame the model decodes, in order, so that other work on the
+        frames (the mouth fallback) can share the decode; a model that decodes none, or only some, may skip it."""

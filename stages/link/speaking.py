@@ -39,7 +39,7 @@ from socialpipe.pipeline.contracts.errors import InputError
 from socialpipe.pipeline.contracts.progress import Counter, ProgressHook, quiet
 from socialpipe.pipeline.contracts.timebase import time_to_frame
 from socialpipe.pipeline.media.video import decoded_size, stream_audio, stream_frames
-from socialpipe.stages.link.scores import ASD_FPS, TrackScores
+from socialpipe.stages.link.scores import ASD_FPS, FrameWatch, TrackScores
 
 MFCC_PER_STEP = 4  # 100 Hz MFCCs per 25 fps step
 SAMPLE_RATE = 16000
@@ -287,10 +287,11 @@ def smooth_scores(scores: np.ndarray, reach: int = SMOOTH_STEPS) -> np.ndarray:
     return ((cumulative[hi] - cumulative[lo]) / (hi - lo)).astype(np.float32)
 
 
-def face_crops(video: VideoInfo, runs: list[FaceRun], max_side: int | None = None):
+def face_crops(video: VideoInfo, runs: list[FaceRun], max_side: int | None = None, watch: FrameWatch | None = None):
     """Decode the video once and yield (run, step index, grey 112x112 crop) for every step of ``runs``, in
     the order of the video's frames (frames are decoded at most ``max_side`` pixels on the longer side, and
-    above 50 fps only every few, keeping at least 25 fps)."""
+    above 50 fps only every few, keeping at least 25 fps). ``watch(frame index, RGB frame)``, if given, sees
+    every decoded frame first."""
     width, _ = decoded_size(video, max_side)
     scale = width / video.width
     step = int(video.fps // (2 * ASD_FPS)) + 1  # 1 below 50 fps; above, decode at 25-50 fps
@@ -299,6 +300,8 @@ def face_crops(video: VideoInfo, runs: list[FaceRun], max_side: int | None = Non
         for i, frame in enumerate(run.source_frames):
             wanted.setdefault(int(frame) // step * step, []).append((run, i))
     for frame_index, frame in stream_frames(video, step=step, max_side=max_side):
+        if watch is not None:
+            watch(frame_index, frame)
         served = wanted.pop(frame_index, None)
         if served is None:
             continue
@@ -309,9 +312,10 @@ def face_crops(video: VideoInfo, runs: list[FaceRun], max_side: int | None = Non
 
 def score_tracks(video: VideoInfo, tracks: Tracks, weights: str | Path | None = None, min_face_px: float = 24.0,
                  max_side: int | None = None, precision: str = "auto", device: str = "cpu",
-                 progress: ProgressHook = quiet) -> tuple[list[TrackScores], dict]:
+                 progress: ProgressHook = quiet, watch: FrameWatch | None = None) -> tuple[list[TrackScores], dict]:
     """Speaking scores of every face track (one entry per run of visibility), and notes: runs skipped and
-    why, which head gave the scores."""
+    why, which head gave the scores. ``watch`` sees every frame decoded for the crops (none when no run is
+    scored)."""
     runs, skipped = face_runs(tracks, video, min_face_px)
     notes = {"head": "audio-visual" if video.has_audio else "visual only (the video has no audio track)",
              "fps": ASD_FPS, "skipped": skipped, "weights": Path(weights or WEIGHTS).name}
@@ -321,7 +325,7 @@ def score_tracks(video: VideoInfo, tracks: Tracks, weights: str | Path | None = 
     scorer = SpeakingScorer(weights, precision=precision, device=device)
     notes["precision"], notes["device"] = scorer.precision, str(scorer.device)
     counter = Counter(progress, "speaking", sum(run.steps for run in runs), "face step")
-    for run, i, crop in face_crops(video, runs, max_side):
+    for run, i, crop in face_crops(video, runs, max_side, watch):
         run.crops.append(crop)
         if len(run.crops) == CHUNK_STEPS or i == run.steps - 1:
             counter.advance(_score_chunk(scorer, run, mfcc))

@@ -37,7 +37,8 @@ from socialpipe.stages.link.decision import (Ownership, attribute_utterances, bu
                                              persons_of_tracks, primary_tracks)
 from socialpipe.stages.link.evidence import (SpeakingEvidence, speaking_grid, speaking_probabilities, visibility,
                                              voice_evidence)
-from socialpipe.stages.link.mouth import MouthActivity, MouthScores, measure_mouths, mouth_grid, mouth_scores
+from socialpipe.stages.link.mouth import (MouthActivity, MouthMeter, MouthScores, measure_mouths, mouth_grid,
+                                         mouth_scores)
 from socialpipe.stages.link.scores import ASD_FPS, ActiveSpeakerScorer
 
 
@@ -63,11 +64,16 @@ class LinkStage:
         timer = Timer("asd", "mouth", "link")
         steps = max(int(np.ceil(video.duration_s * ASD_FPS)), 1)
         face_ids = [t for t in tracks.track_ids if tracks.kinds[t] == "face"]
+        # the mouth fallback may be needed: it measures along the active-speaker model's decode of the frames
+        meter = MouthMeter(video, tracks, settings.analysis_fps) \
+            if settings.mouth_fallback and settings.method == "asd" and face_ids else None
         with timer("asd"):
             if settings.method == "asd":
-                scores, notes = self.scorer.score(video, tracks, progress)
+                scores, notes = self.scorer.score(video, tracks, progress, watch=None if meter is None else meter.see)
             else:
                 scores, notes = [], {"head": "off (link.method mouth): mouth activity only"}
+        if meter is not None:
+            timer.move(meter.seconds, "asd", "mouth")
         with timer("link"):
             row = {t: i for i, t in enumerate(face_ids)}
             grid = speaking_grid(scores, face_ids, steps)
@@ -81,7 +87,7 @@ class LinkStage:
         if (settings.mouth_fallback or settings.method == "mouth") and face_ids and \
                 any(not ids for ids in found.owners.values()):
             with timer("mouth"):
-                mouth, activity = self._mouth_scores(video, tracks, transcript, progress)
+                mouth, activity = self._mouth_scores(video, tracks, transcript, progress, meter)
             with timer("link"):
                 own_by_mouth(found, mouth, face_ids, voices, evidence, seen, settings)
                 mouths = SpeakingEvidence(face_ids, mouth_grid(activity, face_ids, steps, 1 / ASD_FPS))
@@ -99,9 +105,12 @@ class LinkStage:
         return SpeakerLinks(links, self._meta(notes, found, mouth, timer), tuple(attributions), persons,
                             speaking_probabilities(scores, video))
 
-    def _mouth_scores(self, video: VideoInfo, tracks: Tracks, transcript: Transcript,
-                      progress: ProgressHook) -> tuple[MouthScores, MouthActivity]:
-        mouths = measure_mouths(video, tracks, self.settings.analysis_fps, progress)
+    def _mouth_scores(self, video: VideoInfo, tracks: Tracks, transcript: Transcript, progress: ProgressHook,
+                      meter: MouthMeter | None) -> tuple[MouthScores, MouthActivity]:
+        """Mouth agreement with each voice: from what ``meter`` measured along the active-speaker model's decode
+        when it saw every frame it needs, else from a decode of its own."""
+        mouths = meter.activity() if meter is not None and meter.complete else \
+            measure_mouths(video, tracks, self.settings.analysis_fps, progress)
         frame_s = duration_of(frame_step(video.fps, self.settings.analysis_fps), video.fps)
         _, coarse = transcript.activity(frame_s, len(mouths.times_s))
         return mouth_scores(mouths, coarse), mouths

@@ -10,7 +10,6 @@ from socialpipe.pipeline.contracts.errors import InputError, NoAudioError
 from socialpipe.pipeline.contracts.timebase import frame_step
 from socialpipe.pipeline.media.video import (
     AUDIO_SAMPLE_RATE,
-    decoded_size,
     probe,
     read_audio,
     read_frames_at,
@@ -96,30 +95,6 @@ def test_only_the_chosen_frames_stream_and_they_are_the_frames_a_full_stream_giv
     assert [i for i, _ in picked] == [0, 7, video.frame_count - 1]
     assert all(np.array_equal(frame, everything[i]) for i, frame in picked) and picked[0][1].shape[1] == 80
     assert list(stream_frames(video, only=[])) == []
-
-
-def test_grey_streams_are_ffmpeg_s_grey_frames_in_every_mode(tiny_video):
-    """``grey``: (H, W) frames, ffmpeg's own grey, in a stepped stream, a scaled one and one of chosen frames;
-    within two grey levels of the RGB frames turned grey (luma against OpenCV's weighted RGB)."""
-    import subprocess
-
-    import cv2
-
-    video = probe(tiny_video)
-    direct = subprocess.run(["ffmpeg", "-v", "error", "-i", str(tiny_video), "-map", "0:v:0", "-f", "rawvideo",
-                             "-pix_fmt", "gray", "pipe:1"], capture_output=True, check=True).stdout
-    expected = np.frombuffer(direct, np.uint8).reshape(-1, video.height, video.width)
-    stepped = list(stream_frames(video, step=3, grey=True))
-    assert [i for i, _ in stepped] == list(range(0, video.frame_count, 3))
-    assert all(np.array_equal(frame, expected[i]) for i, frame in stepped)
-    rgb = dict(stream_frames(video, step=3))
-    turned = np.stack([cv2.cvtColor(np.ascontiguousarray(rgb[i]), cv2.COLOR_RGB2GRAY) for i, _ in stepped])
-    assert np.abs(turned.astype(int) - np.stack([f for _, f in stepped])).mean() <= 2
-    scaled = [frame.shape for _, frame in stream_frames(video, step=10, max_side=80, grey=True)]
-    width, height = decoded_size(video, 80)
-    assert width == 80 and scaled and all(shape == (height, width) for shape in scaled)
-    picked = list(stream_frames(video, only=[5, 1], grey=True))
-    assert [i for i, _ in picked] == [1, 5] and all(np.array_equal(f, expected[i]) for i, f in picked)
 
 
 def test_audio_is_16k_mono(tiny_video):

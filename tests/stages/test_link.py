@@ -358,3 +358,39 @@ def test_a_lone_close_up_speaking_through_two_voices_gets_both_and_a_face_among_
     seen[1] = True  # a second face on screen all along
     own_by_lone_face(crowded, [through, unseen], [1, 2], ["A", "B"], seen, speaking, settings)
     assert crowded.owners == {"A": [], "B": []}
+
+
+def test_the_mouth_fallback_measures_along_the_active_speaker_decode_and_decodes_nothing_itself(tmp_path, monkeypatch):
+    """A speaking threshold the network never reaches leaves every voice to the mouth fallback; its frames come
+    from the active-speaker model's decode, so a decode of its own fails here."""
+    from socialpipe.stages.link import mouth
+
+    def no_second_decode(*args, **kwargs):
+        raise AssertionError("the mouth fallback decoded the video again")
+
+    video, tracks, transcript = talking_heads(
+        tmp_path / "v.mp4", [Head("A", 60, [(0.5, 2.0), (4.5, 5.5)]), Head("B", 360, [(2.5, 4.0)])], 7.0,
+        off_screen=[("narrator", 5.8, 6.8)])
+    monkeypatch.setattr(mouth, "stream_frames", no_second_decode)
+    links = LinkStage(LinkConfig(speaking_threshold=50.0)).link(probe(video), tracks, transcript)
+    assert {link.voice: link.track_id for link in links.links} == {"A": 1, "B": 2, "narrator": None}
+    assert [link.evidence["decision"] for link in links.links][:2] == ["linked by mouth activity"] * 2
+    assert links.meta["timing_s"]["mouth_s"] > 0
+
+
+def test_mouths_measured_along_the_active_speaker_decode_equal_a_decode_of_their_own():
+    import numpy as np
+
+    from socialpipe.stages.link.mouth import MouthMeter, measure_mouths
+    from socialpipe.stages.link.speaking import score_tracks
+
+    video, tracks = probe(SAMPLE_VIDEO), load_tracks(SAMPLE_TRACKS, fps=None)
+    meter = MouthMeter(video, tracks, 12.5)
+    assert not meter.complete
+    score_tracks(video, tracks, watch=meter.see)
+    assert meter.complete
+    shared, own = meter.activity(), measure_mouths(video, tracks, 12.5)
+    assert np.isfinite(own.opening).sum() > 1000
+    for name in ("opening", "motion", "activity"):
+        np.testing.assert_array_equal(getattr(shared, name), getattr(own, name), err_msg=name)
+    np.testing.assert_array_equal(shared.times_s, own.times_s)
