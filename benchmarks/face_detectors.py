@@ -1,6 +1,9 @@
 """Face detectors side by side: what each finds, against each other, and how long each takes.
 
-    python benchmarks/face_detectors.py [--clips DIR] [--fps 2] [--detectors mtcnn blazeface]
+    python benchmarks/face_detectors.py [--clips DIR] [--fps 2] [--detectors mtcnn blazeface ...]
+
+A detector is a ``people.detector`` name, or ``NAME:people.key=value[,people.key=value]`` for the same
+detector with other people settings (``mtcnn:people.pyramid_factor=0.65``).
 
 For every video (the two bundled samples, then every video in ``--clips``), frames are taken ``--fps``
 times a second and given to each detector, as the people stage gives them (decoded at most
@@ -37,6 +40,15 @@ def turned(landmarks: np.ndarray | None, box: np.ndarray) -> bool:
     return float(np.linalg.norm(landmarks[1] - landmarks[0])) < TURNED * 0.4 * float(box[2] - box[0])
 
 
+def people_settings(name: str):
+    """The people settings of a detector given as ``NAME`` or ``NAME:people.key=value,...``."""
+    from socialpipe.pipeline.contracts.config import Config, apply_overrides
+
+    detector, _, overrides = name.partition(":")
+    extra = [item for item in overrides.split(",") if item]
+    return apply_overrides(Config(), [f"people.detector={detector}", *extra]).people
+
+
 def measure(video: Path, names: list[str], fps: float) -> dict:
     from socialpipe.pipeline.contracts.config import PeopleConfig
     from socialpipe.pipeline.media.video import decoded_size, probe, stream_frames
@@ -46,9 +58,11 @@ def measure(video: Path, names: list[str], fps: float) -> dict:
     width, _ = decoded_size(info, PeopleConfig().max_side)
     decoded = width / info.width
     settings = PeopleConfig()
-    at_decoded = dataclasses.replace(settings, detect_scale=min(1.0, settings.detect_scale / decoded),
-                                     min_face_px=settings.min_face_px * decoded)
-    detectors = {name: make_face_detector(dataclasses.replace(at_decoded, detector=name)) for name in names}
+    detectors = {}
+    for name in names:
+        mine = people_settings(name)
+        detectors[name] = make_face_detector(dataclasses.replace(
+            mine, detect_scale=min(1.0, mine.detect_scale / decoded), min_face_px=mine.min_face_px * decoded))
     step = max(1, int(round(info.fps / fps)))
     seconds = dict.fromkeys(names, 0.0)
     found = {name: [] for name in names}
@@ -91,7 +105,8 @@ def main() -> None:
     parser.add_argument("--clips", type=Path, help="a folder of real videos (never committed)")
     parser.add_argument("--fps", type=float, default=2.0, help="frames a second given to the detectors")
     parser.add_argument("--detectors", nargs="+", default=["mtcnn", "blazeface"],
-                        help="people.detector names; the first is the reference")
+                        help="people.detector names, each maybe with settings (NAME:people.key=value,...); "
+                             "the first is the reference")
     args = parser.parse_args()
     videos = SAMPLES + sorted(p for p in (args.clips.iterdir() if args.clips else [])
                               if p.suffix.lower() in {".mp4", ".mkv", ".mov", ".webm"})

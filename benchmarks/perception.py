@@ -1,7 +1,7 @@
 """Speed of the whole perception (people, speech, link) and each part's share, on 2 CPU cores.
 
     python benchmarks/perception.py [VIDEO ...] [--no-720p] [--asd-precision auto|float32|bfloat16|int8]
-                                    [--detector mtcnn|blazeface] [--repeat N]
+                                    [--detector mtcnn|blazeface] [--set SECTION.KEY=VALUE ...] [--repeat N]
 
 For each video (default: the bundled sample, then the sample scaled to 1280x720 so that the
 picture work grows while the content stays the same) it runs the three perception stages once on a
@@ -51,9 +51,9 @@ def scaled(video: Path, height: int, folder: Path) -> Path:
     return out
 
 
-def perceive(path: Path, asd_precision: str = "auto", detector: str = "mtcnn") -> dict:
-    """People, speech and link on ``path``; wall seconds per stage and the stages' own part timings."""
-    from socialpipe.pipeline.contracts.config import LinkConfig, PeopleConfig, SpeechConfig
+def perceive(path: Path, config) -> dict:
+    """People, speech and link on ``path`` with ``config``'s settings; wall seconds per stage and the stages'
+    own part timings."""
     from socialpipe.pipeline.media.video import probe
     from socialpipe.stages.link import LinkStage
     from socialpipe.stages.people import PeopleStage
@@ -62,13 +62,13 @@ def perceive(path: Path, asd_precision: str = "auto", detector: str = "mtcnn") -
     video = probe(path)
     walls, parts = {}, {}
     started = time.perf_counter()
-    tracks = PeopleStage(PeopleConfig(detector=detector)).detect(video)
+    tracks = PeopleStage(config.people).detect(video)
     walls["people"] = time.perf_counter() - started
     started = time.perf_counter()
-    transcript = SpeechStage(SpeechConfig()).listen(video)
+    transcript = SpeechStage(config.speech).listen(video)
     walls["speech"] = time.perf_counter() - started
     started = time.perf_counter()
-    links = LinkStage(LinkConfig(asd_precision=asd_precision)).link(video, tracks, transcript)
+    links = LinkStage(config.link).link(video, tracks, transcript)
     walls["link"] = time.perf_counter() - started
     for stage, artifact in (("people", tracks), ("speech", transcript), ("link", links)):
         parts[stage] = {name[:-2]: seconds for name, seconds in artifact.meta["timing_s"].items()}
@@ -143,6 +143,8 @@ def main() -> None:
                         help="link.asd_precision for the run (default: auto, as socialpipe run)")
     parser.add_argument("--detector", default="mtcnn", choices=("mtcnn", "blazeface"),
                         help="people.detector for the run (default: mtcnn, as socialpipe run)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="any other setting for the run (repeatable), as `socialpipe run --set` takes it")
     parser.add_argument("--repeat", type=int, default=1,
                         help="whole runs per video; above 1, the median run and the spread are reported")
     args = parser.parse_args()
@@ -151,15 +153,20 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     import torch
 
+    from socialpipe.pipeline.contracts.config import Config, apply_overrides
+
+    config = apply_overrides(Config(), [f"link.asd_precision={args.asd_precision}",
+                                        f"people.detector={args.detector}", *args.set])
+
     folder = Path(tempfile.mkdtemp(prefix="socialpipe-perception-bench-"))
     videos = args.videos or [SAMPLE] + ([] if args.no_720p else [scaled(SAMPLE, 720, folder)])
     print(f"torch threads {torch.get_num_threads()}; start-up and model loads run on a 3 s cut first and are "
           "not counted")
     for path in videos:
         started = time.perf_counter()
-        perceive(cut(path, 3.0, folder), args.asd_precision, args.detector)
+        perceive(cut(path, 3.0, folder), config)
         print(f"\nstart-up on a 3 s cut of {path.name}: {time.perf_counter() - started:.1f} s")
-        runs = [perceive(path, args.asd_precision, args.detector) for _ in range(args.repeat)]
+        runs = [perceive(path, config) for _ in range(args.repeat)]
         if args.repeat == 1:
             report(runs[0])
         else:

@@ -1,9 +1,10 @@
 """Perception on every video of a folder: a table to read and a contact sheet per clip to look at.
 
     python benchmarks/real_clips.py DIR [--out socialpipe_runs/real_clips] [--sheet-frames 8]
+        [--set section.key=value ...]
 
-Runs ``socialpipe batch DIR --until link`` (people, speech, link with the default settings; finished
-clips are kept on a re-run) and writes, beside the run folders:
+Runs ``socialpipe batch DIR --until link`` (people, speech, link with the default settings, or with the
+``--set`` overrides; finished clips are kept on a re-run) and writes, beside the run folders:
 - ``real_clips.md``: per clip its length and size, the tracks, the shot cuts found, the voices, the
   voices linked to a face, the share of speech time that has a speaker box (a 5 Hz sample of every
   moment some voice speaks: does that voice have a linked track on screen then?) and the seconds per
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from socialpipe.pipeline.scaling.batch import BatchSettings, run_batch
-from socialpipe.pipeline.contracts.config import Config
+from socialpipe.pipeline.contracts.config import Config, apply_overrides
 from socialpipe.pipeline.presentation.report import load_run, render_contact_sheet
 from socialpipe.pipeline.contracts.timebase import time_to_frame
 
@@ -80,8 +81,11 @@ def main() -> None:
     parser.add_argument("folder", type=Path, help="a folder of videos")
     parser.add_argument("--out", type=Path, default=Path("socialpipe_runs/real_clips"))
     parser.add_argument("--sheet-frames", type=int, default=8)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a setting other than the default (repeatable), as `socialpipe run --set` takes it")
     args = parser.parse_args()
-    batch = run_batch([args.folder], args.out, BatchSettings(config=Config(), until="link"),
+    config = apply_overrides(Config(), args.set)
+    batch = run_batch([args.folder], args.out, BatchSettings(config=config, until="link"),
                       progress=lambda event: print(event.message) if event.stage == "batch" and event.message else None)
     rows = [clip_row(name, record, args.out / name, args.sheet_frames) for name, record in batch["videos"].items()]
     text = table(rows)

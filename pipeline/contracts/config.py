@@ -123,6 +123,7 @@ class PeopleConfig(_Section):
     detect_scale: float = 0.5  # frames are shrunk by this before detection; lower is faster but misses small faces
     max_side: int = 1280  # frames are decoded with the longer side at most this many pixels: bounds memory on 4K/8K
     min_face_px: float = 40.0  # smallest face side (pixels of the original frame) the detector looks for
+    pyramid_factor: float = 0.709  # mtcnn: each image-pyramid level is this size of the last; lower is faster, finds fewer faces between levels
     min_confidence: float = 0.5  # detections below this are ignored
     tracker: str = "bytetrack"  # ultralytics tracker: bytetrack or botsort
     track_buffer_s: float = 1.0  # how long a lost track may be re-found by the tracker itself
@@ -143,7 +144,8 @@ class PeopleConfig(_Section):
     choices = {"detector": DETECTORS, "face_embedding": FACE_EMBEDDINGS, "person_detector": ("none", "yolo"),
                "tracker": ("bytetrack", "botsort")}
     ranges = {"shot_threshold": NON_NEGATIVE, "detect_fps": POSITIVE, "detect_scale": Range(0, 1, low_open=True), "min_face_px": Range(1),
-              "min_confidence": UNIT, "track_buffer_s": NON_NEGATIVE, "min_track_s": NON_NEGATIVE,
+              "pyramid_factor": Range(0, 1, low_open=True, high_open=True), "min_confidence": UNIT,
+              "track_buffer_s": NON_NEGATIVE, "min_track_s": NON_NEGATIVE,
               "rejoin_max_gap_s": NON_NEGATIVE, "rejoin_min_similarity": Range(-1, 1),
               "rejoin_max_shift": NON_NEGATIVE, "interpolate_max_gap_s": NON_NEGATIVE,
               "smooth_keyframes": AT_LEAST_ONE, "max_side": Range(64), "identity_threshold": POSITIVE,

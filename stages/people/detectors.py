@@ -53,8 +53,9 @@ class MtcnnDetector:
         self.min_confidence = settings.min_confidence
         min_face = max(settings.min_face_px * self.scale, 12.0)
         device = torch_device("people.device", settings.device)
-        self.model = shared("mtcnn", (min_face, device),
-                            lambda: channels_last(MTCNN(keep_all=True, device=device, min_face_size=min_face)))
+        factor = settings.pyramid_factor
+        self.model = shared("mtcnn", (min_face, factor, device), lambda: channels_last(
+            MTCNN(keep_all=True, device=device, min_face_size=min_face, factor=factor)))
 
     def detect(self, frames: list[np.ndarray]) -> list[Boxes]:
         small = _resize(frames, self.scale)

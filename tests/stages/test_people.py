@@ -247,3 +247,29 @@ def test_a_cross_dissolve_is_a_cut_and_a_moving_face_is_not(tmp_path):
     glide = PeopleStage(PeopleConfig(detect_fps=10.0, min_track_s=0.0)).detect(
         probe(video_from_frames(tmp_path / "glide.mp4", moving)))
     assert glide.meta["gradual_cuts"] == [] and len(glide.meta["shots"]) == 1
+
+
+def test_a_coarser_pyramid_runs_the_first_stage_on_fewer_sizes_and_finds_the_same_faces():
+    """``people.pyramid_factor`` reaches MTCNN: fewer image sizes for its first network, the sample's faces
+    found all the same (the coarser default was chosen on real clips: docs/people.md)."""
+    from socialpipe.pipeline.contracts.boxes import box_iou
+    from socialpipe.pipeline.media.video import stream_frames
+    from socialpipe.stages.people.detectors import MtcnnDetector
+
+    frames = [frame for _, frame in stream_frames(probe(SAMPLE_VIDEO), step=94)][:4]
+    found, sizes = {}, {}
+    for factor in (0.709, 0.6):
+        detector = MtcnnDetector(PeopleConfig(pyramid_factor=factor))
+        seen: list = []
+        hook = detector.model.pnet.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape))
+        try:
+            found[factor] = detector.detect(frames)
+        finally:
+            hook.remove()
+        sizes[factor] = len(seen)
+    assert sizes[0.6] < sizes[0.709], sizes
+    assert sum(map(len, found[0.709])) >= 10
+    for fine, coarse in zip(found[0.709], found[0.6]):
+        assert len(fine) == len(coarse)
+        for box in fine.xyxy:
+            assert box_iou(box, coarse.xyxy).max() > 0.7
