@@ -1,4 +1,4 @@
-"""Two per-frame jobs done the way they are now and the way they were, side by side in one process.
+"""Per-frame jobs done the way they are now and the way they were, side by side in one process.
 
     python benchmarks/frame_work.py [VIDEO ...] [--rounds 3] [--no-720p]
 
@@ -6,9 +6,13 @@ For each video (default: the bundled sample and the sample scaled to 1280x720):
 - shot cuts: ``ShotCuts`` over every frame with the frames shrunk linearly (now, PySceneDetect's own way)
   and by area averaging (before); seconds, their ratio, and whether the cuts and dissolves are the same;
 - mouth activity, for the people stage's tracks: measured along the active-speaker model's decode (now:
-  the time the active speaker takes with it, less the time it takes alone) and with a decode of its own
-  (``measure_mouths``, before, and still the way where the model decodes nothing); seconds, their ratio,
-  and whether the activities are the same.
+  the seconds the meter itself counts; the difference of two whole runs of the active speaker, with and
+  without it, moves more than that from run to run) and with a decode of its own (``measure_mouths``,
+  before, and still the way where the model decodes nothing); seconds, their ratio, and whether the
+  activities are the same;
+- the active speaker (``score_tracks``, decode to scores) with the visual encoder run 80 steps at a time
+  (now) and 200 (before), for the people stage's tracks; seconds, their ratio, and whether the scores are
+  the same.
 The ways alternate, ``--rounds`` times each; the medians are compared.
 """
 
@@ -41,25 +45,31 @@ def shot_cuts(video, interpolation: int) -> tuple[float, tuple]:
         shots.CUT_INTERPOLATION = before
 
 
-def speaking(video, tracks, meter=None) -> float:
-    from socialpipe.stages.link.speaking import score_tracks
+def speaking(video, tracks, meter=None, pieces: int | None = None) -> tuple[float, list]:
+    """Seconds of the active speaker's scoring (with the mouths measured along, and the visual encoder run
+    ``pieces`` steps at a time, if given), and its scores."""
+    from socialpipe.stages.link import speaking as module
 
-    started = time.perf_counter()
-    score_tracks(video, tracks, watch=None if meter is None else meter.see)
-    return time.perf_counter() - started
+    before = module.PIECE_STEPS
+    module.PIECE_STEPS = pieces or before
+    try:
+        started = time.perf_counter()
+        found, _ = module.score_tracks(video, tracks, watch=None if meter is None else meter.see)
+        return time.perf_counter() - started, found
+    finally:
+        module.PIECE_STEPS = before
 
 
-def mouths(video, tracks) -> tuple[float, float, float, object, object]:
-    """Seconds the mouth activity adds to the active speaker's run (the difference of two runs, and the meter's
-    own count), seconds of it on its own decode, and both results."""
+def mouths(video, tracks) -> tuple[float, float, object, object]:
+    """Seconds the mouth activity takes along the active speaker's decode (the meter's own count) and on its own
+    decode, and both results."""
     from socialpipe.stages.link.mouth import MouthMeter, measure_mouths
 
-    alone = speaking(video, tracks)
     meter = MouthMeter(video, tracks, 12.5)
-    along = speaking(video, tracks, meter) - alone
+    speaking(video, tracks, meter)
     started = time.perf_counter()
     own = measure_mouths(video, tracks, 12.5)
-    return along, meter.seconds, time.perf_counter() - started, meter.activity(), own
+    return meter.seconds, time.perf_counter() - started, meter.activity(), own
 
 
 def compare(path: Path, rounds: int) -> None:
@@ -83,17 +93,26 @@ def compare(path: Path, rounds: int) -> None:
           f"same cuts and dissolves: {cuts['linear'] == cuts['area']} {cuts['linear']}")
     tracks = PeopleStage(PeopleConfig()).detect(video)
     speaking(video, tracks)  # warm-up: the network's load and first kernels
-    times, found = {"along": [], "counted": [], "own": []}, None
+    times, found = {"along": [], "own": []}, None
     for _ in range(rounds):
-        along, counted, own, *found = mouths(video, tracks)
+        along, own, *found = mouths(video, tracks)
         times["along"].append(along)
-        times["counted"].append(counted)
         times["own"].append(own)
-    along, counted, own = (statistics.median(times[way]) for way in ("along", "counted", "own"))
+    along, own = statistics.median(times["along"]), statistics.median(times["own"])
     same = all(np.array_equal(getattr(found[0], name), getattr(found[1], name), equal_nan=True)
                for name in ("opening", "motion", "activity"))
-    print(f"  mouth activity: along the active speaker's decode {along:+.2f} s (its own count {counted:.2f} s), "
-          f"its own decode {own:.2f} s, ratio {own / max(along, counted):.1f}x; the same activity: {same}")
+    print(f"  mouth activity: along the active speaker's decode {along:.2f} s, its own decode {own:.2f} s, "
+          f"ratio {own / along:.1f}x; the same activity: {same}")
+    times, scores = {80: [], 200: []}, {}
+    for _ in range(rounds):
+        for pieces in (80, 200):
+            seconds, scores[pieces] = speaking(video, tracks, pieces=pieces)
+            times[pieces].append(seconds)
+    now, before = statistics.median(times[80]), statistics.median(times[200])
+    same = len(scores[80]) == len(scores[200]) and all(
+        np.array_equal(a.scores, b.scores, equal_nan=True) for a, b in zip(scores[80], scores[200]))
+    print(f"  active speaker: visual encoder 80 steps at a time {now:.2f} s, 200 at a time {before:.2f} s, "
+          f"ratio {before / now:.2f}x; the same scores: {same}")
 
 
 def main() -> None:

@@ -264,3 +264,20 @@ def test_int8_off_the_cpu_is_refused_before_any_work():
     check_precision_device("bfloat16", "cuda:0")
     with pytest.raises(InputError, match="link.asd_precision int8 runs on the CPU only; expected link.device=cpu"):
         check_precision_device("int8", "cuda:0")
+
+
+def test_visual_embeddings_computed_piece_by_piece_equal_one_pass_over_the_run():
+    """A run's faces are embedded PIECE_STEPS at a time with VISUAL_REACH steps of context each side: the same
+    embeddings as the encoder over the whole run at once, for runs shorter than a piece, a piece and a bit, and
+    several pieces."""
+    from socialpipe.stages.link.speaking import PIECE_STEPS
+
+    scorer = SpeakingScorer(precision="float32")
+    rng = np.random.default_rng(1)
+    for steps in (PIECE_STEPS // 2, PIECE_STEPS + 5, 3 * PIECE_STEPS + 17):
+        crops = rng.integers(0, 256, (steps, 112, 112), dtype=np.uint8)
+        with torch.inference_mode():
+            whole = scorer.network.embed_visual(torch.from_numpy(crops).float()[None])[0]
+        pieces = scorer.visual_embeddings(crops)
+        assert pieces.shape == whole.shape == (steps, 128)
+        assert float((pieces - whole).abs().max()) <= 1e-4 * float(whole.abs().max())
