@@ -4,8 +4,8 @@ scores (logits: above 0 speaking) on a 25 fps grid. Models are registered by nam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
