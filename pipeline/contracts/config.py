@@ -120,6 +120,7 @@ class PeopleConfig(_Section):
     person_model: str = "yolo11n.pt"  # weights for person_detector yolo; fetched from the hub on first use
     shot_threshold: float = 27.0  # PySceneDetect content score that makes a cut; lower finds more cuts, 0 turns cuts off
     detect_fps: float = 5.0  # detection rate; higher follows fast motion better, costs time linearly
+    search_every: int = 1  # faces: the whole frame searched on every N-th detection frame, re-found near the neighbours' on the rest (mtcnn); 1: on every one
     detect_scale: float = 0.5  # frames are shrunk by this before detection; lower is faster but misses small faces
     max_side: int = 1280  # frames are decoded with the longer side at most this many pixels: bounds memory on 4K/8K
     min_face_px: float = 40.0  # smallest face side (pixels of the original frame) the detector looks for
@@ -143,7 +144,7 @@ class PeopleConfig(_Section):
     section = "people"
     choices = {"detector": DETECTORS, "face_embedding": FACE_EMBEDDINGS, "person_detector": ("none", "yolo"),
                "tracker": ("bytetrack", "botsort")}
-    ranges = {"shot_threshold": NON_NEGATIVE, "detect_fps": POSITIVE, "detect_scale": Range(0, 1, low_open=True), "min_face_px": Range(1),
+    ranges = {"shot_threshold": NON_NEGATIVE, "detect_fps": POSITIVE, "search_every": AT_LEAST_ONE, "detect_scale": Range(0, 1, low_open=True), "min_face_px": Range(1),
               "pyramid_factor": Range(0, 1, low_open=True, high_open=True), "min_confidence": UNIT,
               "track_buffer_s": NON_NEGATIVE, "min_track_s": NON_NEGATIVE,
               "rejoin_max_gap_s": NON_NEGATIVE, "rejoin_min_similarity": Range(-1, 1),

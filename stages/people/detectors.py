@@ -72,6 +72,45 @@ class MtcnnDetector:
             found.append(Boxes(b[keep], p[keep], lm[keep]).scaled(1 / self.scale))
         return found
 
+    def refine(self, frames: list[np.ndarray], proposals: list[np.ndarray]) -> list[Boxes]:
+        """Faces re-found near where they are expected: MTCNN's last network (ONet) alone on each frame's
+        proposed boxes ((n, 4), frame pixels), made square as MTCNN makes its own proposals. ONet scores each,
+        moves it onto the face and places the landmarks; those it scores under MTCNN's own last threshold or
+        ``min_confidence`` are dropped, and overlaps merged as MTCNN merges them."""
+        import torch
+        from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg, imresample, rerec
+
+        crops, owners, squares = [], [], []
+        for k, (frame, boxes) in enumerate(zip(_resize(frames, self.scale), proposals)):
+            height, width = frame.shape[:2]
+            for box in rerec(torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4) * self.scale)):
+                x1, y1 = max(int(box[0]), 1), max(int(box[1]), 1)  # MTCNN's own clipping of a box to the frame
+                x2, y2 = min(int(box[2]), width), min(int(box[3]), height)
+                if x2 > x1 - 1 and y2 > y1 - 1:
+                    patch = torch.as_tensor(np.ascontiguousarray(frame[y1 - 1:y2, x1 - 1:x2]))
+                    crops.append(imresample(patch.permute(2, 0, 1).unsqueeze(0).float(), (48, 48)))
+                    owners.append(k)
+                    squares.append(box)
+        found = [Boxes.empty() for _ in frames]
+        if not crops:
+            return found
+        with torch.no_grad():
+            crops = (torch.cat(crops).to(self.model.device) - 127.5) * 0.0078125
+            regression, points, probs = (out.cpu() for out in self.model.onet(crops))
+        score = probs[:, 1]
+        keep = (score > self.model.thresholds[2]) & (score >= self.min_confidence)
+        boxes = torch.cat([torch.stack(squares), score.unsqueeze(1)], dim=1)[keep]
+        owners, points, regression = torch.as_tensor(owners)[keep], points[keep], regression[keep]
+        sides = (boxes[:, 2:4] - boxes[:, 0:2] + 1).repeat_interleave(5, dim=0).reshape(-1, 5, 2)
+        landmarks = torch.stack([points[:, :5], points[:, 5:]], dim=2) * sides + boxes[:, None, 0:2] - 1
+        boxes = bbreg(boxes, regression)
+        pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], owners, 0.7, "Min")
+        boxes, owners, landmarks = boxes[pick].numpy(), owners[pick].numpy(), landmarks[pick].numpy()
+        for k in np.unique(owners):
+            rows = owners == k
+            found[k] = Boxes(boxes[rows, :4], boxes[rows, 4], landmarks[rows]).scaled(1 / self.scale)
+        return found
+
 
 class OpenCVDetector:
     """OpenCV's bundled frontal-face Haar cascade: a last resort, no landmarks, confidence 1."""

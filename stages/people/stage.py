@@ -32,6 +32,7 @@ from socialpipe.stages.people.detectors import YoloDetector, make_face_detector
 from socialpipe.stages.people.identity import identify
 from socialpipe.stages.people.postprocess import (HISTOGRAM_SIZE, appearance, finish, pieces, rejoin,
                                                   tie_faces_to_people)
+from socialpipe.stages.people.search import FaceSearch
 from socialpipe.stages.people.shots import ShotCuts, shot_of
 from socialpipe.stages.people.tracking import make_tracker, track
 
@@ -80,9 +81,11 @@ class PeopleStage:
         timer = Timer("decode", "shots", "detect", "track", "post", "identity")
         cuts = ShotCuts(video.fps, settings.shot_threshold)
         face_model = FACE_EMBEDDINGS.build(settings.face_embedding, settings)  # loaded (or refused) before the work
-        observed = self._detect_and_track(video, step, cuts, timer, progress)
+        observed, searched = self._detect_and_track(video, step, cuts, timer, progress)
         with timer("post"):
             tracks = self._finish(observed, video, step, cuts)
+        tracks = dataclasses.replace(tracks, meta={**tracks.meta, "face_search": {
+            "every": self.settings.search_every, "frames": searched}})
         with timer("identity"):
             tracks = self._identify(video, tracks, face_model)
         return dataclasses.replace(tracks, meta={**tracks.meta, "timing_s": timer.seconds()})
@@ -115,6 +118,7 @@ class PeopleStage:
         detectors = [make_face_detector(at_decoded)]
         if settings.person_detector == "yolo":
             detectors.append(YoloDetector(settings.person_model, "person", at_decoded))
+        face_search = FaceSearch(detectors[0], settings.search_every)
         trackers = [make_tracker(settings.tracker, buffer_frames) for _ in detectors]
         observed = [_Observed(detector.kind) for detector in detectors]
         counter = Counter(progress, "people", video.frame_count, "frame")
@@ -133,24 +137,25 @@ class PeopleStage:
                 if item[0] % step == 0:
                     batch.append(item)
                     shots_of_batch.append(len(cuts.starts) - 1)
-            if batch:
-                for k, (detector, found) in enumerate(zip(detectors, observed)):
-                    with timer("detect"):
-                        detections = detector.detect([frame for _, frame in batch])
-                    with timer("track"):
-                        trackers[k] = self._track_batch(trackers[k], batch, shots_of_batch, detections, found,
-                                                        buffer_frames, decoded)
+            for k, (detector, found) in enumerate(zip(detectors, observed)):
+                with timer("detect"):
+                    if k == 0:  # faces: the whole frame searched on some detection frames (search.py)
+                        done = face_search.add(batch, shots_of_batch) if batch else face_search.finish()
+                    else:
+                        done = list(zip(batch, shots_of_batch, detector.detect([frame for _, frame in batch]))) \
+                            if batch else []
+                with timer("track"):
+                    trackers[k] = self._track_batch(trackers[k], done, found, buffer_frames, decoded)
             counter.advance(seen)
             if not batch:
                 break
         counter.finish()
-        return observed
+        return observed, face_search.counts
 
-    def _track_batch(self, tracker, batch, shots_of_batch, detections, found: _Observed, buffer_frames: int,
-                     decoded: float):
-        """One batch's detections through the tracker (a fresh one, with fresh ids, at a cut); returns the
-        tracker now in use."""
-        for (frame_index, frame), shot, boxes in zip(batch, shots_of_batch, detections):
+    def _track_batch(self, tracker, done, found: _Observed, buffer_frames: int, decoded: float):
+        """Detections ((frame index, frame), shot, boxes) through the tracker (a fresh one, with fresh ids, at a
+        cut); returns the tracker now in use."""
+        for (frame_index, frame), shot, boxes in done:
             if shot != getattr(tracker, "socialpipe_shot", 0):  # a cut: a fresh tracker, fresh ids
                 tracker = make_tracker(self.settings.tracker, buffer_frames)
                 tracker.socialpipe_shot = shot

@@ -273,3 +273,109 @@ def test_a_coarser_pyramid_runs_the_first_stage_on_fewer_sizes_and_finds_the_sam
         assert len(fine) == len(coarse)
         for box in fine.xyxy:
             assert box_iou(box, coarse.xyxy).max() > 0.7
+
+
+class _CountingDetector:
+    """A stand-in detector: one 40 px face per frame at x = the frame's number; it keeps every proposal."""
+
+    def __init__(self, refines: bool = True):
+        self.searched, self.proposed = [], {}
+        if refines:
+            self.refine = self._refine
+
+    def detect(self, frames):
+        self.searched += [int(frame[0, 0, 0]) for frame in frames]
+        return [Boxes(np.array([[frame[0, 0, 0], 0.0, frame[0, 0, 0] + 40.0, 40.0]]), np.ones(1)) for frame in frames]
+
+    def _refine(self, frames, proposals):
+        for frame, boxes in zip(frames, proposals):
+            self.proposed[int(frame[0, 0, 0])] = boxes
+        return [Boxes(boxes, np.full(len(boxes), 0.9)) for boxes in proposals]
+
+
+def _stream(numbers):
+    return [(n, np.full((2, 2, 3), n, np.uint8)) for n in numbers]
+
+
+def test_the_whole_frame_is_searched_every_nth_detection_and_at_each_shot_start():
+    """``people.search_every`` 2: a shot's first detection frame and every second one after it are searched;
+    the frames between get their neighbours' faces, moved straight between them, to re-find; every frame comes
+    out once, in order, across batches and shots; the video's last frames are re-found from the frame before."""
+    from socialpipe.stages.people.search import FaceSearch
+
+    detector = _CountingDetector()
+    search = FaceSearch(detector, every=2)
+    shots = {n: 0 if n < 25 else 1 for n in range(0, 45, 5)}  # shot 1 starts at frame 25 (detection 5 of 9)
+    frames = sorted(shots)
+    done = search.add(_stream(frames[:4]), [shots[n] for n in frames[:4]])
+    done += search.add(_stream(frames[4:]), [shots[n] for n in frames[4:]])
+    done += search.finish()
+    assert [index for (index, _), _, _ in done] == frames
+    assert [shot for _, shot, _ in done] == [shots[n] for n in frames]
+    assert detector.searched == [0, 10, 20, 25, 35]
+    assert sorted(detector.proposed) == [5, 15, 30, 40]
+    # a face on both searched frames: proposed halfway between them, and where each saw it
+    assert list(detector.proposed[5][:, 0]) == [5.0, 0.0, 10.0] and list(detector.proposed[15][:, 0]) == [15.0, 10.0, 20.0]
+    assert list(detector.proposed[30][:, 0]) == [30.0, 25.0, 35.0]  # between 25 and 35, both in shot 1
+    assert list(detector.proposed[40][:, 0]) == [35.0]  # after the last searched frame: where that frame saw it
+    assert search.counts == {"whole_frame": 5, "near_neighbours": 4}
+
+
+def test_a_shot_that_ends_between_searches_re_finds_from_its_own_frames_only():
+    from socialpipe.stages.people.search import FaceSearch
+
+    detector = _CountingDetector()
+    search = FaceSearch(detector, every=3)
+    shots = [0, 0, 0, 0, 0, 1]  # shot 0: detections 0-4 (searched 0 and 3), shot 1 from the sixth
+    done = search.add(_stream(range(6)), shots) + search.finish()
+    assert detector.searched == [0, 3, 5]
+    assert detector.proposed[1][0, 0] == pytest.approx(1.0) and detector.proposed[2][0, 0] == pytest.approx(2.0)
+    assert list(detector.proposed[4][:, 0]) == [3.0]  # shot 0 ends before its next search: frame 3's face, not 5's
+    assert len(done) == 6
+
+
+def test_a_detector_that_cannot_refine_searches_every_frame():
+    from socialpipe.stages.people.search import FaceSearch
+
+    detector = _CountingDetector(refines=False)
+    search = FaceSearch(detector, every=3)
+    done = search.add(_stream(range(5)), [0] * 5) + search.finish()
+    assert detector.searched == [0, 1, 2, 3, 4] and len(done) == 5 and search.counts["near_neighbours"] == 0
+
+
+def test_searching_every_second_detection_tracks_the_sample_to_the_same_targets(sample_tracks):
+    """``people.search_every=2`` through the whole stage: half the detection frames searched whole, the others
+    re-found, and the tracks still meet the sample's targets with the same tracks and landmarks on the boxes."""
+    tracks = PeopleStage(PeopleConfig(search_every=2)).detect(probe(SAMPLE_VIDEO))
+    scores = score_people(tracks, load_tracks(SAMPLE_TRACKS, fps=None))
+    assert scores["idf1"] >= 0.90 and scores["mota"] >= 0.85, scores
+    counts = tracks.meta["face_search"]["frames"]
+    assert counts["whole_frame"] > 0 and abs(counts["whole_frame"] - counts["near_neighbours"]) <= 1, counts
+    assert sample_tracks.meta["face_search"]["frames"]["near_neighbours"] == 0
+    assert len(tracks.track_ids) == len(sample_tracks.track_ids)
+    assert np.isfinite(tracks.landmarks).all(axis=(1, 2)).mean() > 0.95
+
+
+def test_mtcnn_re_finds_faces_from_rough_proposals_and_drops_proposals_on_no_face():
+    """MTCNN's last network alone on proposed boxes: boxes shifted by a fifth of a face come back onto the face
+    the whole-frame search found (with landmarks); a box on the wall is dropped."""
+    from socialpipe.pipeline.contracts.boxes import box_iou
+    from socialpipe.pipeline.media.video import stream_frames
+    from socialpipe.stages.people.detectors import MtcnnDetector
+
+    frames = [frame for _, frame in stream_frames(probe(SAMPLE_VIDEO), step=94)][:4]
+    detector = MtcnnDetector(PeopleConfig())
+    found = detector.detect(frames)
+    assert sum(map(len, found)) >= 10
+    proposals = []
+    for boxes in found:
+        side = boxes.xyxy[:, 2] - boxes.xyxy[:, 0]
+        shifted = boxes.xyxy + np.stack([side, -side, side, -side], axis=1) * 0.2
+        proposals.append(np.concatenate([shifted, [[2.0, 2.0, 40.0, 40.0]]]))  # the frame's corner: no face
+    refound = detector.refine(frames, proposals)
+    for boxes, again, proposed in zip(found, refound, proposals):
+        assert len(again) == len(boxes), (boxes.xyxy, again.xyxy)
+        assert np.isfinite(again.landmarks).all()
+        for box, shifted in zip(boxes.xyxy, proposed):
+            assert box_iou(box, again.xyxy).max() > 0.75
+            assert box_iou(box, again.xyxy).max() > box_iou(box, shifted[None]).max()  # moved back onto the face
