@@ -2,6 +2,7 @@
 
     python benchmarks/perception.py [VIDEO ...] [--no-720p] [--asd-precision auto|float32|bfloat16|int8]
                                     [--detector mtcnn|blazeface] [--set SECTION.KEY=VALUE ...] [--repeat N]
+                                    [--against SECTION.KEY=VALUE ...]
 
 For each video (default: the bundled sample, then the sample scaled to 1280x720 so that the
 picture work grows while the content stays the same) it runs the three perception stages once on a
@@ -17,6 +18,11 @@ whole video, and prints from that run:
 With ``--repeat N`` each video's whole run is repeated N times: the run with the median total is printed
 in full, then the spread of the real-time factor and of the active speaker's share over the N runs, and
 the goals are judged on the medians (on a shared 2-core machine one run's figure moves by 5-10%).
+
+With ``--against SECTION.KEY=VALUE`` (repeatable) a second configuration (the first's settings with these
+changed) runs beside the first in the same process, the two alternating run by run (first, second, first,
+...), so that the machine's drift over the hour falls on both alike: both are reported, then the ratio of
+their median real-time factors and each part's median time side by side.
 
 The stages report their parts' times in their artifacts (``meta.timing_s``); "other" is what a stage
 spent outside them (audio decoding, resampling, writing nothing: no files are written here).
@@ -135,6 +141,28 @@ def report_spread(results: list[dict]) -> None:
           f"({least:.1%}-{most:.1%}; goal at most {ASD_GOAL:.0%}: {'met' if share <= ASD_GOAL else 'NOT met'})")
 
 
+def part_medians(results: list[dict]) -> dict:
+    """(stage, part) -> median seconds over ``results``, with each stage's wall time as (stage, "")."""
+    keys = {(stage, part) for r in results for stage in r["parts"] for part in r["parts"][stage]}
+    keys |= {(stage, "") for r in results for stage in r["walls"]}
+    value = lambda r, stage, part: r["walls"][stage] if not part else r["parts"][stage].get(part, 0.0)  # noqa: E731
+    order = lambda key: (("people", "speech", "link").index(key[0]), key[1])  # noqa: E731
+    return {key: sorted(value(r, *key) for r in results)[len(results) // 2] for key in sorted(keys, key=order)}
+
+
+def report_against(first: list[dict], second: list[dict], changed: list[str]) -> None:
+    """The second configuration against the first: median real-time factors and their ratio, then each part."""
+    factor = lambda runs: spread(runs)["factor"][0]  # noqa: E731
+    print(f"\n  {' '.join(changed)} against the first: real time {factor(second):.2f}x against {factor(first):.2f}x "
+          f"({factor(second) / factor(first):.2f} times as fast; medians of {len(first)} alternating runs each)")
+    mine, theirs = part_medians(second), part_medians(first)
+    for (stage, part), seconds in theirs.items():
+        label = stage if not part else "  " + LABELS.get((stage, part), part)
+        other = mine.get((stage, part), 0.0)
+        ratio = f"{other / seconds:5.2f}x" if seconds > 0.01 else "     "
+        print(f"    {label:<30}{seconds:7.2f} s -> {other:7.2f} s  {ratio}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="*", type=Path, help="videos to measure (default: the bundled sample)")
@@ -147,6 +175,9 @@ def main() -> None:
                         help="any other setting for the run (repeatable), as `socialpipe run --set` takes it")
     parser.add_argument("--repeat", type=int, default=1,
                         help="whole runs per video; above 1, the median run and the spread are reported")
+    parser.add_argument("--against", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a second configuration (the first with these settings changed, repeatable), run "
+                             "alternating with the first in this process and compared with it")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error(f"--repeat must be at least 1, got {args.repeat}")
@@ -158,6 +189,7 @@ def main() -> None:
     config = apply_overrides(Config(), [f"link.asd_precision={args.asd_precision}",
                                         f"people.detector={args.detector}", *args.set])
 
+    second = apply_overrides(config, args.against) if args.against else None
     folder = Path(tempfile.mkdtemp(prefix="socialpipe-perception-bench-"))
     videos = args.videos or [SAMPLE] + ([] if args.no_720p else [scaled(SAMPLE, 720, folder)])
     print(f"torch threads {torch.get_num_threads()}; start-up and model loads run on a 3 s cut first and are "
@@ -166,11 +198,24 @@ def main() -> None:
         started = time.perf_counter()
         perceive(cut(path, 3.0, folder), config)
         print(f"\nstart-up on a 3 s cut of {path.name}: {time.perf_counter() - started:.1f} s")
-        runs = [perceive(path, config) for _ in range(args.repeat)]
-        if args.repeat == 1:
-            report(runs[0])
-        else:
-            report_spread(runs)
+        if second is not None:
+            perceive(cut(path, 3.0, folder), second)  # its own models loaded before its runs are timed
+        runs, others = [], []
+        for _ in range(args.repeat):
+            runs.append(perceive(path, config))
+            if second is not None:
+                others.append(perceive(path, second))
+        for results, title in ((runs, None), (others, " ".join(args.against))):
+            if not results:
+                continue
+            if title:
+                print(f"\nwith {title}:")
+            if len(results) == 1:
+                report(results[0])
+            else:
+                report_spread(results)
+        if others:
+            report_against(runs, others, args.against)
 
 
 if __name__ == "__main__":
