@@ -5,8 +5,8 @@ frame of a shot (always on a shot's first). On the frames between, faces are onl
 frames before and after put them: each face seen on both is proposed where moving straight between them puts
 it and where each saw it (three boxes, which the detector merges), a face seen on one where that one saw it,
 and the detector's ``refine`` (MTCNN: its last network alone) scores each proposal, moves it onto the face and
-places its landmarks. A face that is on neither searched
-frame is not looked for between them: it is found on the next searched frame, N detection frames later at most.
+places its landmarks. A face that is on neither searched frame is not looked for between them: it is found on
+the next searched frame, N detection frames later at most.
 
 Frames wait here until the next searched frame of their shot is known, so they come out in order and a few
 detection frames late; memory holds at most N frames more than the batch.
