@@ -22,7 +22,6 @@ Whether a detector's faces make the right speaker boxes is a question for the wh
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -52,7 +51,7 @@ def people_settings(name: str):
 def measure(video: Path, names: list[str], fps: float) -> dict:
     from socialpipe.pipeline.contracts.config import PeopleConfig
     from socialpipe.pipeline.media.video import decoded_size, probe, stream_frames
-    from socialpipe.stages.people.detectors import make_face_detector
+    from socialpipe.stages.people.detectors import for_decoded_frames, make_face_detector
 
     info = probe(video)
     width, _ = decoded_size(info, PeopleConfig().max_side)
@@ -61,8 +60,7 @@ def measure(video: Path, names: list[str], fps: float) -> dict:
     detectors = {}
     for name in names:
         mine = people_settings(name)
-        detectors[name] = make_face_detector(dataclasses.replace(
-            mine, detect_scale=min(1.0, mine.detect_scale / decoded), min_face_px=mine.min_face_px * decoded))
+        detectors[name] = make_face_detector(for_decoded_frames(mine, decoded))
     step = max(1, int(round(info.fps / fps)))
     seconds = dict.fromkeys(names, 0.0)
     found = {name: [] for name in names}

@@ -20,7 +20,6 @@ Frames are held in memory: give clips of a minute or two.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -36,13 +35,12 @@ def detection_frames(video):
     from socialpipe.pipeline.contracts.config import PeopleConfig
     from socialpipe.pipeline.contracts.timebase import frame_step
     from socialpipe.pipeline.media.video import decoded_size, stream_frames
+    from socialpipe.stages.people.detectors import for_decoded_frames
     from socialpipe.stages.people.shots import ShotCuts
 
     settings = PeopleConfig()
     width, _ = decoded_size(video, settings.max_side)
     decoded = width / video.width
-    at_decoded = dataclasses.replace(settings, detect_scale=min(1.0, settings.detect_scale / decoded),
-                                     min_face_px=settings.min_face_px * decoded)
     step = frame_step(video.fps, settings.detect_fps)
     cuts = ShotCuts(video.fps, settings.shot_threshold)
     frames, shots = [], []
@@ -51,7 +49,7 @@ def detection_frames(video):
         if index % step == 0:
             frames.append((index, frame))
             shots.append(len(cuts.starts) - 1)
-    return frames, shots, at_decoded
+    return frames, shots, for_decoded_frames(settings, decoded)
 
 
 def run_whole(detector, frames):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol
 
 import cv2
@@ -18,6 +19,14 @@ class Detector(Protocol):
 
     def detect(self, frames: list[np.ndarray]) -> list[Boxes]:
         """RGB frames (H, W, 3) -> one Boxes per frame, in original-frame pixels."""
+
+
+def for_decoded_frames(settings: PeopleConfig, decoded: float) -> PeopleConfig:
+    """The people settings as a detector given frames decoded at ``decoded`` times the original size (at most
+    ``max_side`` long) takes them: ``detect_scale`` and ``min_face_px``, which speak of the original frame,
+    turned into the decoded frame's terms."""
+    return dataclasses.replace(settings, detect_scale=min(1.0, settings.detect_scale / decoded),
+                               min_face_px=settings.min_face_px * decoded)
 
 
 def _resize(frames: list[np.ndarray], scale: float) -> list[np.ndarray]:

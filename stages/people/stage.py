@@ -28,7 +28,7 @@ from socialpipe.pipeline.contracts.progress import Counter, ProgressHook, Timer,
 from socialpipe.pipeline.contracts.timebase import frame_step, frames_in
 from socialpipe.pipeline.media.models import torch_device
 from socialpipe.pipeline.media.video import decoded_size, frames_per_batch, stream_frames
-from socialpipe.stages.people.detectors import YoloDetector, make_face_detector
+from socialpipe.stages.people.detectors import YoloDetector, for_decoded_frames, make_face_detector
 from socialpipe.stages.people.identity import identify
 from socialpipe.stages.people.postprocess import (HISTOGRAM_SIZE, appearance, finish, pieces, rejoin,
                                                   tie_faces_to_people)
@@ -81,11 +81,11 @@ class PeopleStage:
         timer = Timer("decode", "shots", "detect", "track", "post", "identity")
         cuts = ShotCuts(video.fps, settings.shot_threshold)
         face_model = FACE_EMBEDDINGS.build(settings.face_embedding, settings)  # loaded (or refused) before the work
-        observed, searched = self._detect_and_track(video, step, cuts, timer, progress)
+        observed, search = self._detect_and_track(video, step, cuts, timer, progress)
         with timer("post"):
             tracks = self._finish(observed, video, step, cuts)
-        tracks = dataclasses.replace(tracks, meta={**tracks.meta, "face_search": {
-            "every": self.settings.search_every, "frames": searched}})
+        tracks = dataclasses.replace(tracks, meta={**tracks.meta, "face_search": {  # every: as the detector could
+            "every": search.every, "frames": search.counts}})
         with timer("identity"):
             tracks = self._identify(video, tracks, face_model)
         return dataclasses.replace(tracks, meta={**tracks.meta, "timing_s": timer.seconds()})
@@ -105,16 +105,16 @@ class PeopleStage:
         return dataclasses.replace(tracks, persons=found.persons, meta={**tracks.meta, "identity": note})
 
     def _detect_and_track(self, video: VideoInfo, step: int, cuts: ShotCuts, timer: Timer,
-                          progress: ProgressHook) -> list[_Observed]:
+                          progress: ProgressHook) -> tuple[list[_Observed], FaceSearch]:
         """Every frame decoded (cuts are looked for on each), faces (and people) detected on every step-th and
-        tracked, a fresh tracker at every cut; memory holds one batch of frames."""
+        tracked, a fresh tracker at every cut; memory holds one batch of frames (and, with ``people.search_every``
+        above 1, the few waiting for their shot's next whole-frame search)."""
         settings = self.settings
         buffer_frames = max(frames_in(settings.track_buffer_s, video.fps / step), 1)
         # frames are decoded at most max_side pixels long; detectors see them at detect_scale of the original
         width, height = decoded_size(video, settings.max_side)
         decoded = width / video.width
-        at_decoded = dataclasses.replace(settings, detect_scale=min(1.0, settings.detect_scale / decoded),
-                                         min_face_px=settings.min_face_px * decoded)
+        at_decoded = for_decoded_frames(settings, decoded)
         detectors = [make_face_detector(at_decoded)]
         if settings.person_detector == "yolo":
             detectors.append(YoloDetector(settings.person_model, "person", at_decoded))
@@ -150,7 +150,7 @@ class PeopleStage:
             if not batch:
                 break
         counter.finish()
-        return observed, face_search.counts
+        return observed, face_search
 
     def _track_batch(self, tracker, done, found: _Observed, buffer_frames: int, decoded: float):
         """Detections ((frame index, frame), shot, boxes) through the tracker (a fresh one, with fresh ids, at a

@@ -356,6 +356,14 @@ def test_searching_every_second_detection_tracks_the_sample_to_the_same_targets(
     assert np.isfinite(tracks.landmarks).all(axis=(1, 2)).mean() > 0.95
 
 
+def test_the_meta_says_every_frame_was_searched_when_the_detector_cannot_re_find():
+    """OpenCV's cascade has no ``refine``: ``search_every=2`` searches every detection frame, and the meta says so."""
+    settings = PeopleConfig(detector="opencv", search_every=2, face_embedding="none")
+    tracks = PeopleStage(settings).detect(probe(SAMPLE_VIDEO))
+    search = tracks.meta["face_search"]
+    assert search["every"] == 1 and search["frames"]["near_neighbours"] == 0 and search["frames"]["whole_frame"] > 0
+
+
 def test_mtcnn_re_finds_faces_from_rough_proposals_and_drops_proposals_on_no_face():
     """MTCNN's last network alone on proposed boxes: boxes shifted by a fifth of a face come back onto the face
     the whole-frame search found (with landmarks); a box on the wall is dropped."""
