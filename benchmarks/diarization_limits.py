@@ -4,7 +4,7 @@
 
 The offline diarization makes two decisions per frame: how many people speak (pyannote's speaker
 counting on the segmentation model's local speakers) and who they are (each window's local speakers
-given to voices found by clustering resemblyzer embeddings). This script runs the diarization once
+given to voices found by clustering voice embeddings, CAM++ by default). This script runs the diarization once
 per recording and then swaps either decision, or both, for the reference:
 
 - *reference count*: the number of reference speakers at each frame, also capped at 2 and 3 (the
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             counts = {c: model_count.data if cap == "model" else reference_count(model_count, scored, cap).data
                       for c, cap in COUNTS.items()}
             for v, activity in voices.items():
+                if v == "reference":  # annotation() keeps a voice embedding per label: the reference has none
+                    diarizer.centroids = np.zeros((activity.data.shape[2], 1), np.float32)
                 for c, number in counts.items():
                     count = SlidingWindowFeature(np.minimum(number, activity.data.shape[2]).astype(np.uint8), frames)
                     hypothesis = diarizer.annotation(activity, count)
