@@ -28,8 +28,10 @@ class VoiceEvidence:
 
     seen_steps: int  # steps the track is seen while the voice speaks alone
     speaking_share: float | None  # share of them on which the face speaks (None: never seen then)
-    speaking_share_otherwise: float | None  # the same share while other voices speak instead
+    speaking_share_otherwise: float | None  # the same share while other voices speak instead (None: seen then
+    # for under link.min_seen_s, too little to say anything)
     margin: float | None  # speaking_share - speaking_share_otherwise (a missing one counts 0)
+    seen_steps_otherwise: int = 0  # steps the track is seen while other voices speak instead
 
     def qualifies(self, settings: LinkConfig) -> bool:
         """Seen long enough, speaking often enough, and clearly more than while others speak."""
@@ -54,9 +56,13 @@ def voice_evidence(grid: SpeakingEvidence, speaking: np.ndarray, settings: LinkC
     """For each track and voice: the steps the track is seen while the voice speaks alone, the share of them
     on which the network says speaking, the same share while other voices speak instead, and their difference.
     (Silence is not counter-evidence: a face the network finds speaking in a pause is more often speech the
-    diarization missed than a listener.)"""
+    diarization missed than a listener.) The share while others speak counts only when the track is seen then
+    for ``link.min_seen_s``, as the share itself needs: a shot that starts a few steps before the voice's turn
+    (or a turn that the diarization ends a little late) sees a speaker "speaking while another voice speaks"
+    on those steps, and two steps at 100% used to cancel a whole line's 100%."""
     alone = (speaking > 0) & (speaking.sum(axis=0, keepdims=True) == 1)
     others = (speaking <= 0) & (speaking.sum(axis=0, keepdims=True) > 0)  # other voices speak, this one does not
+    enough = settings.min_seen_s * ASD_FPS
     result = []
     for t in range(len(grid.track_ids)):
         seen = np.isfinite(grid.logits[t])
@@ -65,9 +71,9 @@ def voice_evidence(grid: SpeakingEvidence, speaking: np.ndarray, settings: LinkC
         for v in range(len(speaking)):
             during, outside = alone[v] & seen, others[v] & seen
             share = float(talking[during].mean()) if during.sum() else None
-            share_outside = float(talking[outside].mean()) if outside.sum() else None
+            share_outside = float(talking[outside].mean()) if outside.sum() >= max(enough, 1) else None
             rows.append(VoiceEvidence(int(during.sum()), share, share_outside,
-                                      None if share is None else share - (share_outside or 0.0)))
+                                      None if share is None else share - (share_outside or 0.0), int(outside.sum())))
         result.append(rows)
     return result
 

@@ -126,6 +126,30 @@ def test_a_face_never_seen_while_a_voice_speaks_is_not_judged_silent():
     assert not asd_says_silent([VoiceEvidence(0, None, None, None)], settings)
 
 
+def test_a_few_steps_seen_while_another_voice_speaks_do_not_cancel_a_whole_line():
+    """Friends: a shot opens 0.08 s before the previous voice's turn ends; the speaker of the next line, seen on
+    those 2 steps "speaking while another voice speaks" and on all 37 of her own line, lost the voice (margin
+    1.0 - 1.0). Under ``link.min_seen_s`` the share while others speak is unknown (None, counting 0); from it on
+    it counts, and a face speaking through everyone's speech is no evidence."""
+    import numpy as np
+
+    from socialpipe.stages.link.evidence import SpeakingEvidence, voice_evidence
+
+    settings = LinkConfig()  # min_seen_s 0.5: 12.5 steps at 25 fps
+    speaking = np.zeros((2, 60))
+    speaking[0, :20] = 1.0  # voice A
+    speaking[1, 20:] = 1.0  # voice B
+    for shot_start, otherwise in ((18, None), (5, 1.0)):
+        logits = np.full((1, 60), np.nan, np.float32)
+        logits[0, shot_start:] = 3.0  # the face speaks on every step it is seen
+        (a, b), = voice_evidence(SpeakingEvidence([1], logits), speaking, settings)
+        assert (b.seen_steps, b.speaking_share, b.seen_steps_otherwise) == (40, 1.0, 20 - shot_start)
+        assert b.speaking_share_otherwise == otherwise
+        assert b.qualifies(settings) is (otherwise is None)
+        assert (a.speaking_share_otherwise, a.margin) == (1.0, 0.0)  # seen speaking through all 40 of B's steps
+        assert not a.qualifies(settings)
+
+
 def test_a_talker_seen_in_two_shots_gets_both_tracks_and_the_close_up_listener_none():
     """The second sample: cuts between wide shots and close-ups; Bob talks for 10 s in his close-up and answers
     in the last wide shot; Carol smiles and nods without speaking. Default settings (LR-ASD, then mouth activity:
