@@ -24,6 +24,10 @@ changed) runs beside the first in the same process, the two alternating run by r
 ...), so that the machine's drift over the hour falls on both alike: both are reported, then the ratio of
 their median real-time factors and each part's median time side by side.
 
+The first line names the machine: the CPU, torch's CPU kernels (AVX2, AVX512) and whether it computes
+bfloat16 natively (then ``link.asd_precision: auto`` runs the active-speaker network in bfloat16, else in
+float32): figures from two machines compare only with these in view.
+
 The stages report their parts' times in their artifacts (``meta.timing_s``); "other" is what a stage
 spent outside them (audio decoding, resampling, writing nothing: no files are written here).
 """
@@ -163,6 +167,27 @@ def report_against(first: list[dict], second: list[dict], changed: list[str]) ->
         print(f"    {label:<30}{seconds:7.2f} s -> {other:7.2f} s  {ratio}")
 
 
+def machine(torch) -> str:
+    """The CPU and what torch runs on it: the figures depend on it (without native bfloat16 the active-speaker
+    network runs in float32, and on an AVX2 machine that made it a third of the perception, docs/link.md)."""
+    import os
+    import platform
+
+    from socialpipe.stages.link.speaking import resolve_precision
+
+    name = platform.processor() or platform.machine()
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    native = resolve_precision("auto") == "bfloat16"
+    return (f"machine: {name}, {cores} cores; torch {torch.__version__} CPU kernels "
+            f"{torch.backends.cpu.get_cpu_capability()}; bfloat16 native: {'yes' if native else 'no'} "
+            f"(link.asd_precision auto: {'bfloat16' if native else 'float32'})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="*", type=Path, help="videos to measure (default: the bundled sample)")
@@ -192,6 +217,7 @@ def main() -> None:
     second = apply_overrides(config, args.against) if args.against else None
     folder = Path(tempfile.mkdtemp(prefix="socialpipe-perception-bench-"))
     videos = args.videos or [SAMPLE] + ([] if args.no_720p else [scaled(SAMPLE, 720, folder)])
+    print(machine(torch))
     print(f"torch threads {torch.get_num_threads()}; start-up and model loads run on a 3 s cut first and are "
           "not counted")
     for path in videos:
