@@ -19,5 +19,7 @@ demo: install
 	$(VENV)/bin/socialpipe run $(SAMPLE).mp4 --out socialpipe_runs/sample --until link
 	$(VENV)/bin/socialpipe inspect socialpipe_runs/sample
 
+# Two worker processes, one test file at a time each (pytest-xdist): on a 2-core AVX2 machine the suite took
+# 19 min in one process and 16 min in two.
 test: install
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile

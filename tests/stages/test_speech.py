@@ -298,12 +298,14 @@ def test_a_tone_sweep_is_not_a_speaker(tmp_path):
     assert transcript.speakers == [] and transcript.speaker_turns == ()
 
 
-def test_one_speaker_for_a_minute_is_one_voice(tmp_path):
+def test_one_speaker_for_a_minute_is_one_voice():
+    """The diarization alone, fed block by block as the stage feeds it (the words add nothing here: the stage's
+    speaker turns are the diarization's, and the recogniser took 45 of the test's 66 s on a 2-core machine)."""
     speech = espeak(LONG_TEXT * 4, voice="en-us+m3", pitch=40)
     speech = np.tile(speech, int(np.ceil(60 * 16000 / len(speech))))[:60 * 16000]
-    transcript = SpeechStage(SpeechConfig()).listen(probe(video_with_audio(tmp_path, speech)))
-    assert len(transcript.speakers) == 1, transcript.talk_time_s()
-    assert sum(transcript.talk_time_s().values()) > 40  # the minute is speech, and the turns say so
+    voices = diarize_offline(speech, SpeechConfig())
+    assert len(voices.labels()) == 1, voices.chart()
+    assert voices.get_timeline().support().duration() > 40  # the minute is speech, and the turns say so
 
 
 def test_two_speakers_overlapping_for_five_seconds_are_both_heard_there(tmp_path):
