@@ -87,11 +87,11 @@ def conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride:
     oneDNN kernel with the ReLU fused in, the same numbers: a separate ReLU reads and writes every
     activation once more, in bfloat16 as long as the convolution took. Under CPU autocast the kernel gets
     the autocast dtype, as ``F.conv2d`` would. Elsewhere, where this PyTorch lacks the kernel, or where it
-    refuses this CPU or dtype (then for the rest of the process), the two ops. Together the visual encoder
-    runs 2.4x faster (docs/link.md)."""
+    refuses this CPU or dtype (then for that dtype for the rest of the process), the two ops. Together the
+    visual encoder runs 2.4x faster (docs/link.md)."""
     weight = weight.contiguous(memory_format=torch.channels_last)
-    if x.device.type == "cpu" and _fused_conv_relu_available():
-        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    if x.device.type == "cpu" and _fused_conv_relu_available(dtype):
         try:
             return torch.ops.mkldnn._convolution_pointwise(x.to(dtype), weight.to(dtype), bias.to(dtype),
                                                            list(padding), list(stride), [1, 1], 1, "relu", [], "")
@@ -100,11 +100,13 @@ def conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride:
     return torch.relu(F.conv2d(x, weight, bias, stride=stride, padding=padding))
 
 
-_FUSED_REFUSED: list[torch.dtype] = []  # the fused kernel failed once in this process: the two ops from then on
+_FUSED_REFUSED: list[torch.dtype] = []  # dtypes the fused kernel failed on in this process: the two ops for them
 
 
-def _fused_conv_relu_available() -> bool:
-    return not _FUSED_REFUSED and torch.backends.mkldnn.is_available() and \
+def _fused_conv_relu_available(dtype: torch.dtype = torch.float32) -> bool:
+    """The fused kernel exists here and has not refused ``dtype`` (a CPU without bfloat16 refusing it leaves
+    float32 fused: until now one refusal turned the kernel off for every dtype, for the rest of the process)."""
+    return dtype not in _FUSED_REFUSED and torch.backends.mkldnn.is_available() and \
         hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
