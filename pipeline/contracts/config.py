@@ -139,6 +139,7 @@ class PeopleConfig(_Section):
     identity_threshold: float = 0.45  # face-embedding distance (average linkage) under which tracks are one person
     identity_frames: int = 8  # at most this many faces embedded per track (the best of each 1.5 s of its time)
     min_identity_px: float = 40.0  # faces smaller than this (shorter side, pixels) are not embedded
+    clothing_threshold: float = 0.4  # tracks faces leave without identity join a person this close in clothes; 0: off
     device: str = "cpu"  # the face detector's torch device: cpu, cuda, cuda:N or auto (dlib's face embedding: CPU)
 
     section = "people"
@@ -150,7 +151,7 @@ class PeopleConfig(_Section):
               "rejoin_max_gap_s": NON_NEGATIVE, "rejoin_min_similarity": Range(-1, 1),
               "rejoin_max_shift": NON_NEGATIVE, "interpolate_max_gap_s": NON_NEGATIVE,
               "smooth_keyframes": AT_LEAST_ONE, "max_side": Range(64), "identity_threshold": POSITIVE,
-              "identity_frames": AT_LEAST_ONE, "min_identity_px": Range(1)}
+              "identity_frames": AT_LEAST_ONE, "min_identity_px": Range(1), "clothing_threshold": UNIT}
     devices = {"device": True}
 
 

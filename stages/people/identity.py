@@ -14,7 +14,8 @@ embeddings, stopping at ``people.identity_threshold``, with one constraint: two 
 same frame are two people (their pair is given a distance no merge can pass). Persons kept apart only
 by that constraint (their faces as close as one person's) get no identity: the faces cannot tell them
 apart elsewhere. The face embedding models are registered by name in ``FACE_EMBEDDINGS`` (setting
-``people.face_embedding``).
+``people.face_embedding``). The tracks faces leave without identity may then join a person by their
+clothes (``clothing.py``, ``people.clothing_threshold``), in the same decode pass.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from socialpipe.pipeline.contracts.config import PeopleConfig
 from socialpipe.pipeline.contracts.errors import SocialpipeError
 from socialpipe.pipeline.media.models import shared
 from socialpipe.pipeline.media.video import decoded_size, stream_frames
+from socialpipe.stages.people.clothing import clothing_frames, clothing_histogram, join_by_clothing
 from socialpipe.stages.people.face_helpers import CHIP_SIZE, SharedEmbedder
 from socialpipe.stages.people.postprocess import pieces
 
@@ -99,6 +101,7 @@ class Identity:
     embedded: dict[int, int]  # face track -> how many of its faces were embedded (absent: none)
     splits: tuple[dict, ...] = ()  # tracks cut where their face became another person's
     embeddings: dict[int, np.ndarray] | None = None  # face track -> its mean face embedding (tracks with one)
+    clothing: tuple[dict, ...] = ()  # tracks without face identity joined to a person by their clothes
 
 
 def frontalness(landmarks: np.ndarray | None) -> float:
@@ -154,18 +157,26 @@ class Face:
     vector: np.ndarray
 
 
-def embed_faces(video: VideoInfo, tracks: Tracks, model: FaceEmbedding, settings: PeopleConfig) -> dict[int, list[Face]]:
+def embed_faces(video: VideoInfo, tracks: Tracks, model: FaceEmbedding, settings: PeopleConfig,
+                clothes: list[tuple[int, int, np.ndarray]] | None = None) -> dict[int, list[Face]]:
     """Per face track, its embedded faces in time order (one decode pass handing over only the chosen frames,
     decoded at most ``people.max_side`` pixels long; faces too blurred to embed left out). The faces are
-    embedded here and in helper processes when there are cores to spare (``face_helpers``: dlib uses one)."""
+    embedded here and in helper processes when there are cores to spare (``face_helpers``: dlib uses one).
+    Given a ``clothes`` list, the same pass appends (track, frame, histogram) for the clothing below each face
+    track on up to ``clothing.FRAMES`` of its frames."""
     wanted = chosen_faces(tracks, settings)
-    if not wanted:
+    dressed = clothing_frames(tracks) if clothes is not None else {}
+    if not wanted and not dressed:
         return {}
     width, _ = decoded_size(video, settings.max_side)
     scale = width / video.width
     with SharedEmbedder(model, settings.face_embedding, sum(map(len, wanted.values()))) as embedder:
-        for frame_index, frame in stream_frames(video, max_side=settings.max_side, only=sorted(wanted)):
-            for row in wanted[frame_index]:
+        for frame_index, frame in stream_frames(video, max_side=settings.max_side, only=sorted({*wanted, *dressed})):
+            for row in dressed.get(frame_index, []):
+                histogram = clothing_histogram(frame, tracks.xyxy[row] * scale)
+                if histogram is not None:
+                    clothes.append((int(tracks.track_id[row]), frame_index, histogram))
+            for row in wanted.get(frame_index, []):
                 box = tracks.xyxy[row] * scale
                 x1, y1, x2, y2 = (int(round(v)) for v in (max(box[0], 0), max(box[1], 0), box[2], box[3]))
                 weight = sharpness(frame[y1:y2, x1:x2])
@@ -246,12 +257,21 @@ def cluster_persons(tracks: Tracks, embeddings: dict[int, np.ndarray], threshold
     """Face track -> person id: tracks with embeddings clustered (average linkage on euclidean distance, cut at
     ``threshold``; tracks seen together never share a person), every other face track a person of its own;
     persons numbered 1.. by their first appearance."""
+    return face_persons(tracks, embeddings, threshold)[0]
+
+
+def face_persons(tracks: Tracks, embeddings: dict[int, np.ndarray],
+                 threshold: float) -> tuple[dict[int, int], set[int]]:
+    """``cluster_persons``'s persons, and the tracks their faces identify (an embedding, and a cluster that faces
+    tell apart from the others, ``_told_apart_only_by_being_seen_together``)."""
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
 
     faces = [t for t in pieces(tracks) if tracks.kinds[t] == "face"]  # in order of first appearance
     known = [t for t in faces if t in embeddings]
     label: dict[int, tuple] = {t: ("alone", t) for t in faces}
+    if len(known) == 1:
+        label[known[0]] = ("person", 1)
     if len(known) > 1:
         vectors = np.stack([embeddings[t] for t in known]).astype(np.float64)
         distance = np.linalg.norm(vectors[:, None] - vectors[None], axis=-1)
@@ -262,7 +282,8 @@ def cluster_persons(tracks: Tracks, embeddings: dict[int, np.ndarray], threshold
         unsure = _told_apart_only_by_being_seen_together(clusters, distance, threshold)
         label.update({t: ("person", int(c)) for t, c in zip(known, clusters) if c not in unsure})
     numbers: dict[tuple, int] = {}
-    return {t: numbers.setdefault(label[t], len(numbers) + 1) for t in faces}
+    return {t: numbers.setdefault(label[t], len(numbers) + 1) for t in faces}, \
+        {t for t in faces if label[t][0] == "person"}
 
 
 def _told_apart_only_by_being_seen_together(clusters: np.ndarray, distance: np.ndarray, threshold: float) -> set:
@@ -285,9 +306,31 @@ def no_identity(settings: PeopleConfig) -> None:
 
 def identify(video: VideoInfo, tracks: Tracks, model: FaceEmbedding,
              settings: PeopleConfig) -> tuple[Tracks, Identity]:
-    """Each face track's person, the tracks first cut where their face becomes another person's."""
-    faces = embed_faces(video, tracks, model, settings)
+    """Each face track's person, the tracks first cut where their face becomes another person's; then the
+    tracks faces leave without identity joined by their clothes (``clothing``, ``people.clothing_threshold``)."""
+    samples: list[tuple[int, int, np.ndarray]] | None = [] if settings.clothing_threshold > 0 else None
+    faces = embed_faces(video, tracks, model, settings, samples)
     tracks, faces, splits = split_where_faces_change(tracks, faces)
     embeddings = {tid: mean_face(mine) for tid, mine in faces.items()}
-    persons = cluster_persons(tracks, embeddings, settings.identity_threshold)
-    return tracks, Identity(persons, {tid: len(mine) for tid, mine in faces.items()}, tuple(splits), embeddings)
+    persons, identified = face_persons(tracks, embeddings, settings.identity_threshold)
+    joins: list[dict] = []
+    if samples:
+        ids = list(persons)
+        together = seen_together(tracks, ids)
+        pairs = {(ids[i], ids[j]): True for i, j in zip(*np.nonzero(together))}
+        persons, joins = join_by_clothing(persons, identified, track_clothes(samples, splits), pairs,
+                                          settings.clothing_threshold)
+    return tracks, Identity(persons, {tid: len(mine) for tid, mine in faces.items()}, tuple(splits), embeddings,
+                            tuple(joins))
+
+
+def track_clothes(samples: list[tuple[int, int, np.ndarray]], splits: list[dict]) -> dict[int, np.ndarray]:
+    """Each track's clothing: the mean of its (track, frame, histogram) samples, each sample following the splits
+    (a sample at or after a split's frame belongs to the new track)."""
+    by_track: dict[int, list[np.ndarray]] = {}
+    for tid, frame, histogram in samples:
+        for split in splits:
+            if tid == split["track"] and frame >= split["frame"]:
+                tid = split["new_track"]
+        by_track.setdefault(tid, []).append(histogram)
+    return {tid: np.mean(histograms, axis=0).astype(np.float32) for tid, histograms in by_track.items()}

@@ -91,15 +91,19 @@ class PeopleStage:
         return dataclasses.replace(tracks, meta={**tracks.meta, "timing_s": timer.seconds()})
 
     def _identify(self, video: VideoInfo, tracks: Tracks, face_model) -> Tracks:
-        """The face tracks grouped into persons by face identity (``people.face_embedding``), said in the meta."""
+        """The face tracks grouped into persons by face identity (``people.face_embedding``) and, for the tracks
+        faces cannot place, by clothing (``people.clothing_threshold``), said in the meta."""
         if face_model is None:
             return dataclasses.replace(tracks, meta={**tracks.meta, "identity": "off (people.face_embedding none)"})
         tracks, found = identify(video, tracks, face_model, self.settings)
         faces = [t for t in tracks.track_ids if tracks.kinds[t] == "face"]
+        clothed = {j["track"] for j in found.clothing}
         note = {"model": face_model.name, "threshold": self.settings.identity_threshold,
                 "faces_embedded": {str(t): n for t, n in sorted(found.embedded.items())},
-                "without_identity": [t for t in faces if t not in found.embedded],
+                "without_identity": [t for t in faces if t not in found.embedded and t not in clothed],
                 "split_where_the_face_changed": list(found.splits),
+                "clothing_threshold": self.settings.clothing_threshold,
+                "joined_by_clothing": list(found.clothing),  # tracks faces left without identity
                 "embeddings": {str(t): [round(float(x), 4) for x in vector]  # to match a gallery's faces
                                for t, vector in sorted((found.embeddings or {}).items())}}
         return dataclasses.replace(tracks, persons=found.persons, meta={**tracks.meta, "identity": note})
