@@ -32,7 +32,7 @@ from socialpipe.pipeline.contracts.config import PeopleConfig
 from socialpipe.pipeline.contracts.errors import SocialpipeError
 from socialpipe.pipeline.media.models import shared
 from socialpipe.pipeline.media.video import decoded_size, stream_frames
-from socialpipe.stages.people.clothing import clothing_frames, clothing_histogram, join_by_clothing
+from socialpipe.stages.people.clothing import Wardrobe, clothing_frames, clothing_histogram, join_by_clothing
 from socialpipe.stages.people.face_helpers import CHIP_SIZE, SharedEmbedder
 from socialpipe.stages.people.postprocess import pieces
 
@@ -316,10 +316,8 @@ def identify(video: VideoInfo, tracks: Tracks, model: FaceEmbedding,
     joins: list[dict] = []
     if samples:
         ids = list(persons)
-        together = seen_together(tracks, ids)
-        pairs = {(ids[i], ids[j]): True for i, j in zip(*np.nonzero(together))}
-        persons, joins = join_by_clothing(persons, identified, track_clothes(samples, splits), pairs,
-                                          settings.clothing_threshold)
+        wardrobe = Wardrobe.of(tracks, ids, track_clothes(samples, splits), seen_together(tracks, ids))
+        persons, joins = join_by_clothing(persons, identified, wardrobe, settings.clothing_threshold)
     return tracks, Identity(persons, {tid: len(mine) for tid, mine in faces.items()}, tuple(splits), embeddings,
                             tuple(joins))
 

@@ -9,7 +9,8 @@ import pytest
 
 from socialpipe.pipeline.contracts.config import PeopleConfig
 from socialpipe.pipeline.media.video import probe
-from socialpipe.stages.people.clothing import MARGIN, clothing_histogram, distance, join_by_clothing, torso_box
+from socialpipe.stages.people.clothing import (MARGIN, REACH_S, Wardrobe, clothing_histogram, distance, distances,
+                                               join_by_clothing, torso_box)
 from tests.conftest import video_from_frames
 
 RED, BLUE, GREEN, GREY = (200, 30, 30), (30, 40, 200), (30, 160, 40), (120, 120, 120)
@@ -30,16 +31,35 @@ def test_the_region_below_a_face_and_its_colours():
     assert clothing_histogram(frame, np.array([100.0, 40.0, 140.0, 90.0])) is None  # the chest is out of the picture
     red, blue = _shirt(RED, 10), _shirt(BLUE, 10)
     assert distance(red, _shirt(RED, 10, seed=1)) < 0.1 < 0.9 < distance(red, blue)
+    assert np.allclose(distances(np.stack([red, blue])), [[0, distance(red, blue)], [distance(red, blue), 0]],
+                       atol=1e-3)
 
 
 def _clothes(**colours):
     return {int(name[1:]): _shirt(colour, 10, seed=i) for i, (name, colour) in enumerate(colours.items())}
 
 
+def _join(persons: dict[int, int], identified: set[int], clothes: dict, together=(), far_in_time=(),
+          threshold: float = 0.4):
+    """join_by_clothing on tracks ``persons`` (in order), ``together``: pairs on screen at once, ``far_in_time``:
+    pairs further apart than REACH_S."""
+    ids = list(persons)
+    index = {t: i for i, t in enumerate(ids)}
+
+    def matrix(pairs):
+        m = np.zeros((len(ids), len(ids)), bool)
+        for a, b in pairs:
+            m[index[a], index[b]] = m[index[b], index[a]] = True
+        return m
+
+    return join_by_clothing(persons, identified, Wardrobe(ids, clothes, matrix(together), ~matrix(far_in_time)),
+                            threshold)
+
+
 def test_a_track_no_face_identifies_joins_the_person_it_is_dressed_as():
     clothes = _clothes(t1=RED, t2=BLUE, t3=RED, t4=BLUE, t5=GREEN)
     persons = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5}  # faces identify 1 and 2 only
-    joined, joins = join_by_clothing(persons, {1, 2}, clothes, {}, threshold=0.4)
+    joined, joins = _join(persons, {1, 2}, clothes)
     assert joined[3] == joined[1] != joined[2] == joined[4]
     assert joined[5] not in (joined[1], joined[2])  # dressed as no one
     assert sorted(j["track"] for j in joins) == [3, 4] and all(j["distance"] < 0.1 for j in joins)
@@ -49,32 +69,32 @@ def test_a_track_no_face_identifies_joins_the_person_it_is_dressed_as():
 def test_clothing_never_joins_against_the_faces_or_the_screen():
     clothes = _clothes(t1=RED, t2=RED, t3=RED)
     # 1 and 2: two persons faces tell apart, dressed alike; 3 (no face identity) is as close to both
-    joined, joins = join_by_clothing({1: 1, 2: 2, 3: 3}, {1, 2}, clothes, {}, threshold=0.4)
+    joined, joins = _join({1: 1, 2: 2, 3: 3}, {1, 2}, clothes)
     assert len(set(joined.values())) == 3 and joins == []
-    # one candidate only, but on screen with it
-    joined, joins = join_by_clothing({1: 1, 3: 2}, {1}, clothes, {(1, 3): True, (3, 1): True}, threshold=0.4)
+    # one candidate only, but on screen with it, or a scene away
+    joined, joins = _join({1: 1, 3: 2}, {1}, clothes, together=[(1, 3)])
     assert joined[1] != joined[3] and joins == []
-    assert join_by_clothing({1: 1, 3: 2}, {1}, clothes, {}, threshold=0.0)[1] == []  # 0: off
+    assert _join({1: 1, 3: 2}, {1}, clothes, far_in_time=[(1, 3)])[1] == [] and REACH_S >= 60
+    assert _join({1: 1, 3: 2}, {1}, clothes, threshold=0.0)[1] == []  # 0: off
+    assert [j["track"] for j in _join({1: 1, 3: 2}, {1}, clothes)[1]] == [3]
 
 
 def test_the_margin_decides_between_two_persons():
     clothes = _clothes(t1=RED, t2=GREY, t3=RED)
     clothes[3] = (0.75 * clothes[1] + 0.25 * clothes[2]).astype(np.float32)  # mostly red, some grey
     near, other = distance(clothes[3], clothes[1]), distance(clothes[3], clothes[2])
-    joined, _ = join_by_clothing({1: 1, 2: 2, 3: 3}, {1, 2}, clothes, {}, threshold=0.6)
+    joined, _ = _join({1: 1, 2: 2, 3: 3}, {1, 2}, clothes, threshold=0.6)
     assert (joined[3] == joined[1]) == (other - near >= MARGIN)
     assert other - near >= MARGIN, (near, other)  # this mix is clearly red
 
 
 def test_tracks_no_face_identifies_group_by_clothes_far_from_everyone_faces_know():
     clothes = _clothes(t1=RED, t2=BLUE, t3=BLUE, t4=BLUE)
-    joined, joins = join_by_clothing({1: 1, 2: 2, 3: 3, 4: 4}, {1}, clothes, {(2, 3): True, (3, 2): True},
-                                     threshold=0.4)
+    joined, joins = _join({1: 1, 2: 2, 3: 3, 4: 4}, {1}, clothes, together=[(2, 3)])
     assert joined[2] == joined[4] != joined[3]  # 3 is on screen with 2
     assert joined[1] not in (joined[2], joined[3]) and [j["track"] for j in joins] == [4]
     clothes = _clothes(t1=BLUE, t2=BLUE, t3=BLUE)  # as close to the person faces know: no group
-    joined, joins = join_by_clothing({1: 1, 2: 2, 3: 3}, {1}, clothes, {(1, 2): True, (2, 1): True,
-                                                                        (1, 3): True, (3, 1): True}, threshold=0.4)
+    joined, joins = _join({1: 1, 2: 2, 3: 3}, {1}, clothes, together=[(1, 2), (1, 3)])
     assert len(set(joined.values())) == 3 and joins == []
 
 
