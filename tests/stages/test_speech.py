@@ -14,7 +14,7 @@ from socialpipe.pipeline.contracts.formats import load_transcript, read_rttm
 from socialpipe.pipeline.evaluation.scoring import score_speech
 from socialpipe.pipeline.media.video import probe
 from socialpipe.stages.speech import SpeechStage, assign_words, build_utterances, diarize_offline
-from tests.conftest import DEV_DATA, SAMPLE_TRANSCRIPT, SAMPLE_VIDEO, reachable
+from tests.conftest import SAMPLE_TRANSCRIPT, SAMPLE_VIDEO, reachable
 
 
 def video_with_audio(tmp_path: Path, samples: np.ndarray, name: str = "a.mp4", rate: int = 16000) -> Path:
@@ -384,31 +384,6 @@ def test_a_long_recording_is_worked_through_in_blocks(tmp_path, monkeypatch):
     # 19.5 s: 2 blocks, each reported half done when its words are heard and done when its voices are
     assert done[:3] == [0.0, 5.0, 10.0] and done[3] == pytest.approx((10.0 + video.duration_s) / 2, abs=0.2)
     assert done[-1] == pytest.approx(video.duration_s, abs=0.2) and len(done) == 5
-
-
-AMI = DEV_DATA / "ami-debug"
-
-
-@pytest.mark.skipif(not (AMI / "development.rttm").is_file(), reason="the AMI debug chunks are not here (../shared/data)")
-def test_real_meeting_chunks_pooled_der():
-    """Four 60 s real meeting chunks (AMI), scored on their annotated 0-30 s, pooled, overlap scored.
-    Measured: 0.470 with no collar, 0.386 with a 0.25 s collar (the issue's goals, 0.40 and 0.30, are
-    not reached: see the README's speech section). The bounds hold that measurement against regressions."""
-    import soundfile
-    from pyannote.database.util import load_rttm, load_uem
-    from pyannote.metrics.diarization import DiarizationErrorRate
-
-    refs = {**load_rttm(AMI / "development.rttm"), **load_rttm(AMI / "test.rttm")}
-    uems = {**load_uem(AMI / "development.uem"), **load_uem(AMI / "test.uem")}
-    no_collar = DiarizationErrorRate(collar=0.0, skip_overlap=False)
-    collar = DiarizationErrorRate(collar=0.5, skip_overlap=False)  # pyannote's collar is both sides: 0.25 s each
-    for uri in ("dev00", "dev01", "tst00", "tst01"):
-        audio, rate = soundfile.read(AMI / f"{uri}.wav", dtype="float32")
-        assert rate == 16000
-        hypothesis = diarize_offline(audio, SpeechConfig())
-        no_collar(refs[uri], hypothesis, uem=uems[uri])
-        collar(refs[uri], hypothesis, uem=uems[uri])
-    assert abs(no_collar) <= 0.47 and abs(collar) <= 0.40, (abs(no_collar), abs(collar))
 
 
 def test_speech_the_recogniser_dropped_is_transcribed_again_on_its_own():
