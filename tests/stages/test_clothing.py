@@ -131,3 +131,14 @@ def test_a_face_too_small_for_identity_joins_by_its_clothes_through_the_people_s
     assert identity["without_identity"] == [blue]
     off = PeopleStage(PeopleConfig(**settings, clothing_threshold=0.0)).detect(probe(three_shots))
     assert len(set(off.persons.values())) == 3 and off.meta["identity"]["joined_by_clothing"] == []
+
+
+def test_a_track_cut_where_its_face_changed_keeps_the_clothes_of_each_part():
+    from socialpipe.stages.people.identity import track_clothes
+
+    red, blue = _shirt(RED, 10), _shirt(BLUE, 10)
+    samples = [(1, 0, red), (1, 10, red), (1, 20, blue), (1, 30, blue), (2, 5, red)]
+    splits = [{"track": 1, "new_track": 3, "frame": 20}]  # track 1 became another person at frame 20: track 3
+    clothes = track_clothes(samples, splits)
+    assert sorted(clothes) == [1, 2, 3]
+    assert distance(clothes[1], red) < 0.05 and distance(clothes[3], blue) < 0.05 and distance(clothes[2], red) < 0.05
