@@ -79,13 +79,9 @@ def clothing_frames(tracks: Tracks) -> dict[int, list[int]]:
     return wanted
 
 
-def distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Bhattacharyya distance of two clothing histograms: 0 the same colours, 1 none in common."""
-    return float(cv2.compareHist(a, b, cv2.HISTCMP_BHATTACHARYYA))
-
-
 def distances(histograms: np.ndarray) -> np.ndarray:
-    """(n, n) Bhattacharyya distances between normalised histograms (rows): ``distance`` for every pair at once."""
+    """(n, n) Bhattacharyya distances between normalised histograms (rows), as OpenCV's ``compareHist`` gives them
+    (HISTCMP_BHATTACHARYYA) for one pair: 0 the same colours, 1 none in common."""
     root = np.sqrt(np.maximum(histograms, 0.0)).astype(np.float64)
     return np.sqrt(np.clip(1.0 - root @ root.T, 0.0, None))
 
@@ -120,8 +116,8 @@ def join_by_clothing(persons: dict[int, int], identified: set[int], wardrobe: Wa
     has = np.array([t in wardrobe.clothes for t in ids])
     if threshold <= 0 or not has.any():
         return dict(persons), []
-    stacked = np.stack([wardrobe.clothes.get(t, np.zeros_like(next(iter(wardrobe.clothes.values())))) for t in ids])
-    far = distances(stacked)
+    blank = np.zeros_like(next(iter(wardrobe.clothes.values())))  # rows of tracks never sampled: never compared
+    far = distances(np.stack([wardrobe.clothes.get(t, blank) for t in ids]))
     usable = wardrobe.near & has[:, None] & has[None]  # pairs whose clothes are compared
     label = np.array([persons[t] for t in ids])
     placed = np.array([t in identified for t in ids])

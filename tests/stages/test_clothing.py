@@ -9,11 +9,18 @@ import pytest
 
 from socialpipe.pipeline.contracts.config import PeopleConfig
 from socialpipe.pipeline.media.video import probe
-from socialpipe.stages.people.clothing import (MARGIN, REACH_S, Wardrobe, clothing_histogram, distance, distances,
+from socialpipe.stages.people.clothing import (MARGIN, REACH_S, Wardrobe, clothing_histogram, distances,
                                                join_by_clothing, torso_box)
 from tests.conftest import video_from_frames
 
 RED, BLUE, GREEN, GREY = (200, 30, 30), (30, 40, 200), (30, 160, 40), (120, 120, 120)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    """OpenCV's Bhattacharyya distance of two histograms: the reference ``distances`` is held to."""
+    import cv2
+
+    return float(cv2.compareHist(a, b, cv2.HISTCMP_BHATTACHARYYA))
 
 
 def _shirt(colour, noise: int = 0, seed: int = 0) -> np.ndarray:
