@@ -3,11 +3,15 @@
     python benchmarks/face_detectors.py [--clips DIR] [--fps 2] [--detectors mtcnn blazeface ...]
 
 A detector is a ``people.detector`` name, or ``NAME:people.key=value[,people.key=value]`` for the same
-detector with other people settings (``mtcnn:people.pyramid_factor=0.65``).
+detector with other people settings (``mtcnn:people.pyramid_factor=0.65``). ``facenet-pytorch`` is the
+``mtcnn`` detector's networks run by facenet-pytorch's own ``MTCNN.detect``, as the people stage ran them
+until its own run of the cascade (stages/people/mtcnn.py; the same faces, bit for bit):
+``--detectors mtcnn facenet-pytorch`` times the two side by side.
 
 For every video (the two bundled samples, then every video in ``--clips``), frames are taken ``--fps``
 times a second and given to each detector, as the people stage gives them (decoded at most
-``people.max_side`` pixels, the stage's ``detect_scale`` and ``min_face_px``). Printed per video and
+``people.max_side`` pixels, the stage's ``detect_scale`` and ``min_face_px``, in the stage's batches of up to
+8 frames; the detectors take turns going first on a batch). Printed per video and
 detector, from one run:
 - faces found, and how many of the first detector's faces the others find too (IoU at least 0.3): the
   first detector is the reference, not the truth, so a face only the other finds counts as "extra";
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +53,47 @@ def people_settings(name: str):
     return apply_overrides(Config(), [f"people.detector={detector}", *extra]).people
 
 
+class LibraryCascade:
+    """The ``mtcnn`` detector with facenet-pytorch's own ``MTCNN.detect`` running the cascade."""
+
+    kind = "face"
+
+    def __init__(self, settings):
+        from socialpipe.stages.people.detectors import MtcnnDetector
+
+        self.detector = MtcnnDetector(settings)
+
+    def detect(self, frames: list[np.ndarray]) -> list:
+        from socialpipe.pipeline.contracts.boxes import Boxes
+        from socialpipe.stages.people.detectors import _resize
+
+        scale, model = self.detector.scale, self.detector.model
+        found = []
+        for boxes, probs, points in zip(*model.detect(np.stack(_resize(frames, scale)), landmarks=True)):
+            if boxes is None:
+                found.append(Boxes.empty())
+                continue
+            boxes, probs = np.asarray(boxes, np.float32), np.asarray(probs, np.float32)
+            keep = probs >= self.detector.min_confidence
+            found.append(Boxes(boxes[keep], probs[keep], np.asarray(points, np.float32)[keep]).scaled(1 / scale))
+        return found
+
+
+def _batches(frames) -> Iterator[list[np.ndarray]]:
+    """Frames in the batches the people stage detects them in (up to its BATCH_FRAMES, fewer when large)."""
+    from socialpipe.pipeline.media.video import frames_per_batch
+    from socialpipe.stages.people.stage import BATCH_FRAMES
+
+    batch: list[np.ndarray] = []
+    for _, frame in frames:
+        batch.append(frame)
+        if len(batch) >= frames_per_batch(frame.shape[1], frame.shape[0], most=BATCH_FRAMES):
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def measure(video: Path, names: list[str], fps: float) -> dict:
     from socialpipe.pipeline.contracts.config import PeopleConfig
     from socialpipe.pipeline.media.video import decoded_size, probe, stream_frames
@@ -59,16 +105,20 @@ def measure(video: Path, names: list[str], fps: float) -> dict:
     settings = PeopleConfig()
     detectors = {}
     for name in names:
-        mine = people_settings(name)
-        detectors[name] = make_face_detector(for_decoded_frames(mine, decoded))
+        library = name.partition(":")[0] == "facenet-pytorch"
+        mine = for_decoded_frames(people_settings(name.replace("facenet-pytorch", "mtcnn", 1)), decoded)
+        detectors[name] = LibraryCascade(mine) if library else make_face_detector(mine)
     step = max(1, int(round(info.fps / fps)))
     seconds = dict.fromkeys(names, 0.0)
     found = {name: [] for name in names}
-    for _, frame in stream_frames(info, step=step, max_side=settings.max_side):
-        for name, detector in detectors.items():
+    batches = 0
+    for batch in _batches(stream_frames(info, step=step, max_side=settings.max_side)):
+        turn = batches % len(names)  # each detector goes first in turn: none always finds the frames in the cache
+        for name in names[turn:] + names[:turn]:
             started = time.perf_counter()
-            found[name].append(detector.detect([frame])[0])
+            found[name].extend(detectors[name].detect(batch))
             seconds[name] += time.perf_counter() - started
+        batches += 1
     return {"frames": len(found[names[0]]), "found": found, "seconds": seconds}
 
 

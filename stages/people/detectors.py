@@ -67,18 +67,12 @@ class MtcnnDetector:
             MTCNN(keep_all=True, device=device, min_face_size=min_face, factor=factor)))
 
     def detect(self, frames: list[np.ndarray]) -> list[Boxes]:
-        small = _resize(frames, self.scale)
-        boxes, probs, points = self.model.detect(np.stack(small), landmarks=True)
+        from socialpipe.stages.people.mtcnn import detect_faces
+
         found = []
-        for b, p, lm in zip(boxes, probs, points):
-            if b is None:
-                found.append(Boxes.empty())
-                continue
-            # facenet-pytorch with numpy 2 can hand back object arrays: make them plain floats
-            b, p = np.asarray(b, np.float32).reshape(-1, 4), np.asarray(p, np.float32).reshape(-1)
-            lm = np.asarray(lm, np.float32).reshape(-1, 5, 2)
-            keep = p >= self.min_confidence
-            found.append(Boxes(b[keep], p[keep], lm[keep]).scaled(1 / self.scale))
+        for boxes, landmarks in detect_faces(self.model, np.stack(_resize(frames, self.scale))):
+            keep = boxes[:, 4] >= self.min_confidence
+            found.append(Boxes(boxes[keep, :4], boxes[keep, 4], landmarks[keep]).scaled(1 / self.scale))
         return found
 
     def refine(self, frames: list[np.ndarray], proposals: list[np.ndarray]) -> list[Boxes]:
@@ -87,36 +81,23 @@ class MtcnnDetector:
         moves it onto the face and places the landmarks; those it scores under MTCNN's own last threshold or
         ``min_confidence`` are dropped, and overlaps merged as MTCNN merges them."""
         import torch
-        from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg, imresample, rerec
+        from facenet_pytorch.models.utils.detect_face import rerec
 
-        crops, owners, squares = [], [], []
-        for k, (frame, boxes) in enumerate(zip(_resize(frames, self.scale), proposals)):
-            height, width = frame.shape[:2]
-            for box in rerec(torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4) * self.scale)):
-                x1, y1 = max(int(box[0]), 1), max(int(box[1]), 1)  # MTCNN's own clipping of a box to the frame
-                x2, y2 = min(int(box[2]), width), min(int(box[3]), height)
-                if x2 > x1 - 1 and y2 > y1 - 1:
-                    patch = torch.as_tensor(np.ascontiguousarray(frame[y1 - 1:y2, x1 - 1:x2]))
-                    crops.append(imresample(patch.permute(2, 0, 1).unsqueeze(0).float(), (48, 48)))
-                    owners.append(k)
-                    squares.append(box)
+        from socialpipe.stages.people.mtcnn import ONET_SIDE, candidate_crops, last_stage
+
         found = [Boxes.empty() for _ in frames]
-        if not crops:
+        counts = [len(np.asarray(boxes).reshape(-1, 4)) for boxes in proposals]
+        if not sum(counts):
             return found
-        with torch.no_grad():
-            crops = (torch.cat(crops).to(self.model.device) - 127.5) * 0.0078125
-            regression, points, probs = (out.cpu() for out in self.model.onet(crops))
-        score = probs[:, 1]
-        keep = (score > self.model.thresholds[2]) & (score >= self.min_confidence)
-        boxes = torch.cat([torch.stack(squares), score.unsqueeze(1)], dim=1)[keep]
-        owners, points, regression = torch.as_tensor(owners)[keep], points[keep], regression[keep]
-        sides = (boxes[:, 2:4] - boxes[:, 0:2] + 1).repeat_interleave(5, dim=0).reshape(-1, 5, 2)
-        landmarks = torch.stack([points[:, :5], points[:, 5:]], dim=2) * sides + boxes[:, None, 0:2] - 1
-        boxes = bbreg(boxes, regression)
-        pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], owners, 0.7, "Min")
-        boxes, owners, landmarks = boxes[pick].numpy(), owners[pick].numpy(), landmarks[pick].numpy()
+        squares = rerec(torch.as_tensor(np.concatenate([np.asarray(boxes, np.float32).reshape(-1, 4)
+                                                        for boxes in proposals]) * self.scale))
+        owners = torch.as_tensor(np.repeat(np.arange(len(frames)), counts))
+        crops, kept = candidate_crops(np.stack(_resize(frames, self.scale)), squares, owners, ONET_SIDE)
+        boxes, landmarks, owners = last_stage(self.model.onet, crops, squares[kept], owners[kept],
+                                              self.model.thresholds[2])
+        boxes, landmarks, owners = boxes.numpy(), landmarks.numpy(), owners.numpy()
         for k in np.unique(owners):
-            rows = owners == k
+            rows = (owners == k) & (boxes[:, 4] >= self.min_confidence)
             found[k] = Boxes(boxes[rows, :4], boxes[rows, 4], landmarks[rows]).scaled(1 / self.scale)
         return found
 
