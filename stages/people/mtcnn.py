@@ -26,6 +26,7 @@ NORMALISE_MEAN, NORMALISE_SCALE = 127.5, 0.0078125  # MTCNN's networks take (pix
 RNET_SIDE, ONET_SIDE = 24, 48
 PNET_CELL = 12  # the first network sees 12x12 cells: the pyramid's smallest image side
 NETWORK_BATCH = 512  # crops per call of the second and third networks (bounds their activations)
+CROP_BATCH = 256  # crops resampled together (bounds the lookup indices: about 14 MB at 48x48)
 
 
 def integral_image(frame: np.ndarray) -> np.ndarray:
@@ -77,10 +78,11 @@ def candidate_crops(frames: np.ndarray, boxes: torch.Tensor, owners: torch.Tenso
     kept = np.flatnonzero((bottom > top) & (right > left))
     crops = np.empty((len(kept), side, side, frames.shape[3]), np.float32)
     for frame in np.unique(owners[kept]):
-        mine = owners[kept] == frame
-        rows = kept[mine]
-        crops[mine] = area_crops(integral_image(frames[frame]), top[rows], bottom[rows], left[rows], right[rows],
-                                 side)
+        sums = integral_image(frames[frame])
+        mine = np.flatnonzero(owners[kept] == frame)
+        for part in np.array_split(mine, -(-len(mine) // CROP_BATCH)):
+            rows = kept[part]
+            crops[part] = area_crops(sums, top[rows], bottom[rows], left[rows], right[rows], side)
     crops = (torch.from_numpy(crops).permute(0, 3, 1, 2) - NORMALISE_MEAN) * NORMALISE_SCALE
     return crops, kept
 
@@ -96,9 +98,11 @@ def pyramid(height: int, width: int, min_face: float, factor: float) -> list[flo
     """The image scales the first network runs at: the smallest face wanted shown at 12 px, then smaller by
     ``factor`` each time while the frame's short side stays at least 12 px."""
     scales, scale = [], PNET_CELL / min_face
-    while min(height, width) * scale >= PNET_CELL:
+    shortest = min(height, width) * scale  # shrunk step by step beside the scale, as facenet-pytorch does
+    while shortest >= PNET_CELL:
         scales.append(scale)
         scale *= factor
+        shortest *= factor
     return scales
 
 

@@ -70,3 +70,29 @@ def test_a_frame_smaller_than_the_smallest_face_has_no_pyramid_and_no_faces():
     assert pyramid(10, 40, 12.0, 0.709) == [] and len(pyramid(120, 40, 12.0, 0.709)) == 4
     (found,) = detect_faces(MTCNN(keep_all=True, min_face_size=12), np.zeros((1, 10, 40, 3), np.uint8))
     assert found[0].shape == (0, 5) and found[1].shape == (0, 5, 2)
+
+
+def test_many_candidates_are_cut_out_in_parts_and_boxes_outside_the_frame_are_dropped():
+    """More candidates than one resampling step takes (CROP_BATCH), over two frames, some reaching past the edges
+    and one wholly outside: each crop is the library's cut (``pad``, then area interpolation), normalised."""
+    from facenet_pytorch.models.utils.detect_face import imresample, pad
+
+    from socialpipe.stages.people.mtcnn import CROP_BATCH, candidate_crops
+
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (2, 90, 160, 3)).astype(np.uint8)
+    count = 2 * CROP_BATCH + 37
+    corner = rng.uniform((-20, -20), (150, 80), (count, 2))
+    boxes = torch.as_tensor(np.concatenate([corner, corner + rng.uniform(3, 60, (count, 1))], axis=1),
+                            dtype=torch.float32)
+    boxes[5] = torch.tensor([170.0, 10.0, 200.0, 40.0])  # wholly right of the frame
+    owners = torch.as_tensor(rng.integers(0, 2, count))
+    crops, kept = candidate_crops(frames, boxes, owners, 24)
+    assert 5 not in kept and len(kept) == len(crops) > 2 * CROP_BATCH
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    y, ey, x, ex = pad(boxes, 160, 90)
+    dropped = sorted(set(range(count)) - set(kept.tolist()))
+    assert 5 in dropped and all(ey[k] <= y[k] - 1 or ex[k] <= x[k] - 1 for k in dropped)
+    for row, k in enumerate(kept):
+        expected = imresample(images[owners[k], :, y[k] - 1:ey[k], x[k] - 1:ex[k]].unsqueeze(0), (24, 24))
+        assert torch.equal(crops[row], ((expected - 127.5) * 0.0078125)[0]), k
