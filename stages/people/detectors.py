@@ -83,7 +83,7 @@ class MtcnnDetector:
         import torch
         from facenet_pytorch.models.utils.detect_face import rerec
 
-        from socialpipe.stages.people.mtcnn import ONET_SIDE, candidate_crops, last_stage
+        from socialpipe.stages.people.mtcnn import last_stage
 
         found = [Boxes.empty() for _ in frames]
         counts = [len(np.asarray(boxes).reshape(-1, 4)) for boxes in proposals]
@@ -92,8 +92,7 @@ class MtcnnDetector:
         squares = rerec(torch.as_tensor(np.concatenate([np.asarray(boxes, np.float32).reshape(-1, 4)
                                                         for boxes in proposals]) * self.scale))
         owners = torch.as_tensor(np.repeat(np.arange(len(frames)), counts))
-        crops, kept = candidate_crops(np.stack(_resize(frames, self.scale)), squares, owners, ONET_SIDE)
-        boxes, landmarks, owners = last_stage(self.model.onet, crops, squares[kept], owners[kept],
+        boxes, landmarks, owners = last_stage(self.model.onet, np.stack(_resize(frames, self.scale)), squares, owners,
                                               self.model.thresholds[2])
         boxes, landmarks, owners = boxes.numpy(), landmarks.numpy(), owners.numpy()
         for k in np.unique(owners):

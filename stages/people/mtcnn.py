@@ -5,8 +5,8 @@ The cascade: the first network scores 12x12 cells of the frame at every size of 
 candidates, merged by non-maximum suppression and made square, are cut out of the frame and shrunk (or
 grown) to 24x24 for the second network, whose survivors are cut out again at 48x48 for the third, which
 places the five landmarks. facenet-pytorch resamples every candidate with its own call of PyTorch's "area"
-interpolation, about 0.1 ms each, almost all of it the call itself: 180 candidates a frame at 640x360 made
-those calls a third of the detector's time (docs/people.md, "Face detection's crops").
+interpolation, about 0.05 ms each, almost all of it the call itself, for about 180 candidates a frame at
+640x360 (docs/people.md, "Face detection's crops").
 
 Here each crop is resampled from an integral image of its frame: "area" interpolation is adaptive average
 pooling, whose output cell ``i`` of ``S`` covers input rows ``floor(i H / S)`` to ``ceil((i + 1) H / S)``,
@@ -151,15 +151,17 @@ def second_stage(model, frames: np.ndarray, boxes: torch.Tensor, owners: torch.T
     return rerec(bbreg(boxes[pick], regression[pick])), owners[pick]
 
 
-def last_stage(onet, crops: torch.Tensor, boxes: torch.Tensor, owners: torch.Tensor, threshold: float
+def last_stage(onet, frames: np.ndarray, boxes: torch.Tensor, owners: torch.Tensor, threshold: float
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The third network on 48x48 crops (normalised) of square boxes (n, >=4): the faces it scores over
+    """The third network on 48x48 crops of square boxes (n, >=4) of ``frames``: the faces it scores over
     ``threshold``, moved by its regression, with their landmarks (m, 5, 2), overlaps merged as MTCNN merges
     them (a box covering 70% of a smaller one's area takes its place): boxes (m, 5), landmarks, frames."""
     from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg
 
-    if not len(crops):
-        return torch.zeros(0, 5), torch.zeros(0, 5, 2), owners[:0]
+    crops, kept = candidate_crops(frames, boxes, owners, ONET_SIDE)
+    boxes, owners = boxes[kept], owners[kept]
+    if not len(kept):
+        return torch.zeros(0, 5), torch.zeros(0, 5, 2), owners
     with torch.no_grad():
         regression, points, probs = _in_batches(onet, crops)
     score = probs[:, 1]
@@ -187,8 +189,7 @@ def detect_faces(model, frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray
         boxes, owners = second_stage(model, frames, boxes, owners)
     landmarks = torch.zeros(0, 5, 2)
     if len(boxes):
-        crops, kept = candidate_crops(frames, boxes, owners, ONET_SIDE)
-        boxes, landmarks, owners = last_stage(model.onet, crops, boxes[kept], owners[kept], model.thresholds[2])
+        boxes, landmarks, owners = last_stage(model.onet, frames, boxes, owners, model.thresholds[2])
     boxes, landmarks, owners = boxes.numpy(), landmarks.numpy(), owners.cpu().numpy()
     found = []
     for frame in range(len(frames)):
