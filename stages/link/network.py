@@ -14,7 +14,10 @@ Every convolution has no bias and pads to keep its size; each is followed by bat
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -64,21 +67,46 @@ class VisualBlock(nn.Module):
             return weight[:, :, 0], bias, conv.stride[1:], conv.padding[1:]
         return weight[..., 0], bias, (1, 1), (conv.padding[0], 0)
 
-    def infer(self, x: torch.Tensor, batch: int, observe=None) -> torch.Tensor:
-        """The same block in eval mode on frames stacked as (B*T, C, H, W), for speed: each batch norm is
-        folded into its convolution, the spatial convolutions run as 2D ones on every frame and the
-        temporal ones as 2D ones over (time, pixels). In channels-last memory both views are the same
-        bytes, so switching between them copies nothing. Same numbers as ``forward`` up to float rounding.
-        ``observe(name, output)``, if given, sees each convolution's output after its ReLU."""
-        x = x.contiguous(memory_format=torch.channels_last)
+    def layers(self, index: int) -> list[Layer]:
+        """The block in eval mode as layers over frames stacked as (B*T, C, H, W), for speed: each batch norm is
+        folded into its convolution, the spatial convolutions run as 2D ones on every frame and the temporal ones
+        as 2D ones over (time, pixels). In channels-last memory both views are the same bytes, so switching
+        between them copies nothing. Same numbers as ``forward`` up to float rounding. Named like ``0s_1``
+        (block ``index``'s first)."""
+        found = []
         for name in CONV_NAMES:
-            if name == "t_1":
-                x, frame_shape = _time_view(x, batch)
             weight, bias, stride, padding = self.conv_2d(name)
-            x = conv_relu(x, weight, bias, stride, padding)
-            if observe is not None:
-                observe(name, x)
-        return _frame_view(x, frame_shape)
+            weight = weight.detach().contiguous(memory_format=torch.channels_last)
+            if name.startswith("s"):
+                run = partial(_spatial, weight=weight, bias=bias.detach(), stride=stride, padding=padding)
+                found.append(Layer(f"{index}{name}", 0, run))
+            else:
+                found.append(Layer(f"{index}{name}", padding[0], partial(_temporal, weight=weight, bias=bias.detach())))
+        return found
+
+
+class Layer(NamedTuple):
+    """One step of a visual encoder over frames stacked as (B*T, C, H, W): ``run(frames, batch, pad)``. ``reach``:
+    the steps of context it needs each side in time (0: each frame on its own); with ``pad`` False it pads
+    nothing in time and gives ``2 reach`` frames fewer per sequence (``Streamed`` gives it the context)."""
+
+    name: str
+    reach: int
+    run: Callable[[torch.Tensor, int, bool], torch.Tensor]
+
+
+def _spatial(x: torch.Tensor, batch: int, pad: bool, *, weight, bias, stride, padding) -> torch.Tensor:
+    return conv_relu(x, weight, bias, stride, padding)
+
+
+def _temporal(x: torch.Tensor, batch: int, pad: bool, *, weight, bias) -> torch.Tensor:
+    height, width = x.shape[2:]
+    view = _time_view(x, batch)
+    return _frame_view(conv_relu(view, weight, bias, (1, 1), (weight.shape[2] // 2 if pad else 0, 0)), height, width)
+
+
+def _pooling(x: torch.Tensor, batch: int, pad: bool) -> torch.Tensor:
+    return _pool(x)
 
 
 def conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: tuple, padding: tuple) -> torch.Tensor:
@@ -113,16 +141,16 @@ def _fused_conv_relu_available(dtype: torch.dtype = torch.float32) -> bool:
 CONV_NAMES = ("s_1", "s_2", "t_1", "t_2")  # a block's convolutions in order: two spatial, two temporal
 
 
-def _time_view(x: torch.Tensor, batch: int) -> tuple[torch.Tensor, tuple]:
-    """Frames (B*T, C, H, W) -> (B, C, T, H*W), for the temporal convolutions; and the frames' shape."""
+def _time_view(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """Frames (B*T, C, H, W) -> (B, C, T, H*W), for the temporal convolutions."""
     frames, channels, height, width = x.shape
-    view = x.permute(0, 2, 3, 1).reshape(batch, frames // batch, height * width, channels).permute(0, 3, 1, 2)
-    return view, (frames, height, width, channels)
+    return x.permute(0, 2, 3, 1).reshape(batch, frames // batch, height * width, channels).permute(0, 3, 1, 2)
 
 
-def _frame_view(x: torch.Tensor, frame_shape: tuple) -> torch.Tensor:
+def _frame_view(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """``_time_view`` undone: (B, C, T, H*W) -> (B*T, C, H, W)."""
-    return x.permute(0, 2, 3, 1).reshape(frame_shape).permute(0, 3, 1, 2)
+    batch, channels, steps, _ = x.shape
+    return x.permute(0, 2, 3, 1).reshape(batch * steps, height, width, channels).permute(0, 3, 1, 2)
 
 
 def _pool(x: torch.Tensor) -> torch.Tensor:
@@ -156,16 +184,35 @@ class VisualEncoder(nn.Module):
         return x.amax(dim=(3, 4)).transpose(1, 2)  # the strongest response per frame and channel
 
     def infer(self, x: torch.Tensor, observe=None) -> torch.Tensor:
-        """``forward`` in eval mode through the blocks' folded 2D path (see ``VisualBlock.infer``);
+        """``forward`` in eval mode through the blocks' folded 2D layers (see ``VisualBlock.layers``);
         ``observe(name, output)`` sees every convolution's output, named like ``0s_1`` (block 1's first)."""
         batch, _, steps, height, width = x.shape
-        x = x.transpose(1, 2).reshape(batch * steps, 1, height, width)
+        x = x.transpose(1, 2).reshape(batch * steps, 1, height, width).contiguous(memory_format=torch.channels_last)
+        for layer in self.layers():
+            x = layer.run(x, batch, True)
+            if observe is not None and layer.name[1:] in CONV_NAMES:  # temporal outputs as (B, C, T, H*W)
+                observe(layer.name, _time_view(x, batch) if layer.reach else x)
+        return self.finish(x).reshape(batch, steps, -1)
+
+    def layers(self) -> list[Layer]:
+        """Every block's layers, with the max pools between."""
+        found = []
         for index, block in enumerate(self.blocks):
-            named = None if observe is None else (lambda name, out, index=index: observe(f"{index}{name}", out))
-            x = block.infer(x, batch, named)
-            if index < len(self.blocks) - 1:
-                x = _pool(x)
-        return x.amax(dim=(2, 3)).reshape(batch, steps, -1).float()
+            if index:
+                found.append(Layer(f"{index}pool", 0, _pooling))
+            found += block.layers(index)
+        return found
+
+    @staticmethod
+    def prepare(faces: torch.Tensor) -> torch.Tensor:
+        """(T, 112, 112) grey 0-255 crops -> the first layer's input: (T, 1, 112, 112) normalised."""
+        normalised = (faces.float() / 255.0 - GREY_MEAN) / GREY_STD
+        return normalised.unsqueeze(1).contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def finish(x: torch.Tensor) -> torch.Tensor:
+        """The last layer's frames -> (frames, 128): the strongest response per frame and channel."""
+        return x.amax(dim=(2, 3)).float()
 
     @property
     def blocks(self) -> tuple[VisualBlock, VisualBlock, VisualBlock]:
@@ -210,33 +257,106 @@ class QuantizedVisualEncoder(nn.Module):
         missing = [name for name in names if name not in ranges]
         if missing:
             raise ValueError(f"int8 ranges lack {missing}")
-        self.convs = nn.ModuleDict()
+        self.convs = nn.ModuleDict()  # each convolution as it pads; a temporal one also padding nothing in time
         for name in names:
             weight, bias, stride, padding = encoder.blocks[int(name[0])].conv_2d(name[1:])
             weight, bias = weight.detach(), bias.detach()
-            layer = ConvReLU2d(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), stride=stride, padding=padding)
             step = weight.abs().amax(dim=(1, 2, 3)).clamp(min=1e-8) / 127
-            layer.set_weight_bias(torch.quantize_per_channel(weight, step, torch.zeros_like(step, dtype=torch.long), 0,
-                                                             torch.qint8), bias)
-            layer.scale, layer.zero_point = float(ranges[name]) / 255, 0
-            self.convs[name] = layer
-        self.last_block = str(len(encoder.blocks) - 1)
+            quantized = torch.quantize_per_channel(weight, step, torch.zeros_like(step, dtype=torch.long), 0,
+                                                   torch.qint8)
+            for key, pads in ((name, padding), (name + "_unpadded", (0, 0))):
+                if key != name and name[1] != "t":
+                    continue
+                layer = ConvReLU2d(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), stride=stride,
+                                   padding=pads)
+                layer.set_weight_bias(quantized, bias)
+                layer.scale, layer.zero_point = float(ranges[name]) / 255, 0
+                self.convs[key] = layer
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         """faces (B, T, 112, 112) uint8 grey -> visual embeddings (B, T, 128) float32."""
         batch, steps, height, width = faces.shape
-        x = torch._make_per_tensor_quantized_tensor(faces.reshape(batch * steps, 1, height, width).contiguous(),
-                                                    1 / (255 * GREY_STD), round(255 * GREY_MEAN))
-        x = x.contiguous(memory_format=torch.channels_last)
-        for name, layer in self.convs.items():
-            if name[1:] == "t_1":
-                x, frame_shape = _time_view(x, batch)
-            x = layer(x)
-            if name[1:] == "t_2":
-                x = _frame_view(x, frame_shape)
-                if name[0] != self.last_block:
-                    x = _pool(x)
-        return x.dequantize().amax(dim=(2, 3)).reshape(batch, steps, -1)
+        x = self.prepare(faces.reshape(batch * steps, height, width))
+        for layer in self.layers():
+            x = layer.run(x, batch, True)
+        return self.finish(x).reshape(batch, steps, -1)
+
+    def layers(self) -> list[Layer]:
+        """As ``VisualEncoder.layers``, in 8-bit integers."""
+        found = []
+        for name in self.convs:
+            if name.endswith("_unpadded"):
+                continue
+            if name[0] != "0" and name[1:] == "s_1":
+                found.append(Layer(f"{name[0]}pool", 0, _pooling))
+            if name[1] == "s":
+                found.append(Layer(name, 0, lambda x, batch, pad, conv=self.convs[name]: conv(x)))
+            else:
+                found.append(Layer(name, self.convs[name].padding[0], partial(_temporal_int8, padded=self.convs[name],
+                                                                             unpadded=self.convs[name + "_unpadded"])))
+        return found
+
+    @staticmethod
+    def prepare(faces: torch.Tensor) -> torch.Tensor:
+        """(T, 112, 112) uint8 grey crops -> the first layer's input, quantized as described above."""
+        x = torch._make_per_tensor_quantized_tensor(faces.unsqueeze(1).contiguous(), 1 / (255 * GREY_STD),
+                                                    round(255 * GREY_MEAN))
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def finish(x: torch.Tensor) -> torch.Tensor:
+        return x.dequantize().amax(dim=(2, 3))
+
+
+def _temporal_int8(x: torch.Tensor, batch: int, pad: bool, *, padded: nn.Module, unpadded: nn.Module) -> torch.Tensor:
+    height, width = x.shape[2:]
+    return _frame_view((padded if pad else unpadded)(_time_view(x, batch)), height, width)
+
+
+class Streamed:
+    """An encoder's layers run over one sequence of frames given a piece at a time, with the same numbers as one
+    pass over the whole sequence (``infer``), bit for bit: each temporal layer keeps the last ``2 reach`` frames
+    it was given and runs on them and the next piece, padded in time only at the sequence's two ends, as one pass
+    pads. Nothing is computed twice, so pieces can be small, where the encoder runs fastest on the CPU
+    (docs/link.md); an output frame comes out once the frames it depends on have come in, the last ones with the
+    last piece. A sequence given in one piece is one pass."""
+
+    def __init__(self, encoder: VisualEncoder | QuantizedVisualEncoder):
+        self.encoder = encoder
+        self.layers = encoder.layers()
+        self.held: list[torch.Tensor | None] = [None] * len(self.layers)  # input frames kept for the next piece
+        self.begin = [0] * len(self.layers)  # the sequence index of each layer's first held frame
+        self.emitted = [0] * len(self.layers)  # output frames each layer has given
+
+    def push(self, faces: torch.Tensor, last: bool) -> torch.Tensor:
+        """(T, 112, 112) grey crops, the next of the sequence -> the embeddings (t, 128) now complete, in order."""
+        x = self.encoder.prepare(faces)
+        for index, layer in enumerate(self.layers):
+            if layer.reach:
+                x = self._temporal(index, layer, x, last)
+            elif len(x):
+                x = layer.run(x, 1, False)
+        return self.encoder.finish(x) if len(x) else torch.zeros((0, 128), device=x.device)
+
+    def _temporal(self, index: int, layer: Layer, x: torch.Tensor, last: bool) -> torch.Tensor:
+        """A temporal layer's output frames now complete (none: ``x[:0]``). Its output ``g`` needs input frames
+        ``g - reach`` to ``g + reach``, or the padding beyond the sequence's ends."""
+        held, begin, reach = self.held[index], self.begin[index], layer.reach
+        frames = x if held is None else torch.cat([held, x]) if len(x) else held
+        if not len(frames):  # nothing has come this far yet
+            return x
+        end = begin + len(frames)  # the sequence index one past the last frame in hand
+        first, ready = self.emitted[index], end if last else end - reach  # outputs [first, ready) can be given
+        if ready <= first:
+            self.held[index] = frames
+            return x[:0]
+        if begin == 0 or last:  # padding stands for the frames before the first or after the last
+            out = layer.run(frames, 1, True)[first - begin:ready - begin]
+        else:  # the held frames give the context before, the piece's last frames the context after
+            out = layer.run(frames, 1, False)[first - begin - reach:ready - begin - reach]
+        keep = max(ready - reach, 0)
+        self.held[index], self.begin[index], self.emitted[index] = None if last else frames[keep - begin:], keep, ready
+        return out
 
 
 def int8_available() -> bool:

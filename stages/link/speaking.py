@@ -51,9 +51,8 @@ CROP_SCALE = 0.40  # cs: how far the crop reaches beyond the face box
 MEDIAN_STEPS = 13
 SMOOTH_STEPS = 2
 PAD_GREY = 110
-PIECE_STEPS = 80  # visual embeddings are computed this many steps at a time (the same numbers at any size;
-# 80 rather than 200: less memory and a few percent faster on 2 cores, docs/link.md)
-VISUAL_REACH = 9  # the visual encoder's reach in time: three blocks of a 5- and a 3-step temporal convolution
+PIECE_STEPS = 40  # visual embeddings are computed this many steps at a time (the same numbers at any size; on
+# the CPU the encoder runs fastest on 20-60 frames at a time, docs/link.md)
 RUN_GAP_S = 0.2  # a track unseen for longer than this starts a new run
 WEIGHTS = Path(__file__).with_name("weights") / "lr_asd_talkset.model"
 PRECISIONS = LinkConfig.choices["asd_precision"]
@@ -231,23 +230,18 @@ class SpeakingScorer:
 
     @torch.inference_mode()
     def visual_embeddings(self, crops: np.ndarray) -> torch.Tensor:
-        """(n, 128) visual embeddings of a run's (n, 112, 112) uint8 crops as one pass over the whole run would
-        give them, computed PIECE_STEPS at a time with VISUAL_REACH steps of context each side (the encoder sees
-        no further in time), so memory holds one piece's activations."""
+        """(n, 128) visual embeddings of a run's (n, 112, 112) crops as one pass over the whole run would give
+        them, computed PIECE_STEPS at a time (``network.Streamed``), so memory holds one piece's activations."""
+        from socialpipe.stages.link.network import Streamed
+
         if self.int8 is not None and crops.dtype != np.uint8:
             crops = np.clip(np.rint(crops), 0, 255).astype(np.uint8)
         faces = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
-        parts = []
-        low = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
-        for start in range(0, len(faces), PIECE_STEPS):
-            lo, hi = max(start - VISUAL_REACH, 0), min(start + PIECE_STEPS + VISUAL_REACH, len(faces))
-            if self.int8 is not None:
-                visual = self.int8(faces[lo:hi].unsqueeze(0))[0]
-            else:
-                with low:
-                    visual = self.network.embed_visual(faces[lo:hi].float().unsqueeze(0))[0].float()
-            parts.append(visual[start - lo:start - lo + min(PIECE_STEPS, len(faces) - start)])
-        return torch.cat(parts)
+        stream = Streamed(self.int8 if self.int8 is not None else self.network.model.visualEncoder)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+            parts = [stream.push(faces[start:start + PIECE_STEPS], last=start + PIECE_STEPS >= len(faces))
+                     for start in range(0, len(faces), PIECE_STEPS)]
+        return torch.cat(parts) if parts else torch.zeros((0, 128), device=self.device)
 
     @torch.inference_mode()
     def score(self, crops: np.ndarray, mfcc: np.ndarray | None) -> np.ndarray:

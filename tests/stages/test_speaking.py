@@ -268,18 +268,28 @@ def test_int8_off_the_cpu_is_refused_before_any_work():
         check_precision_device("int8", "cuda:0")
 
 
-def test_visual_embeddings_computed_piece_by_piece_equal_one_pass_over_the_run():
-    """A run's faces are embedded PIECE_STEPS at a time with VISUAL_REACH steps of context each side: the same
-    embeddings as the encoder over the whole run at once, for runs shorter than a piece, a piece and a bit, and
-    several pieces."""
-    from socialpipe.stages.link.speaking import PIECE_STEPS
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
+def test_visual_embeddings_computed_piece_by_piece_equal_one_pass_over_the_run(monkeypatch, precision):
+    """A run's faces are embedded PIECE_STEPS at a time, each temporal convolution keeping the frames it needs
+    from the piece before (network.Streamed): the same embeddings, bit for bit, as the encoder over the whole run
+    at once, for pieces of fewer frames than the encoder's reach (9 each side), and the default; for runs of one
+    step, shorter than a piece, a piece and a bit, and several pieces; in each precision (bfloat16, emulated where the
+    CPU lacks it and so slow, on two of the lengths)."""
+    from socialpipe.stages.link import speaking
+    from socialpipe.stages.link.network import int8_available
 
-    scorer = SpeakingScorer(precision="float32")
+    if precision == "int8" and not int8_available():
+        pytest.skip("this PyTorch has no x86 quantized kernels")
+    scorer, default = SpeakingScorer(precision=precision), speaking.PIECE_STEPS
     rng = np.random.default_rng(1)
-    for steps in (PIECE_STEPS // 2, PIECE_STEPS + 5, 3 * PIECE_STEPS + 17):
+    lengths = (1, 7, default + 5, 2 * default + 17) if precision != "bfloat16" else (7, default + 5)  # (slow emulated)
+    for steps in lengths:
         crops = rng.integers(0, 256, (steps, 112, 112), dtype=np.uint8)
-        with torch.inference_mode():
-            whole = scorer.network.embed_visual(torch.from_numpy(crops).float()[None])[0]
-        pieces = scorer.visual_embeddings(crops)
-        assert pieces.shape == whole.shape == (steps, 128)
-        assert float((pieces - whole).abs().max()) <= 1e-4 * float(whole.abs().max())
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            whole = scorer.int8(torch.from_numpy(crops)[None])[0] if scorer.int8 is not None else \
+                scorer.network.embed_visual(torch.from_numpy(crops).float()[None])[0].float()
+        for piece in (3, 7, default):
+            monkeypatch.setattr(speaking, "PIECE_STEPS", piece)
+            pieces = scorer.visual_embeddings(crops)
+            assert pieces.shape == whole.shape == (steps, 128)
+            assert torch.equal(pieces, whole), (steps, piece)
