@@ -226,7 +226,8 @@ def _piped_frames(video: VideoInfo, filter_args: list[str], width: int, height: 
     command = [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", local_file(video.path), "-map", "0:v:0",
                *filter_args, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     frame_bytes = width * height * 3
-    decoder = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=frame_bytes)
+    errors = tempfile.TemporaryFile()  # a file, not a pipe: ffmpeg never blocks on a full stderr
+    decoder = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, bufsize=frame_bytes)
     ahead: queue.Queue = queue.Queue(maxsize=max(2, PREFETCH_BYTES // frame_bytes))
     stop = threading.Event()
     reader = threading.Thread(target=_read_ahead, args=(decoder.stdout, frame_bytes, ahead, stop), daemon=True,
@@ -235,6 +236,11 @@ def _piped_frames(video: VideoInfo, filter_args: list[str], width: int, height: 
     try:
         while (data := ahead.get()) is not None:
             yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
+        if decoder.wait() != 0:  # it ended by itself, and failed (frames it gave before were handed over)
+            errors.seek(0)
+            reason = (errors.read().decode(errors="replace").strip().splitlines() or ["unknown error"])[-1]
+            raise InputError(f"{video.path}: ffmpeg stopped decoding its frames ({reason[:300]}); expected a "
+                             "readable video stream")
     finally:
         stop.set()
         if decoder.poll() is None:
@@ -242,6 +248,7 @@ def _piped_frames(video: VideoInfo, filter_args: list[str], width: int, height: 
         reader.join()
         decoder.stdout.close()
         decoder.wait()
+        errors.close()
 
 
 def _read_ahead(stream, frame_bytes: int, ahead: queue.Queue, stop: threading.Event) -> None:
@@ -283,8 +290,7 @@ def _stream_only(video: VideoInfo, frames: list[int], max_side: int | None) -> I
                 return
         return
     width, height = decoded_size(video, max_side)
-    chosen = "+".join(f"eq(n\\,{f})" for f in frames)
-    filters = [f"select={chosen}"] + ([f"scale={width}:{height}:flags=area"]
+    filters = [f"select={_frame_search(frames)}"] + ([f"scale={width}:{height}:flags=area"]
                                       if (width, height) != (video.width, video.height) else [])
     with tempfile.NamedTemporaryFile("w", suffix=".filter", delete=False) as script:  # too long for a command line
         script.write(",".join(filters))
@@ -294,6 +300,19 @@ def _stream_only(video: VideoInfo, frames: list[int], max_side: int | None) -> I
     finally:
         decoded.close()
         Path(script.name).unlink(missing_ok=True)
+
+
+def _frame_search(frames: list[int]) -> str:
+    """An ffmpeg expression true on the (sorted, distinct) frame numbers ``frames`` alone: a binary search
+    (``if(lt(n, middle), left half, right half)``), so it nests only log2(len(frames)) deep and each decoded
+    frame is tested against about that many numbers. A plain sum of ``eq(n, f)`` terms nests one level per
+    frame, and ffmpeg refuses an expression nested deeper than about 100: asked for 110 frames or more, the
+    decoder stopped at once and no frame came (a 20 s clip with the face identity step's one face per 0.5 s
+    already asked for more)."""
+    if len(frames) == 1:
+        return f"eq(n\\,{frames[0]})"
+    middle = len(frames) // 2
+    return f"if(lt(n\\,{frames[middle]})\\,{_frame_search(frames[:middle])}\\,{_frame_search(frames[middle:])})"
 
 
 AUDIO_CHUNK_S = 30.0  # seconds of audio a stream hands over at a time

@@ -97,6 +97,31 @@ def test_only_the_chosen_frames_stream_and_they_are_the_frames_a_full_stream_giv
     assert list(stream_frames(video, only=[])) == []
 
 
+def test_hundreds_of_chosen_frames_stream_too(tmp_path):
+    """ffmpeg refuses a select expression nested deeper than about 100 levels: a sum of one test per frame gave
+    no frame at all from 110 frames on (the identity step asks for a face per 1.5 s of each track and the
+    clothes of each, hundreds in a long video). The chosen frames are searched for by halves instead."""
+    from tests.conftest import make_video
+
+    video = probe(make_video(tmp_path / "long.mp4", seconds=12.0, size="32x18", fps=25, audio=False))
+    everything = {index: frame.copy() for index, frame in stream_frames(video)}
+    chosen = sorted({*range(0, video.frame_count, 2), 1, 3, 299})  # 152 frames, some side by side
+    picked = list(stream_frames(video, only=chosen))
+    assert [i for i, _ in picked] == [f for f in chosen if f < video.frame_count] and len(picked) > 150
+    assert all(np.array_equal(frame, everything[i]) for i, frame in picked)
+
+
+def test_a_decoder_that_fails_is_an_error_not_an_empty_stream(tiny_video):
+    """The chosen frames' expression once failed in ffmpeg with stderr thrown away: the stream was silently empty
+    and the identity step embedded no face. A failing decoder is now a one-line InputError with ffmpeg's reason."""
+    from socialpipe.pipeline.media.video import _piped_frames
+
+    video = probe(tiny_video)
+    with pytest.raises(InputError, match=r"ffmpeg stopped decoding its frames \(.*\); expected a readable video"):
+        list(_piped_frames(video, ["-vf", "select=nosuchfunction(n)"], video.width, video.height))
+    assert len(list(_piped_frames(video, [], video.width, video.height))) == video.frame_count
+
+
 def test_audio_is_16k_mono(tiny_video):
     video = probe(tiny_video)
     audio = read_audio(video)
