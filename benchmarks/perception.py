@@ -2,7 +2,7 @@
 
     python benchmarks/perception.py [VIDEO ...] [--no-720p] [--asd-precision auto|float32|bfloat16|int8]
                                     [--detector mtcnn|blazeface] [--set SECTION.KEY=VALUE ...] [--repeat N]
-                                    [--against SECTION.KEY=VALUE ...]
+                                    [--against SECTION.KEY=VALUE ...] [--device cpu|cuda|cuda:N|auto]
 
 For each video (default: the bundled sample, then the sample scaled to 1280x720 so that the
 picture work grows while the content stays the same) it runs the three perception stages once on a
@@ -26,7 +26,8 @@ their median real-time factors and each part's median time side by side.
 
 The first line names the machine: the CPU, torch's CPU kernels (AVX2, AVX512) and whether it computes
 bfloat16 natively (then ``link.asd_precision: auto`` runs the active-speaker network in bfloat16, else in
-float32): figures from two machines compare only with these in view.
+float32): figures from two machines compare only with these in view. With ``--device cuda`` (every stage's
+models on the GPU, as ``socialpipe run --device``) it names the GPU too; dlib's face embedding stays on the CPU.
 
 The stages report their parts' times in their artifacts (``meta.timing_s``); "other" is what a stage
 spent outside them (audio decoding, resampling, writing nothing: no files are written here).
@@ -203,21 +204,30 @@ def main() -> None:
     parser.add_argument("--against", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a second configuration (the first with these settings changed, repeatable), run "
                              "alternating with the first in this process and compared with it")
+    parser.add_argument("--device", default=None, help="where every model runs, as `socialpipe run --device` takes "
+                        "it: cpu, cuda, cuda:N or auto (default: each stage's own setting, the CPU)")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error(f"--repeat must be at least 1, got {args.repeat}")
     warnings.filterwarnings("ignore")
     import torch
 
-    from socialpipe.pipeline.contracts.config import Config, apply_overrides
+    from socialpipe.pipeline.contracts.config import Config, apply_overrides, option_overrides
+    from socialpipe.pipeline.contracts.errors import InputError
 
+    try:
+        devices = option_overrides(device=args.device)
+    except InputError as exc:
+        parser.error(str(exc))
     config = apply_overrides(Config(), [f"link.asd_precision={args.asd_precision}",
-                                        f"people.detector={args.detector}", *args.set])
+                                        f"people.detector={args.detector}", *devices, *args.set])
 
     second = apply_overrides(config, args.against) if args.against else None
     folder = Path(tempfile.mkdtemp(prefix="socialpipe-perception-bench-"))
     videos = args.videos or [SAMPLE] + ([] if args.no_720p else [scaled(SAMPLE, 720, folder)])
     print(machine(torch))
+    if args.device is not None and args.device != "cpu" and torch.cuda.is_available():
+        print(f"device {args.device}: {torch.cuda.get_device_name()}, torch CUDA {torch.version.cuda}")
     print(f"torch threads {torch.get_num_threads()}; start-up and model loads run on a 3 s cut first and are "
           "not counted")
     for path in videos:
