@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import wave
 from pathlib import Path
@@ -406,6 +407,41 @@ def test_speech_the_recogniser_dropped_is_transcribed_again_on_its_own():
     again = [w for w in recovered if w.start_s >= boundary]
     assert "river" in " ".join(w.text.lower() for w in again) and all(w.start_s < len(audio) / 16000 for w in again)
     assert [w.start_s for w in recovered] == sorted(w.start_s for w in recovered)
+
+
+def test_a_last_word_stretched_over_the_rest_of_a_piece_does_not_hide_the_speech_after_it():
+    """Whisper ending a piece early can stretch its last word over the rest of the piece (seen on a 60 s cut of
+    real clips: "you." over 8.3 s, and the lines after it lost). A word covers at most LONGEST_WORD_S of speech,
+    so the speech under the stretched word is transcribed again."""
+    from socialpipe.stages.speech.asr import LONGEST_WORD_S, _recover_dropped, dropped_speech, load_whisper, transcribe
+
+    first, second = espeak("The weather is lovely today."), espeak("We should walk along the river later.")
+    audio = np.concatenate([first, np.zeros(32000, np.float32), second])  # 2 s apart: past a capped word's cover
+    settings = SpeechConfig()
+    words, _ = transcribe(audio, settings)
+    boundary = (len(first) + 16000) / 16000
+    kept = [w for w in words if w.start_s < boundary]
+    stretched = kept[:-1] + [dataclasses.replace(kept[-1], end_s=len(audio) / 16000)]
+    assert stretched[-1].end_s - stretched[-1].start_s > 2 * LONGEST_WORD_S
+    assert not [w for w in words if w.start_s >= boundary and w.start_s < stretched[-1].start_s + LONGEST_WORD_S + 0.5]
+    (stretch,) = dropped_speech(audio, stretched)
+    assert stretch[0] < boundary + 1.0 and stretch[1] > len(audio) / 16000 - 0.5, stretch
+    recovered = _recover_dropped(load_whisper(settings), audio, stretched, settings)
+    assert "river" in " ".join(w.text.lower() for w in recovered if w.start_s >= boundary)
+
+
+def test_short_bursts_of_wordless_speech_across_a_short_pause_are_transcribed_together():
+    """A short line can reach the VAD as two bursts each under RECOVER_MIN_S ("Excuse me. Hang on.": 0.60 s and
+    0.68 s, 0.24 s apart, seen on real footage): wordless speech across a pause under RECOVER_JOIN_S is one
+    stretch, and a burst alone under RECOVER_MIN_S is still left as it is."""
+    from socialpipe.stages.speech.asr import RECOVER_JOIN_S, RECOVER_MIN_S, dropped_speech
+
+    burst = espeak("Excuse me.")[:int(0.45 * RECOVER_MIN_S * 16000)]  # the VAD pads it by 0.2 s each side
+    pause = np.zeros(int(0.6 * RECOVER_JOIN_S * 16000), np.float32)
+    lone = dropped_speech(np.concatenate([pause, burst, pause]), [])
+    assert lone == []
+    (stretch,) = dropped_speech(np.concatenate([pause, burst, pause, burst, pause]), [])
+    assert stretch[1] - stretch[0] >= RECOVER_MIN_S
 
 
 def test_a_batched_decode_whisper_would_retry_is_decoded_again_on_its_own(monkeypatch):
