@@ -100,9 +100,14 @@ def _spatial(x: torch.Tensor, batch: int, pad: bool, *, weight, bias, stride, pa
 
 
 def _temporal(x: torch.Tensor, batch: int, pad: bool, *, weight, bias) -> torch.Tensor:
+    return _over_time(lambda view: conv_relu(view, weight, bias, (1, 1), (weight.shape[2] // 2 if pad else 0, 0)),
+                      x, batch)
+
+
+def _over_time(conv: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int) -> torch.Tensor:
+    """A temporal convolution on frames (B*T, C, H, W): run over their (B, C, T, H*W) view and viewed back."""
     height, width = x.shape[2:]
-    view = _time_view(x, batch)
-    return _frame_view(conv_relu(view, weight, bias, (1, 1), (weight.shape[2] // 2 if pad else 0, 0)), height, width)
+    return _frame_view(conv(_time_view(x, batch)), height, width)
 
 
 def _pooling(x: torch.Tensor, batch: int, pad: bool) -> torch.Tensor:
@@ -309,8 +314,7 @@ class QuantizedVisualEncoder(nn.Module):
 
 
 def _temporal_int8(x: torch.Tensor, batch: int, pad: bool, *, padded: nn.Module, unpadded: nn.Module) -> torch.Tensor:
-    height, width = x.shape[2:]
-    return _frame_view((padded if pad else unpadded)(_time_view(x, batch)), height, width)
+    return _over_time(padded if pad else unpadded, x, batch)
 
 
 class Streamed:
