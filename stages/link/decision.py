@@ -63,6 +63,7 @@ class Ownership:
     owners: dict[str, list[int]]
     how: dict[tuple[str, int], str] = field(default_factory=dict)
     disagreements: list[Disagreement] = field(default_factory=list)
+    not_followed: dict[str, list[str]] = field(default_factory=dict)  # voice -> persons not followed, why
 
     def give(self, voice: str, track: int, how: str) -> None:
         self.owners[voice].append(track)
@@ -255,20 +256,85 @@ def _more_shots_by_mouth(found: Ownership, correlation: np.ndarray, face_ids: li
             found.give(voice, tid, f"{BY_MOUTH} (the same person in another shot)")
 
 
-def own_by_identity(found: Ownership, persons: dict[int, int], face_ids: list[int], seen: np.ndarray) -> None:
+IDENTITY_DOMINANCE = 3.0  # another voice's claim on a person over this many times a voice's own: it does not follow
+
+
+def identity_claims(found: Ownership, persons: dict[int, int], face_ids: list[int], voices: list[str],
+                    evidence: list[list[VoiceEvidence]]) -> dict[int, dict[str, int]]:
+    """Per person (face identity) and voice, how much that person's tracks were seen speaking for the voice:
+    the steps on which a track the voice owns by its own evidence (not by identity) speaks while the voice
+    speaks alone, at least 1 per such track (a face linked by mouth activity, which the network did not judge)."""
+    row = {t: i for i, t in enumerate(face_ids)}
+    claims: dict[int, dict[str, int]] = {}
+    for v, voice in enumerate(voices):
+        for t in found.owners[voice]:
+            if t in persons and not found.how[voice, t].startswith(BY_IDENTITY):
+                claims.setdefault(persons[t], {}).setdefault(voice, 0)
+                claims[persons[t]][voice] += _spoken_steps(evidence[row[t]][v])
+    return claims
+
+
+def _spoken_steps(e: VoiceEvidence) -> int:
+    """Steps on which a track speaks while the voice speaks alone; at least 1 (a track linked by mouth activity)."""
+    return max(round(e.seen_steps * (e.speaking_share or 0.0)), 1)
+
+
+def strongest_first(found: Ownership, face_ids: list[int], voices: list[str], evidence: list[list[VoiceEvidence]],
+                    identity: dict[int, int] | None = None) -> dict[str, list[int]]:
+    """Each voice's tracks ordered for ``persons_of_tracks``, which makes the voice's person that of the first:
+    first the face the voice is seen speaking from most, where a face is a person of face identity
+    (``identity``, its tracks' steps summed; it goes first on a tie) or a track that has no such person with
+    other tracks. Tracks the voice owns by identity add nothing. A voice the diarization merged from two
+    people, mostly spoken from one, so joins its unplaced tracks to that one, not to the other's face."""
+    identity = identity or {}
+    row = {t: i for i, t in enumerate(face_ids)}
+    sizes: dict[int, int] = {}
+    for t in face_ids:
+        if t in identity:
+            sizes[identity[t]] = sizes.get(identity[t], 0) + 1
+    ordered = {}
+    for v, voice in enumerate(voices):
+        ids = found.owners[voice]
+        steps = {t: 0 if found.how[voice, t].startswith(BY_IDENTITY) else _spoken_steps(evidence[row[t]][v])
+                 for t in ids}
+        face = {t: ("person", identity[t]) if sizes.get(identity.get(t), 0) > 1 else ("track", t) for t in ids}
+        strength: dict[tuple, int] = {}
+        for t in ids:
+            strength[face[t]] = strength.get(face[t], 0) + steps[t]
+        ordered[voice] = sorted(ids, key=lambda t: (-strength[face[t]], face[t][0] == "track", -steps[t]))
+    return ordered
+
+
+def own_by_identity(found: Ownership, persons: dict[int, int], face_ids: list[int], seen: np.ndarray,
+                    claims: dict[int, dict[str, int]] | None = None) -> None:
     """A voice also owns the other tracks of each person it speaks from (face identity, from the people stage):
     that person in other shots, whether speaking there or not, unless a track is seen together with one the
-    voice already owns. A person whose tracks speak for two voices gives both voices all its tracks."""
+    voice already owns. A person whose tracks speak for two voices gives both voices all its tracks (one person
+    the diarization heard as two voices), except to a voice whose claim on the person (``claims``, see
+    ``identity_claims``) is under 1/``IDENTITY_DOMINANCE`` of another voice's: one wrong call of the
+    network (a small face in a wide shot, a line's first words before a cut) must not give a voice every
+    close-up of someone else, where that person listens to it off screen. Such a voice keeps the tracks its
+    own evidence gave it; ``found.not_followed`` says which tracks it was not given, and why."""
     row = {t: i for i, t in enumerate(face_ids)}
     members: dict[int, list[int]] = {}
     for t in face_ids:
         if t in persons:
             members.setdefault(persons[t], []).append(t)
+    claims = claims or {}
     for voice, ids in found.owners.items():
         for person in dict.fromkeys(persons[t] for t in list(ids) if t in persons):
+            mine = claims.get(person, {}).get(voice, 0)
+            stronger = max(((n, other) for other, n in claims.get(person, {}).items() if other != voice), default=None)
+            if stronger and stronger[0] > IDENTITY_DOMINANCE * mine:
+                left = [t for t in members[person] if t not in found.owners[voice]]
+                found.not_followed.setdefault(voice, []).append(
+                    f"tracks {', '.join(map(str, left))} (face identity: the person of track "
+                    f"{next(t for t in ids if persons.get(t) == person)}): that person speaks "
+                    f"{stronger[0] / ASD_FPS:.1f} s for {stronger[1]}, {mine / ASD_FPS:.1f} s for this voice")
+                continue
             for other in members[person]:
                 if other not in found.owners[voice] and \
-                        all(together(seen, row, other, mine) == 0 for mine in found.owners[voice]):
+                        all(together(seen, row, other, mine_t) == 0 for mine_t in found.owners[voice]):
                     found.give(voice, other, f"{BY_IDENTITY} (the same person in another shot)")
 
 
@@ -348,8 +414,10 @@ def persons_of_tracks(owners: dict[str, list[int]], voices: list[str], face_ids:
                       identity: dict[int, int] | None = None, seen: np.ndarray | None = None) -> dict[int, int]:
     """The tracks of one face identity (the people stage's persons) are one person, and so are the tracks of one
     voice; any other face is a person of its own. Faces are grouped first: a voice may be spoken from a face
-    the active-speaker model mistook. Two faces on screen together are never one person (with ``seen``): a
-    voice spoken from both is two people the diarization heard as one."""
+    the active-speaker model mistook. A voice's person is that of its first track (``strongest_first``: of
+    the face speaking most for it), and a track face identity placed elsewhere stays there. Two faces on
+    screen together are never one person (with ``seen``): a voice spoken from both is two people the
+    diarization heard as one."""
     row = {t: i for i, t in enumerate(face_ids)}
     persons: dict[int, int] = {}
     members: dict[int, list[int]] = {}
@@ -359,7 +427,7 @@ def persons_of_tracks(owners: dict[str, list[int]], voices: list[str], face_ids:
             same_face.setdefault(identity[tid], []).append(tid)
     faces_of_one = [ids for ids in same_face.values() if len(ids) > 1]  # first: faces are surer than voices
     for ids in faces_of_one + [owners[voice] for voice in voices] + [[tid] for tid in face_ids]:
-        known = next((persons[t] for t in ids if t in persons), None)
+        known = persons.get(ids[0]) if ids else None
         for t in ids:
             if t in persons:
                 continue
@@ -431,6 +499,7 @@ def build_links(found: Ownership, voices: list[str], face_ids: list[int], eviden
                 "utterances_with_a_track": round(sum(u.track_id is not None for u in mine) / len(mine), 3)
                 if mine else None,
                 "disagreements": [d.to_json() for d in found.disagreements if d.concerns(voice)],
+                **({"face_identity_not_followed": found.not_followed[voice]} if voice in found.not_followed else {}),
             },
         ))
     return tuple(links)

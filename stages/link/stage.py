@@ -18,8 +18,10 @@ Reads top to bottom:
 5. audio and vision disagreeing is said in the evidence: one voice speaking from two faces seen together
    (the diarization merged two people), or one face speaking for two voices (it split one person); with
    ``link.correct`` the per-utterance attribution and the links follow the faces;
-6. each utterance is attributed to the linked track that speaks during it, and the tracks of one voice
-   form one person.
+6. a voice also owns the other shots of each person (face identity) it speaks from, unless another voice
+   speaks from that person far longer (one wrong call must not give it someone else's close-ups);
+7. each utterance is attributed to the linked track that speaks during it, and the tracks of one voice
+   form one person: the person of the face it speaks from most.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from socialpipe.pipeline.contracts.config import ASD_MODELS, LinkConfig
 from socialpipe.pipeline.contracts.stage import StageInputs
 from socialpipe.pipeline.contracts.progress import ProgressHook, Timer, quiet
 from socialpipe.pipeline.contracts.timebase import duration_of, frame_step
-from socialpipe.stages.link.decision import (Ownership, attribute_utterances, build_links, merged_voices,
-                                             mouth_judged, own_by_comparison, own_by_identity, own_by_lone_face,
-                                             own_by_mouth, own_by_speaking, own_second_faces_by_mouth,
-                                             persons_of_tracks, primary_tracks)
+from socialpipe.stages.link.decision import (Ownership, attribute_utterances, build_links, identity_claims,
+                                             merged_voices, mouth_judged, own_by_comparison, own_by_identity,
+                                             own_by_lone_face, own_by_mouth, own_by_speaking,
+                                             own_second_faces_by_mouth, persons_of_tracks, primary_tracks,
+                                             strongest_first)
 from socialpipe.stages.link.evidence import (SpeakingEvidence, speaking_grid, speaking_probabilities, visibility,
                                              voice_evidence)
 from socialpipe.stages.link.mouth import (MouthActivity, MouthMeter, MouthScores, measure_mouths, mouth_grid,
@@ -95,12 +98,14 @@ class LinkStage:
                     own_second_faces_by_mouth(found, mouths.logits, transcript, face_ids, seen, evidence, settings)
         with timer("link"):
             if tracks.persons:
-                own_by_identity(found, tracks.persons, face_ids, seen)
+                own_by_identity(found, tracks.persons, face_ids, seen,
+                                identity_claims(found, tracks.persons, face_ids, voices, evidence))
             merged_voices(found, seen, row, settings)
             primary = primary_tracks(found, grid, row, voices, speaking)
             attributions = attribute_utterances(transcript, grid, seen, found.owners, primary, settings.correct,
                                                 mouths, frozenset(mouth_judged(found)))
-            persons = persons_of_tracks(found.owners, voices, face_ids, tracks.persons, seen)
+            persons = persons_of_tracks(strongest_first(found, face_ids, voices, evidence, tracks.persons), voices,
+                                        face_ids, tracks.persons, seen)
             links = build_links(found, voices, face_ids, evidence, mouth, primary, attributions, persons, settings)
         return SpeakerLinks(links, self._meta(notes, found, mouth, timer), tuple(attributions), persons,
                             speaking_probabilities(scores, video))

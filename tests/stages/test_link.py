@@ -186,6 +186,76 @@ def test_a_voice_takes_every_shot_of_the_person_it_speaks_from():
     assert persons[1] == persons[3] == persons[4] != persons[2]
 
 
+def test_one_wrong_call_in_a_wide_shot_does_not_give_a_voice_every_close_up_of_someone_else():
+    """The Big Bang Theory opening: Leonard's voice W was found speaking from Sheldon's small face in the wide shot
+    (track 3, 0.5 s), while Sheldon's voice V speaks 4 s from his close-ups 1 and 2. W keeps the wide-shot track its
+    own evidence gave it, but not Sheldon's close-ups (where he would be boxed for Leonard's lines off screen), and
+    the evidence says why. A person that speaks for two voices about as much (one person heard as two voices)
+    still gives both voices all its tracks."""
+    import numpy as np
+
+    from socialpipe.stages.link.decision import Ownership, identity_claims, own_by_identity
+    from socialpipe.stages.link.evidence import VoiceEvidence
+
+    face_ids = [1, 2, 3, 4]
+    seen = np.zeros((4, 200), bool)
+    seen[0, :50] = seen[1, 50:100] = seen[2, 100:150] = seen[3, 150:] = True  # one shot each
+    persons = {1: 1, 2: 1, 3: 1, 4: 2}  # 1-3 Sheldon, 4 Leonard
+    silent = VoiceEvidence(0, None, None, None)
+
+    def evidence(v_steps, w_steps):
+        return [VoiceEvidence(v_steps[i], 1.0, None, 1.0) if v_steps[i] else silent for i in range(4)], \
+            [VoiceEvidence(w_steps[i], 1.0, None, 1.0) if w_steps[i] else silent for i in range(4)]
+
+    def linked(v_steps, w_steps, v_tracks, w_tracks):
+        columns = evidence(v_steps, w_steps)
+        rows = [[columns[0][t], columns[1][t]] for t in range(4)]
+        found = Ownership({"V": [], "W": []})
+        for voice, tracks in (("V", v_tracks), ("W", w_tracks)):
+            for t in tracks:
+                found.give(voice, t, "active speaker")
+        own_by_identity(found, persons, face_ids, seen, identity_claims(found, persons, face_ids, ["V", "W"], rows))
+        return found
+
+    wrong_call = linked([50, 50, 0, 0], [0, 0, 12, 40], [1, 2], [3, 4])
+    assert wrong_call.owners == {"V": [1, 2, 3], "W": [3, 4]}
+    assert wrong_call.not_followed["W"] == [
+        "tracks 1, 2 (face identity: the person of track 3): that person speaks 4.0 s for V, 0.5 s for this voice"]
+    split = linked([50, 0, 0, 0], [0, 40, 0, 0], [1], [2])  # one person, two voices, each from one shot
+    assert split.owners == {"V": [1, 2, 3], "W": [2, 1, 3]} and not split.not_followed
+
+
+def test_a_voice_merged_from_two_people_makes_its_main_face_its_person():
+    """The talk show cut into a longer video: the host's voice V speaks 8 s from her two close-ups (tracks 1 and 3,
+    which face identity did not join) and 2 s from the guest's close-up 2, which identity joined with the guest's
+    other shot 4. The host's tracks become one person and the guest's another: V's person is the face it speaks
+    from most, not the first one face identity placed. A voice that speaks as much from an identity person
+    as from a track without one (Joey's close-up 1 and his profile 2, one person with 4) joins them."""
+    import numpy as np
+
+    from socialpipe.stages.link.decision import Ownership, persons_of_tracks, strongest_first
+    from socialpipe.stages.link.evidence import VoiceEvidence
+
+    face_ids = [1, 2, 3, 4]
+    seen = np.zeros((4, 400), bool)
+    seen[0, :100] = seen[1, 100:150] = seen[2, 150:250] = seen[3, 250:] = True
+    identity = {1: 1, 2: 2, 3: 3, 4: 2}
+    silent = VoiceEvidence(0, None, None, None)
+
+    def persons(steps, owned):
+        found = Ownership({"V": []})
+        for t in owned:  # in the order the link rules gave them
+            found.give("V", t, "active speaker")
+        evidence = [[VoiceEvidence(steps[i], 1.0, None, 1.0) if steps[i] else silent] for i in range(4)]
+        return persons_of_tracks(strongest_first(found, face_ids, ["V"], evidence, identity), ["V"], face_ids,
+                                 identity, seen)
+
+    merged = persons([100, 50, 100, 0], (2, 1, 3))
+    assert merged[1] == merged[3] != merged[2] == merged[4]
+    tie = persons([50, 50, 0, 0], (1, 2))  # 3: not the voice's, a person of its own
+    assert tie[1] == tie[2] == tie[4] != tie[3]
+
+
 def test_a_small_face_plainly_speaking_among_others_goes_to_the_voice():
     """Track 3 (a small face in a two-shot) speaks on 35% of V's speech, under min_speaking_share, while track 4
     beside it speaks on 10%: it is the one speaking and goes to V. Track 5, alone on screen at 35%, has no face
