@@ -1,13 +1,17 @@
 """Who is who across shots: the people stage's persons on real clips, scored against hand-made labels.
 
-    python benchmarks/identity.py --clips DIR [--out socialpipe_runs/identity] [--half]
+    python benchmarks/identity.py --clips DIR [--out socialpipe_runs/identity] [--half] [--joined] [--link]
         [--config NAME[:section.key=value,...]]...
 
 DIR holds the public clips of the development list (docs/people.md says where each comes from; never
 committed, never in CI): ``tbbt.mp4``, ``friends.mp4``, ``talkshow.mp4``, ``street.mp4``,
 ``conference.mp4``, ``debate.mp4``, ``splitscreen.mp4`` (the clips found are used). ``--half`` also runs
 each clip scaled to half its size, where most faces fall under what face identity can read (the BBT and
-Friends faces are then 11-35 px): a test of what happens when faces cannot say.
+Friends faces are then 11-35 px): a test of what happens when faces cannot say. ``--joined`` also runs one
+120 s video of whole clips cut together (the BBT opening, Friends, the talk show, the street interview,
+the BBT opening again; each scaled to 480 px high and padded to 856 px wide, sound kept), labelled with
+the clips' own labels: the same people seen again after other shows, and voices the diarization must
+keep apart across shows.
 
 The labels were made by hand, by looking at each track's faces: per clip, points in time and place
 (seconds, and the face's centre as fractions of the frame's width and height) and whose face is there,
@@ -19,7 +23,9 @@ Each configuration (the first is the reference) runs the people stage on every c
 - **wrong**: pairs of labelled tracks that show two people and were made one (the error that matters
   most: it gives one person's speech to another);
 - **persons per person**: how many persons the pipeline made of the labelled people (one each is right);
-then the totals, and the spread of persons per person over the clips.
+then the totals, and the spread of persons per person over the clips. With ``--link`` each clip also runs
+speech and link, and the same is scored on ``links.json``'s persons (``at: link``): the persons a run's
+labels (``PERSON_01``...) and previews show, where voices join tracks face identity could not.
 
 Example: ``--config default --config faces-only:people.clothing_threshold=0``.
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +78,38 @@ def halved(video: Path, folder: Path) -> Path:
     return out
 
 
+JOINED = ("tbbt", "friends", "talkshow", "street", "tbbt")
+CANVAS = (856, 480)
+
+
+def joined(clips: Path, folder: Path) -> tuple[Path, list]:
+    """The clips of JOINED cut together on one canvas, and their labels moved onto it (a person is named with
+    their clip, so two shows never share a name)."""
+    out = folder / "joined.mp4"
+    width, height = CANVAS
+    inputs, filters, labels, at = [], [], [], 0.0
+    for i, clip in enumerate(JOINED):
+        path = clips / f"{clip}.mp4"
+        probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                                "stream=width,height:format=duration", "-of", "json", str(path)],
+                               check=True, capture_output=True, text=True).stdout
+        info = json.loads(probe)
+        src_w, src_h = info["streams"][0]["width"], info["streams"][0]["height"]
+        shown_w = round(src_w * height / src_h / 2) * 2
+        left = (width - shown_w) // 2
+        inputs += ["-i", str(path)]
+        filters.append(f"[{i}:v]scale={shown_w}:{height},pad={width}:{height}:{left}:0,setsar=1,fps=25,"
+                       f"format=yuv420p,settb=AVTB[v{i}];[{i}:a]aresample=16000,aformat=channel_layouts=mono[a{i}]")
+        labels += [(at + t, (left + x * shown_w) / width, y, f"{clip}:{who}") for t, x, y, who in LABELS[clip]]
+        at += float(info["format"]["duration"])
+    if not out.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        filters.append("".join(f"[v{i}][a{i}]" for i in range(len(JOINED))) + f"concat=n={len(JOINED)}:v=1:a=1[x][y]")
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-filter_complex", ";".join(filters), "-map", "[x]",
+                        "-map", "[y]", "-c:v", "libx264", "-crf", "20", "-c:a", "aac", str(out)], check=True)
+    return out, labels
+
+
 def labelled_tracks(tracks, video, labels) -> tuple[dict[int, str], int]:
     """Face track -> the person labelled on it, and how many labels no box holds."""
     from socialpipe.pipeline.contracts.timebase import time_to_frame
@@ -91,10 +130,11 @@ def labelled_tracks(tracks, video, labels) -> tuple[dict[int, str], int]:
     return found, unfound
 
 
-def score(tracks, video, labels) -> dict:
-    """Pairs of labelled tracks of one person joined, of two people joined, and persons made per person."""
+def score(tracks, video, labels, persons=None) -> dict:
+    """Pairs of labelled tracks of one person joined, of two people joined, and persons made per person
+    (``persons``: track -> person; the people stage's by default)."""
     who, unfound = labelled_tracks(tracks, video, labels)
-    persons = tracks.persons or {t: t for t in who}
+    persons = persons or tracks.persons or {t: t for t in who}
     same = joined = wrong = 0
     for a, b in itertools.combinations(sorted(who), 2):
         together = persons.get(a, -a) == persons.get(b, -b)
@@ -112,6 +152,8 @@ def main() -> None:
     parser.add_argument("--clips", type=Path, required=True, help="folder with the development clips")
     parser.add_argument("--out", type=Path, default=Path("socialpipe_runs/identity"))
     parser.add_argument("--half", action="store_true", help="also run each clip at half its size")
+    parser.add_argument("--joined", action="store_true", help="also run the clips cut together into one video")
+    parser.add_argument("--link", action="store_true", help="also run speech and link, and score links.json's persons")
     parser.add_argument("--config", action="append", default=None, help="NAME[:section.key=value,...]")
     args = parser.parse_args()
     clips = [c for c in LABELS if (args.clips / f"{c}.mp4").is_file()]
@@ -121,29 +163,36 @@ def main() -> None:
     import socialpipe
     from socialpipe.pipeline.presentation.report import load_run
 
-    videos = [(c, "full", args.clips / f"{c}.mp4") for c in clips]
+    videos = [(c, "full", args.clips / f"{c}.mp4", LABELS[c]) for c in clips]
     if args.half:
-        videos += [(c, "half", halved(args.clips / f"{c}.mp4", args.out / "half")) for c in clips]
+        videos += [(c, "half", halved(args.clips / f"{c}.mp4", args.out / "half"), LABELS[c]) for c in clips]
+    if args.joined:
+        if missing := sorted({c for c in JOINED if c not in clips}):
+            raise SystemExit(f"--joined needs {', '.join(f'{c}.mp4' for c in missing)} in {args.clips}")
+        videos.append(("joined", "full", *joined(args.clips, args.out / "joined")))
     rows = []
     for config in args.config or ["default"]:
         name, overrides = parse_config(config)
-        for clip, size, video in videos:
+        for clip, size, video, labels in videos:
             folder = args.out / f"{clip}-{size}-{name}"
-            socialpipe.run(video, out=folder, until="people", settings=overrides, force=True)
+            socialpipe.run(video, out=folder, until="link" if args.link else "people", settings=overrides, force=True)
             run = load_run(folder)
-            rows.append((name, clip, size, score(run.tracks, run.video, LABELS[clip])))
-    print("| config | clip | size | labelled tracks | joined | wrong | persons per person | labels unfound |")
-    print("|---|---|---|---:|---:|---:|---|---:|")
-    for name, clip, size, r in rows:
-        print(f"| {name} | {clip} | {size} | {r['tracks']} | {r['joined']}/{r['same']} | {r['wrong']} | "
+            rows.append((name, "people", clip, size, score(run.tracks, run.video, labels)))
+            if args.link:
+                persons = dict(run.links.person_of_track)
+                rows.append((name, "link", clip, size, score(run.tracks, run.video, labels, persons)))
+    print("| config | at | clip | size | labelled tracks | joined | wrong | persons per person | labels unfound |")
+    print("|---|---|---|---|---:|---:|---:|---|---:|")
+    for name, at, clip, size, r in rows:
+        print(f"| {name} | {at} | {clip} | {size} | {r['tracks']} | {r['joined']}/{r['same']} | {r['wrong']} | "
               f"{' '.join(f'{p} {n}' for p, n in r['made'].items())} | {r['unfound']} |")
     print()
-    print("| config | joined | wrong | persons / people | persons per person, per clip (median, worst) |")
-    print("|---|---:|---:|---:|---|")
-    for name in dict.fromkeys(r[0] for r in rows):
-        mine = [r for n, *_, r in rows if n == name]
+    print("| config | at | joined | wrong | persons / people | persons per person, per clip (median, worst) |")
+    print("|---|---|---:|---:|---:|---|")
+    for name, at in dict.fromkeys((r[0], r[1]) for r in rows):
+        mine = [r for n, a, *_, r in rows if (n, a) == (name, at)]
         ratios = [sum(r["made"].values()) / len(r["made"]) for r in mine if r["made"]]
-        print(f"| {name} | {sum(r['joined'] for r in mine)}/{sum(r['same'] for r in mine)} | "
+        print(f"| {name} | {at} | {sum(r['joined'] for r in mine)}/{sum(r['same'] for r in mine)} | "
               f"{sum(r['wrong'] for r in mine)} | {sum(sum(r['made'].values()) for r in mine)}/"
               f"{sum(len(r['made']) for r in mine)} | {np.median(ratios):.2f}, {max(ratios):.2f} |")
 

@@ -193,6 +193,7 @@ def evidence_line(link) -> str:
                      + (f", mouth corr {c['mouth_correlation']:.2f}" if "mouth_correlation" in c else ""))
     for disagreement in evidence.get("disagreements", ()):
         parts.append(f"{disagreement['kind']} ({disagreement['meaning']})")
+    parts.extend(f"not given {why}" for why in evidence.get("face_identity_not_followed", ()))
     return "; ".join(parts)
 
 

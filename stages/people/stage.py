@@ -204,6 +204,7 @@ class PeopleStage:
                              "(a window whose middle frame blends its ends)"
                              if cuts.detector is not None else "off (people.shot_threshold 0): one shot",
             "gradual_cuts": cuts.gradual,
+            "shot_picture": cuts.pictures(video.width, video.height),  # black bars the cut detectors left out
         }
         tied = tie_faces_to_people(finished_by_kind["face"], finished_by_kind["person"]) \
             if "person" in finished_by_kind else {}

@@ -488,3 +488,20 @@ def test_mouths_measured_along_the_active_speaker_decode_equal_a_decode_of_their
     for name in ("opening", "motion", "activity"):
         np.testing.assert_array_equal(getattr(shared, name), getattr(own, name), err_msg=name)
     np.testing.assert_array_equal(shared.times_s, own.times_s)
+
+
+def test_the_tracks_a_voice_was_not_given_are_said_in_links_json_and_by_inspect(tmp_path):
+    """The reason a voice did not follow a person into other shots is kept in its evidence through links.json,
+    and ``socialpipe inspect``'s line for the voice says it."""
+    from socialpipe.pipeline.contracts.artifacts import SpeakerLink, SpeakerLinks, load_json
+    from socialpipe.pipeline.presentation.report import evidence_line
+
+    why = "tracks 1, 5 (face identity: the person of track 12): that person speaks 4.0 s for V, 0.5 s for this voice"
+    link = SpeakerLink("W", 12, track_ids=(3, 12), person_id=2, evidence={
+        "decision": "linked by active speaker",
+        "candidates": {"12": {"seen_steps": 12, "speaking_share": 1.0, "speaking_share_otherwise": None}},
+        "face_identity_not_followed": [why]})
+    SpeakerLinks((link,)).save(tmp_path / "links.json")
+    back = load_json(SpeakerLinks, tmp_path / "links.json").links[0]
+    assert back.evidence["face_identity_not_followed"] == [why]
+    assert evidence_line(back) == f"track 12: speaking on 100% of 0.5 s seen; not given {why}"

@@ -249,6 +249,54 @@ def test_a_cross_dissolve_is_a_cut_and_a_moving_face_is_not(tmp_path):
     assert glide.meta["gradual_cuts"] == [] and len(glide.meta["shots"]) == 1
 
 
+def _between_bars(frame: np.ndarray, width: int) -> np.ndarray:
+    out = np.zeros((frame.shape[0], width, 3), np.uint8)
+    left = (width - frame.shape[1]) // 2
+    out[:, left:left + frame.shape[1]] = frame
+    return out
+
+
+def test_a_cut_is_found_in_a_picture_between_black_bars(tmp_path):
+    """A portrait phone video shown in a landscape frame fills a third of it or less: the bars' black, the same
+    on both sides of a cut, diluted the content detector's change under its threshold (the street interview
+    lost all five cuts that way). The cut is judged on the picture inside the bars, and people.json says where
+    the picture was."""
+    from socialpipe.stages.people.shots import ShotCuts
+
+    a, b = _cut_scene(120, (200, 60, 40)), _cut_scene(124, (40, 90, 210))
+    for width in (640, 960, 1280):  # the picture is half, a third, a quarter of the frame
+        cuts = ShotCuts(25.0, 27.0)
+        for i, frame in enumerate([_between_bars(a, width)] * 12 + [_between_bars(b, width)] * 12):
+            cuts.add(i, frame)
+        assert cuts.starts == [0, 12], (width, cuts.starts)
+    frames = [_between_bars(a, 960)] * 12 + [_between_bars(b, 960)] * 12
+    video = probe(video_from_frames(tmp_path / "bars.mp4", frames))
+    tracks = PeopleStage(PeopleConfig(detect_fps=10.0)).detect(video)
+    assert tracks.meta["shots"] == [[0, 11], [12, 23]]
+    (picture,) = tracks.meta["shot_picture"]
+    assert picture["from_frame"] == 0 and abs(picture["xyxy"][0] - 320) <= 8 and abs(picture["xyxy"][2] - 640) <= 8
+
+
+def test_a_video_that_changes_format_keeps_finding_cuts_on_each_picture():
+    """A compilation: a full-frame shot, then two shots of a portrait video between bars. The cut into the
+    portrait video is found on the old picture, and the cut between its two shots on the new one (the
+    picture's box is looked for again after a cut). Whole frames without bars are judged whole, as before."""
+    from socialpipe.stages.people.shots import ShotCuts
+
+    a, b, c = _cut_scene(120, (200, 60, 40)), _cut_scene(124, (40, 90, 210)), _cut_scene(118, (60, 170, 60))
+    frames = [cv2.resize(a, (960, 240))] * 30 + [_between_bars(b, 960)] * 30 + [_between_bars(c, 960)] * 30
+    cuts = ShotCuts(25.0, 27.0)
+    for i, frame in enumerate(frames):
+        cuts.add(i, frame)
+    assert cuts.starts == [0, 30, 60]
+    assert [frame for frame, _ in cuts.boxes_used] == [0, 42]  # the new box once it held 0.5 s
+    assert cuts.pictures(960, 240)[0] == {"from_frame": 0, "xyxy": [0, 0, 960, 240]}
+    whole = ShotCuts(25.0, 27.0)
+    for i, frame in enumerate([a] * 10):
+        whole.add(i, frame)
+    assert whole.pictures(320, 240) == []
+
+
 def test_a_coarser_pyramid_runs_the_first_stage_on_fewer_sizes_and_finds_the_same_faces():
     """``people.pyramid_factor`` reaches MTCNN: fewer image sizes for its first network, the sample's faces
     found all the same (the coarser default was chosen on real clips: docs/people.md)."""
