@@ -396,16 +396,21 @@ def attribute_utterances(transcript: Transcript, grid: SpeakingEvidence, seen: n
 
 def _speaking_segments(grid: SpeakingEvidence, rows: list[int], steps: np.ndarray) -> tuple[AttributedSegment, ...]:
     """Within an utterance, stretches on which each of the given tracks is the one the network finds speaking
-    most (scores averaged over about half a second; unseen counts as silent)."""
-    values = np.nan_to_num(grid.logits[np.ix_(rows, steps)], nan=-20.0)
+    most (scores averaged over about half a second; unseen counts as silent). A stretch on which none of them
+    is on screen has no segment: the BBT receptionist's "Hang on", in a voice with Leonard's "Excuse me" and
+    in her own close-up after a cut, went to Sheldon's track of the shot before, the first of two unseen."""
+    scores = grid.logits[np.ix_(rows, steps)]
+    values = np.nan_to_num(scores, nan=-20.0)
     kernel = np.ones(SEGMENT_SMOOTH_STEPS) / SEGMENT_SMOOTH_STEPS
     smooth = np.stack([np.convolve(v, kernel, mode="same") for v in values])
-    winner = smooth.argmax(axis=0)
+    winner = np.where(np.isfinite(scores).any(axis=0), smooth.argmax(axis=0), -1)
     segments, start = [], 0
     for k in range(1, len(steps) + 1):
         if k == len(steps) or winner[k] != winner[start]:
-            segments.append(AttributedSegment(round(steps[start] / ASD_FPS, 3), round((steps[k - 1] + 1) / ASD_FPS, 3),
-                                              grid.track_ids[rows[winner[start]]]))
+            if winner[start] >= 0:
+                segments.append(AttributedSegment(round(steps[start] / ASD_FPS, 3),
+                                                  round((steps[k - 1] + 1) / ASD_FPS, 3),
+                                                  grid.track_ids[rows[winner[start]]]))
             start = k
     return tuple(segments)
 

@@ -112,6 +112,14 @@ def test_one_voice_on_two_faces_follows_whichever_face_speaks():
     assert links.track_at("V", 0, tracks, 5.0) == 2 and links.track_at("V", 0, tracks, 8.0) == 1
     (plain,) = attribute_utterances(transcript, grid, seen, {"V": [1, 2]}, {"V": 1}, correct=False)
     assert plain.track_id == 1 and plain.segments == () and "segments" not in plain.to_json()
+    cut = seen.copy()
+    cut[:, 200:] = False  # a cut at 8 s to a shot in which neither face is seen
+    unseen = logits.copy()
+    unseen[:, 200:] = np.nan
+    (after_cut,) = attribute_utterances(transcript, SpeakingEvidence([1, 2], unseen), cut, {"V": [1, 2]}, {"V": 1},
+                                        correct=True)
+    assert [(p.track_id, round(p.start_s, 1), round(p.end_s, 1)) for p in after_cut.segments] == \
+        [(1, 0.0, 4.0), (2, 4.0, 7.0), (1, 7.0, 8.0)]
 
 
 def test_a_face_never_seen_while_a_voice_speaks_is_not_judged_silent():
