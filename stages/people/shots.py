@@ -60,7 +60,7 @@ class ShotCuts:
         self.boxes_used: list[tuple[int, tuple[int, int, int, int]]] = []  # (from frame, box): where it changed
         self.pending: tuple[tuple[int, int, int, int], int] | None = None  # a new box, and for how many frames
         self.settle = max(int(round(fps * BAR_SETTLE_S)), 1)
-        self.bright = False  # whether the last frame had anything brighter than BAR_LUMA
+        self.frame_box: tuple[int, int, int, int] | None = None  # the last frame's own box (None: a black frame)
         self.whole: tuple[int, int, int, int] = (0, 0, CUT_WIDTH, 0)  # a whole shrunk frame's box
 
     def _content_detector(self):
@@ -99,10 +99,9 @@ class ShotCuts:
 
     def _new_picture(self) -> None:
         """After a cut the picture's box is looked for again from this frame: the next shot may have other bars."""
-        last = self.boxes[-1] if self.boxes else None
         self.boxes.clear()
-        if last is not None and self.bright:
-            self.boxes.append(last)
+        if self.frame_box is not None:
+            self.boxes.append(self.frame_box)
 
     def _dissolve(self, frame_index: int, small: np.ndarray) -> int | None:
         """The middle frame of a dissolve that the window ending on this frame holds, if it holds one and no cut
@@ -148,9 +147,10 @@ class ShotCuts:
         flat = small.reshape(height, width * 3)  # OpenCV's reduce: a tenth of numpy's max over the channel axis
         columns = np.flatnonzero(cv2.reduce(flat, 0, cv2.REDUCE_MAX).reshape(width, 3).max(axis=1) > BAR_LUMA)
         rows = np.flatnonzero(cv2.reduce(flat, 1, cv2.REDUCE_MAX).ravel() > BAR_LUMA)
-        self.bright = bool(len(columns))
-        if self.bright:  # a black frame says nothing of where the picture is
-            self.boxes.append((int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1))
+        self.frame_box = (int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1) if len(columns) \
+            else None  # a black frame says nothing of where the picture is
+        if self.frame_box is not None:
+            self.boxes.append(self.frame_box)
         self.whole = (0, 0, width, height)
         if not self.boxes:
             return self.whole
