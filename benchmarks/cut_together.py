@@ -82,6 +82,14 @@ def clip_sizes(clips: Path) -> dict[str, tuple[int, int]]:
     return sizes
 
 
+def on_canvas(i: int) -> str:
+    """The filters that put input ``i`` on the CANVAS (picture scaled to its height and centred, 25 fps; sound mono
+    16 kHz), as ``[v{i}]`` and ``[a{i}]``. The picture's left edge is then (canvas width - its width) / 2."""
+    width, height = CANVAS
+    return (f"[{i}:v]scale=-2:{height},pad={width}:{height}:(ow-iw)/2:0,setsar=1,fps=25,format=yuv420p,"
+            f"settb=AVTB[v{i}];[{i}:a]aresample=16000,aformat=channel_layouts=mono[a{i}]")
+
+
 def build(clips: Path, out: Path, dissolve: bool) -> tuple[Path, dict]:
     """The video, and its ground truth: per shot its place on the joined video and the speaker's span there."""
     video = out / ("dissolves.mp4" if dissolve else "cuts.mp4")
@@ -90,8 +98,7 @@ def build(clips: Path, out: Path, dissolve: bool) -> tuple[Path, dict]:
     inputs, filters, truth, at = [], [], [], 0.0
     for i, shot in enumerate(SHOTS):
         inputs += ["-ss", f"{shot.start_s}", "-t", f"{shot.end_s - shot.start_s}", "-i", str(clips / f"{shot.clip}.mp4")]
-        filters.append(f"[{i}:v]scale=-2:{height},pad={width}:{height}:(ow-iw)/2:0,setsar=1,fps=25,format=yuv420p,"
-                       f"settb=AVTB[v{i}];[{i}:a]aresample=16000,aformat=channel_layouts=mono[a{i}]")
+        filters.append(on_canvas(i))
         src_w, src_h = sizes[shot.clip]
         shown_w = src_w * height / src_h
         left = (width - shown_w) / 2

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cut_together import parse_config  # noqa: E402
+from cut_together import CANVAS, on_canvas, parse_config  # noqa: E402
 
 # By hand, from each track's faces (the people of the BBT opening, the Friends scene, the talk show and the street
 # interview; the two-person clips as a check that no one is joined): (seconds, centre x, centre y, person).
@@ -79,7 +79,6 @@ def halved(video: Path, folder: Path) -> Path:
 
 
 JOINED = ("tbbt", "friends", "talkshow", "street", "tbbt")
-CANVAS = (856, 480)
 
 
 def joined(clips: Path, folder: Path) -> tuple[Path, list]:
@@ -94,12 +93,10 @@ def joined(clips: Path, folder: Path) -> tuple[Path, list]:
                                 "stream=width,height:format=duration", "-of", "json", str(path)],
                                check=True, capture_output=True, text=True).stdout
         info = json.loads(probe)
-        src_w, src_h = info["streams"][0]["width"], info["streams"][0]["height"]
-        shown_w = round(src_w * height / src_h / 2) * 2
-        left = (width - shown_w) // 2
+        shown_w = info["streams"][0]["width"] * height / info["streams"][0]["height"]
+        left = (width - shown_w) / 2
         inputs += ["-i", str(path)]
-        filters.append(f"[{i}:v]scale={shown_w}:{height},pad={width}:{height}:{left}:0,setsar=1,fps=25,"
-                       f"format=yuv420p,settb=AVTB[v{i}];[{i}:a]aresample=16000,aformat=channel_layouts=mono[a{i}]")
+        filters.append(on_canvas(i))
         labels += [(at + t, (left + x * shown_w) / width, y, f"{clip}:{who}") for t, x, y, who in LABELS[clip]]
         at += float(info["format"]["duration"])
     if not out.is_file():
