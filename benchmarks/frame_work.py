@@ -5,6 +5,7 @@
 For each video (default: the bundled sample and the sample scaled to 1280x720):
 - shot cuts: ``ShotCuts`` over every frame with the frames shrunk linearly (now, PySceneDetect's own way)
   and by area averaging (before); seconds, their ratio, and whether the cuts and dissolves are the same;
+  and, shrunk linearly, judged on the picture inside black bars (now) against on whole frames (before);
 - mouth activity, for the people stage's tracks: measured along the active-speaker model's decode (now:
   the seconds the meter itself counts; the difference of two whole runs of the active speaker, with and
   without it, moves more than that from run to run) and with a decode of its own (``measure_mouths``,
@@ -30,13 +31,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_videos" / "conversation.mp4"
 
 
-def shot_cuts(video, interpolation: int) -> tuple[float, tuple]:
+def shot_cuts(video, interpolation: int, bars: bool = True) -> tuple[float, tuple]:
+    """Seconds of ``ShotCuts`` over every frame (decoded first), and its cuts and dissolves; without ``bars`` the
+    detectors judge whole frames, the way before the picture's box inside black bars was looked for."""
     from socialpipe.pipeline.media.video import stream_frames
     from socialpipe.stages.people import shots
 
+    class WholeFrames(shots.ShotCuts):
+        def _picture_box(self, small):
+            self.whole = (0, 0, small.shape[1], small.shape[0])
+            return self.whole
+
     before, shots.CUT_INTERPOLATION = shots.CUT_INTERPOLATION, interpolation
     try:
-        cuts = shots.ShotCuts(video.fps, 27.0)
+        cuts = (shots.ShotCuts if bars else WholeFrames)(video.fps, 27.0)
         frames = list(stream_frames(video, max_side=1280))  # decoded first: only the cutting is timed
         started = time.perf_counter()
         for index, frame in frames:
@@ -99,15 +107,18 @@ def compare(path: Path, rounds: int) -> None:
 
     video = probe(path)
     print(f"\n{path.name}: {video.width}x{video.height}, {video.frame_count} frames")
-    times = {"linear": [], "area": []}
+    times = {"linear": [], "area": [], "whole": []}
     cuts = {}
     for _ in range(rounds):
-        for name, interpolation in (("linear", cv2.INTER_LINEAR), ("area", cv2.INTER_AREA)):
-            seconds, cuts[name] = shot_cuts(video, interpolation)
+        for name, interpolation in (("linear", cv2.INTER_LINEAR), ("area", cv2.INTER_AREA),
+                                    ("whole", cv2.INTER_LINEAR)):
+            seconds, cuts[name] = shot_cuts(video, interpolation, bars=name != "whole")
             times[name].append(seconds)
-    linear, area = statistics.median(times["linear"]), statistics.median(times["area"])
+    linear, area, whole = (statistics.median(times[name]) for name in ("linear", "area", "whole"))
     print(f"  shot cuts: linear {linear:.2f} s, area {area:.2f} s, ratio {area / linear:.2f}x; "
           f"same cuts and dissolves: {cuts['linear'] == cuts['area']} {cuts['linear']}")
+    print(f"  shot cuts on the picture inside black bars {linear:.2f} s, on whole frames {whole:.2f} s, ratio "
+          f"{whole / linear:.2f}x; same cuts and dissolves: {cuts['linear'] == cuts['whole']}")
     tracks = PeopleStage(PeopleConfig()).detect(video)
     speaking(video, tracks)  # warm-up: the network's load and first kernels
     times, found = {"along": [], "own": []}, None
